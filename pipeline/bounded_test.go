@@ -1,0 +1,132 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+func TestBoundedReturnsResult(t *testing.T) {
+	st := pipeline.Bounded(func(_ context.Context, n int) (int, error) { return n * 2, errBoom })
+	out, err := st(t.Context(), 21)
+	if out != 42 || err != errBoom {
+		t.Fatalf("Bounded = %v, %v; want 42, boom", out, err)
+	}
+}
+
+func TestBoundedAbandons(t *testing.T) {
+	release := make(chan struct{})
+	finished := make(chan int)
+	st := pipeline.Bounded(func(_ context.Context, n int) (int, error) {
+		<-release // ignores its context on purpose
+		finished <- n
+		return n, nil
+	})
+	cause := errors.New("operator pressed stop")
+	ctx, cancel := context.WithCancelCause(t.Context())
+	go func() { cancel(cause) }()
+
+	_, err := st(ctx, 7)
+	if !errors.Is(err, pipeline.ErrAbandoned) || !errors.Is(err, cause) {
+		t.Fatalf("err = %v; want it to wrap ErrAbandoned and the cause", err)
+	}
+	// The abandoned stage is still running; let it finish so nothing leaks.
+	close(release)
+	if n := <-finished; n != 7 {
+		t.Fatalf("abandoned stage got %d; want 7", n)
+	}
+}
+
+func TestBoundedNotStartedWhenDone(t *testing.T) {
+	cause := errors.New("too late")
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cancel(cause)
+	called := false
+	_, err := pipeline.Bounded(func(context.Context, int) (int, error) { called = true; return 0, nil })(ctx, 1)
+	if called || !errors.Is(err, cause) || errors.Is(err, pipeline.ErrAbandoned) {
+		t.Fatalf("called = %v, err = %v; want not called, the cause, not ErrAbandoned", called, err)
+	}
+}
+
+func TestBoundedRecoversPanic(t *testing.T) {
+	_, err := pipeline.Bounded(func(context.Context, int) (int, error) { panicker("in goroutine"); return 0, nil })(t.Context(), 1)
+	if pe, ok := errors.AsType[*pipeline.PanicError](err); !ok || pe.Value != "in goroutine" {
+		t.Fatalf("err = %v; want *PanicError", err)
+	}
+}
+
+func TestBoundedGoexit(t *testing.T) {
+	_, err := pipeline.Bounded(func(context.Context, int) (int, error) { runtime.Goexit(); return 1, nil })(t.Context(), 1)
+	if !errors.Is(err, pipeline.ErrGoexit) {
+		t.Fatalf("err = %v; want ErrGoexit", err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		finished := make(chan time.Duration, 2)
+		sleepy := func(_ context.Context, d time.Duration) (time.Duration, error) {
+			time.Sleep(d) // ignores ctx: gets abandoned
+			finished <- d
+			return d, nil
+		}
+		st := pipeline.Timeout(time.Second, sleepy)
+
+		if out, err := st(t.Context(), 999*time.Millisecond); err != nil || out != 999*time.Millisecond {
+			t.Fatalf("fast stage = %v, %v; want its result", out, err)
+		}
+
+		start := time.Now()
+		_, err := st(t.Context(), time.Hour)
+		if elapsed := time.Since(start); elapsed != time.Second {
+			t.Errorf("returned after %v; want 1s", elapsed)
+		}
+		for _, target := range []error{pipeline.ErrTimeout, pipeline.ErrAbandoned, context.DeadlineExceeded} {
+			if !errors.Is(err, target) {
+				t.Errorf("err = %v; want it to wrap %v", err, target)
+			}
+		}
+		// The abandoned stage sleeps on; wait for it so the bubble ends clean.
+		<-finished
+		if d := <-finished; d != time.Hour || time.Since(start) != time.Hour {
+			t.Errorf("abandoned stage finished %v after start; want 1h", time.Since(start))
+		}
+	})
+}
+
+func TestTimeoutCooperativeStage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seenCause error
+		watcher := func(ctx context.Context, _ int) (int, error) {
+			<-ctx.Done()
+			seenCause = context.Cause(ctx)
+			return 0, ctx.Err()
+		}
+		_, err := pipeline.Timeout(time.Minute, watcher)(t.Context(), 0)
+		if !errors.Is(err, pipeline.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v; want ErrTimeout and DeadlineExceeded", err)
+		}
+		synctest.Wait()
+		if !errors.Is(seenCause, pipeline.ErrTimeout) {
+			t.Errorf("stage saw cause %v; want ErrTimeout", seenCause)
+		}
+	})
+}
+
+func TestTimeoutParentCancelPassesThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cause := errors.New("shutdown")
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(time.Second, func() { cancel(cause) })
+		watcher := func(ctx context.Context, _ int) (int, error) { <-ctx.Done(); return 0, context.Cause(ctx) }
+		_, err := pipeline.Timeout(time.Minute, watcher)(ctx, 0)
+		if !errors.Is(err, cause) || errors.Is(err, pipeline.ErrTimeout) {
+			t.Fatalf("err = %v; want the parent's cause and not ErrTimeout", err)
+		}
+	})
+}

@@ -1,0 +1,189 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrPermanent is matched (errors.Is) by every error [Permanent] marks.
+var ErrPermanent = errors.New("pipeline: permanent error")
+
+// ErrExhausted is wrapped, together with the last error, by the error [Retry]
+// returns when Backoff.MaxAttempts attempts failed.
+var ErrExhausted = errors.New("pipeline: retries exhausted")
+
+// Backoff says how long [Retry] waits between attempts. The zero value is
+// useful: it waits 100ms, then twice as long each time up to 30s, each delay
+// jittered by ±20%, and retries until the context ends.
+type Backoff struct {
+	// Initial is the delay before the first retry; <= 0 means 100ms.
+	Initial time.Duration
+	// Max caps every delay, jitter included; <= 0 means 30s. RetryAfter hints
+	// may exceed it.
+	Max time.Duration
+	// Multiplier grows the delay after each retry; 0 means 2, and values
+	// below 1 mean 1 (constant delay).
+	Multiplier float64
+	// Jitter spreads each delay uniformly over ±Jitter of its value; 0 means
+	// 0.2, a negative value means no jitter, values above 1 mean 1.
+	Jitter float64
+	// MaxAttempts bounds the number of calls, the first one included;
+	// <= 0 means no bound (retry until the context ends), 1 means no retry.
+	MaxAttempts int
+}
+
+// Default values of a zero [Backoff].
+const (
+	DefaultInitial    = 100 * time.Millisecond
+	DefaultMax        = 30 * time.Second
+	DefaultMultiplier = 2
+	DefaultJitter     = 0.2
+)
+
+func (b Backoff) normalized() Backoff {
+	if b.Initial <= 0 {
+		b.Initial = DefaultInitial
+	}
+	if b.Max <= 0 {
+		b.Max = DefaultMax
+	}
+	switch {
+	case b.Multiplier == 0 || math.IsNaN(b.Multiplier):
+		b.Multiplier = DefaultMultiplier
+	case b.Multiplier < 1:
+		b.Multiplier = 1
+	}
+	switch {
+	case b.Jitter == 0 || math.IsNaN(b.Jitter):
+		b.Jitter = DefaultJitter
+	case b.Jitter < 0:
+		b.Jitter = 0
+	case b.Jitter > 1:
+		b.Jitter = 1
+	}
+	return b
+}
+
+// Delay returns how long to wait before retry number attempt (1 is the first
+// retry, that is the wait after the first failed call): Initial ×
+// Multiplier^(attempt-1), jittered, capped at Max. attempt < 1 counts as 1.
+// It is safe for concurrent use.
+func (b Backoff) Delay(attempt int) time.Duration {
+	b = b.normalized()
+	attempt = max(attempt, 1)
+	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(attempt-1))
+	if b.Jitter > 0 {
+		d *= 1 + b.Jitter*(2*rand.Float64()-1)
+	}
+	if d >= float64(b.Max) || math.IsInf(d, 0) || math.IsNaN(d) {
+		return b.Max
+	}
+	return time.Duration(max(d, 0))
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string        { return e.err.Error() }
+func (e *permanentError) Unwrap() error        { return e.err }
+func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent marks err as not worth retrying: [Retry] returns it at once.
+// errors.Is(result, ErrPermanent) is true, err stays reachable through
+// errors.Is/As, and the message is err's. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// RetryAfterError carries a server's request to wait before trying again.
+type RetryAfterError struct {
+	Wait time.Duration
+	Err  error
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter asks [Retry] to wait at least d before the next attempt (as an
+// HTTP Retry-After header does), even when d exceeds Backoff.Max. The message
+// and the chain are err's. RetryAfter(d, nil) is nil.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RetryAfterError{Wait: d, Err: err}
+}
+
+type attemptKey struct{}
+
+// Attempt returns the 1-based number of the current attempt inside a stage run
+// by [Retry] (the innermost one when nested), or the number set by
+// [WithAttempt], or 0.
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
+// WithAttempt returns a context whose [Attempt] is n; a queue that redelivers
+// work uses it to tell the handler how many times it was tried.
+func WithAttempt(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, attemptKey{}, n)
+}
+
+// Retry returns a stage that calls s until it succeeds, returns an error marked
+// [Permanent] (returned as is), has been called b.MaxAttempts times (the error
+// wraps [ErrExhausted] and the last error), or ctx ends (the error wraps
+// context.Cause(ctx) and the last error; ctx is checked before each call and
+// during each wait). Between calls it waits b.Delay(n) or, when the error
+// carries a [RetryAfter] hint, the longer of the two. Inside s, [Attempt]
+// returns the attempt number. Panics in s are not recovered: wrap s with
+// [Recover] to retry them.
+func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
+	return func(ctx context.Context, in In) (Out, error) {
+		var zero Out
+		var last error
+		for attempt := 1; ; attempt++ {
+			if ctx.Err() != nil {
+				return zero, stopped(ctx, attempt-1, last)
+			}
+			out, err := s(WithAttempt(ctx, attempt), in)
+			if err == nil {
+				return out, nil
+			}
+			last = err
+			if errors.Is(err, ErrPermanent) {
+				return zero, err
+			}
+			if b.MaxAttempts > 0 && attempt >= b.MaxAttempts {
+				return zero, fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempt, err)
+			}
+			if ctx.Err() != nil {
+				return zero, stopped(ctx, attempt, last)
+			}
+			wait := b.Delay(attempt)
+			if ra, ok := errors.AsType[*RetryAfterError](err); ok {
+				wait = max(wait, ra.Wait)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return zero, stopped(ctx, attempt, last)
+			}
+		}
+	}
+}
+
+func stopped(ctx context.Context, attempts int, last error) error {
+	if last == nil {
+		return context.Cause(ctx)
+	}
+	return fmt.Errorf("pipeline: retry stopped after %d attempts: %w; last error: %w", attempts, context.Cause(ctx), last)
+}

@@ -1,0 +1,231 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+func TestBackoffDelayWithoutJitter(t *testing.T) {
+	b := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: -1}
+	var got []time.Duration
+	for attempt := -1; attempt <= 7; attempt++ {
+		got = append(got, b.Delay(attempt))
+	}
+	ms := time.Millisecond
+	want := []time.Duration{100 * ms, 100 * ms, 100 * ms, 200 * ms, 400 * ms, 800 * ms, time.Second, time.Second, time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("Delay(-1..7) (-want +got):\n%s", diff)
+	}
+	if d := b.Delay(math.MaxInt); d != time.Second {
+		t.Fatalf("Delay(MaxInt) = %v; want the cap 1s", d)
+	}
+}
+
+func TestBackoffZeroValueDefaults(t *testing.T) {
+	var b pipeline.Backoff
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		d1 := b.Delay(1)
+		if d1 < 80*time.Millisecond || d1 > 120*time.Millisecond {
+			t.Fatalf("zero Backoff Delay(1) = %v; want 100ms ±20%%", d1)
+		}
+		seen[d1] = true
+		if d2 := b.Delay(2); d2 < 160*time.Millisecond || d2 > 240*time.Millisecond {
+			t.Fatalf("zero Backoff Delay(2) = %v; want 200ms ±20%%", d2)
+		}
+		if d := b.Delay(100); d < 24*time.Second || d > 30*time.Second {
+			t.Fatalf("zero Backoff Delay(100) = %v; want within [24s, 30s] (jittered, capped)", d)
+		}
+	}
+	if len(seen) < 100 {
+		t.Fatalf("1000 jittered delays took only %d distinct values", len(seen))
+	}
+}
+
+func TestBackoffOddSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		b    pipeline.Backoff
+		want []time.Duration // attempts 1..4
+	}{
+		{"constant", pipeline.Backoff{Initial: time.Second, Multiplier: 1, Jitter: -1}, []time.Duration{time.Second, time.Second, time.Second, time.Second}},
+		{"multiplier below 1 is constant", pipeline.Backoff{Initial: time.Second, Multiplier: 0.5, Jitter: -1}, []time.Duration{time.Second, time.Second, time.Second, time.Second}},
+		{"max below initial", pipeline.Backoff{Initial: time.Minute, Max: time.Second, Jitter: -1}, []time.Duration{time.Second, time.Second, time.Second, time.Second}},
+		{"triple", pipeline.Backoff{Initial: time.Second, Multiplier: 3, Jitter: -1}, []time.Duration{time.Second, 3 * time.Second, 9 * time.Second, 27 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []time.Duration
+			for a := 1; a <= 4; a++ {
+				got = append(got, tt.b.Delay(a))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// flaky fails until attempt succeedAt, recording when and as which attempt it ran.
+type flaky struct {
+	succeedAt int
+	err       error
+	calls     []int
+	at        []time.Duration
+	start     time.Time
+}
+
+func (f *flaky) stage(ctx context.Context, in string) (string, error) {
+	f.calls = append(f.calls, pipeline.Attempt(ctx))
+	f.at = append(f.at, time.Since(f.start))
+	if len(f.calls) >= f.succeedAt {
+		return in + "!", nil
+	}
+	return "", f.err
+}
+
+func TestRetrySucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 4, err: errBoom, start: time.Now()}
+		b := pipeline.Backoff{Initial: time.Second, Jitter: -1}
+		out, err := pipeline.Retry(b, f.stage)(t.Context(), "ok")
+		if err != nil || out != "ok!" {
+			t.Fatalf("Retry = %q, %v; want ok!, nil", out, err)
+		}
+		if diff := cmp.Diff([]int{1, 2, 3, 4}, f.calls); diff != "" {
+			t.Errorf("Attempt() in each call (-want +got):\n%s", diff)
+		}
+		want := []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second}
+		if diff := cmp.Diff(want, f.at); diff != "" {
+			t.Errorf("call times (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestRetryPermanent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 10, err: pipeline.Permanent(errBoom), start: time.Now()}
+		_, err := pipeline.Retry(pipeline.Backoff{}, f.stage)(t.Context(), "x")
+		if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, errBoom) || err.Error() != "boom" {
+			t.Errorf("err = %v; want permanent boom with message boom", err)
+		}
+		if len(f.calls) != 1 || time.Since(f.start) != 0 {
+			t.Errorf("calls = %v after %v; want one call, no wait", f.calls, time.Since(f.start))
+		}
+	})
+	if pipeline.Permanent(nil) != nil {
+		t.Error("Permanent(nil) != nil")
+	}
+}
+
+func TestRetryMaxAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 10, err: errBoom, start: time.Now()}
+		b := pipeline.Backoff{Initial: time.Second, Jitter: -1, MaxAttempts: 3}
+		_, err := pipeline.Retry(b, f.stage)(t.Context(), "x")
+		if !errors.Is(err, pipeline.ErrExhausted) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v; want ErrExhausted and boom", err)
+		}
+		if diff := cmp.Diff([]int{1, 2, 3}, f.calls); diff != "" {
+			t.Errorf("attempts (-want +got):\n%s", diff)
+		}
+		if elapsed := time.Since(f.start); elapsed != 3*time.Second {
+			t.Errorf("elapsed %v; want 3s (1s + 2s, no wait after the last attempt)", elapsed)
+		}
+	})
+}
+
+func TestRetryStopsWhenContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 1000, err: errBoom, start: time.Now()}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		b := pipeline.Backoff{Initial: time.Second, Jitter: -1}
+		_, err := pipeline.Retry(b, f.stage)(ctx, "x")
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v; want both the deadline and the last error", err)
+		}
+		// Calls at 0, 1, 3, 7; the next would be at 15 > 10.
+		if diff := cmp.Diff([]int{1, 2, 3, 4}, f.calls); diff != "" {
+			t.Errorf("attempts (-want +got):\n%s", diff)
+		}
+		if elapsed := time.Since(f.start); elapsed != 10*time.Second {
+			t.Errorf("returned after %v; want at the 10s deadline", elapsed)
+		}
+	})
+}
+
+func TestRetryContextDoneBeforeStart(t *testing.T) {
+	cause := errors.New("already over")
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cancel(cause)
+	f := &flaky{succeedAt: 1}
+	if _, err := pipeline.Retry(pipeline.Backoff{}, f.stage)(ctx, "x"); err != cause || len(f.calls) != 0 {
+		t.Fatalf("err = %v, calls = %v; want the cause and no call", err, f.calls)
+	}
+}
+
+func TestRetryStageNoticesCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cause := errors.New("shutdown")
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(time.Minute, func() { cancel(cause) })
+		calls := 0
+		st := func(ctx context.Context, _ int) (int, error) {
+			calls++
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}
+		_, err := pipeline.Retry(pipeline.Backoff{}, st)(ctx, 0)
+		if !errors.Is(err, cause) || !errors.Is(err, context.Canceled) || calls != 1 {
+			t.Fatalf("err = %v after %d calls; want cause and Canceled after 1 call", err, calls)
+		}
+	})
+}
+
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 3, err: pipeline.RetryAfter(time.Minute, errBoom), start: time.Now()}
+		// Max is below the hint: the hint still wins.
+		b := pipeline.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1}
+		if _, err := pipeline.Retry(b, f.stage)(t.Context(), "x"); err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Duration{0, time.Minute, 2 * time.Minute}
+		if diff := cmp.Diff(want, f.at); diff != "" {
+			t.Errorf("call times (-want +got):\n%s", diff)
+		}
+
+		// A hint shorter than the backoff does not shorten it.
+		f = &flaky{succeedAt: 2, err: pipeline.RetryAfter(time.Millisecond, errBoom), start: time.Now()}
+		if _, err := pipeline.Retry(b, f.stage)(t.Context(), "x"); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]time.Duration{0, time.Second}, f.at); diff != "" {
+			t.Errorf("call times with a short hint (-want +got):\n%s", diff)
+		}
+	})
+	err := pipeline.RetryAfter(time.Second, errBoom)
+	if ra, ok := errors.AsType[*pipeline.RetryAfterError](err); !ok || ra.Wait != time.Second || !errors.Is(err, errBoom) || err.Error() != "boom" {
+		t.Errorf("RetryAfter(1s, boom) = %#v; want a *RetryAfterError wrapping boom", err)
+	}
+	if pipeline.RetryAfter(time.Second, nil) != nil {
+		t.Error("RetryAfter(d, nil) != nil")
+	}
+}
+
+func TestAttemptOutsideRetry(t *testing.T) {
+	if n := pipeline.Attempt(t.Context()); n != 0 {
+		t.Errorf("Attempt(background) = %d; want 0", n)
+	}
+	if n := pipeline.Attempt(pipeline.WithAttempt(t.Context(), 5)); n != 5 {
+		t.Errorf("Attempt(WithAttempt(5)) = %d; want 5", n)
+	}
+}
