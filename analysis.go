@@ -1,0 +1,404 @@
+package psengine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Verdict is an engine's opinion of an artifact.
+type Verdict string
+
+const (
+	Malicious  Verdict = "malicious"
+	Benign     Verdict = "benign"
+	Suspicious Verdict = "suspicious"
+	Unknown    Verdict = "unknown"
+)
+
+// Valid reports whether v is one of the four verdicts.
+func (v Verdict) Valid() bool {
+	switch v {
+	case Malicious, Benign, Suspicious, Unknown:
+		return true
+	}
+	return false
+}
+
+// bids reports whether an assertion with this verdict carries a bid.
+func (v Verdict) bids() bool { return v == Malicious || v == Benign }
+
+// Analysis is what a scanner says about an artifact, and, once the engine
+// has bid, stamped and validated it, the answer to the bounty (PROTOCOL §3).
+//
+// A scanner sets Verdict, optionally Confidence and Metadata. Bid is
+// normally left 0 for the bid stage to fill from Confidence and the
+// bounty's rules; a scanner that sets it gets it clamped into the rules.
+type Analysis struct {
+	Verdict    Verdict
+	Confidence float64 // 0.0-1.0; 0 means not specified
+	Bid        int64   // NCT-wei; 0 for suspicious and unknown
+	Metadata   Metadata
+}
+
+// Metadata is the answer's metadata object. Extra holds keys PolySwarm does
+// not define; they are written beside the known ones (a known key wins).
+type Metadata struct {
+	MalwareFamily string      `json:"malware_family,omitempty"`
+	Product       string      `json:"product,omitempty"`
+	Heuristic     bool        `json:"heuristic,omitempty"`
+	Comments      []string    `json:"comments,omitempty"`
+	Domains       []string    `json:"domains,omitempty"`
+	IPAddresses   []string    `json:"ip_addresses,omitempty"`
+	Error         string      `json:"error,omitempty"`
+	Scanner       ScannerInfo `json:"scanner,omitzero"`
+	Extra         map[string]any `json:"-"`
+}
+
+// ScannerInfo describes the engine that answered.
+type ScannerInfo struct {
+	Version           string      `json:"version,omitempty"`        // of the engine wrapper
+	VendorVersion     string      `json:"vendor_version,omitempty"` // of the scanning engine
+	SignaturesVersion string      `json:"signatures_version,omitempty"`
+	Environment       Environment `json:"environment,omitzero"`
+}
+
+// Environment is where the engine runs: lowercase OS (linux, windows,
+// darwin) and architecture (x86_64, aarch64...).
+type Environment struct {
+	OperatingSystem string `json:"operating_system,omitempty"`
+	Architecture    string `json:"architecture,omitempty"`
+}
+
+// knownMetadataKeys are the keys Metadata's fields own on the wire.
+var knownMetadataKeys = map[string]bool{
+	"malware_family": true, "product": true, "heuristic": true, "comments": true,
+	"domains": true, "ip_addresses": true, "error": true, "scanner": true, "confidence": true,
+}
+
+type metadataFields Metadata // no methods: plain struct encoding
+
+// MarshalJSON writes the known fields and the Extra keys in one object.
+func (m Metadata) MarshalJSON() ([]byte, error) { return m.marshal(0) }
+
+func (m Metadata) marshal(confidence float64) ([]byte, error) {
+	known, err := json.Marshal(metadataFields(m))
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Extra) == 0 && confidence == 0 {
+		return known, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(known, &obj); err != nil {
+		return nil, err
+	}
+	for k, v := range m.Extra {
+		if knownMetadataKeys[k] {
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("metadata key %q: %w", k, err)
+		}
+		obj[k] = raw
+	}
+	if confidence != 0 {
+		obj["confidence"], _ = json.Marshal(confidence)
+	}
+	return json.Marshal(obj) // map keys are written sorted: stable output
+}
+
+// UnmarshalJSON reads the known fields and keeps every other key in Extra.
+func (m *Metadata) UnmarshalJSON(data []byte) error {
+	var f metadataFields
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	f.Extra = nil
+	for k, v := range obj {
+		if knownMetadataKeys[k] {
+			continue
+		}
+		if f.Extra == nil {
+			f.Extra = make(map[string]any)
+		}
+		f.Extra[k] = v
+	}
+	*m = Metadata(f)
+	return nil
+}
+
+// merge fills what m leaves empty from base (m wins on conflicts) and
+// returns the result; neither input is modified.
+func (m Metadata) merge(base Metadata) Metadata {
+	out := m
+	if out.MalwareFamily == "" {
+		out.MalwareFamily = base.MalwareFamily
+	}
+	if out.Product == "" {
+		out.Product = base.Product
+	}
+	if !out.Heuristic {
+		out.Heuristic = base.Heuristic
+	}
+	s, b := &out.Scanner, base.Scanner
+	if s.Version == "" {
+		s.Version = b.Version
+	}
+	if s.VendorVersion == "" {
+		s.VendorVersion = b.VendorVersion
+	}
+	if s.SignaturesVersion == "" {
+		s.SignaturesVersion = b.SignaturesVersion
+	}
+	if s.Environment.OperatingSystem == "" {
+		s.Environment.OperatingSystem = b.Environment.OperatingSystem
+	}
+	if s.Environment.Architecture == "" {
+		s.Environment.Architecture = b.Environment.Architecture
+	}
+	if len(base.Extra) > 0 {
+		extra := make(map[string]any, len(base.Extra)+len(m.Extra))
+		for k, v := range base.Extra {
+			extra[k] = v
+		}
+		for k, v := range m.Extra {
+			extra[k] = v
+		}
+		out.Extra = extra
+	}
+	return out
+}
+
+// Answer is the wire form of an analysis: an assertion (verdict, bid,
+// metadata) or, for a bounty in the arbitration phase, a vote (no bid key).
+// The confidence, when set, is written as metadata.confidence.
+type Answer struct {
+	Analysis
+	Vote bool
+}
+
+// NewAnswer returns the answer to b carrying a: a vote when b is in the
+// arbitration phase.
+func NewAnswer(b Bounty, a Analysis) Answer { return Answer{Analysis: a, Vote: b.IsVote()} }
+
+// MarshalJSON writes the answer as PolySwarm expects it: the bid as a JSON
+// integer, no bid key in a vote.
+func (a Answer) MarshalJSON() ([]byte, error) {
+	meta, err := a.Metadata.marshal(a.Confidence)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"verdict":`)
+	v, _ := json.Marshal(a.Verdict)
+	buf.Write(v)
+	if !a.Vote {
+		fmt.Fprintf(&buf, `,"bid":%d`, a.Bid)
+	}
+	buf.WriteString(`,"metadata":`)
+	buf.Write(meta)
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// UnmarshalJSON reads an answer; the confidence is accepted top level or
+// under metadata, and an answer without a bid key is a vote.
+func (a *Answer) UnmarshalJSON(data []byte) error {
+	var w struct {
+		Verdict    string          `json:"verdict"`
+		Bid        json.RawMessage `json:"bid"`
+		Confidence *float64        `json:"confidence"`
+		Metadata   json.RawMessage `json:"metadata"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	var out Answer
+	out.Verdict = Verdict(strings.ToLower(w.Verdict))
+	if present(w.Bid) {
+		var n json.Number
+		if err := json.Unmarshal(w.Bid, &n); err != nil {
+			return fmt.Errorf("bid: %w", err)
+		}
+		bidValue, err := n.Int64()
+		if err != nil {
+			return fmt.Errorf("bid %s is not a JSON integer", n)
+		}
+		out.Bid = bidValue
+	} else {
+		out.Vote = true
+	}
+	if present(w.Metadata) {
+		if err := json.Unmarshal(w.Metadata, &out.Metadata); err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		var mc struct {
+			Confidence *float64 `json:"confidence"`
+		}
+		_ = json.Unmarshal(w.Metadata, &mc)
+		if mc.Confidence != nil {
+			out.Confidence = *mc.Confidence
+		}
+	}
+	if w.Confidence != nil && out.Confidence == 0 {
+		out.Confidence = *w.Confidence
+	}
+	*a = out
+	return nil
+}
+
+// MarshalJSON writes a as an assertion (see Answer).
+func (a Analysis) MarshalJSON() ([]byte, error) { return Answer{Analysis: a}.MarshalJSON() }
+
+// UnmarshalJSON reads an assertion or a vote (see Answer).
+func (a *Analysis) UnmarshalJSON(data []byte) error {
+	var ans Answer
+	if err := ans.UnmarshalJSON(data); err != nil {
+		return err
+	}
+	*a = ans.Analysis
+	return nil
+}
+
+// Comments of the special results (PROTOCOL §3).
+const (
+	CommentSkipped             = "SKIPPED"
+	CommentEncrypted           = "SKIPPED:ENCRYPTED"
+	CommentUnsupported         = "SKIPPED:TYPE-UNSUPPORTED"
+	CommentCannotFetch         = "SKIPPED:CANNOT-FETCH"
+	CommentUnsafeDecompression = "SKIPPED:DECOMPRESSION-UNSAFE"
+)
+
+func special(v Verdict, comment string, err error) Analysis {
+	a := Analysis{Verdict: v, Metadata: Metadata{Comments: []string{comment}}}
+	if err != nil {
+		a.Metadata.Error = err.Error()
+	}
+	return a
+}
+
+// Skipped is the answer for an artifact the engine chose not to scan, or
+// could not (err, when not nil, goes to metadata.error).
+func Skipped(err error) Analysis { return special(Unknown, CommentSkipped, err) }
+
+// Encrypted is the answer for an encrypted artifact.
+func Encrypted() Analysis { return special(Unknown, CommentEncrypted, nil) }
+
+// Unsupported is the answer for an artifact of a kind the engine does not handle.
+func Unsupported() Analysis { return special(Unknown, CommentUnsupported, nil) }
+
+// CannotFetch is the answer for an artifact that could not be read; err
+// (the reason) goes to metadata.error.
+func CannotFetch(err error) Analysis { return special(Unknown, CommentCannotFetch, err) }
+
+// UnsafeDecompression is the answer for an archive that would not be safe
+// to unpack (a decompression bomb).
+func UnsafeDecompression() Analysis { return special(Suspicious, CommentUnsafeDecompression, nil) }
+
+// ValidationError says why PolySwarm would reject an answer. It wraps
+// ErrInvalidAnalysis.
+type ValidationError struct {
+	Field  string // wire path, e.g. "bid" or "metadata.product"
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("invalid analysis: %s: %s", e.Field, e.Reason)
+}
+
+func (e *ValidationError) Unwrap() error { return ErrInvalidAnalysis }
+
+// Validate reports whether a is an answer PolySwarm would accept for b:
+// a known verdict; a confidence within [0, 1]; in an assertion a bid inside
+// b's rules for malicious and benign, and 0 for suspicious and unknown;
+// a product made of lowercase words joined by '-'; a lowercase operating
+// system; valid UTF-8 text. Errors are *ValidationError.
+func Validate(b Bounty, a Analysis) error {
+	if !a.Verdict.Valid() {
+		return &ValidationError{"verdict", fmt.Sprintf("%q is not malicious, benign, suspicious or unknown", a.Verdict)}
+	}
+	if math.IsNaN(a.Confidence) || a.Confidence < 0 || a.Confidence > 1 {
+		return &ValidationError{"metadata.confidence", fmt.Sprintf("%v is outside [0, 1]", a.Confidence)}
+	}
+	if !b.IsVote() {
+		rules := b.Rules.OrDefault()
+		switch {
+		case a.Verdict.bids() && !rules.Contains(a.Bid):
+			return &ValidationError{"bid", fmt.Sprintf("%d is outside the rules [%d, %d] for a %s assertion", a.Bid, rules.Min, rules.Max, a.Verdict)}
+		case !a.Verdict.bids() && a.Bid != 0:
+			return &ValidationError{"bid", fmt.Sprintf("%d must be 0 for a %s assertion", a.Bid, a.Verdict)}
+		}
+	}
+	m := a.Metadata
+	if m.Product != "" && !isProductName(m.Product) {
+		return &ValidationError{"metadata.product", fmt.Sprintf("%q is not lowercase words joined by '-'", m.Product)}
+	}
+	if os := m.Scanner.Environment.OperatingSystem; os != strings.ToLower(os) {
+		return &ValidationError{"metadata.scanner.environment.operating_system", fmt.Sprintf("%q is not lowercase", os)}
+	}
+	texts := map[string]string{
+		"metadata.malware_family":           m.MalwareFamily,
+		"metadata.error":                    m.Error,
+		"metadata.scanner.version":          m.Scanner.Version,
+		"metadata.scanner.vendor_version":   m.Scanner.VendorVersion,
+		"metadata.scanner.signatures_version": m.Scanner.SignaturesVersion,
+	}
+	for _, list := range []struct {
+		name string
+		s    []string
+	}{{"metadata.comments", m.Comments}, {"metadata.domains", m.Domains}, {"metadata.ip_addresses", m.IPAddresses}} {
+		for i, s := range list.s {
+			texts[fmt.Sprintf("%s[%d]", list.name, i)] = s
+		}
+	}
+	keys := make([]string, 0, len(texts))
+	for k := range texts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !utf8.ValidString(texts[k]) {
+			return &ValidationError{k, "is not valid UTF-8"}
+		}
+	}
+	if _, err := a.Metadata.marshal(a.Confidence); err != nil {
+		return &ValidationError{"metadata", err.Error()}
+	}
+	return nil
+}
+
+func isProductName(s string) bool {
+	for _, word := range strings.Split(s, "-") {
+		if word == "" {
+			return false
+		}
+		for _, r := range word {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ProductName turns a display name ("ClamAV Engine") into the wire form
+// of metadata.product ("clamav-engine").
+func ProductName(s string) string {
+	var words []string
+	for _, f := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_')
+	}) {
+		words = append(words, f)
+	}
+	return strings.Join(words, "-")
+}

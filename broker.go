@@ -1,0 +1,320 @@
+package psengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+// Job is one bounty travelling through a Broker.
+type Job struct {
+	// ID identifies the job for deduplication: the bounty's id unless the
+	// submitter chose otherwise (a webhook delivery id, say).
+	ID     string
+	Bounty Bounty
+	// Attempt is 1 on the first delivery of the job and grows by one with
+	// each redelivery.
+	Attempt int
+}
+
+// Handler processes one job. Returning nil acknowledges it (the engine
+// returns only after the answer was delivered); an error wrapping
+// ErrPermanent dead-letters it at once; any other error has it redelivered
+// with backoff, up to the broker's limit, then dead-lettered.
+type Handler func(ctx context.Context, job Job) error
+
+// Broker is the queue behind Engine.Submit and Engine.Serve. The in-process
+// MemoryBroker is the default and the reference; a distributed one (such
+// as NATS JetStream, in its own module) drops in. psenginetest.TestBroker
+// holds every implementation to the same rules.
+type Broker interface {
+	// Submit returns once the broker has durably accepted job (for the
+	// MemoryBroker: queued in memory). A job whose ID is already queued or
+	// was recently handled is dropped and Submit returns nil. It returns an
+	// error wrapping ErrQueueFull when the job cannot be taken now (the
+	// caller may retry later) and ErrClosed after Close.
+	Submit(ctx context.Context, job Job) error
+	// Consume calls h for each job delivered to it, one at a time, until
+	// ctx ends (then it returns ctx's error, after h returned) or the broker
+	// is closed and drained (then nil). Several Consume calls may run at
+	// once and share the jobs; h is never called after Consume returned.
+	Consume(ctx context.Context, h Handler) error
+}
+
+// DeadLetter is a job a broker gave up on, with the reason.
+type DeadLetter struct {
+	Job Job
+	Err error
+}
+
+// MemoryBrokerConfig configures a MemoryBroker. The zero value is usable.
+type MemoryBrokerConfig struct {
+	Capacity    int              // queued jobs at most before Submit answers ErrQueueFull (default 1024)
+	MaxAttempts int              // deliveries of a job before it is dead-lettered (default 5)
+	Backoff     pipeline.Backoff // delay before a redelivery (zero value: pipeline's defaults)
+	DedupeSize  int              // IDs of handled jobs remembered for deduplication (default 4096)
+	// OnDeadLetter, when set, is called (in the consumer's goroutine) for
+	// each job dead-lettered.
+	OnDeadLetter func(DeadLetter)
+}
+
+// MemoryBroker is an in-process Broker: a bounded queue with deduplication,
+// redelivery with backoff and a dead-letter list. It is what an Engine uses
+// when given no broker. Safe for concurrent use.
+type MemoryBroker struct {
+	cfg MemoryBrokerConfig
+
+	mu      sync.Mutex
+	queue   []Job
+	ready   chan struct{} // signalled (non-blocking) when queue grows or the broker closes
+	pending map[string]Job
+	done    map[string]struct{}
+	doneLog []string
+	retries int           // redeliveries waiting for their timer
+	idle    chan struct{} // closed when nothing is pending; replaced when work arrives
+	closed  bool
+	dead    []DeadLetter
+	timers  map[*time.Timer]Job
+}
+
+// NewMemoryBroker returns an empty, open MemoryBroker.
+func NewMemoryBroker(cfg MemoryBrokerConfig) *MemoryBroker {
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 1024
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.DedupeSize <= 0 {
+		cfg.DedupeSize = 4096
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &MemoryBroker{
+		cfg:     cfg,
+		ready:   make(chan struct{}, 1),
+		pending: make(map[string]Job),
+		done:    make(map[string]struct{}),
+		idle:    idle,
+		timers:  make(map[*time.Timer]Job),
+	}
+}
+
+var _ Broker = (*MemoryBroker)(nil)
+
+func (m *MemoryBroker) signal() {
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Submit queues job; see Broker.
+func (m *MemoryBroker) Submit(ctx context.Context, job Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if job.Attempt < 1 {
+		job.Attempt = 1
+	}
+	if job.ID == "" {
+		job.ID = job.Bounty.ID.String()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if _, ok := m.pending[job.ID]; ok {
+		return nil
+	}
+	if _, ok := m.done[job.ID]; ok {
+		return nil
+	}
+	if len(m.queue) >= m.cfg.Capacity {
+		return fmt.Errorf("%w: %d jobs queued", ErrQueueFull, len(m.queue))
+	}
+	if len(m.pending) == 0 {
+		m.idle = make(chan struct{})
+	}
+	m.pending[job.ID] = job
+	m.queue = append(m.queue, job)
+	m.signal()
+	return nil
+}
+
+// next takes the next job, waiting for one. ok is false when the broker is
+// closed and has nothing left to deliver now.
+func (m *MemoryBroker) next(ctx context.Context) (Job, bool, error) {
+	for {
+		m.mu.Lock()
+		if len(m.queue) > 0 {
+			job := m.queue[0]
+			m.queue[0] = Job{}
+			m.queue = m.queue[1:]
+			if len(m.queue) > 0 {
+				m.signal() // let another consumer take the next one
+			}
+			m.mu.Unlock()
+			return job, true, nil
+		}
+		drained := m.closed && len(m.pending) == 0
+		m.mu.Unlock()
+		if drained {
+			m.signal() // wake the other consumers so they see it too
+			return Job{}, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Job{}, false, ctx.Err()
+		case <-m.ready:
+		}
+	}
+}
+
+// Consume delivers jobs to h; see Broker.
+func (m *MemoryBroker) Consume(ctx context.Context, h Handler) error {
+	for {
+		job, ok, err := m.next(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		herr := pipeline.Protect(func() { err = h(ctx, job) })
+		if herr != nil {
+			err = herr
+		}
+		m.settle(job, err)
+	}
+}
+
+// settle acknowledges, redelivers or dead-letters job after its handler.
+func (m *MemoryBroker) settle(job Job, err error) {
+	var dead *DeadLetter
+	m.mu.Lock()
+	switch {
+	case err == nil:
+		m.finish(job.ID)
+	case errors.Is(err, ErrPermanent) || job.Attempt >= m.cfg.MaxAttempts:
+		if !errors.Is(err, ErrPermanent) {
+			err = fmt.Errorf("gave up after %d attempts: %w", job.Attempt, err)
+		}
+		dead = &DeadLetter{Job: job, Err: err}
+		m.dead = append(m.dead, *dead)
+		m.finish(job.ID)
+	default:
+		job.Attempt++
+		m.pending[job.ID] = job
+		m.retries++
+		var t *time.Timer
+		t = time.AfterFunc(m.cfg.Backoff.Delay(job.Attempt-1), func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if _, ok := m.timers[t]; !ok {
+				return // abandoned
+			}
+			delete(m.timers, t)
+			m.retries--
+			m.queue = append(m.queue, job)
+			m.signal()
+		})
+		m.timers[t] = job
+	}
+	m.mu.Unlock()
+	if dead != nil && m.cfg.OnDeadLetter != nil {
+		_ = pipeline.Protect(func() { m.cfg.OnDeadLetter(*dead) })
+	}
+}
+
+// finish forgets a pending job and remembers its ID for deduplication.
+// Callers hold m.mu.
+func (m *MemoryBroker) finish(id string) {
+	delete(m.pending, id)
+	m.done[id] = struct{}{}
+	m.doneLog = append(m.doneLog, id)
+	if len(m.doneLog) > m.cfg.DedupeSize {
+		delete(m.done, m.doneLog[0])
+		m.doneLog = m.doneLog[1:]
+	}
+	if len(m.pending) == 0 {
+		m.closeIdle()
+	}
+	m.signal()
+}
+
+// closeIdle marks the broker idle. Callers hold m.mu.
+func (m *MemoryBroker) closeIdle() {
+	select {
+	case <-m.idle:
+	default:
+		close(m.idle)
+	}
+}
+
+// Close stops intake: Submit answers ErrClosed, while queued jobs and
+// redeliveries are still handed to consumers; once none is left, Consume
+// returns nil. Close is idempotent.
+func (m *MemoryBroker) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.signal()
+}
+
+// Drain waits until no job is queued, running or waiting for redelivery,
+// or ctx ends (then it returns ctx's error).
+func (m *MemoryBroker) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	idle := m.idle
+	m.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Abandon closes the broker and removes every job not yet handled (queued
+// or waiting for redelivery), returning them; jobs running now are not
+// included. Use it when a shutdown deadline passes.
+func (m *MemoryBroker) Abandon() []Job {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	out := append([]Job(nil), m.queue...)
+	for _, j := range m.queue {
+		delete(m.pending, j.ID)
+	}
+	m.queue = nil
+	for t, j := range m.timers {
+		t.Stop()
+		delete(m.timers, t)
+		delete(m.pending, j.ID)
+		m.retries--
+		out = append(out, j)
+	}
+	if len(m.pending) == 0 {
+		m.closeIdle()
+	}
+	m.signal()
+	return out
+}
+
+// DeadLetters returns the jobs given up on so far.
+func (m *MemoryBroker) DeadLetters() []DeadLetter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]DeadLetter(nil), m.dead...)
+}
+
+// Len returns the number of jobs pending (queued, running or waiting for a
+// redelivery).
+func (m *MemoryBroker) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending)
+}

@@ -1,0 +1,532 @@
+package psengine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/bid"
+	"github.com/polyswarm/psengine/envdirs"
+	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
+	"github.com/polyswarm/psengine/psenginetest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testDirs keeps engines in tests away from the real environment.
+func testDirs(t *testing.T) psengine.Option {
+	t.Helper()
+	d := t.TempDir()
+	return psengine.WithDirs(envdirs.Dirs{Home: d, Temp: d})
+}
+
+func newEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) *psengine.Engine {
+	t.Helper()
+	e := psengine.New(s, append([]psengine.Option{testDirs(t), psengine.WithGetenv(func(string) string { return "" })}, opts...)...)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return e
+}
+
+// marker is a scanner that finds "MALWARE" in the artifact.
+var marker = psengine.ScannerFunc(func(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	b, err := a.Bytes()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	if strings.Contains(string(b), "MALWARE") {
+		return psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.5, Metadata: psengine.Metadata{MalwareFamily: "Test.Marker"}}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.25}, nil
+})
+
+func TestAnalyzeDataURI(t *testing.T) {
+	e := newEngine(t, marker, psengine.WithProduct("Marker Engine"))
+	data := []byte("this is MALWARE")
+	res, err := e.Analyze(context.Background(), psenginetest.DataURI(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := bid.DefaultRules
+	want := psengine.Analysis{
+		Verdict:    psengine.Malicious,
+		Confidence: 0.5,
+		Bid:        bid.Linear(rules, 0.5),
+		Metadata: psengine.Metadata{
+			MalwareFamily: "Test.Marker",
+			Product:       "marker-engine",
+			Scanner:       psengine.ScannerInfo{Environment: res.Analysis.Metadata.Scanner.Environment},
+		},
+	}
+	if diff := cmp.Diff(want, res.Analysis, psenginetest.AnalysisOptions); diff != "" {
+		t.Errorf("analysis (-want +got):\n%s", diff)
+	}
+	if env := res.Analysis.Metadata.Scanner.Environment; env.OperatingSystem == "" || env.OperatingSystem != strings.ToLower(env.OperatingSystem) || env.Architecture == "" {
+		t.Errorf("environment not stamped or not lowercase: %+v", env)
+	}
+	if res.Bounty.SHA256 != psenginetest.SHA256(data) || res.Bounty.Rules != rules || !res.Answered {
+		t.Errorf("bounty %+v", res.Bounty)
+	}
+}
+
+func TestAnalyzeBountyChecksumMismatch(t *testing.T) {
+	var hookErr atomic.Value
+	e := newEngine(t, marker, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { hookErr.Store(err) }))
+	b := psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithSHA256(strings.Repeat("ab", 32)))
+	res, err := e.AnalyzeBounty(context.Background(), b)
+	if !errors.Is(err, psengine.ErrFetch) || !errors.Is(err, fetch.ErrChecksum) {
+		t.Fatalf("err = %v, want ErrFetch and fetch.ErrChecksum", err)
+	}
+	if !res.Answered || res.Analysis.Verdict != psengine.Unknown || res.Analysis.Bid != 0 ||
+		len(res.Analysis.Metadata.Comments) != 1 || res.Analysis.Metadata.Comments[0] != psengine.CommentCannotFetch ||
+		res.Analysis.Metadata.Error == "" {
+		t.Errorf("answer %+v, want unknown SKIPPED:CANNOT-FETCH with the reason", res.Analysis)
+	}
+	if got, _ := hookErr.Load().(error); !errors.Is(got, fetch.ErrChecksum) {
+		t.Errorf("error hook got %v", got)
+	}
+}
+
+func TestRemotePolicyRefusesFile(t *testing.T) {
+	e := newEngine(t, marker)
+	path := psenginetest.File(t, "a", []byte("MALWARE"))
+	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty(nil, psenginetest.WithURI("file://"+path)))
+	if !errors.Is(err, fetch.ErrNotAllowed) || res.Analysis.Metadata.Comments[0] != psengine.CommentCannotFetch {
+		t.Fatalf("file:// bounty under the remote policy: err %v, answer %+v", err, res.Analysis)
+	}
+}
+
+func TestFailuresAnswerUnknown(t *testing.T) {
+	tests := []struct {
+		name    string
+		scanner psengine.ScannerFunc
+		kind    error
+	}{
+		{"panic", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			panic("scanner bug")
+		}, psengine.ErrScan},
+		{"error", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			return psengine.Analysis{}, errors.New("engine crashed")
+		}, psengine.ErrScan},
+		{"invalid verdict", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			return psengine.Analysis{Verdict: "evil"}, nil
+		}, psengine.ErrInvalidAnalysis},
+		{"confidence out of range", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			return psengine.Analysis{Verdict: psengine.Malicious, Confidence: 7}, nil
+		}, psengine.ErrInvalidAnalysis},
+		{"bid on unknown", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			return psengine.Analysis{Verdict: psengine.Unknown, Bid: 5}, nil
+		}, psengine.ErrInvalidAnalysis},
+		{"capitalised product", func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			return psengine.Analysis{Verdict: psengine.Benign, Metadata: psengine.Metadata{Product: "Big Engine"}}, nil
+		}, psengine.ErrInvalidAnalysis},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hooked []error
+			var mu sync.Mutex
+			e := newEngine(t, tt.scanner, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+				mu.Lock()
+				hooked = append(hooked, err)
+				mu.Unlock()
+			}), psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
+				t.Error("success hook called for a failure")
+			}))
+			b := psenginetest.Bounty([]byte("x"))
+			res, err := e.AnalyzeBounty(context.Background(), b)
+			if !errors.Is(err, tt.kind) {
+				t.Fatalf("err = %v, want %v", err, tt.kind)
+			}
+			if !res.Answered || res.Analysis.Verdict != psengine.Unknown || res.Analysis.Bid != 0 {
+				t.Errorf("answer %+v, want unknown with bid 0", res.Analysis)
+			}
+			if verr := psengine.Validate(b, res.Analysis); verr != nil {
+				t.Errorf("fallback answer invalid: %v", verr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(hooked) != 1 || !errors.Is(hooked[0], tt.kind) {
+				t.Errorf("error hooks got %v", hooked)
+			}
+			if tt.name == "panic" {
+				var pe *psengine.PanicError
+				if !errors.As(err, &pe) || len(pe.Stack) == 0 {
+					t.Errorf("panic not reported as *PanicError with a stack: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeoutAnswersUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		released := make(chan struct{})
+		hang := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			<-released // ignores ctx entirely
+			return psengine.Analysis{Verdict: psengine.Malicious}, nil
+		})
+		e := psengine.New(hang, testDirs(t), psengine.WithTimeout(time.Second))
+		start := time.Now()
+		res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x")))
+		if !errors.Is(err, psengine.ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		if took := time.Since(start); took != time.Second {
+			t.Errorf("answered after %v, want exactly the 1s timeout", took)
+		}
+		if !res.Answered || res.Analysis.Verdict != psengine.Unknown {
+			t.Errorf("answer %+v", res.Analysis)
+		}
+		close(released) // the abandoned scan ends; nothing may leak
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestDeadlineLeavesDeliveryMargin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var deadline time.Time
+		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			deadline, _ = ctx.Deadline()
+			return psengine.Analysis{Verdict: psengine.Unknown}, nil
+		})
+		e := psengine.New(s, testDirs(t), psengine.WithDeliveryMargin(3*time.Second))
+		exp := time.Now().Add(time.Minute)
+		if _, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(exp))); err != nil {
+			t.Fatal(err)
+		}
+		if want := exp.Add(-3 * time.Second); !deadline.Equal(want) {
+			t.Errorf("scan deadline %v, want %v", deadline, want)
+		}
+		_ = e.Shutdown(context.Background())
+	})
+}
+
+func TestExpiredBountyDiscarded(t *testing.T) {
+	var scanned atomic.Bool
+	s := psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+		scanned.Store(true)
+		return psengine.Analysis{Verdict: psengine.Unknown}, nil
+	})
+	var hooked atomic.Value
+	e := newEngine(t, s, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { hooked.Store(err) }))
+	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(-time.Second))))
+	if !errors.Is(err, psengine.ErrExpired) || res.Answered || scanned.Load() {
+		t.Fatalf("expired bounty: err %v, answered %v, scanned %v", err, res.Answered, scanned.Load())
+	}
+	if got, _ := hooked.Load().(error); !errors.Is(got, psengine.ErrExpired) {
+		t.Errorf("error hook got %v", got)
+	}
+
+	keep := newEngine(t, s, psengine.WithDiscardExpired(false))
+	if res, _ := keep.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(-time.Second)))); !res.Answered {
+		t.Errorf("WithDiscardExpired(false): not answered: %v", res.Err)
+	}
+}
+
+func TestArbitrationVoteHasNoBid(t *testing.T) {
+	e := newEngine(t, marker)
+	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithPhase(psengine.Arbitration)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(res.Answer())
+	var m map[string]any
+	_ = json.Unmarshal(out, &m)
+	if _, ok := m["bid"]; ok || m["verdict"] != "malicious" {
+		t.Errorf("vote %s has a bid key or wrong verdict", out)
+	}
+}
+
+// countingScanner records the worker setup calls and which worker Env each
+// scan saw.
+type countingScanner struct {
+	setups, teardowns, engineSetups atomic.Int32
+	mu                              sync.Mutex
+	seen                            map[int]bool
+}
+
+var workerKey = psengine.NewKey[int]("worker")
+var tableKey = psengine.NewKey[map[string]bool]("table")
+
+func (c *countingScanner) SetupEngine(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	c.engineSetups.Add(1)
+	return tableKey.With(env, map[string]bool{"MALWARE": true}), nil
+}
+
+func (c *countingScanner) SetupWorker(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return workerKey.With(env, int(c.setups.Add(1))), nil
+}
+
+func (c *countingScanner) TeardownWorker(context.Context, psengine.Env) error {
+	c.teardowns.Add(1)
+	return nil
+}
+
+func (c *countingScanner) Scan(_ context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	id := workerKey.Must(env)
+	table := tableKey.Must(env)
+	c.mu.Lock()
+	c.seen[id] = true
+	c.mu.Unlock()
+	b, _ := a.Bytes()
+	if table[string(b)] {
+		return psengine.Analysis{Verdict: psengine.Malicious}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Benign}, nil
+}
+
+func TestSetupOncePerEngineAndWorker(t *testing.T) {
+	s := &countingScanner{seen: map[int]bool{}}
+	e := psengine.New(s, testDirs(t), psengine.WithWorkers(3))
+	uris := make([]string, 60)
+	for i := range uris {
+		uris[i] = psenginetest.DataURI(fmt.Appendf(nil, "%d", i))
+	}
+	uris[7] = psenginetest.DataURI([]byte("MALWARE"))
+	results := e.AnalyzeAll(context.Background(), uris)
+	for i, r := range results {
+		want := psengine.Benign
+		if i == 7 {
+			want = psengine.Malicious
+		}
+		if r.Err != nil || r.Analysis.Verdict != want || r.Bounty.ArtifactURI != uris[i] {
+			t.Errorf("result %d out of order or wrong: %+v", i, r)
+		}
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.engineSetups.Load() != 1 || s.setups.Load() > 3 || s.teardowns.Load() != s.setups.Load() {
+		t.Errorf("engine setups %d, worker setups %d, teardowns %d", s.engineSetups.Load(), s.setups.Load(), s.teardowns.Load())
+	}
+}
+
+func TestSubmitDeliversAndRunsHooks(t *testing.T) {
+	var mu sync.Mutex
+	var answers []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Errorf("answer is not JSON: %s", body)
+		}
+		mu.Lock()
+		answers = append(answers, m)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+
+	done := make(chan psengine.Analysis, 1)
+	e := psengine.New(marker, testDirs(t), psengine.OnSuccess(func(_ context.Context, _ psengine.Bounty, a psengine.Analysis) { done <- a }))
+	b := psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithResponseURL(srv.URL+"/answer"))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := e.Submit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the submitter goes away; the answer is still delivered
+	a := <-done
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.Verdict != psengine.Malicious {
+		t.Errorf("hook analysis %+v", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(answers) != 1 || answers[0]["verdict"] != "malicious" {
+		t.Fatalf("answers delivered: %v", answers)
+	}
+	bidNum, ok := answers[0]["bid"].(float64)
+	if !ok || int64(bidNum) < bid.DefaultRules.Min {
+		t.Errorf("bid %v not within the rules", answers[0]["bid"])
+	}
+	if err := e.Submit(context.Background(), b); !errors.Is(err, psengine.ErrClosed) {
+		t.Errorf("Submit after Shutdown = %v, want ErrClosed", err)
+	}
+}
+
+func TestShutdownReportsUnfinished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		block := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			<-ctx.Done()
+			return psengine.Analysis{}, ctx.Err()
+		})
+		var mu sync.Mutex
+		failed := map[string]error{}
+		e := psengine.New(block, testDirs(t), psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
+			mu.Lock()
+			failed[b.ID.String()] = err
+			mu.Unlock()
+		}))
+		for i := range 3 {
+			if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithID(fmt.Sprint(i+1)), psenginetest.WithExpiration(time.Now().Add(time.Hour)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown = %v, want the deadline error", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range []string{"1", "2", "3"} {
+			if failed[id] == nil {
+				t.Errorf("bounty %s not reported after the shutdown deadline", id)
+			}
+		}
+		if !errors.Is(failed["3"], psengine.ErrShutdown) {
+			t.Errorf("queued bounty 3 reported with %v, want ErrShutdown", failed["3"])
+		}
+	})
+}
+
+// TestNoTempFilesLeft: 1,000 analyses with failures mixed in leave nothing
+// in the temp directory.
+func TestNoTempFilesLeft(t *testing.T) {
+	tmp := t.TempDir()
+	var n atomic.Int64
+	s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+		if _, err := a.Path(); err != nil {
+			return psengine.Analysis{}, err
+		}
+		switch n.Add(1) % 5 {
+		case 0:
+			panic("boom")
+		case 1:
+			return psengine.Analysis{}, errors.New("failed")
+		case 2:
+			return psengine.Analysis{Verdict: "bogus"}, nil
+		}
+		return psengine.Analysis{Verdict: psengine.Benign}, nil
+	})
+	p := fetch.Remote()
+	p.TempDir, p.MemoryLimit = tmp, 8 // every artifact spills to a file
+	e := newEngine(t, s, psengine.WithWorkers(2), psengine.WithFetchPolicy(p))
+	var bounties []psengine.Bounty
+	for i := range 1000 {
+		data := fmt.Appendf(nil, "artifact number %d", i)
+		opts := []psenginetest.BountyOption{psenginetest.WithID(fmt.Sprint(i + 1))}
+		if i%7 == 0 {
+			opts = append(opts, psenginetest.WithSHA256(strings.Repeat("0", 64)))
+		}
+		bounties = append(bounties, psenginetest.Bounty(data, opts...))
+	}
+	answered := 0
+	for res := range e.AnalyzeBounties(context.Background(), func(yield func(psengine.Bounty) bool) {
+		for _, b := range bounties {
+			if !yield(b) {
+				return
+			}
+		}
+	}) {
+		if res.Answered {
+			answered++
+		}
+	}
+	if answered != 1000 {
+		t.Errorf("%d of 1000 answered", answered)
+	}
+	left, _ := os.ReadDir(tmp)
+	if len(left) != 0 {
+		t.Errorf("%d temp files left behind, e.g. %s", len(left), left[0].Name())
+	}
+}
+
+func TestCommands(t *testing.T) {
+	s := struct {
+		psengine.Scanner
+		psengine.Commander
+	}{marker, commander{}}
+	e := newEngine(t, s)
+	out, err := e.Command(context.Background(), "echo", []string{"a", "b"})
+	if err != nil || fmt.Sprint(out) != "[a b]" {
+		t.Errorf("echo = %v, %v", out, err)
+	}
+	if _, err := e.Command(context.Background(), "nope", nil); !errors.Is(err, psengine.ErrUnknownCommand) {
+		t.Errorf("unknown command error %v", err)
+	}
+	if _, err := e.Command(context.Background(), "panic", nil); !errors.As(err, new(*psengine.PanicError)) {
+		t.Errorf("panicking command error %v", err)
+	}
+}
+
+type commander struct{}
+
+func (commander) Commands() []psengine.Command {
+	return []psengine.Command{
+		{Name: "echo", Run: func(_ context.Context, _ psengine.Env, args []string) (any, error) { return args, nil }},
+		{Name: "panic", Run: func(context.Context, psengine.Env, []string) (any, error) { panic("command bug") }},
+	}
+}
+
+func TestUpdateSwapsEnv(t *testing.T) {
+	s := &updater{}
+	e := newEngine(t, s)
+	ctx := context.Background()
+	first, _ := e.Analyze(ctx, "data:,x")
+	if err := e.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := e.Analyze(ctx, "data:,x")
+	if first.Analysis.Metadata.MalwareFamily != "v1" || second.Analysis.Metadata.MalwareFamily != "v2" {
+		t.Errorf("families %q then %q, want v1 then v2", first.Analysis.Metadata.MalwareFamily, second.Analysis.Metadata.MalwareFamily)
+	}
+}
+
+var versionKey = psengine.NewKey[string]("version")
+
+type updater struct{}
+
+func (updater) SetupEngine(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return versionKey.With(env, "v1"), nil
+}
+
+func (updater) Update(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return versionKey.With(env, "v2"), nil
+}
+
+func (updater) Scan(_ context.Context, env psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+	return psengine.Analysis{Verdict: psengine.Malicious, Metadata: psengine.Metadata{MalwareFamily: versionKey.Must(env)}}, nil
+}
+
+func TestScannerConformance(t *testing.T) {
+	psenginetest.TestScanner(t, marker, []psenginetest.Case{
+		{Name: "marker", Data: []byte("MALWARE"), Want: psengine.Malicious},
+		{Name: "clean", Data: []byte("hello"), Want: psengine.Benign},
+	}, testDirs(t))
+}
+
+func TestMemoryBrokerConformance(t *testing.T) {
+	psenginetest.TestBroker(t, func(t *testing.T) psenginetest.BrokerHarness {
+		b := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{MaxAttempts: 3, Backoff: pipeline.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+		return psenginetest.BrokerHarness{
+			Broker:      b,
+			MaxAttempts: 3,
+			DeadLetters: func(context.Context) ([]psengine.DeadLetter, error) { return b.DeadLetters(), nil },
+		}
+	})
+}

@@ -1,0 +1,68 @@
+package psengine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+// Error kinds. Every error the engine reports (to a caller or an error hook)
+// wraps one of these, so errors.Is tells what went wrong, and wraps the cause,
+// so errors.As still reaches a typed error such as *fetch.TooLargeError.
+var (
+	// ErrMalformedBounty: a bounty that cannot be parsed or misses a field.
+	ErrMalformedBounty = errors.New("psengine: malformed bounty")
+	// ErrFetch: the artifact could not be read (unreachable, too large,
+	// refused by the fetch policy, checksum mismatch). Answered CANNOT_FETCH.
+	ErrFetch = errors.New("psengine: cannot fetch artifact")
+	// ErrUnsupported: the scanner does not handle this kind of artifact.
+	// A scanner may return an error wrapping it; answered UNSUPPORTED.
+	ErrUnsupported = errors.New("psengine: artifact type unsupported")
+	// ErrEncrypted: the artifact is encrypted. A scanner may return an error
+	// wrapping it; answered ENCRYPTED.
+	ErrEncrypted = errors.New("psengine: artifact encrypted")
+	// ErrScan: the scanner returned an error or panicked. Answered unknown.
+	ErrScan = errors.New("psengine: scan failed")
+	// ErrTimeout: the scan did not finish before its deadline. Answered unknown.
+	ErrTimeout = errors.New("psengine: scan deadline exceeded")
+	// ErrInvalidAnalysis: the scanner's analysis would be rejected by
+	// PolySwarm (see Validate). Answered unknown.
+	ErrInvalidAnalysis = errors.New("psengine: invalid analysis")
+	// ErrDeliver: the answer could not be delivered to the response URL.
+	ErrDeliver = errors.New("psengine: answer not delivered")
+	// ErrExpired: the bounty expired before its scan could start; it was
+	// discarded and not answered (see WithDiscardExpired).
+	ErrExpired = errors.New("psengine: bounty expired")
+	// ErrSetup: engine or worker setup failed.
+	ErrSetup = errors.New("psengine: setup failed")
+	// ErrClosed: the engine or broker is shut down and takes no new work.
+	ErrClosed = errors.New("psengine: closed")
+	// ErrQueueFull: the broker cannot take the job now; retry later.
+	ErrQueueFull = errors.New("psengine: queue full")
+	// ErrShutdown: the bounty was still queued or running when Shutdown's
+	// deadline passed.
+	ErrShutdown = errors.New("psengine: shut down before the bounty was answered")
+	// ErrUnknownCommand: Engine.Command was asked for a command the scanner
+	// does not expose.
+	ErrUnknownCommand = errors.New("psengine: unknown command")
+	// ErrPermanent marks an error that retrying cannot fix. A broker
+	// dead-letters a job whose handler returns an error wrapping it.
+	ErrPermanent = pipeline.ErrPermanent
+)
+
+// PanicError is a recovered panic (in a scanner, a stage or a hook) with the
+// stack where it happened. The worker that recovered it lives on.
+type PanicError = pipeline.PanicError
+
+// Permanent marks err as permanent: errors.Is(err, ErrPermanent) is true and
+// err stays reachable.
+func Permanent(err error) error { return pipeline.Permanent(err) }
+
+// kind wraps cause with an error kind, unless it already is of that kind.
+func kind(k error, cause error) error {
+	if cause == nil || errors.Is(cause, k) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", k, cause)
+}

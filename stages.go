@@ -1,0 +1,314 @@
+package psengine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
+	"github.com/polyswarm/psengine/webhook/deliver"
+)
+
+// task is what flows through the stages of one bounty.
+type task struct {
+	bounty   Bounty
+	env      Env
+	content  *fetch.Content
+	artifact Artifact
+	analysis Analysis
+	decided  bool // the answer is settled (a special result): skip the scan
+}
+
+// process answers one bounty on worker w. pre, when not nil, is content
+// already fetched (a local input); process owns it from then on.
+func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Content) (res Result) {
+	res = Result{Bounty: b}
+	t := &task{bounty: b, content: pre}
+	defer func() {
+		if t.content != nil {
+			_ = t.content.Close()
+		}
+	}()
+	log := e.cfg.logger.With("bounty", b.ID.String())
+
+	if err := b.Validate(); err != nil {
+		res.Err = err
+		e.finish(ctx, &res, log)
+		return res
+	}
+	now := time.Now()
+	if e.cfg.discardExpired && expired(b, now) {
+		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
+		e.finish(ctx, &res, log)
+		return res
+	}
+
+	env, err := e.workerEnv(ctx, w)
+	if err != nil {
+		res.Analysis, res.Answered, res.Err = Skipped(err), true, err
+	} else {
+		t.env = env
+		sctx, cancel := e.scanContext(ctx, b, now)
+		_, err = e.front()(sctx, t)
+		cancel()
+		res.Analysis, res.Answered, res.Err = t.analysis, true, err
+		if err != nil && !t.decided {
+			res.Analysis = answerFor(err)
+		}
+	}
+
+	back := e.back()
+	if _, verr := back(ctx, t.withAnalysis(res.Analysis)); verr != nil {
+		// The scanner's analysis would be refused: answer unknown instead.
+		res.Err = errors.Join(res.Err, verr)
+		res.Analysis = Skipped(verr)
+		t.analysis = res.Analysis
+		if _, err := back(ctx, t); err != nil { // cannot fail for a special result
+			res.Err = errors.Join(res.Err, err)
+		}
+	}
+	res.Analysis = t.analysis
+
+	if b.ResponseURL != "" {
+		if err := e.deliver(ctx, b, res.Analysis); err != nil {
+			res.Err = errors.Join(res.Err, err)
+		} else {
+			res.Delivered = true
+		}
+	}
+	e.finish(ctx, &res, log)
+	return res
+}
+
+func (t *task) withAnalysis(a Analysis) *task { t.analysis = a; return t }
+
+// scanContext bounds fetch and scan: the bounty's expiration less the
+// delivery margin, and the host's timeout.
+func (e *Engine) scanContext(ctx context.Context, b Bounty, now time.Time) (context.Context, context.CancelFunc) {
+	var deadline time.Time
+	if !b.Expiration.IsZero() {
+		deadline = b.Expiration.Add(-e.cfg.margin)
+	}
+	if e.cfg.timeout > 0 {
+		if d := now.Add(e.cfg.timeout); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
+	}
+	if deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadlineCause(ctx, deadline, ErrTimeout)
+}
+
+// answerFor is the special result answering a bounty that failed with err.
+func answerFor(err error) Analysis {
+	switch {
+	case errors.Is(err, ErrFetch):
+		return CannotFetch(unwrapKind(err, ErrFetch))
+	case errors.Is(err, ErrUnsupported):
+		return Unsupported()
+	case errors.Is(err, ErrEncrypted):
+		return Encrypted()
+	}
+	return Skipped(err)
+}
+
+// unwrapKind drops the "kind: " prefix of an error made by kind(), for a
+// shorter metadata.error.
+func unwrapKind(err, k error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := j.Unwrap(); len(errs) == 2 && errors.Is(errs[0], k) && errs[0] == k {
+			return errs[1]
+		}
+	}
+	return err
+}
+
+// front composes the stages that lead to the scanner's analysis.
+func (e *Engine) front() pipeline.Stage[*task, *task] {
+	return pipeline.Then(pipeline.Then(pipeline.Then(
+		pipeline.Recover(e.fetchStage),
+		pipeline.Recover(e.identifyStage)),
+		pipeline.Recover(e.acceptStage)),
+		e.scanStage)
+}
+
+// back composes the stages that turn an analysis into an answer.
+func (e *Engine) back() pipeline.Stage[*task, *task] {
+	return pipeline.Then(pipeline.Then(
+		pipeline.Recover(e.bidStage),
+		pipeline.Recover(e.enrichStage)),
+		pipeline.Recover(validateStage))
+}
+
+// fetchStage reads the artifact (unless it came with the task), checking
+// its sha256 against the bounty's.
+func (e *Engine) fetchStage(ctx context.Context, t *task) (*task, error) {
+	b := t.bounty
+	if t.content == nil {
+		if b.ArtifactType == URLArtifact {
+			t.content = fetch.FromBytes([]byte(b.ArtifactURI))
+		} else {
+			c, err := e.cfg.policy.Fetch(ctx, b.ArtifactURI, b.SHA256)
+			if err != nil {
+				if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+					err = fmt.Errorf("%w: %w", cause, err)
+				}
+				return t, kind(ErrFetch, err)
+			}
+			t.content = c
+		}
+	} else if b.SHA256 != "" && b.ArtifactType == FileArtifact && t.content.SHA256() != b.SHA256 {
+		return t, kind(ErrFetch, &fetch.ChecksumError{Want: b.SHA256, Got: t.content.SHA256()})
+	}
+	return t, nil
+}
+
+// identifyStage makes the Artifact the scanner sees: hashes from the fetch,
+// the mimetype detected from the first bytes.
+func (e *Engine) identifyStage(_ context.Context, t *task) (*task, error) {
+	t.artifact = NewArtifact(t.bounty.ArtifactType, t.bounty.ArtifactURI, t.content)
+	return t, nil
+}
+
+// acceptStage answers UNSUPPORTED what the scanner does not handle.
+func (e *Engine) acceptStage(_ context.Context, t *task) (*task, error) {
+	if a, ok := e.orig.(Acceptor); ok && !a.Accepts(t.artifact) {
+		t.analysis, t.decided = Unsupported(), true
+	}
+	return t, nil
+}
+
+// scanStage runs the scanner, bounded by ctx's deadline even if it ignores
+// ctx, with panics recovered.
+func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
+	if t.decided {
+		return t, nil
+	}
+	scan := pipeline.Bounded(func(ctx context.Context, a Artifact) (Analysis, error) {
+		return e.scanner.Scan(ctx, t.env, a)
+	})
+	a, err := scan(ctx, t.artifact)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, pipeline.ErrAbandoned) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			if errors.Is(cause, ErrTimeout) {
+				return t, fmt.Errorf("%w: %w", ErrTimeout, err)
+			}
+			return t, fmt.Errorf("%w: %w", ErrScan, err)
+		}
+		switch {
+		case errors.Is(err, ErrUnsupported), errors.Is(err, ErrEncrypted):
+			t.analysis, t.decided = answerFor(err), true
+			return t, nil
+		}
+		return t, kind(ErrScan, err)
+	}
+	t.analysis = a
+	return t, nil
+}
+
+// bidStage fills the bid of malicious and benign assertions.
+func (e *Engine) bidStage(_ context.Context, t *task) (*task, error) {
+	a := &t.analysis
+	if t.bounty.IsVote() {
+		a.Bid = 0
+		return t, nil
+	}
+	rules := t.bounty.Rules.OrDefault()
+	switch {
+	case !a.Verdict.bids():
+	case a.Bid == 0:
+		a.Bid = e.cfg.bidder(rules, *a)
+	default:
+		a.Bid = rules.Clamp(a.Bid)
+	}
+	return t, nil
+}
+
+// enrichStage stamps the engine's head metadata under the analysis.
+func (e *Engine) enrichStage(_ context.Context, t *task) (*task, error) {
+	t.analysis.Metadata = t.analysis.Metadata.merge(e.Env().head)
+	return t, nil
+}
+
+func validateStage(_ context.Context, t *task) (*task, error) {
+	return t, Validate(t.bounty, t.analysis)
+}
+
+// deliver posts the answer with its own context: the caller may go away,
+// the bounty's expiration (and a hard shutdown) still bound it.
+func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(e.hard, cancel)
+	defer stop()
+	if !b.Expiration.IsZero() {
+		var c2 context.CancelFunc
+		dctx, c2 = context.WithDeadline(dctx, b.Expiration)
+		defer c2()
+	}
+	var err error
+	if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(dctx, b, NewAnswer(b, a)) }); perr != nil {
+		err = perr
+	}
+	return kind(ErrDeliver, err)
+}
+
+// finish logs the result and runs the hooks: the scanner's, then the
+// host's. A panicking hook is recovered and logged.
+func (e *Engine) finish(ctx context.Context, res *Result, log *slog.Logger) {
+	hctx := context.WithoutCancel(ctx)
+	if res.Err != nil {
+		log.Warn("bounty failed", "err", res.Err, "answered", res.Answered, "verdict", res.Analysis.Verdict)
+		e.reportError(hctx, res.Bounty, res.Err)
+		return
+	}
+	log.Debug("bounty answered", "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
+	if h, ok := e.orig.(SuccessHook); ok {
+		e.runHook("scanner OnSuccess", func() { h.OnSuccess(hctx, res.Bounty, res.Analysis) })
+	}
+	for _, h := range e.cfg.onSuccess {
+		e.runHook("OnSuccess", func() { h(hctx, res.Bounty, res.Analysis) })
+	}
+}
+
+func (e *Engine) reportError(ctx context.Context, b Bounty, err error) {
+	if h, ok := e.orig.(ErrorHook); ok {
+		e.runHook("scanner OnError", func() { h.OnError(ctx, b, err) })
+	}
+	for _, h := range e.cfg.onError {
+		e.runHook("OnError", func() { h(ctx, b, err) })
+	}
+}
+
+func (e *Engine) runHook(name string, fn func()) {
+	if err := pipeline.Protect(fn); err != nil {
+		e.cfg.logger.Error("hook panicked", "hook", name, "err", err)
+	}
+}
+
+// httpDeliverer is the default Deliverer: a JSON POST to the response URL,
+// retried on transient failures until the bounty's expiration.
+type httpDeliverer struct {
+	client *deliver.Client
+}
+
+func newHTTPDeliverer(log *slog.Logger) *httpDeliverer {
+	return &httpDeliverer{client: &deliver.Client{Logger: log}}
+}
+
+func (d *httpDeliverer) Deliver(ctx context.Context, b Bounty, answer Answer) error {
+	body, err := json.Marshal(answer)
+	if err != nil {
+		return Permanent(err)
+	}
+	_, err = d.client.Post(ctx, b.ResponseURL, body, b.Expiration)
+	if err != nil && errors.Is(err, deliver.ErrPermanent) {
+		return Permanent(err)
+	}
+	return err
+}
