@@ -1,0 +1,256 @@
+package psenginetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+)
+
+// BrokerHarness is a fresh, empty broker under test and what TestBroker
+// needs to observe it.
+type BrokerHarness struct {
+	Broker psengine.Broker
+	// DeadLetters returns the jobs dead-lettered so far.
+	DeadLetters func(ctx context.Context) ([]psengine.DeadLetter, error)
+	// MaxAttempts is the broker's delivery limit (keep it small, e.g. 3).
+	MaxAttempts int
+}
+
+// brokerWait bounds how long TestBroker waits for a distributed broker to
+// deliver; it only fails tests that would otherwise hang.
+const brokerWait = 30 * time.Second
+
+// TestBroker is the conformance suite every Broker passes: the in-process
+// MemoryBroker and distributed ones alike. newHarness is called once per
+// subtest and must return a fresh, empty broker whose redelivery backoff is
+// short (milliseconds).
+//
+// It checks that every submitted job is delivered at least once; that an
+// error redelivers the job with its attempt count raised; that a permanent
+// error, or an exhausted limit, dead-letters it; that duplicate IDs are
+// dropped; and that a cancelled consumer loses no acknowledged work (it is
+// not redelivered), leaves unacknowledged work to the next consumer, and
+// calls no handler after it returns.
+func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
+	t.Run("delivers every job", func(t *testing.T) {
+		h := newHarness(t)
+		const n = 50
+		for i := range n {
+			submit(t, h.Broker, fmt.Sprintf("job-%d", i))
+		}
+		rec := consume(t, h.Broker, 3, func(context.Context, psengine.Job) error { return nil })
+		for i := range n {
+			rec.await(t, fmt.Sprintf("job-%d", i), 1)
+		}
+		rec.stop(t)
+		for i := range n {
+			if a := rec.attempts(fmt.Sprintf("job-%d", i)); a[0] != 1 {
+				t.Errorf("job-%d: first delivery has attempt %d, want 1", i, a[0])
+			}
+		}
+	})
+
+	t.Run("error redelivers with the attempt raised", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "flaky")
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+			if j.Attempt == 1 {
+				return errors.New("transient")
+			}
+			return nil
+		})
+		rec.await(t, "flaky", 2)
+		rec.stop(t)
+		if a := rec.attempts("flaky"); a[0] != 1 || a[1] != 2 {
+			t.Errorf("attempts %v, want [1 2 ...]", a)
+		}
+	})
+
+	t.Run("permanent error dead-letters at once", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "poison")
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error {
+			return psengine.Permanent(errors.New("cannot ever work"))
+		})
+		dl := awaitDeadLetter(t, h, "poison")
+		rec.stop(t)
+		if got := len(rec.attempts("poison")); got != 1 {
+			t.Errorf("handler called %d times for a permanent error, want 1", got)
+		}
+		if dl.Err == nil {
+			t.Errorf("dead letter has no reason: %+v", dl)
+		}
+	})
+
+	t.Run("exhausted limit dead-letters", func(t *testing.T) {
+		h := newHarness(t)
+		if h.MaxAttempts < 1 {
+			t.Fatal("BrokerHarness.MaxAttempts must be set")
+		}
+		submit(t, h.Broker, "doomed")
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return errors.New("always fails") })
+		awaitDeadLetter(t, h, "doomed")
+		rec.stop(t)
+		if got := len(rec.attempts("doomed")); got != h.MaxAttempts {
+			t.Errorf("handler called %d times, want MaxAttempts=%d", got, h.MaxAttempts)
+		}
+	})
+
+	t.Run("duplicates dropped", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "once")
+		submit(t, h.Broker, "once")
+		submit(t, h.Broker, "other")
+		rec := consume(t, h.Broker, 2, func(context.Context, psengine.Job) error { return nil })
+		rec.await(t, "once", 1)
+		rec.await(t, "other", 1)
+		submit(t, h.Broker, "once") // recently handled: still a duplicate
+		submit(t, h.Broker, "last")
+		rec.await(t, "last", 1)
+		rec.stop(t)
+		if got := len(rec.attempts("once")); got != 1 {
+			t.Errorf("duplicate job handled %d times, want 1", got)
+		}
+	})
+
+	t.Run("cancelled consumer", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "acked")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var mu sync.Mutex
+		var calls []string
+		returned := false
+		done := make(chan error, 1)
+		go func() {
+			done <- h.Broker.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if returned {
+					t.Errorf("handler called for %s after Consume returned", j.ID)
+				}
+				calls = append(calls, j.ID)
+				if j.ID == "unacked" {
+					cancel()
+					return ctx.Err()
+				}
+				return nil
+			})
+		}()
+		waitFor(t, "the acked job", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 1 })
+		submit(t, h.Broker, "unacked")
+		select {
+		case <-done:
+		case <-time.After(brokerWait):
+			t.Fatal("Consume did not return after its context was cancelled")
+		}
+		mu.Lock()
+		returned = true
+		mu.Unlock()
+
+		submit(t, h.Broker, "after")
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec.await(t, "unacked", 1)
+		rec.await(t, "after", 1)
+		rec.stop(t)
+		if got := rec.attempts("acked"); len(got) != 0 {
+			t.Errorf("acknowledged job redelivered %d times", len(got))
+		}
+	})
+}
+
+func submit(t *testing.T, b psengine.Broker, id string) {
+	t.Helper()
+	bounty := Bounty([]byte(id), WithID(id))
+	if err := b.Submit(context.Background(), psengine.Job{ID: id, Bounty: bounty}); err != nil {
+		t.Fatalf("Submit(%s): %v", id, err)
+	}
+}
+
+// recorder runs consumers and records every handler call.
+type recorder struct {
+	mu     sync.Mutex
+	calls  map[string][]int // job ID -> attempts seen
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+}
+
+func consume(t *testing.T, b psengine.Broker, n int, h psengine.Handler) *recorder {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &recorder{calls: make(map[string][]int), cancel: cancel, errs: make(chan error, n)}
+	for range n {
+		r.wg.Go(func() {
+			err := b.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+				r.mu.Lock()
+				r.calls[j.ID] = append(r.calls[j.ID], j.Attempt)
+				r.mu.Unlock()
+				return h(ctx, j)
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				r.errs <- err
+			}
+		})
+	}
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *recorder) attempts(id string) []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int{0}[:0], r.calls[id]...)
+}
+
+func (r *recorder) await(t *testing.T, id string, calls int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d deliveries of %s", calls, id), func() bool { return len(r.attempts(id)) >= calls })
+}
+
+func (r *recorder) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	r.wg.Wait()
+	select {
+	case err := <-r.errs:
+		t.Errorf("Consume: %v", err)
+	default:
+	}
+}
+
+func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) psengine.DeadLetter {
+	t.Helper()
+	var found psengine.DeadLetter
+	waitFor(t, "dead letter "+id, func() bool {
+		dls, err := h.DeadLetters(context.Background())
+		if err != nil {
+			t.Fatalf("DeadLetters: %v", err)
+		}
+		for _, d := range dls {
+			if d.Job.ID == id {
+				found = d
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// waitFor polls cond until it holds or brokerWait passes (then fails).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(brokerWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,187 @@
+package psenginetest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/polyswarm/psengine"
+)
+
+// Case is one artifact TestScanner feeds the scanner, with the verdict
+// expected ("" accepts any verdict).
+type Case struct {
+	Name string
+	Data []byte // a file artifact's content
+	URL  string // when set, a URL artifact instead
+	Want psengine.Verdict
+}
+
+// hangLimit is how long a scan may take to notice its context ended before
+// TestScanner calls it hung. It is a hang detector, not a speed target.
+const hangLimit = 10 * time.Second
+
+// TestScanner is a conformance test for scanners: run it from your own
+// test with the artifacts your engine knows. It checks, for the given cases
+// plus an empty and a random artifact, that the scanner
+//
+//   - runs inside an engine (setup, head, workers) and its answers are valid
+//     for PolySwarm, with the expected verdicts;
+//   - is pure: the same artifact twice gives the same analysis;
+//   - is safe for concurrent use (run your tests with -race);
+//   - returns promptly when its context is cancelled or past its deadline;
+//   - never panics.
+//
+// opts are passed to the engine (WithDirs, WithGetenv...).
+func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengine.Option) {
+	t.Helper()
+	random := make([]byte, 4096)
+	_, _ = rand.Read(random)
+	cases = append(append([]Case(nil), cases...),
+		Case{Name: "empty artifact", Data: []byte{}},
+		Case{Name: "random bytes", Data: random},
+	)
+	ctx := context.Background()
+	engine := psengine.New(s, append([]psengine.Option{psengine.WithWorkers(2)}, opts...)...)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := engine.Shutdown(sctx); err != nil {
+			t.Errorf("engine shutdown: %v", err)
+		}
+	})
+	if err := engine.Start(ctx); err != nil {
+		t.Fatalf("engine start: %v", err)
+	}
+	env := engine.Env()
+	if ws, ok := s.(psengine.WorkerSetup); ok {
+		wenv, err := ws.SetupWorker(ctx, env)
+		if err != nil {
+			t.Fatalf("worker setup: %v", err)
+		}
+		env = wenv
+		if wt, ok := s.(psengine.WorkerTeardown); ok {
+			t.Cleanup(func() {
+				if err := wt.TeardownWorker(context.Background(), env); err != nil {
+					t.Errorf("worker teardown: %v", err)
+				}
+			})
+		}
+	}
+	artifact := func(t *testing.T, c Case) psengine.Artifact {
+		if c.URL != "" {
+			return URLArtifact(t, c.URL)
+		}
+		return Artifact(t, c.Data)
+	}
+	scan := func(ctx context.Context, t *testing.T, a psengine.Artifact) (res psengine.Analysis, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Scan panicked: %v", r)
+			}
+		}()
+		return s.Scan(ctx, env, a)
+	}
+
+	t.Run("answers", func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.Name, func(t *testing.T) {
+				b := Bounty(c.Data)
+				if c.URL != "" {
+					b.ArtifactType, b.ArtifactURI, b.SHA256 = psengine.URLArtifact, c.URL, ""
+				}
+				res, err := engine.AnalyzeBounty(ctx, b)
+				if !res.Answered {
+					t.Fatalf("bounty not answered: %v", err)
+				}
+				if err != nil && !errors.Is(err, psengine.ErrUnsupported) {
+					t.Errorf("AnalyzeBounty: %v", err)
+				}
+				if verr := psengine.Validate(b, res.Analysis); verr != nil {
+					t.Errorf("answer invalid: %v", verr)
+				}
+				if c.Want != "" && res.Analysis.Verdict != c.Want {
+					t.Errorf("verdict %q, want %q (analysis %+v)", res.Analysis.Verdict, c.Want, res.Analysis)
+				}
+			})
+		}
+	})
+
+	t.Run("pure", func(t *testing.T) {
+		for _, c := range cases {
+			a := artifact(t, c)
+			first, err1 := scan(ctx, t, a)
+			second, err2 := scan(ctx, t, a)
+			if fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Errorf("%s: errors differ: %v, then %v", c.Name, err1, err2)
+			}
+			if diff := cmp.Diff(first, second, AnalysisOptions); diff != "" {
+				t.Errorf("%s: same artifact, different analyses (-first +second):\n%s", c.Name, diff)
+			}
+		}
+	})
+
+	t.Run("concurrent", func(t *testing.T) {
+		want := make([]psengine.Analysis, len(cases))
+		arts := make([]psengine.Artifact, len(cases))
+		for i, c := range cases {
+			arts[i] = artifact(t, c)
+			want[i], _ = scan(ctx, t, arts[i])
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 8*len(cases))
+		for range 8 {
+			for i := range cases {
+				wg.Go(func() {
+					got, _ := s.Scan(ctx, env, arts[i])
+					if diff := cmp.Diff(want[i], got, AnalysisOptions); diff != "" {
+						errs <- fmt.Sprintf("%s: concurrent scan differs (-want +got):\n%s", cases[i].Name, diff)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
+	})
+
+	t.Run("cancellation", func(t *testing.T) {
+		for _, c := range cases {
+			for _, mk := range []struct {
+				name string
+				ctx  func() (context.Context, context.CancelFunc)
+			}{
+				{"cancelled", func() (context.Context, context.CancelFunc) {
+					ctx, cancel := context.WithCancel(ctx)
+					cancel()
+					return ctx, cancel
+				}},
+				{"past deadline", func() (context.Context, context.CancelFunc) {
+					return context.WithDeadline(ctx, time.Now().Add(-time.Second))
+				}},
+			} {
+				cctx, cancel := mk.ctx()
+				a := artifact(t, c)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					defer func() { _ = recover() }()
+					_, _ = s.Scan(cctx, env, a)
+				}()
+				select {
+				case <-done:
+				case <-time.After(hangLimit):
+					t.Errorf("%s (%s): Scan did not return within %v of its context ending", c.Name, mk.name, hangLimit)
+				}
+				cancel()
+			}
+		}
+	})
+}
