@@ -1,0 +1,196 @@
+// Package cli is the host program shared by the example engines: it turns
+// a psengine.Scanner into a command-line tool with the subcommands of the
+// PolySwarm engine CLI:
+//
+//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local] ARTIFACT...
+//	ENGINE commands [NAME ARG...]
+//
+// The library itself has no CLI: this package is an example of a host, kept
+// apart so engines show only their scanner. Logs go to stderr, shaped by
+// LOG_LEVEL (debug, info, warn, error) and LOG_FORMAT (text, json); text
+// logs on a terminal are coloured with tint.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/polyswarm/psengine"
+)
+
+// Program is one engine's command-line host.
+type Program struct {
+	Name    string           // the engine's name, as in `NAME analyze ...`
+	Scanner psengine.Scanner // the engine
+	Options []psengine.Option
+
+	// The process's streams and environment; nil means the real ones.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+// Main runs the program on os.Args and exits with its status. SIGINT and
+// SIGTERM cancel the run (the engine shuts down gracefully).
+func (p *Program) Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := p.Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func (p *Program) defaults() {
+	if p.Stdin == nil {
+		p.Stdin = os.Stdin
+	}
+	if p.Stdout == nil {
+		p.Stdout = os.Stdout
+	}
+	if p.Stderr == nil {
+		p.Stderr = os.Stderr
+	}
+	if p.Getenv == nil {
+		p.Getenv = os.Getenv
+	}
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// Run runs one command line (without the program name) and returns the exit
+// status: 0 on success, 1 when some work failed, 2 for a usage error.
+// Errors are printed to Stderr as one line each, never as a Go panic trace.
+func (p *Program) Run(ctx context.Context, args []string) int {
+	p.defaults()
+	if len(args) == 0 {
+		p.usage()
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "analyze":
+		err = p.analyze(ctx, rest)
+	case "commands":
+		err = p.commands(ctx, rest)
+	case "-h", "-help", "--help", "help":
+		p.usage()
+		return 0
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(p.Stderr, "%s: %s\n", p.Name, ue.msg)
+		fmt.Fprintf(p.Stderr, "Run '%s help' for usage.\n", p.Name)
+		return 2
+	case errors.Is(err, errReported):
+		return 1
+	default:
+		fmt.Fprintf(p.Stderr, "%s: %s\n", p.Name, oneLine(err))
+		return 1
+	}
+}
+
+// errReported: the failures were already printed.
+var errReported = errors.New("failures reported")
+
+func (p *Program) usage() {
+	fmt.Fprintf(p.Stderr, `Usage:
+  %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local] ARTIFACT...
+      Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
+      http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
+  %[1]s commands [NAME ARG...]
+      List the engine's commands, or run one and print its result as JSON.
+
+Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
+PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
+`, p.Name)
+}
+
+// oneLine flattens an error message to one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// parseInterleaved parses flags that may stand before, between or after
+// the positional arguments (`analyze FILE --json` works).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		if args[0] == "--" {
+			return append(positional, args[1:]...), nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// newLogger builds the logger: LOG_LEVEL, LOG_FORMAT, tint on a terminal.
+func (p *Program) newLogger(defaultLevel slog.Level) (*slog.Logger, error) {
+	level := defaultLevel
+	if v := p.Getenv("LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return nil, usageError{fmt.Sprintf("LOG_LEVEL=%q: want debug, info, warn or error", v)}
+		}
+	}
+	switch format := strings.ToLower(p.Getenv("LOG_FORMAT")); format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(p.Stderr, &slog.HandlerOptions{Level: level})), nil
+	case "", "text":
+		if isTerminal(p.Stderr) {
+			return slog.New(tint.NewTextHandler(p.Stderr, &tint.Options{Level: level, TimeFormat: time.Kitchen})), nil
+		}
+		return slog.New(slog.NewTextHandler(p.Stderr, &slog.HandlerOptions{Level: level})), nil
+	default:
+		return nil, usageError{fmt.Sprintf("LOG_FORMAT=%q: want text or json", format)}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// engine makes the engine with the program's options plus extra ones.
+func (p *Program) engine(log *slog.Logger, extra ...psengine.Option) *psengine.Engine {
+	opts := []psengine.Option{psengine.WithName(p.Name), psengine.WithLogger(log), psengine.WithGetenv(p.Getenv)}
+	opts = append(opts, p.Options...)
+	opts = append(opts, extra...)
+	return psengine.New(p.Scanner, opts...)
+}
+
+// shutdown stops the engine, giving running work a moment.
+func shutdown(e *psengine.Engine, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+}
