@@ -48,14 +48,14 @@ type Analysis struct {
 // Metadata is the answer's metadata object. Extra holds keys PolySwarm does
 // not define; they are written beside the known ones (a known key wins).
 type Metadata struct {
-	MalwareFamily string      `json:"malware_family,omitempty"`
-	Product       string      `json:"product,omitempty"`
-	Heuristic     bool        `json:"heuristic,omitempty"`
-	Comments      []string    `json:"comments,omitempty"`
-	Domains       []string    `json:"domains,omitempty"`
-	IPAddresses   []string    `json:"ip_addresses,omitempty"`
-	Error         string      `json:"error,omitempty"`
-	Scanner       ScannerInfo `json:"scanner,omitzero"`
+	MalwareFamily string         `json:"malware_family,omitempty"`
+	Product       string         `json:"product,omitempty"`
+	Heuristic     bool           `json:"heuristic,omitempty"`
+	Comments      []string       `json:"comments,omitempty"`
+	Domains       []string       `json:"domains,omitempty"`
+	IPAddresses   []string       `json:"ip_addresses,omitempty"`
+	Error         string         `json:"error,omitempty"`
+	Scanner       ScannerInfo    `json:"scanner,omitzero"`
 	Extra         map[string]any `json:"-"`
 }
 
@@ -347,10 +347,10 @@ func Validate(b Bounty, a Analysis) error {
 		return &ValidationError{"metadata.scanner.environment.operating_system", fmt.Sprintf("%q is not lowercase", os)}
 	}
 	texts := map[string]string{
-		"metadata.malware_family":           m.MalwareFamily,
-		"metadata.error":                    m.Error,
-		"metadata.scanner.version":          m.Scanner.Version,
-		"metadata.scanner.vendor_version":   m.Scanner.VendorVersion,
+		"metadata.malware_family":             m.MalwareFamily,
+		"metadata.error":                      m.Error,
+		"metadata.scanner.version":            m.Scanner.Version,
+		"metadata.scanner.vendor_version":     m.Scanner.VendorVersion,
 		"metadata.scanner.signatures_version": m.Scanner.SignaturesVersion,
 	}
 	for _, list := range []struct {
