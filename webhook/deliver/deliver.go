@@ -1,0 +1,433 @@
+// Package deliver POSTs a JSON answer to a bounty's response_url reliably.
+//
+// A [Client] sends the document as given (Content-Type application/json) and
+// retries transient failures — connection errors, per-attempt timeouts, 408,
+// 429 and 5xx — with exponential backoff and equal jitter until a 2xx answer,
+// a permanent failure or the bounty's deadline. It never POSTs again once it
+// has seen a 2xx answer. Other answers (3xx, and 4xx other than 408 and 429)
+// are permanent: one attempt only, reported as an error wrapping
+// [ErrPermanent] and a [*StatusError].
+//
+// Retrying after a timeout means a receiver may see the same answer twice if
+// it accepted the first one but its reply was lost; this is inherent to
+// at-least-once delivery over HTTP and receivers should treat answers to the
+// same bounty as idempotent.
+//
+// The package has no dependency on the rest of psengine.
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for the zero values of [Client] fields.
+const (
+	DefaultAttemptTimeout = 10 * time.Second
+	DefaultMinBackoff     = 250 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultUserAgent      = "psengine-deliver"
+)
+
+const (
+	// errorBodyLimit is how much of a non-2xx answer's body is kept for the
+	// error message.
+	errorBodyLimit = 512
+	// drainLimit caps how much of any answer's body is read before closing
+	// it. Reading a small body to EOF lets the transport reuse the
+	// connection; a larger one is abandoned (the connection is closed).
+	drainLimit = 64 << 10
+	// maxRedirects bounds the 307/308 redirects the default client follows.
+	maxRedirects = 10
+)
+
+var (
+	// ErrPermanent marks a delivery that must not be retried: the receiver
+	// rejected the answer (3xx, or 4xx other than 408 and 429), the URL is
+	// unusable, or the server's certificate failed verification.
+	ErrPermanent = errors.New("deliver: permanent delivery failure")
+	// ErrExpired marks a delivery that did not succeed before the deadline
+	// (less the Client's Margin). The error also wraps the last attempt's
+	// error, if any attempt was made.
+	ErrExpired = errors.New("deliver: deadline passed before the answer was accepted")
+)
+
+// StatusError is a non-2xx answer from the response URL.
+type StatusError struct {
+	Code int
+	// Body is the first bytes (at most 512) of the answer's body, for the
+	// error message.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	msg := "deliver: HTTP " + strconv.Itoa(e.Code)
+	if text := http.StatusText(e.Code); text != "" {
+		msg += " " + text
+	}
+	if body := strings.TrimSpace(e.Body); body != "" {
+		msg += ": " + strconv.Quote(body)
+	}
+	return msg
+}
+
+// Receipt describes what Post did, on success and failure alike.
+type Receipt struct {
+	// Attempts is the number of requests made, whether or not they reached
+	// the receiver (0 if none was made).
+	Attempts int
+	// Status is the HTTP status of the last attempt, 0 if it got no answer.
+	Status int
+	// Duration is the time Post spent, waits included.
+	Duration time.Duration
+}
+
+// Client delivers answers. Its zero value is ready to use; a Client is safe
+// for concurrent use and must not be changed while Post runs.
+type Client struct {
+	// HTTP sends the requests. Nil means a client on http.DefaultTransport
+	// with no overall Timeout (attempts are bounded by AttemptTimeout) that
+	// follows only 307 and 308 redirects (which keep the method and body);
+	// any other 3xx answer is a permanent failure.
+	HTTP *http.Client
+	// AttemptTimeout bounds each attempt, from sending the request to
+	// reading the answer. Zero means DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between attempts: before
+	// retry n the wait is drawn uniformly from [b/2, b] with
+	// b = min(MaxBackoff, MinBackoff·2^(n-1)) ("equal jitter"), so waits
+	// grow even with bad luck. Zero means DefaultMinBackoff and
+	// DefaultMaxBackoff; a MaxBackoff below MinBackoff is raised to it.
+	MinBackoff, MaxBackoff time.Duration
+	// Margin makes Post stop this long before the deadline passed to it,
+	// leaving the receiver time to process the answer. Zero means none.
+	Margin time.Duration
+	// Logger receives a record per retry and per failure. Nil discards.
+	Logger *slog.Logger
+	// UserAgent is sent with each request. Empty means DefaultUserAgent.
+	UserAgent string
+}
+
+var defaultHTTP = &http.Client{CheckRedirect: followBodyKeepingRedirects}
+
+// followBodyKeepingRedirects follows 307 and 308, which repeat the POST with
+// its body, and stops at any other 3xx, which net/http would turn into a GET
+// that loses the answer.
+func followBodyKeepingRedirects(req *http.Request, via []*http.Request) error {
+	if req.Response != nil {
+		switch req.Response.StatusCode {
+		case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		default:
+			return http.ErrUseLastResponse
+		}
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	return nil
+}
+
+// Post sends body (a JSON document, posted as given) to rawURL with
+// Content-Type application/json until a 2xx answer, a permanent failure, or
+// the deadline less c.Margin; a zero deadline means until ctx ends. It blocks;
+// canceling ctx stops it at once, with an error wrapping ctx's cause. It never
+// POSTs again after any 2xx answer, and the Receipt is filled in on every
+// return.
+//
+// It returns nil on a 2xx answer. It returns an error wrapping ErrPermanent
+// and a *StatusError for a 3xx or for a 4xx other than 408 and 429, after that
+// single attempt; ErrPermanent alone (with the cause) for a URL that is not
+// absolute http(s) or a certificate that fails verification. It returns an
+// error wrapping ErrExpired, and the last attempt's error, when the deadline
+// passes first — including when the receiver's Retry-After points at or
+// past the deadline, in which case Post gives up at once rather than wait.
+//
+// Retry-After (delay-seconds or an HTTP date) on a retryable answer sets the
+// least wait before the next attempt. When the next backoff wait would
+// reach the deadline, Post instead makes one final attempt, started so that
+// it has min(AttemptTimeout, half the remaining time) left.
+//
+// Work that outlives an HTTP request should pass its own context, such as
+// context.WithoutCancel(requestContext), and rely on the deadline.
+func (c *Client) Post(ctx context.Context, rawURL string, body []byte, deadline time.Time) (Receipt, error) {
+	start := time.Now()
+	var rec Receipt
+	done := func(err error) (Receipt, error) {
+		rec.Duration = time.Since(start)
+		return rec, err
+	}
+
+	tmpl, err := c.newRequest(rawURL, body)
+	if err != nil {
+		return done(fmt.Errorf("%w: %w", ErrPermanent, err))
+	}
+	log := discard
+	if c.Logger != nil {
+		log = c.Logger.With("url", redact(tmpl.URL))
+	}
+
+	// effective is when Post stops trying. Each attempt's context ends at
+	// the earlier of it and the attempt's timeout, and each wait is cut
+	// short of it, so no context spans the whole call.
+	var effective time.Time
+	if !deadline.IsZero() {
+		effective = deadline.Add(-c.Margin)
+		if !start.Before(effective) {
+			return done(fmt.Errorf("%w: deadline %s already passed", ErrExpired, effective.UTC().Format(time.RFC3339Nano)))
+		}
+	}
+	pastDeadline := func() bool { return !effective.IsZero() && !time.Now().Before(effective) }
+
+	expired := func(last error) (Receipt, error) {
+		log.Warn("deliver: gave up at deadline", "attempts", rec.Attempts, "status", rec.Status, "err", last)
+		return done(fmt.Errorf("%w (%d attempts): %w", ErrExpired, rec.Attempts, last))
+	}
+	canceled := func(last error) (Receipt, error) {
+		cause := context.Cause(ctx)
+		if last == nil {
+			return done(fmt.Errorf("deliver: %w (%d attempts)", cause, rec.Attempts))
+		}
+		return done(fmt.Errorf("deliver: %w (%d attempts): %w", cause, rec.Attempts, last))
+	}
+
+	final := false
+	var last error
+	for {
+		if ctx.Err() != nil {
+			return canceled(last)
+		}
+		rec.Attempts++
+		res := c.attempt(ctx, tmpl, body, effective)
+		rec.Status, last = res.status, res.err
+		switch {
+		case res.outcome == succeeded:
+			log.Debug("deliver: answer accepted", "attempts", rec.Attempts, "status", res.status)
+			return done(nil)
+		case res.outcome == permanent:
+			log.Warn("deliver: answer rejected", "attempts", rec.Attempts, "status", res.status, "err", res.err)
+			return done(fmt.Errorf("%w: %w", ErrPermanent, res.err))
+		case ctx.Err() != nil:
+			return canceled(res.err)
+		case final || pastDeadline():
+			return expired(res.err)
+		}
+
+		wait := c.backoff(rec.Attempts)
+		serverAsked := false
+		if res.retryAfter > wait {
+			wait, serverAsked = res.retryAfter, true
+		}
+		if !effective.IsZero() {
+			remaining := time.Until(effective)
+			if wait >= remaining {
+				if serverAsked || remaining <= 0 {
+					return expired(res.err)
+				}
+				wait = remaining - min(c.attemptTimeout(), remaining/2)
+				final = true
+			}
+		}
+		log.Warn("deliver: attempt failed, will retry", "attempt", rec.Attempts, "status", res.status, "err", res.err, "wait", wait)
+
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+		}
+	}
+}
+
+type outcome int
+
+const (
+	retryable outcome = iota
+	succeeded
+	permanent
+)
+
+type attemptResult struct {
+	outcome    outcome
+	status     int
+	err        error
+	retryAfter time.Duration
+}
+
+// attempt sends one POST, allowed until the attempt timeout or notAfter (if
+// not zero), whichever comes first, and classifies the answer. It reads a
+// capped part of the answer's body and closes it before returning.
+func (c *Client) attempt(ctx context.Context, tmpl *http.Request, body []byte, notAfter time.Time) attemptResult {
+	end := time.Now().Add(c.attemptTimeout())
+	if !notAfter.IsZero() && notAfter.Before(end) {
+		end = notAfter
+	}
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+
+	// A shallow copy shares the template's URL and headers, which neither
+	// http.Client nor a RoundTripper may modify; the body is fresh.
+	req := tmpl.WithContext(ctx)
+	req.Body, _ = tmpl.GetBody()
+
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		if isPermanentTransportError(err) {
+			return attemptResult{outcome: permanent, err: err}
+		}
+		return attemptResult{outcome: retryable, err: err}
+	}
+	defer resp.Body.Close()
+
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		// The answer is accepted whatever happens to the rest of the body.
+		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+		return attemptResult{outcome: succeeded, status: code}
+	}
+
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit-errorBodyLimit)
+	res := attemptResult{status: code, err: &StatusError{Code: code, Body: string(head)}}
+	switch {
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500 && code <= 599:
+		res.outcome = retryable
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			res.retryAfter = d
+		}
+	default:
+		res.outcome = permanent
+	}
+	return res
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds (1*DIGIT) or an
+// HTTP date, relative to now. A date in the past means no wait. Huge values
+// saturate. ok is false for an empty or malformed value.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if isDigits(v) {
+		const maxSeconds = uint64(1<<63-1) / uint64(time.Second)
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || secs > maxSeconds { // only ErrRange is possible here
+			return time.Duration(1<<63 - 1), true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	when, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(when.Sub(now), 0), true
+}
+
+func isDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// backoff returns the jittered wait before retry n (n >= 1).
+func (c *Client) backoff(n int) time.Duration {
+	lo, hi := c.MinBackoff, c.MaxBackoff
+	if lo <= 0 {
+		lo = DefaultMinBackoff
+	}
+	if hi <= 0 {
+		hi = DefaultMaxBackoff
+	}
+	hi = max(hi, lo)
+	b := lo
+	for i := 1; i < n && b < hi; i++ {
+		if b > hi/2 {
+			b = hi
+			break
+		}
+		b *= 2
+	}
+	half := b / 2
+	return half + rand.N(b-half+1)
+}
+
+func (c *Client) attemptTimeout() time.Duration {
+	if c.AttemptTimeout > 0 {
+		return c.AttemptTimeout
+	}
+	return DefaultAttemptTimeout
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return defaultHTTP
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+func (c *Client) userAgent() string {
+	if c.UserAgent != "" {
+		return c.UserAgent
+	}
+	return DefaultUserAgent
+}
+
+// newRequest builds the request every attempt copies. It accepts only
+// absolute http and https URLs with a host. The request's GetBody (also
+// used by http.Client for 307/308 redirects) yields a fresh reader over body.
+func (c *Client) newRequest(rawURL string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	u := req.URL
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("response URL %q: scheme must be http or https", redact(u))
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("response URL %q: no host", redact(u))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", c.userAgent())
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	if len(body) == 0 {
+		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+	}
+	return req, nil
+}
+
+// redact drops the userinfo, query and fragment, which may carry tokens.
+func redact(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// isPermanentTransportError reports failures that a retry cannot fix: the
+// server's certificate did not verify.
+func isPermanentTransportError(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid)
+}
