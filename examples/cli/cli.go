@@ -4,6 +4,7 @@
 //
 //	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local] ARTIFACT...
 //	ENGINE commands [NAME ARG...]
+//	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
 //
 // The library itself has no CLI: this package is an example of a host, kept
 // apart so engines show only their scanner. Logs go to stderr, shaped by
@@ -85,6 +86,8 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		err = p.analyze(ctx, rest)
 	case "commands":
 		err = p.commands(ctx, rest)
+	case "webhook":
+		err = p.webhook(ctx, rest)
 	case "-h", "-help", "--help", "help":
 		p.usage()
 		return 0
@@ -117,9 +120,17 @@ func (p *Program) usage() {
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
+  %[1]s webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
+          [--insecure] [--allow-file] [--workers N] [--max-body BYTES]
+      Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
+      port) and print "listening on http://ADDR". Signed bounties are answered
+      202 and scanned; answers are POSTed to their response_url. The secret
+      comes from --secret or PSENGINE_WEBHOOK_SECRET; without one the server
+      refuses to start unless --insecure. SIGINT or SIGTERM stop intake and
+      drain the queue before exiting.
 
 Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
-PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
+PSENGINE_WEBHOOK_SECRET, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
 `, p.Name)
 }
 
