@@ -65,6 +65,7 @@ func Bounded[In, Out any](s Stage[In, Out]) Stage[In, Out] {
 // also wraps ErrAbandoned if s had not returned. A stage that noticed the
 // deadline and returned its own error gets ErrTimeout added to that error.
 // A deadline or cancellation of the parent ctx passes through unchanged.
+// With d <= 0 the deadline has already passed: s is not started.
 func Timeout[In, Out any](d time.Duration, s Stage[In, Out]) Stage[In, Out] {
 	bounded := Bounded(s)
 	return func(ctx context.Context, in In) (Out, error) {

@@ -130,3 +130,11 @@ func TestTimeoutParentCancelPassesThrough(t *testing.T) {
 		}
 	})
 }
+
+func TestTimeoutNonPositive(t *testing.T) {
+	called := false
+	st := pipeline.Timeout(0, func(context.Context, int) (int, error) { called = true; return 1, nil })
+	if _, err := st(t.Context(), 0); called || !errors.Is(err, pipeline.ErrTimeout) {
+		t.Fatalf("Timeout(0): called = %v, err = %v; want not called, ErrTimeout", called, err)
+	}
+}

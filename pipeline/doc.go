@@ -39,5 +39,6 @@
 // (errgroup semantics); [Stream] consumes an iterator and yields results in
 // input order as soon as they are ready, with at most limit items started and
 // not yet yielded. All three keep input order and leave no goroutine behind
-// when they return.
+// when they return, which means they wait for every stage they started: wrap
+// a stage that may ignore its context with [Bounded] or [Timeout].
 package pipeline
