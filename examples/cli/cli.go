@@ -2,8 +2,9 @@
 // a psengine.Scanner into a command-line tool with the subcommands of the
 // PolySwarm engine CLI:
 //
-//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local] ARTIFACT...
+//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] ARTIFACT...
 //	ENGINE commands [NAME ARG...]
+//	ENGINE worker --backend NAME [--workers N] [backend flags]
 //	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
 //
 // The library itself has no CLI: this package is an example of a host, kept
@@ -34,6 +35,9 @@ type Program struct {
 	Name    string           // the engine's name, as in `NAME analyze ...`
 	Scanner psengine.Scanner // the engine
 	Options []psengine.Option
+	// Backends are the distributed queues --backend may name (see Backend),
+	// by name; "local" is the in-process default and needs no entry.
+	Backends map[string]Backend
 
 	// The process's streams and environment; nil means the real ones.
 	Stdin  io.Reader
@@ -88,6 +92,8 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		err = p.commands(ctx, rest)
 	case "webhook":
 		err = p.webhook(ctx, rest)
+	case "worker":
+		err = p.worker(ctx, rest)
 	case "-h", "-help", "--help", "help":
 		p.usage()
 		return 0
@@ -115,9 +121,11 @@ var errReported = errors.New("failures reported")
 
 func (p *Program) usage() {
 	fmt.Fprintf(p.Stderr, `Usage:
-  %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local] ARTIFACT...
+  %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] ARTIFACT...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
+      With --backend NAME the bounties go to that queue and workers anywhere
+      answer them; results are printed in argument order.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
@@ -128,6 +136,9 @@ func (p *Program) usage() {
       comes from --secret or PSENGINE_WEBHOOK_SECRET; without one the server
       refuses to start unless --insecure. SIGINT or SIGTERM stop intake and
       drain the queue before exiting.
+  %[1]s worker --backend NAME [--workers N] [--grace DURATION] [backend flags]
+      Answer the bounties queued on the backend (by analyze or webhook on any
+      machine) until SIGINT or SIGTERM, then let running scans finish.
 
 Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
 PSENGINE_WEBHOOK_SECRET, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
