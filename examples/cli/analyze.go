@@ -23,8 +23,9 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", false, "print each Bounty and Analysis as indented JSON")
 	asJSON := fs.Bool("json", false, "print one JSON object per artifact per line")
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
-	backend := fs.String("backend", "local", "where scans run: local")
+	backend := fs.String("backend", "local", "where scans run: local, or a registered backend")
 	workers := fs.Int("workers", 4, "artifacts analyzed at once")
+	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -32,8 +33,11 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usageError{"analyze needs at least one ARTIFACT"}
 	}
+	var connect Connector
 	if *backend != "local" {
-		return usageError{fmt.Sprintf("--backend %q: this program knows only local", *backend)}
+		if connect, err = p.connector(*backend, conns); err != nil {
+			return err
+		}
 	}
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
@@ -49,12 +53,21 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Bounties given on the command line are the operator's own: they may
-	// reference local files.
-	engine := p.engine(log, psengine.WithWorkers(*workers), psengine.WithFetchPolicy(fetch.Local()))
-	defer shutdown(engine, log)
-
-	results := p.results(ctx, engine, *kind, args)
+	var results iter.Seq[psengine.Result]
+	if connect != nil {
+		sess, err := connect(ctx, log)
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		defer sess.Close()
+		results = p.remoteResults(ctx, sess, *kind, args)
+	} else {
+		// Bounties given on the command line are the operator's own: they
+		// may reference local files.
+		engine := p.engine(log, psengine.WithWorkers(*workers), psengine.WithFetchPolicy(fetch.Local()))
+		defer shutdown(engine, log)
+		results = p.results(ctx, engine, *kind, args)
+	}
 	failed := 0
 	i := 0
 	for res := range results {

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/fetch"
+)
+
+// Backend is a distributed queue the host can use instead of the
+// in-process one: `worker --backend NAME` serves it, `analyze --backend
+// NAME` submits to it and waits for the answers, `webhook --backend NAME`
+// submits to it. Backends live outside this module (the natsq module
+// provides "nats"), so the library and this package depend on none of
+// them; a program registers them in Program.Backends.
+type Backend interface {
+	// Flags registers the backend's own flags on fs, the flag set of one
+	// subcommand, and returns the function that connects with their
+	// values once fs is parsed. Flag names start with the backend's name
+	// (--nats-url) so several backends can share one flag set.
+	Flags(fs *flag.FlagSet) Connector
+}
+
+// Connector connects to a backend for one subcommand. It honours ctx while
+// connecting; the caller closes the Session it returns.
+type Connector func(ctx context.Context, log *slog.Logger) (Session, error)
+
+// Session is one subcommand's use of a backend. Close releases what the
+// session opened (connections, an embedded server); it is called once, after
+// every other use.
+type Session interface {
+	// Broker is the queue: a worker's engine serves it, intake submits to it.
+	Broker() psengine.Broker
+	// WorkerOptions are the engine options a worker needs besides
+	// WithBroker(Broker()): reading artifacts staged by submitters and
+	// returning answers to them.
+	WorkerOptions() []psengine.Option
+	// Analyze submits one bounty per request (staging the content of local
+	// ones where workers can read it) and yields one Result per request, in
+	// request order, each as soon as it and those before it are answered.
+	// Requests not answered when ctx ends, or when the backend's own
+	// timeout passes, are yielded with Answered false and Err set.
+	// Stopping early abandons the wait.
+	Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.Result]
+	Close() error
+}
+
+// Request is one artifact of `analyze --backend`.
+type Request struct {
+	Bounty psengine.Bounty
+	// Content is the artifact's bytes when they come from this machine (a
+	// path, file: URI or stdin): the backend must make them readable by a
+	// worker elsewhere. Nil when the bounty's URI travels as it is (http,
+	// https, data:, or a URL artifact). The caller closes it after Analyze.
+	Content *fetch.Content
+}
+
+// backendFlags registers every backend's flags on fs.
+func (p *Program) backendFlags(fs *flag.FlagSet) map[string]Connector {
+	conns := make(map[string]Connector, len(p.Backends))
+	for _, name := range slices.Sorted(maps.Keys(p.Backends)) {
+		conns[name] = p.Backends[name].Flags(fs)
+	}
+	return conns
+}
+
+// backendNames lists the registered backends for usage messages.
+func (p *Program) backendNames() string {
+	names := slices.Sorted(maps.Keys(p.Backends))
+	if len(names) == 0 {
+		return "none (this program registers no backend)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// connector picks the named backend's connector, or a usage error.
+func (p *Program) connector(name string, conns map[string]Connector) (Connector, error) {
+	c, ok := conns[name]
+	if !ok {
+		return nil, usageError{fmt.Sprintf("--backend %q: this program knows %s", name, p.backendNames())}
+	}
+	return c, nil
+}
+
+// remoteResults answers the arguments through a backend session, in
+// argument order. Arguments that cannot be turned into a bounty fail alone.
+func (p *Program) remoteResults(ctx context.Context, sess Session, kind string, args []string) iter.Seq[psengine.Result] {
+	return func(yield func(psengine.Result) bool) {
+		reqs := make([]Request, 0, len(args))
+		failed := make([]psengine.Result, len(args))
+		now := time.Now()
+		for i, arg := range args {
+			req, err := p.request(ctx, kind, arg, now)
+			if err != nil {
+				failed[i] = psengine.Result{Bounty: req.Bounty, Err: err}
+				continue
+			}
+			reqs = append(reqs, req)
+		}
+		defer func() {
+			for _, r := range reqs {
+				if r.Content != nil {
+					_ = r.Content.Close()
+				}
+			}
+		}()
+		next, stop := iter.Pull(sess.Analyze(ctx, reqs))
+		defer stop()
+		for i := range args {
+			res := failed[i]
+			if res.Err == nil {
+				var ok bool
+				if res, ok = next(); !ok {
+					res = psengine.Result{Err: fmt.Errorf("%w: the backend gave no result", psengine.ErrClosed)}
+				}
+			}
+			if !yield(res) {
+				return
+			}
+		}
+	}
+}
+
+// request makes the bounty for one argument of `analyze --backend`, the
+// way Engine.Analyze forges local bounties, keeping the content of local
+// inputs for the backend to stage.
+func (p *Program) request(ctx context.Context, kind, arg string, now time.Time) (Request, error) {
+	local := fetch.Local()
+	local.Stdin = p.Stdin
+	switch kind {
+	case "url":
+		sum := sha256.Sum256([]byte(arg))
+		return Request{Bounty: psengine.LocalBounty(psengine.URLArtifact, arg, hex.EncodeToString(sum[:]),
+			psengine.URIListType, now, psengine.DefaultLocalTTL)}, nil
+	case "bounty":
+		b, err := p.readBounty(arg)
+		if err != nil {
+			return Request{}, err
+		}
+		if b.ArtifactType != psengine.FileArtifact || !isLocalURI(b.ArtifactURI) {
+			return Request{Bounty: b}, nil
+		}
+		c, err := local.Fetch(ctx, b.ArtifactURI, b.SHA256)
+		if err != nil {
+			return Request{Bounty: b}, fmt.Errorf("%w: %w", psengine.ErrFetch, err)
+		}
+		return Request{Bounty: b, Content: c}, nil
+	default:
+		c, err := local.Fetch(ctx, arg, "")
+		if err != nil {
+			return Request{}, fmt.Errorf("%w: %w", psengine.ErrFetch, err)
+		}
+		b := psengine.LocalBounty(psengine.FileArtifact, arg, c.SHA256(), psengine.DetectMIMEType(c.Head()), now, psengine.DefaultLocalTTL)
+		if !isLocalURI(arg) {
+			_ = c.Close() // http(s) and data: travel as they are
+			c = nil
+		}
+		return Request{Bounty: b, Content: c}, nil
+	}
+}
+
+// isLocalURI tells whether uri names something only this machine can read:
+// stdin, a path or a file: URI.
+func isLocalURI(uri string) bool {
+	if uri == "-" {
+		return true
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return true // not a URI: a path
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "", "file":
+		return true
+	}
+	return len(u.Scheme) == 1 // a Windows drive letter (C:\...)
+}
