@@ -1,0 +1,259 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/polyswarm/psengine"
+)
+
+// Submitter takes the bounties the handler accepts. *psengine.Engine is one:
+// SubmitJob returns once the job is queued, with an error wrapping
+// psengine.ErrQueueFull (answered 503, retry later), psengine.ErrClosed
+// (503: shut down) or psengine.ErrMalformedBounty (400).
+type Submitter interface {
+	SubmitJob(ctx context.Context, job psengine.Job) error
+}
+
+// SubmitFunc adapts a function to Submitter.
+type SubmitFunc func(ctx context.Context, job psengine.Job) error
+
+// SubmitJob calls f.
+func (f SubmitFunc) SubmitJob(ctx context.Context, job psengine.Job) error { return f(ctx, job) }
+
+var _ Submitter = (*psengine.Engine)(nil)
+
+// Handler is PolySwarm's webhook intake (see the package documentation for
+// every answer). Make one with NewHandler; it is safe for concurrent use.
+// ServeHTTP blocks only for reading the body and queueing the bounty.
+type Handler struct {
+	sub        Submitter
+	secret     []byte // nil: insecure mode
+	maxBody    int64
+	retryAfter string
+	log        *slog.Logger
+	seen       *dedupe // nil: no memory of delivery ids
+}
+
+// NewHandler returns a handler that verifies requests and hands their
+// bounties to sub. It fails with ErrNoSecret when no secret is given and
+// insecure mode is not chosen, and with ErrInvalidOption for an option out
+// of range. In insecure mode it logs a warning.
+func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
+	if sub == nil {
+		return nil, fmt.Errorf("%w: nil Submitter", ErrInvalidOption)
+	}
+	cfg := config{
+		maxBody:      DefaultMaxBody,
+		dedupeWindow: DefaultDedupeWindow,
+		dedupeSize:   DefaultDedupeSize,
+		retryAfter:   DefaultRetryAfter,
+		logger:       slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.secret == nil && !cfg.insecure {
+		return nil, ErrNoSecret
+	}
+	h := &Handler{
+		sub:        sub,
+		secret:     cfg.secret,
+		maxBody:    cfg.maxBody,
+		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.retryAfter.Seconds())), 10),
+		log:        cfg.logger,
+	}
+	if cfg.dedupeWindow > 0 && cfg.dedupeSize > 0 {
+		h.seen = newDedupe(cfg.dedupeWindow, cfg.dedupeSize)
+	}
+	if h.secret == nil {
+		h.log.Warn("webhook: INSECURE: no secret, requests are not authenticated; anyone who can reach this server can submit bounties")
+	}
+	return h, nil
+}
+
+// Answers' status words.
+const (
+	statusOK          = "OK"
+	statusAccepted    = "ACCEPTED"
+	statusDuplicate   = "DUPLICATE"
+	statusRejected    = "REJECTED"
+	statusUnavailable = "UNAVAILABLE"
+)
+
+// ServeHTTP answers one webhook request; see the package documentation.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		reply(w, http.StatusOK, statusOK, "")
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		h.reject(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+		return
+	}
+
+	signature := r.Header.Get(HeaderSignature)
+	if h.secret != nil && signature == "" {
+		h.reject(w, r, http.StatusBadRequest, ErrMissingSignature.Error())
+		return
+	}
+	body, err := h.readBody(w, r)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.maxBody))
+			return
+		}
+		h.reject(w, r, http.StatusBadRequest, "cannot read body: "+err.Error())
+		return
+	}
+	if h.secret != nil {
+		if err := verify(h.secret, body, signature); err != nil {
+			h.reject(w, r, http.StatusUnauthorized, err.Error())
+			return
+		}
+	}
+
+	switch event := strings.TrimSpace(r.Header.Get(HeaderEvent)); {
+	case strings.EqualFold(event, "ping"):
+		reply(w, http.StatusOK, statusOK, "")
+		return
+	case strings.EqualFold(event, "bounty"):
+	case event == "":
+		h.reject(w, r, http.StatusBadRequest, "missing "+HeaderEvent+" header")
+		return
+	default:
+		h.reject(w, r, http.StatusBadRequest, fmt.Sprintf("unsupported event %.64q", event))
+		return
+	}
+
+	delivery := r.Header.Get(HeaderDelivery)
+	if len(delivery) > MaxDeliveryIDLen {
+		h.reject(w, r, http.StatusBadRequest, fmt.Sprintf("%s longer than %d bytes", HeaderDelivery, MaxDeliveryIDLen))
+		return
+	}
+	b, err := psengine.ParseBounty(body)
+	if err == nil {
+		err = b.Validate()
+	}
+	if err != nil {
+		h.reject(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.submit(w, r, b, delivery)
+}
+
+// submit queues b, once per delivery id within the dedupe window.
+func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Bounty, delivery string) {
+	job := psengine.Job{ID: delivery, Bounty: b}
+	if delivery == "" {
+		// Keyed by phase too: an arbitration of a bounty is not a repeat
+		// of its assertion.
+		job.ID = b.ID.String() + "/" + string(b.Phase)
+	}
+	remembered := false
+	if h.seen != nil && delivery != "" {
+		if !h.seen.claim(delivery, time.Now()) {
+			h.log.Info("webhook: repeated delivery acknowledged, not queued again", "delivery", delivery, "bounty", b.ID.String())
+			reply(w, http.StatusOK, statusDuplicate, "")
+			return
+		}
+		remembered = true
+	}
+	err := h.sub.SubmitJob(r.Context(), job)
+	if err == nil {
+		if h.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.log.Debug("webhook: bounty accepted", "bounty", b.ID.String(), "delivery", delivery)
+		}
+		reply(w, http.StatusAccepted, statusAccepted, "")
+		return
+	}
+	if remembered {
+		h.seen.release(delivery) // not taken: the retry must be
+	}
+	switch {
+	case errors.Is(err, psengine.ErrMalformedBounty):
+		h.reject(w, r, http.StatusBadRequest, err.Error())
+	case errors.Is(err, psengine.ErrQueueFull):
+		h.unavailable(w, r, b, "queue full, retry later", err)
+	case errors.Is(err, psengine.ErrClosed):
+		h.unavailable(w, r, b, "engine shut down", err)
+	case r.Context().Err() != nil: // the sender went away; nobody reads this
+		h.unavailable(w, r, b, "request cancelled", err)
+	default:
+		h.log.Error("webhook: cannot queue bounty", "bounty", b.ID.String(), "delivery", delivery, "err", err)
+		h.unavailable(w, r, b, "cannot queue the bounty, retry later", err)
+	}
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, b psengine.Bounty, msg string, err error) {
+	h.log.Warn("webhook: bounty refused for now", "status", http.StatusServiceUnavailable, "bounty", b.ID.String(),
+		"delivery", r.Header.Get(HeaderDelivery), "err", err)
+	w.Header().Set("Retry-After", h.retryAfter)
+	reply(w, http.StatusServiceUnavailable, statusUnavailable, msg)
+}
+
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	h.log.Warn("webhook: request rejected", "status", code, "reason", msg, "remote", r.RemoteAddr,
+		"delivery", r.Header.Get(HeaderDelivery))
+	reply(w, code, statusRejected, msg)
+}
+
+// readBody reads the whole body, at most h.maxBody bytes; beyond, it stops
+// and returns a *http.MaxBytesError.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > h.maxBody {
+		return nil, &http.MaxBytesError{Limit: h.maxBody}
+	}
+	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
+	size := int64(512)
+	if r.ContentLength >= 0 {
+		// Room to see EOF without growing; a large announced length is
+		// not trusted with memory before the bytes arrive.
+		size = min(r.ContentLength+1, 64<<10)
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// reply writes {"status":status} (and "error":msg when msg is not empty).
+func reply(w http.ResponseWriter, code int, status, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	if msg == "" {
+		_, _ = io.WriteString(w, `{"status":"`+status+`"}`+"\n")
+		return
+	}
+	quoted, _ := json.Marshal(msg) // a string always marshals
+	_, _ = io.WriteString(w, `{"status":"`+status+`","error":`+string(quoted)+"}\n")
+}

@@ -1,0 +1,132 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	// DefaultMaxBody caps a request body: bounties are small JSON documents
+	// (the artifact itself is fetched from its URI).
+	DefaultMaxBody = 1 << 20
+	// DefaultDedupeWindow is how long a delivery id is remembered.
+	DefaultDedupeWindow = time.Hour
+	// DefaultDedupeSize is how many delivery ids are remembered at most.
+	DefaultDedupeSize = 100_000
+	// DefaultRetryAfter is the Retry-After of a 503 answer.
+	DefaultRetryAfter = 5 * time.Second
+	// MaxDeliveryIDLen is the longest delivery id accepted (400 beyond):
+	// ids are remembered, so their size is bounded too.
+	MaxDeliveryIDLen = 256
+)
+
+// Errors of NewHandler.
+var (
+	// ErrNoSecret: neither a secret nor insecure mode was configured.
+	ErrNoSecret = errors.New("webhook: no secret configured (give WithSecret, or WithInsecure to accept unsigned requests)")
+	// ErrInvalidOption: an option has a value out of range.
+	ErrInvalidOption = errors.New("webhook: invalid option")
+)
+
+// An Option configures a Handler. Options print readably (%v); a secret
+// prints as "WithSecret(...)".
+type Option interface {
+	String() string
+	apply(*config) error
+}
+
+type option struct {
+	name string
+	fn   func(*config) error
+}
+
+func (o option) String() string                      { return o.name }
+func (o option) apply(c *config) error               { return o.fn(c) }
+func opt(name string, fn func(*config) error) Option { return option{name, fn} }
+
+type config struct {
+	secret       []byte
+	insecure     bool
+	maxBody      int64
+	dedupeWindow time.Duration
+	dedupeSize   int
+	retryAfter   time.Duration
+	logger       *slog.Logger
+}
+
+// WithSecret sets the webhook secret (as configured in PolySwarm): requests
+// must carry the HMAC-SHA256 of their body under it. An empty secret counts
+// as none.
+func WithSecret(secret string) Option {
+	return opt("WithSecret(...)", func(c *config) error {
+		c.secret = nil
+		if secret != "" {
+			c.secret = []byte(secret)
+		}
+		return nil
+	})
+}
+
+// WithInsecure lets a handler without a secret accept unsigned requests
+// (development only: anyone who can reach it can queue bounties, which then
+// fetch URLs of their choosing). NewHandler logs a warning. With a secret
+// set, requests are verified regardless.
+func WithInsecure() Option {
+	return opt("WithInsecure()", func(c *config) error { c.insecure = true; return nil })
+}
+
+// WithMaxBody caps the request body at n bytes (default DefaultMaxBody);
+// larger requests are answered 413 without being read further. n must be
+// positive.
+func WithMaxBody(n int64) Option {
+	return opt(fmt.Sprintf("WithMaxBody(%d)", n), func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxBody(%d): need a positive size", ErrInvalidOption, n)
+		}
+		c.maxBody = n
+		return nil
+	})
+}
+
+// WithDedupe sets how long (window) and how many (size) accepted delivery
+// ids are remembered, so that a repeated delivery is acknowledged without
+// being queued again (default DefaultDedupeWindow, DefaultDedupeSize).
+// When size ids are remembered the oldest is forgotten first. A zero window
+// or size turns the handler's memory off (the broker still deduplicates
+// job ids); negative values are invalid.
+func WithDedupe(window time.Duration, size int) Option {
+	return opt(fmt.Sprintf("WithDedupe(%v, %d)", window, size), func(c *config) error {
+		if window < 0 || size < 0 {
+			return fmt.Errorf("%w: WithDedupe(%v, %d): negative", ErrInvalidOption, window, size)
+		}
+		c.dedupeWindow, c.dedupeSize = window, size
+		return nil
+	})
+}
+
+// WithRetryAfter sets the Retry-After of 503 answers (queue full, engine
+// shut down), rounded up to whole seconds (default DefaultRetryAfter).
+func WithRetryAfter(d time.Duration) Option {
+	return opt(fmt.Sprintf("WithRetryAfter(%v)", d), func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithRetryAfter(%v): need a positive duration", ErrInvalidOption, d)
+		}
+		c.retryAfter = d
+		return nil
+	})
+}
+
+// WithLogger sets where the handler logs (default: discard). Rejected
+// requests are logged at Warn, accepted bounties at Debug.
+func WithLogger(l *slog.Logger) Option {
+	return opt("WithLogger(...)", func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	})
+}
