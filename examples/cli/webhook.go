@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/webhook"
+)
+
+// DefaultWebhookPort is where `ENGINE webhook` listens without -p.
+const DefaultWebhookPort = 5000
+
+// webhook serves PolySwarm's webhook until ctx ends (SIGINT, SIGTERM), then
+// stops intake and drains. It prints "listening on http://ADDR" to Stdout
+// once the port is open, so a supervisor or a test started with -p 0 learns
+// the port.
+//
+// With --backend local (the default) this process scans the bounties itself
+// and POSTs the answers; with a registered backend it is intake only: the
+// bounties go to the backend's queue and workers anywhere answer them.
+func (p *Program) webhook(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	port := fs.Int("p", DefaultWebhookPort, "TCP port to listen on; 0 picks a free one")
+	fs.IntVar(port, "port", DefaultWebhookPort, "same as -p")
+	addr := fs.String("addr", "", "host or IP to listen on (default: every interface; 127.0.0.1 without a secret)")
+	backend := fs.String("backend", "local", "where scans run: local, or a registered backend")
+	secretFlag := fs.String("secret", "", "webhook secret (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
+	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
+	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
+	workers := fs.Int("workers", 4, "bounties scanned at once (--backend local)")
+	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
+	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties")
+	conns := p.backendFlags(fs)
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(rest) > 0:
+		return usageError{fmt.Sprintf("webhook takes no arguments, got %q", rest)}
+	case *port < 0 || *port > 65535:
+		return usageError{fmt.Sprintf("-p %d: want a port in 0-65535", *port)}
+	case *workers < 1:
+		return usageError{"--workers must be at least 1"}
+	case *maxBody < 1:
+		return usageError{"--max-body must be at least 1"}
+	case *drain <= 0:
+		return usageError{"--drain must be positive"}
+	case *allowFile && *backend != "local":
+		return usageError{"--allow-file applies to --backend local only: workers use their own fetch policy"}
+	}
+	var connect Connector
+	if *backend != "local" {
+		if connect, err = p.connector(*backend, conns); err != nil {
+			return err
+		}
+	}
+	secret := *secretFlag
+	for _, name := range []string{"PSENGINE_WEBHOOK_SECRET", "WEBHOOK_SECRET"} {
+		if secret == "" {
+			secret = p.Getenv(name)
+		}
+	}
+	if secret == "" && !*insecure {
+		return usageError{"no webhook secret: set PSENGINE_WEBHOOK_SECRET or --secret (or --insecure for development)"}
+	}
+	log, err := p.newLogger(slog.LevelInfo)
+	if err != nil {
+		return err
+	}
+
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile)
+	if err != nil {
+		return err
+	}
+	opts := []webhook.Option{webhook.WithSecret(secret), webhook.WithMaxBody(*maxBody), webhook.WithLogger(log)}
+	if *insecure {
+		opts = append(opts, webhook.WithInsecure())
+	}
+	handler, err := webhook.NewHandler(sub, opts...)
+	if err == nil {
+		err = p.serveWebhook(ctx, log, handler, *addr, secret == "", *port, *drain, stop)
+	} else {
+		err = errors.Join(err, stop(context.WithoutCancel(ctx)))
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// intake returns what the handler submits to and how to stop it once the
+// server is closed: the local engine (drained), or a backend session.
+func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile bool) (webhook.Submitter, func(context.Context) error, error) {
+	if connect != nil {
+		sess, err := connect(ctx, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("webhook: %w", err)
+		}
+		// The backend's queue is durable: nothing to drain here.
+		return webhook.SubmitFunc(sess.Broker().Submit), func(context.Context) error { return sess.Close() }, nil
+	}
+	// Bounties arrive from the network: by default they may reference
+	// http(s) and data: artifacts only.
+	policy := fetch.Remote()
+	if allowFile {
+		policy.Allow = append(policy.Allow, "file")
+		log.Warn("bounties may reference local files (--allow-file)")
+	}
+	engine := p.engine(log, psengine.WithWorkers(workers), psengine.WithFetchPolicy(policy))
+	if err := engine.Start(ctx); err != nil {
+		shutdown(engine, log)
+		return nil, nil, err
+	}
+	drain := func(ctx context.Context) error {
+		if err := engine.Shutdown(ctx); err != nil {
+			return fmt.Errorf("draining the engine: %w", err)
+		}
+		return nil
+	}
+	return engine, drain, nil
+}
+
+// serveWebhook listens, serves h until ctx ends or the server fails, then
+// closes the server and calls stop, both within the drain deadline.
+func (p *Program) serveWebhook(ctx context.Context, log *slog.Logger, h http.Handler, addr string, unsigned bool, port int,
+	drain time.Duration, stop func(context.Context) error) error {
+	if addr == "" && unsigned {
+		addr = "127.0.0.1" // unauthenticated: not on every interface unless asked
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err != nil {
+		return errors.Join(err, stop(context.WithoutCancel(ctx)))
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(p.Stdout, "listening on http://%s\n", ln.Addr())
+	log.Info("webhook listening", "addr", ln.Addr().String())
+
+	var errs []error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: no new bounties; draining", "deadline", drain)
+	case err := <-served: // the server failed on its own
+		log.Error("webhook server stopped", "err", err)
+		errs = append(errs, err)
+		served = nil
+	}
+	// Stop intake first (requests under way finish), then let what was
+	// accepted be answered, all within the drain deadline.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if served != nil {
+		if err := srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the server: %w", err))
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, stop(sctx))
+	return errors.Join(errs...)
+}
