@@ -89,3 +89,5 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func natsqBenchConfig() natsq.Config { return natsq.Config{} }

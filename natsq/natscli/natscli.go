@@ -1,0 +1,202 @@
+// Package natscli plugs natsq into the example host CLI (examples/cli) as
+// a backend, so an engine program serves and feeds a NATS JetStream queue:
+//
+//	ENGINE worker  --backend nats --nats-url URL [--workers N]
+//	ENGINE analyze --backend nats --nats-url URL ARTIFACT...
+//	ENGINE webhook --backend nats --nats-url URL
+//
+// With --nats-embedded DIR the process runs the NATS server itself, keeping
+// the queue in a file store under DIR (durable intake on one machine, no
+// install step); it then listens on --nats-url's address only when that
+// flag is given, so other processes (workers) can join.
+package natscli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/natsq"
+	"github.com/polyswarm/psengine/natsq/embedded"
+)
+
+// Backend is the "nats" backend. Its zero value is usable.
+type Backend struct {
+	// Config is the broker configuration the flags start from (zero:
+	// natsq's defaults). The flags override Prefix, AckWait, MaxAttempts
+	// and Duplicates; Logger is the program's.
+	Config natsq.Config
+	// NATSOptions are added to the connection's options (authentication,
+	// TLS, ...), after those the flags give.
+	NATSOptions []nats.Option
+}
+
+var _ cli.Backend = Backend{}
+
+// Flags registers the --nats-* flags.
+func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
+	base := bk.Config
+	prefix := base.Prefix
+	if prefix == "" {
+		prefix = natsq.DefaultPrefix
+	}
+	orDefault := func(d, def time.Duration) time.Duration {
+		if d == 0 {
+			return def
+		}
+		return d
+	}
+	attempts := base.MaxAttempts
+	if attempts == 0 {
+		attempts = natsq.DefaultMaxAttempts
+	}
+	serverURL := fs.String("nats-url", nats.DefaultURL, "NATS server URL (comma-separated for a cluster; user:password@ in the URL, tls:// for TLS)")
+	creds := fs.String("nats-creds", "", "NATS credentials file (user JWT and NKey seed)")
+	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`")
+	fs.StringVar(&base.Prefix, "nats-prefix", prefix, "names of the queue's streams, consumer and buckets")
+	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
+	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
+	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
+	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers (0: until the bounties expire, plus a grace)")
+
+	return func(ctx context.Context, log *slog.Logger) (cli.Session, error) {
+		urlSet := false
+		fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "nats-url" })
+		cfg := base
+		cfg.Logger = log
+		if cfg.Heartbeat >= cfg.AckWait {
+			cfg.Heartbeat = 0 // derived from AckWait
+		}
+		s := &session{wait: *wait}
+		opts := []nats.Option{
+			nats.Name("psengine"),
+			nats.MaxReconnects(-1),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("NATS connection lost; reconnecting", "err", err)
+				}
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS connection back", "server", nc.ConnectedUrlRedacted()) }),
+		}
+		if *creds != "" {
+			opts = append(opts, nats.UserCredentials(*creds))
+		}
+		opts = append(opts, bk.NATSOptions...)
+		var err error
+		if *embeddedDir != "" {
+			listen := ""
+			if urlSet {
+				if listen, err = hostPort(*serverURL); err != nil {
+					return nil, err
+				}
+			}
+			s.srv, err = embedded.Start(embedded.Options{StoreDir: *embeddedDir, Listen: listen})
+			if err != nil {
+				return nil, err
+			}
+			log.Info("embedded NATS server running", "store", *embeddedDir, "url", s.srv.ClientURL())
+			s.nc, err = s.srv.Connect(opts...)
+		} else {
+			s.nc, err = nats.Connect(*serverURL, opts...)
+		}
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("nats: connect %s: %w", redact(*serverURL), err)
+		}
+		if s.broker, err = natsq.New(s.nc, cfg); err != nil {
+			s.Close()
+			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.broker.Provision(pctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// hostPort is the address an embedded server listens on for --nats-url.
+func hostPort(raw string) (string, error) {
+	first, _, _ := strings.Cut(raw, ",")
+	u, err := url.Parse(first)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("nats: --nats-url %q is not a nats://HOST:PORT URL", redact(raw))
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "4222"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// redact drops credentials from a URL list for messages.
+func redact(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+type session struct {
+	broker *natsq.Broker
+	nc     *nats.Conn
+	srv    *embedded.Server
+	wait   time.Duration
+}
+
+func (s *session) Broker() psengine.Broker          { return s.broker }
+func (s *session) WorkerOptions() []psengine.Option { return s.broker.WorkerOptions() }
+
+func (s *session) Analyze(ctx context.Context, reqs []cli.Request) iter.Seq[psengine.Result] {
+	nreqs := make([]natsq.Request, len(reqs))
+	for i, r := range reqs {
+		nreqs[i] = natsq.Request{Bounty: r.Bounty, Content: r.Content}
+	}
+	return func(yield func(psengine.Result) bool) {
+		if s.wait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, s.wait, fmt.Errorf("%w: --nats-wait %v passed", natsq.ErrNoAnswer, s.wait))
+			defer cancel()
+		}
+		for res := range s.broker.Analyze(ctx, nreqs) {
+			if !yield(res) {
+				return
+			}
+		}
+	}
+}
+
+// Close stops the broker, flushes and closes the connection, and stops the
+// embedded server.
+func (s *session) Close() error {
+	var errs []error
+	if s.broker != nil {
+		s.broker.Close()
+	}
+	if s.nc != nil {
+		if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+		s.nc.Close()
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+	}
+	return errors.Join(errs...)
+}
