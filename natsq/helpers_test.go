@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/polyswarm/psengine"
+	eicar "github.com/polyswarm/psengine/examples/eicar/engine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
 	"github.com/polyswarm/psengine/pipeline"
@@ -91,3 +93,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func natsqBenchConfig() natsq.Config { return natsq.Config{} }
+
+// engineScanner is the EICAR example engine.
+func engineScanner() psengine.Scanner { return eicar.Scanner{} }

@@ -1,0 +1,152 @@
+package natsq
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
+)
+
+func TestHeartbeatBeatsUntilStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var beats atomic.Int64
+		stop := heartbeat(10*time.Second, func() error { beats.Add(1); return errors.New("ignored") })
+		time.Sleep(35 * time.Second)
+		synctest.Wait()
+		if got := beats.Load(); got != 3 {
+			t.Errorf("after 35s at 10s: %d beats, want 3", got)
+		}
+		stop()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := beats.Load(); got != 3 {
+			t.Errorf("beats after stop: %d, want still 3", got)
+		}
+	})
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
+	for _, reply := range []string{"", "https://example.test/answer?x=1", ResultScheme + ":run.7"} {
+		b := psenginetest.Bounty([]byte("content"), psenginetest.WithID("12345678901234567890123"), psenginetest.WithExpiration(exp))
+		b.ResponseURL = reply
+		job := psengine.Job{ID: "job-1", Bounty: b, Attempt: 3}
+		data, err := encodeJob(job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeJob(data)
+		if err != nil {
+			t.Fatalf("reply %q: %v", reply, err)
+		}
+		job.Attempt = 0 // the attempt comes from the server, not the message
+		if diff := cmp.Diff(job, got, psenginetest.BountyOptions); diff != "" {
+			t.Errorf("reply %q: round trip (-want +got):\n%s", reply, diff)
+		}
+	}
+}
+
+func TestDecodeJobRejects(t *testing.T) {
+	good, err := encodeJob(psengine.Job{ID: "j", Bounty: psenginetest.Bounty([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"not json":      "hello",
+		"trailing":      string(good) + "{}",
+		"wrong version": strings.Replace(string(good), `"v":1`, `"v":2`, 1),
+		"no job id":     strings.Replace(string(good), `"job":"j"`, `"job":""`, 1),
+		"no bounty":     `{"v":1,"job":"j"}`,
+		"bad reply":     strings.Replace(string(good), `"v":1`, `"v":1,"reply":"file:///etc/passwd"`, 1),
+		"bad key":       strings.Replace(string(good), `"v":1`, `"v":1,"reply":"natsq-result:a..b"`, 1),
+	}
+	for name, data := range cases {
+		if _, err := decodeJob([]byte(data)); !errors.Is(err, ErrMalformedJob) {
+			t.Errorf("%s: err = %v, want ErrMalformedJob", name, err)
+		}
+	}
+}
+
+func FuzzDecodeJob(f *testing.F) {
+	for _, reply := range []string{"", "https://h/x", ResultScheme + ":k.1"} {
+		b := psenginetest.Bounty([]byte("seed"))
+		b.ResponseURL = reply
+		data, err := encodeJob(psengine.Job{ID: "seed", Bounty: b})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"v":1,"job":"x","bounty":{}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		job, err := decodeJob(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedJob) {
+				t.Fatalf("error %v does not wrap ErrMalformedJob", err)
+			}
+			return
+		}
+		// What decodes re-encodes and decodes to the same job.
+		again, err := encodeJob(job)
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", job, err)
+		}
+		job2, err := decodeJob(again)
+		if err != nil {
+			t.Fatalf("decode of re-encoded job: %v", err)
+		}
+		if diff := cmp.Diff(job, job2, psenginetest.BountyOptions); diff != "" {
+			t.Fatalf("unstable round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+func TestConfigDefaultsAndErrors(t *testing.T) {
+	c, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != DefaultPrefix || c.AckWait != DefaultAckWait || c.Heartbeat != DefaultAckWait/3 ||
+		c.MaxAttempts != DefaultMaxAttempts || c.Duplicates != DefaultDuplicates || c.Replicas != 1 {
+		t.Errorf("defaults: %+v", c)
+	}
+	for name, bad := range map[string]Config{
+		"prefix":    {Prefix: "a.b"},
+		"heartbeat": {AckWait: time.Second, Heartbeat: time.Second},
+		"attempts":  {MaxAttempts: -1},
+		"capacity":  {Capacity: -1},
+		"negative":  {Duplicates: -time.Second},
+	} {
+		if _, err := bad.withDefaults(); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%s: err = %v, want ErrBadConfig", name, err)
+		}
+	}
+}
+
+func TestDeadLetterErrorMatches(t *testing.T) {
+	perm := &DeadLetterError{Reason: "bad", Deliveries: 1, Permanent: true}
+	if !errors.Is(perm, ErrDeadLettered) || !errors.Is(perm, psengine.ErrPermanent) {
+		t.Errorf("%v should match ErrDeadLettered and ErrPermanent", perm)
+	}
+	gaveUp := &DeadLetterError{Reason: "flaky", Deliveries: 5}
+	if !errors.Is(gaveUp, ErrDeadLettered) || errors.Is(gaveUp, psengine.ErrPermanent) {
+		t.Errorf("%v should match ErrDeadLettered only", gaveUp)
+	}
+}
+
+func TestValidKey(t *testing.T) {
+	for key, want := range map[string]bool{
+		"run.1": true, "a-b_c=d/e": true, "": false, ".a": false, "a.": false, "a..b": false, "a b": false, "a*": false, "a>": false,
+	} {
+		if got := validKey(key); got != want {
+			t.Errorf("validKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
