@@ -1,0 +1,190 @@
+package winex_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine/winex"
+)
+
+// fakeWine writes a loader and a wineserver as shell scripts that log their
+// arguments and act like Wine where the lifecycle code looks: wineboot -i
+// creates system.reg, `wineserver -p` answers the exit codes listed in
+// $STATE/p-codes one per call (0 once they run out), -w waits while
+// $STATE/hold exists.
+func fakeWine(t *testing.T) (w *winex.Wine, state string) {
+	t.Helper()
+	needUnix(t)
+	dir := t.TempDir()
+	state = filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loader := `#!/bin/sh
+echo "wine $*" >> "$STATE/log"
+case "$1" in
+wineboot) mkdir -p "$WINEPREFIX" && : > "$WINEPREFIX/system.reg" ;;
+cmd) exit 0 ;;
+*) echo "unknown program $1" >&2; exit 53 ;;
+esac
+`
+	server := `#!/bin/sh
+echo "wineserver $*" >> "$STATE/log"
+case "$1" in
+-p)
+	code=$(head -n1 "$STATE/p-codes" 2>/dev/null); sed -i 1d "$STATE/p-codes" 2>/dev/null
+	echo "server said $code" >&2
+	exit ${code:-0} ;;
+-w) while [ -e "$STATE/hold" ]; do sleep 0.05; done ;;
+-k) exit 0 ;;
+esac
+`
+	for name, body := range map[string]string{"wine": loader, "wineserver": server} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w = &winex.Wine{
+		Loader: filepath.Join(dir, "wine"), Server: filepath.Join(dir, "wineserver"),
+		Prefix: filepath.Join(dir, "prefixes", "p1"), Env: []string{"STATE=" + state},
+	}
+	return w, state
+}
+
+func fakeLog(t *testing.T, state string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "log"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func TestLifecycleWithFakeWine(t *testing.T) {
+	w, state := fakeWine(t)
+	ctx := testCtx(t, time.Minute)
+	if _, err := winex.Run(ctx, w.Command("cmd")); !errors.Is(err, winex.ErrPrefix) {
+		t.Fatalf("Run before InitPrefix = %v, want ErrPrefix", err)
+	}
+	if err := w.InitPrefix(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.InitPrefix(ctx); err != nil { // already done: no process
+		t.Fatal(err)
+	}
+	// The first -p finds an on-demand server (2), which then exits.
+	if err := os.WriteFile(filepath.Join(state, "p-codes"), []byte("2\n0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StartServer(ctx); err != nil { // already started: no process
+		t.Fatal(err)
+	}
+	if err := w.StopServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"wine wineboot -i", "wineserver -w",
+		"wineserver -p", "wineserver -w", "wineserver -p", "wine cmd /c exit 0",
+		"wineserver -k", "wineserver -w",
+	}
+	if got := fakeLog(t, state); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestStartServerErrors(t *testing.T) {
+	t.Run("someone else's persistent server", func(t *testing.T) {
+		w, state := fakeWine(t)
+		ctx := testCtx(t, time.Minute)
+		if err := w.InitPrefix(ctx); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(state, "p-codes"), []byte("2\n2\n2\n"), 0o644)
+		os.WriteFile(filepath.Join(state, "hold"), nil, 0o644)
+		defer winex.SetTransientServerWait(200 * time.Millisecond)()
+		if err := w.StartServer(ctx); !errors.Is(err, winex.ErrServerRunning) {
+			t.Errorf("StartServer = %v, want ErrServerRunning", err)
+		}
+		if err := w.StopServer(ctx); err != nil { // not ours: nothing to stop
+			t.Errorf("StopServer = %v", err)
+		}
+	})
+	t.Run("server fails", func(t *testing.T) {
+		w, state := fakeWine(t)
+		ctx := testCtx(t, time.Minute)
+		if err := w.InitPrefix(ctx); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(state, "p-codes"), []byte("1\n"), 0o644)
+		err := w.StartServer(ctx)
+		if !errors.Is(err, winex.ErrServer) || !strings.Contains(err.Error(), "server said 1") {
+			t.Errorf("StartServer = %v, want ErrServer with the server's message", err)
+		}
+	})
+	t.Run("no server binary", func(t *testing.T) {
+		w, _ := fakeWine(t)
+		w.Server = ""
+		if err := w.StartServer(t.Context()); !errors.Is(err, winex.ErrNoWine) {
+			t.Errorf("StartServer = %v, want ErrNoWine", err)
+		}
+	})
+}
+
+func TestInitPrefixErrors(t *testing.T) {
+	t.Run("wineboot fails", func(t *testing.T) {
+		w, _ := fakeWine(t)
+		w.Loader = "/bin/false"
+		if err := w.InitPrefix(t.Context()); !errors.Is(err, winex.ErrPrefix) {
+			t.Errorf("InitPrefix = %v, want ErrPrefix", err)
+		}
+	})
+	t.Run("prefix is a file", func(t *testing.T) {
+		w, _ := fakeWine(t)
+		os.MkdirAll(filepath.Dir(w.Prefix), 0o755)
+		os.WriteFile(w.Prefix, nil, 0o644)
+		if err := w.InitPrefix(t.Context()); !errors.Is(err, winex.ErrPrefix) {
+			t.Errorf("InitPrefix = %v, want ErrPrefix", err)
+		}
+	})
+	t.Run("relative prefix", func(t *testing.T) {
+		w, _ := fakeWine(t)
+		w.Prefix = "rel"
+		if err := w.InitPrefix(t.Context()); !errors.Is(err, winex.ErrPrefix) {
+			t.Errorf("InitPrefix = %v, want ErrPrefix", err)
+		}
+	})
+	t.Run("prefix owned by someone else", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			t.Skip("needs root to give a directory away")
+		}
+		w, _ := fakeWine(t)
+		os.MkdirAll(w.Prefix, 0o755)
+		if err := os.Chown(w.Prefix, 4321, 4321); err != nil {
+			t.Fatal(err)
+		}
+		err := w.InitPrefix(t.Context())
+		if !errors.Is(err, winex.ErrPrefix) || !strings.Contains(err.Error(), "uid 4321") {
+			t.Errorf("InitPrefix = %v, want ErrPrefix naming uid 4321", err)
+		}
+	})
+	t.Run("deadline kills wineboot", func(t *testing.T) {
+		w, _ := fakeWine(t)
+		slow := filepath.Join(t.TempDir(), "slow")
+		os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 100\n"), 0o755)
+		w.Loader = slow
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		err := w.InitPrefix(ctx)
+		if !errors.Is(err, winex.ErrPrefix) || !errors.Is(err, winex.ErrKilled) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("InitPrefix = %v, want ErrPrefix, ErrKilled and DeadlineExceeded", err)
+		}
+	})
+}
