@@ -1,0 +1,165 @@
+package natscli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/examples/eicar/engine"
+	"github.com/polyswarm/psengine/natsq/embedded"
+	"github.com/polyswarm/psengine/natsq/natscli"
+	"github.com/polyswarm/psengine/psenginetest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func program(t *testing.T, stdin string) (*cli.Program, *syncBuffer, *syncBuffer) {
+	home := t.TempDir()
+	out, errs := &syncBuffer{}, &syncBuffer{}
+	return &cli.Program{
+		Name:     "eicar",
+		Scanner:  engine.Scanner{},
+		Backends: map[string]cli.Backend{"nats": natscli.Backend{}},
+		Stdin:    strings.NewReader(stdin),
+		Stdout:   out,
+		Stderr:   errs,
+		Getenv: func(k string) string {
+			return map[string]string{"LOG_LEVEL": "debug", "PSENGINE_HOME": home, "PSENGINE_RUNTIME_DIR": home}[k]
+		},
+	}, out, errs
+}
+
+func writeFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestWorkerAndAnalyzeOverNATS(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	dir := t.TempDir()
+	eicarFile := writeFile(t, dir, "eicar.com", psenginetest.EICAR())
+	textFile := writeFile(t, dir, "notes.txt", []byte("hello"))
+
+	w, _, werr := program(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	workerDone := make(chan int, 1)
+	go func() {
+		workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", url, "--nats-prefix", "cli", "--workers", "2"})
+	}()
+
+	a, out, aerr := program(t, string(psenginetest.EICAR()))
+	code := a.Run(context.Background(), []string{"analyze", "--backend", "nats", "--nats-url", url, "--nats-prefix", "cli",
+		textFile, eicarFile, "-", psenginetest.DataURI([]byte("plain"))})
+	if code != 0 {
+		t.Errorf("analyze exit %d; stderr:\n%s", code, aerr.String())
+	}
+	want := strings.Join([]string{
+		textFile + ": unknown",
+		eicarFile + ": malicious EICAR-Test-File bid=953124999999999958",
+		"-: malicious EICAR-Test-File bid=953124999999999958",
+		psenginetest.DataURI([]byte("plain")) + ": unknown",
+	}, "\n") + "\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("analyze output (-want +got):\n%s", diff)
+	}
+
+	cancel()
+	if code := <-workerDone; code != 0 {
+		t.Errorf("worker exit %d; stderr:\n%s", code, werr.String())
+	}
+	if !strings.Contains(werr.String(), "stopping: running scans may finish") {
+		t.Errorf("worker did not log a graceful stop:\n%s", werr.String())
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"worker"},
+		{"worker", "--backend", "carrier-pigeon"},
+		{"worker", "--backend", "nats", "extra"},
+		{"analyze", "--backend", "carrier-pigeon", "x"},
+	} {
+		p, _, errs := program(t, "")
+		if code := p.Run(context.Background(), args); code != 2 {
+			t.Errorf("%q: exit %d, want 2; stderr:\n%s", args, code, errs.String())
+		}
+	}
+}
+
+// With --nats-embedded the queue lives in the process's own file store: a
+// bounty queued by one process is answered by a worker started later on
+// the same directory.
+func TestEmbeddedQueueOutlivesItsProcess(t *testing.T) {
+	store := t.TempDir()
+	file := writeFile(t, t.TempDir(), "eicar.com", psenginetest.EICAR())
+	a, _, aerr := program(t, "")
+	code := a.Run(context.Background(), []string{"analyze", "--backend", "nats", "--nats-embedded", store, "--nats-wait", "200ms", file})
+	if code != 1 || !strings.Contains(aerr.String(), "no answer") {
+		t.Fatalf("analyze with no worker: exit %d, stderr:\n%s", code, aerr.String())
+	}
+
+	w, _, werr := program(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-embedded", store, "--nats-ack-wait", "2s"})
+	}()
+	waitForLog(t, werr, "bounty answered")
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("worker exit %d:\n%s", code, werr.String())
+	}
+
+	srv, err := embedded.Start(embedded.Options{StoreDir: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(context.Background(), "psengine_jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("%d jobs still queued", info.State.Msgs)
+	}
+}
