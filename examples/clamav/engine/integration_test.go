@@ -1,0 +1,182 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/examples/clamav/clamd"
+	"github.com/polyswarm/psengine/examples/clamav/engine"
+	"github.com/polyswarm/psengine/examples/clamav/internal/clamdtest"
+	"github.com/polyswarm/psengine/psenginetest"
+)
+
+// writeFiles writes data under dir, one file per entry, and returns the paths.
+func writeFiles(t *testing.T, dir string, data map[string][]byte) map[string]string {
+	t.Helper()
+	paths := map[string]string{}
+	for name, d := range data {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, d, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths[name] = p
+	}
+	return paths
+}
+
+// The engine against a real clamd: every clamav-testfile (packed, archived,
+// mailed, OLE: clamd unpacks them to the signed clam.exe), EICAR, a
+// hash-signed generated file, a clean file, and the size limit. Detection
+// names are compared with clamscan's on the same database.
+func TestRealClamdAnswers(t *testing.T) {
+	cfg := clamdtest.StandardSignatures(t)
+	generated := randomBytes(5000)
+	cfg.Hashes["PsTest.Generated"] = generated
+	cfg.StreamMaxLength = "2M"
+	d := clamdtest.StartDaemon(t, cfg)
+
+	files := writeFiles(t, t.TempDir(), map[string][]byte{
+		"eicar.com": psenginetest.EICAR(), "generated.bin": generated,
+		"clean.txt": []byte("a clean file\n"), "big.bin": randomBytes(3 << 20),
+	})
+	testfiles := clamdtest.Testfiles(t)
+	if len(testfiles) != 44 {
+		t.Errorf("%d files in %s, want 44", len(testfiles), clamdtest.TestfilesDir)
+	}
+	ref := d.Reference(t, append(slices.Clone(testfiles), files["eicar.com"], files["generated.bin"], files["clean.txt"])...)
+
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(4))
+	inputs := append(slices.Clone(testfiles), files["eicar.com"], files["generated.bin"], files["clean.txt"], files["big.bin"])
+	results := e.AnalyzeAll(context.Background(), inputs)
+	for i, res := range results {
+		path := inputs[i]
+		a := res.Analysis
+		switch name := filepath.Base(path); name {
+		case "clean.txt":
+			if res.Err != nil || a.Verdict != psengine.Benign {
+				t.Errorf("%s: %s (%v), want benign", name, a.Verdict, res.Err)
+			}
+		case "big.bin": // 3 MiB over a 2M StreamMaxLength
+			if res.Err != nil || a.Verdict != psengine.Unknown || !slices.Equal(a.Metadata.Comments, []string{psengine.CommentSkipped}) {
+				t.Errorf("%s: %+v (%v), want SKIPPED", name, a, res.Err)
+			}
+		default:
+			want := ref[path]
+			if want == "" {
+				t.Fatalf("clamscan does not detect %s on the test database", path)
+			}
+			if res.Err != nil || a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != want {
+				t.Errorf("%s: %s %q (%v), want malicious %q", path, a.Verdict, a.Metadata.MalwareFamily, res.Err, want)
+			}
+			if a.Metadata.Scanner.VendorVersion == "" {
+				t.Errorf("%s: no vendor_version", path)
+			}
+		}
+	}
+	// The names come from the test's own database (clamd decorates them).
+	for path, sig := range map[string]string{files["eicar.com"]: clamdtest.EicarSig, testfiles[0]: clamdtest.ClamExeSig} {
+		if !strings.HasPrefix(ref[path], sig) {
+			t.Errorf("%s reported as %q, not from signature %q", path, ref[path], sig)
+		}
+	}
+}
+
+func TestRealClamdConformance(t *testing.T) {
+	d := clamdtest.StartDaemon(t, clamdtest.StandardSignatures(t))
+	psenginetest.TestScanner(t, engine.Scanner{Address: d.Address.String()}, []psenginetest.Case{
+		{Name: "eicar", Data: psenginetest.EICAR(), Want: psengine.Malicious},
+		{Name: "clean", Data: []byte("clean\n"), Want: psengine.Benign},
+	})
+}
+
+// clamd restarted between two scans: the worker's kept connection is dead,
+// the scan dials again and answers as if nothing happened.
+func TestRealClamdRestart(t *testing.T) {
+	d := clamdtest.StartDaemon(t, clamdtest.StandardSignatures(t))
+	var hookErrs []error
+	var mu sync.Mutex
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+		mu.Lock()
+		hookErrs = append(hookErrs, err)
+		mu.Unlock()
+	}))
+	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
+		t.Fatalf("before the restart: %s, %v", res.Analysis.Verdict, res.Err)
+	}
+	d.Kill(t)
+	d.Start(t)
+	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious || res.Err != nil {
+		t.Errorf("after the restart: %s, %v", res.Analysis.Verdict, res.Err)
+	}
+	if len(hookErrs) != 0 {
+		t.Errorf("errors reported for a transparent reconnect: %v", hookErrs)
+	}
+}
+
+// clamd killed in the middle of a run: the bounties scanned before are
+// right, the ones after are answered unknown with an error reported to the
+// hooks, nothing hangs; once clamd is back, the same engine answers again.
+func TestRealClamdDiesMidRun(t *testing.T) {
+	d := clamdtest.StartDaemon(t, clamdtest.StandardSignatures(t))
+	clamExe := filepath.Join(clamdtest.TestfilesDir, "clam.exe")
+	var inputs []string
+	for range 60 {
+		inputs = append(inputs, clamExe)
+	}
+	hookErrs := map[string]error{}
+	var mu sync.Mutex
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
+		mu.Lock()
+		hookErrs[b.ID.String()] = err
+		mu.Unlock()
+	}))
+	const killAt = 20
+	var malicious, unknown int
+	i := 0
+	for res := range e.AnalyzeEach(context.Background(), psengine.FileArtifact, slices.Values(inputs)) {
+		i++
+		if i == killAt {
+			d.Kill(t)
+		}
+		switch res.Analysis.Verdict {
+		case psengine.Malicious:
+			malicious++
+			if res.Err != nil {
+				t.Errorf("result %d malicious with an error: %v", i, res.Err)
+			}
+		case psengine.Unknown:
+			unknown++
+			if i <= killAt {
+				t.Errorf("result %d unknown before clamd died: %v", i, res.Err)
+			}
+			if !errors.Is(res.Err, clamd.ErrUnreachable) && !errors.Is(res.Err, clamd.ErrConnection) {
+				t.Errorf("result %d: unknown with error %v, want ErrUnreachable or ErrConnection", i, res.Err)
+			}
+			mu.Lock()
+			herr := hookErrs[res.Bounty.ID.String()]
+			mu.Unlock()
+			if herr == nil {
+				t.Errorf("result %d: no error reported to the hooks", i)
+			}
+		default:
+			t.Errorf("result %d: %s (%v)", i, res.Analysis.Verdict, res.Err)
+		}
+	}
+	// Up to the two workers' scans in flight at the kill may still have made it.
+	if malicious < killAt || malicious > killAt+2 || malicious+unknown != len(inputs) {
+		t.Errorf("%d malicious, %d unknown of %d; want %d-%d malicious before the kill, the rest unknown",
+			malicious, unknown, len(inputs), killAt, killAt+2)
+	}
+	t.Logf("%d malicious, %d unknown", malicious, unknown)
+	d.Start(t)
+	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
+		t.Errorf("after clamd came back: %s, %v", res.Analysis.Verdict, res.Err)
+	}
+}

@@ -1,0 +1,31 @@
+// Command clamav is the ClamAV example engine as a command-line program: it
+// answers bounties with a clamd daemon, reached at CLAMD_ADDRESS
+// (unix:/path/clamd.sock or tcp:host:port; default
+// unix:/var/run/clamav/clamd.ctl, Debian's).
+//
+//	CLAMD_ADDRESS=unix:/run/clamd.sock clamav analyze [-v] [--json] ARTIFACT...
+//	clamav commands info
+//	clamav commands scan_file PATH...
+//
+// See package engine for the answers and package clamd for the protocol.
+package main
+
+import (
+	"os"
+
+	"github.com/polyswarm/psengine/examples/clamav/engine"
+	"github.com/polyswarm/psengine/examples/cli"
+)
+
+func main() {
+	program(os.Getenv).Main()
+}
+
+// program is the command line with its settings read through getenv.
+func program(getenv func(string) string) *cli.Program {
+	return &cli.Program{
+		Name:    "clamav",
+		Scanner: engine.Scanner{Address: getenv("CLAMD_ADDRESS")},
+		Getenv:  getenv,
+	}
+}
