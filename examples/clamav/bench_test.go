@@ -1,0 +1,163 @@
+package main
+
+// Benchmarks against baselines measured in the same run, on the same clamd:
+//
+//	go test -run '^$' -bench . -benchtime 5x ./examples/clamav
+//
+// BenchmarkVsClamdscan: the engine's AnalyzeAll over the 44 testfiles and
+// 1,000 small generated files, against `clamdscan --stream` over the same
+// files (metric ratio = engine/clamdscan wall time; target <= 1.0).
+// BenchmarkScanOverhead: one scan through the whole engine (fetch, hash,
+// identify, scan, bid, validate) against a bare INSTREAM loop with the
+// clamd client (metric ratio = engine/bare per scan; target <= 1.1).
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/envdirs"
+	"github.com/polyswarm/psengine/examples/clamav/clamd"
+	"github.com/polyswarm/psengine/examples/clamav/engine"
+	"github.com/polyswarm/psengine/examples/clamav/internal/clamdtest"
+)
+
+// smallFiles writes n random files of 512 B to 8 KiB.
+func smallFiles(b *testing.B, n int) []string {
+	b.Helper()
+	dir := b.TempDir()
+	paths := make([]string, n)
+	for i := range paths {
+		var size [2]byte
+		_, _ = rand.Read(size[:])
+		data := make([]byte, 512+int(size[0])<<5) // 512 B .. 8.5 KiB
+		_, _ = rand.Read(data)
+		paths[i] = filepath.Join(dir, fmt.Sprintf("small-%04d.bin", i))
+		if err := os.WriteFile(paths[i], data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return paths
+}
+
+func benchEngine(b *testing.B, addr clamd.Address, workers int) *psengine.Engine {
+	return psengine.New(engine.Scanner{Address: addr.String()},
+		psengine.WithName("clamav"), psengine.WithWorkers(workers),
+		psengine.WithDirs(envdirs.Dirs{Temp: b.TempDir(), TempPrefix: "clamav-"}))
+}
+
+func shutdown(b *testing.B, e *psengine.Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkVsClamdscan(b *testing.B) {
+	clamdscan := clamdtest.Need(b, "clamdscan")[0]
+	d := clamdtest.StartDaemon(b, clamdtest.StandardSignatures(b))
+	testfiles := clamdtest.Testfiles(b)
+	files := append(slices.Clone(testfiles), smallFiles(b, 1000)...)
+	ctx := context.Background()
+
+	for _, workers := range []int{4, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			var tScan, tEngine time.Duration
+			for b.Loop() {
+				start := time.Now()
+				out, err := exec.Command(clamdscan, append([]string{"--stream", "--no-summary", "-c", d.Conf, "--"}, files...)...).Output()
+				tScan += time.Since(start)
+				if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
+					b.Fatalf("clamdscan: %v\n%s", err, out)
+				}
+
+				start = time.Now()
+				e := benchEngine(b, d.Address, workers) // started, used and shut down: a whole run
+				results := e.AnalyzeAll(ctx, files)
+				shutdown(b, e)
+				tEngine += time.Since(start)
+				malicious := 0
+				for _, r := range results {
+					if r.Analysis.Verdict == psengine.Malicious {
+						malicious++
+					}
+				}
+				if malicious != len(testfiles) {
+					b.Fatalf("%d malicious, want %d", malicious, len(testfiles))
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(tScan.Milliseconds())/n, "clamdscan-ms/run")
+			b.ReportMetric(float64(tEngine.Milliseconds())/n, "engine-ms/run")
+			b.ReportMetric(float64(tEngine)/float64(tScan), "ratio")
+		})
+	}
+}
+
+func BenchmarkScanOverhead(b *testing.B) {
+	d := clamdtest.StartDaemon(b, clamdtest.StandardSignatures(b))
+	files := append(smallFiles(b, 200), clamdtest.Testfiles(b)...)
+	ctx := context.Background()
+	e := benchEngine(b, d.Address, 1)
+	defer shutdown(b, e)
+	if err := e.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := clamd.Dial(ctx, d.Address)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+
+	bare := func(path string) clamd.Status {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		r, err := conn.InStream(ctx, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r.Status
+	}
+	viaEngine := func(path string) psengine.Verdict {
+		res, err := e.Analyze(ctx, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res.Analysis.Verdict
+	}
+	for _, f := range files { // warm both up (page cache, worker connection)
+		bare(f)
+		viaEngine(f)
+	}
+
+	var tBare, tEngine time.Duration
+	i := 0
+	for b.Loop() {
+		path := files[i%len(files)]
+		i++
+		start := time.Now()
+		st := bare(path)
+		mid := time.Now()
+		v := viaEngine(path)
+		tEngine += time.Since(mid)
+		tBare += mid.Sub(start)
+		if (st == clamd.StatusFound) != (v == psengine.Malicious) {
+			b.Fatalf("%s: bare %s, engine %s", path, st, v)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tBare.Microseconds())/n, "bare-µs/scan")
+	b.ReportMetric(float64(tEngine.Microseconds())/n, "engine-µs/scan")
+	b.ReportMetric(float64(tEngine)/float64(tBare), "ratio")
+}
