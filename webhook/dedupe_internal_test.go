@@ -7,18 +7,27 @@ import (
 	"time"
 )
 
+// take claims and confirms id, reporting whether it was new.
+func take(d *dedupe, id string, now time.Time) bool {
+	res, token := d.claim(id, now)
+	if res == claimed {
+		d.confirm(id, token)
+	}
+	return res == claimed
+}
+
 func TestDedupeWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newDedupe(time.Minute, 100)
-		if !d.claim("a", time.Now()) {
+		if !take(d, "a", time.Now()) {
 			t.Fatal("first claim refused")
 		}
 		time.Sleep(59 * time.Second)
-		if d.claim("a", time.Now()) {
-			t.Fatal("repeat within the window claimed")
+		if res, _ := d.claim("a", time.Now()); res != repeated {
+			t.Fatalf("repeat within the window: %v, want repeated", res)
 		}
 		time.Sleep(time.Second)
-		if !d.claim("a", time.Now()) {
+		if !take(d, "a", time.Now()) {
 			t.Fatal("claim after the window refused")
 		}
 		if got := d.len(); got != 1 {
@@ -27,20 +36,45 @@ func TestDedupeWindow(t *testing.T) {
 	})
 }
 
-func TestDedupeRelease(t *testing.T) {
+func TestDedupeClaimLifecycle(t *testing.T) {
+	d := newDedupe(time.Hour, 10)
+	now := time.Now()
+	res, token := d.claim("a", now)
+	if res != claimed {
+		t.Fatalf("first claim: %v", res)
+	}
+	if res, _ := d.claim("a", now); res != inFlight {
+		t.Fatalf("claim while the first is being queued: %v, want inFlight", res)
+	}
+	d.release("a", token)
+	res, token = d.claim("a", now)
+	if res != claimed {
+		t.Fatalf("claim after release: %v, want claimed", res)
+	}
+	d.confirm("a", token)
+	if res, _ := d.claim("a", now); res != repeated {
+		t.Fatalf("claim after confirm: %v, want repeated", res)
+	}
+	// A stale token does nothing.
+	d.release("a", token-1)
+	if res, _ := d.claim("a", now); res != repeated {
+		t.Fatalf("stale release forgot the id")
+	}
+}
+
+func TestDedupeStaleEntries(t *testing.T) {
 	d := newDedupe(time.Hour, 2)
 	now := time.Now()
-	d.claim("a", now)
-	d.release("a")
-	if !d.claim("a", now) {
+	_, token := d.claim("a", now)
+	d.release("a", token)
+	if !take(d, "a", now) {
 		t.Fatal("released id not claimable")
 	}
-	// The stale entry of the first claim must not forget the second one
-	// when it is evicted.
-	d.claim("b", now)
-	d.claim("c", now) // evicts the stale "a" entry, then the live "a"
-	if d.claim("c", now) || d.claim("b", now) {
-		t.Error("recent ids forgotten")
+	// Evicting the stale entry of the first claim must not forget the
+	// second one.
+	take(d, "b", now) // evicts the stale "a" entry only
+	if res, _ := d.claim("a", now); res != repeated {
+		t.Errorf("live id forgotten with a stale entry: %v", res)
 	}
 }
 
@@ -49,7 +83,7 @@ func TestDedupeBounded(t *testing.T) {
 	d := newDedupe(time.Hour, size)
 	now := time.Now()
 	for i := range 10_000 {
-		if !d.claim(strconv.Itoa(i), now) {
+		if !take(d, strconv.Itoa(i), now) {
 			t.Fatalf("fresh id %d refused", i)
 		}
 		if n := d.len(); n > size {
@@ -63,11 +97,11 @@ func TestDedupeBounded(t *testing.T) {
 		t.Errorf("queue capacity grew to %d", cap(d.queue))
 	}
 	for i := 10_000 - size; i < 10_000; i++ {
-		if d.claim(strconv.Itoa(i), now) {
+		if res, _ := d.claim(strconv.Itoa(i), now); res != repeated {
 			t.Fatalf("recent id %d forgotten", i)
 		}
 	}
-	if !d.claim(strconv.Itoa(10_000-size-1), now) {
+	if !take(d, strconv.Itoa(10_000-size-1), now) {
 		t.Error("oldest id still remembered past the size bound")
 	}
 }

@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -101,27 +102,45 @@ func TestDedupeOff(t *testing.T) {
 	}
 }
 
+// Copies of one delivery arriving together: exactly one is queued; the
+// others are acknowledged once it is, or told to retry while it is being
+// queued, never acknowledged before.
 func TestConcurrentRepeats(t *testing.T) {
-	q := &queue{}
-	h := newHandler(t, q)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var mu sync.Mutex
+	var jobs []psengine.Job
+	sub := webhook.SubmitFunc(func(_ context.Context, job psengine.Job) error {
+		entered <- struct{}{}
+		<-release // the first copy is slow to queue
+		mu.Lock()
+		defer mu.Unlock()
+		jobs = append(jobs, job)
+		return nil
+	})
+	h := newHandler(t, sub)
 	body := bountyJSON(t, "5", []byte("x"))
+	first := make(chan answer)
+	go func() { first <- serve(t, h, signed("bounty", "same", body)) }()
+	<-entered
+
+	// While the first copy is being queued, the others must retry.
 	var wg sync.WaitGroup
-	codes := make([]int, 32)
-	for i := range codes {
-		wg.Go(func() { codes[i] = serve(t, h, signed("bounty", "same", body)).Code })
+	for range 8 {
+		wg.Go(func() {
+			if got := serve(t, h, signed("bounty", "same", body)); got.Code != 503 || got.RetryAfter == "" {
+				t.Errorf("copy while the first is queued: %+v, want 503 with Retry-After", got)
+			}
+		})
 	}
 	wg.Wait()
-	accepted := 0
-	for _, c := range codes {
-		switch c {
-		case 202:
-			accepted++
-		case 200:
-		default:
-			t.Errorf("status %d, want 200 or 202", c)
-		}
+	close(release)
+	if got := <-first; got.Code != 202 {
+		t.Fatalf("first copy: %+v, want 202", got)
 	}
-	if accepted != 1 || len(q.taken()) != 1 {
-		t.Errorf("accepted %d times, queued %d jobs; want 1 and 1", accepted, len(q.taken()))
+	if got := serve(t, h, signed("bounty", "same", body)); got.Code != 200 || got.Status != "DUPLICATE" {
+		t.Errorf("copy after the first was queued: %+v, want 200 DUPLICATE", got)
+	}
+	if len(jobs) != 1 {
+		t.Errorf("queued %d jobs, want 1", len(jobs))
 	}
 }

@@ -19,6 +19,8 @@
 //	POST, bounty                     202 {"status":"ACCEPTED"}  (queued; scanned afterwards)
 //	POST, repeated delivery id       200 {"status":"DUPLICATE"} (not queued again)
 //	POST, queue full or engine shut  503 {"status":"UNAVAILABLE",...} with Retry-After
+//	POST, copy of a delivery being   503 with Retry-After (never acknowledged before the
+//	      queued at this very moment      first copy is actually queued)
 //	other methods                    405
 //
 // The signature is checked, in constant time, over the body exactly as

@@ -86,6 +86,8 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 	return h, nil
 }
 
+var errDeliveryInFlight = errors.New("webhook: the same delivery is being queued")
+
 // Answers' status words.
 const (
 	statusOK          = "OK"
@@ -167,25 +169,32 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 		// of its assertion.
 		job.ID = b.ID.String() + "/" + string(b.Phase)
 	}
-	remembered := false
+	var token uint64
 	if h.seen != nil && delivery != "" {
-		if !h.seen.claim(delivery, time.Now()) {
+		var res claimResult
+		switch res, token = h.seen.claim(delivery, time.Now()); res {
+		case repeated:
 			h.log.Info("webhook: repeated delivery acknowledged, not queued again", "delivery", delivery, "bounty", b.ID.String())
 			reply(w, http.StatusOK, statusDuplicate, "")
 			return
+		case inFlight: // not acknowledged: the first copy may yet be refused
+			h.unavailable(w, r, b, "the same delivery is being queued, retry later", errDeliveryInFlight)
+			return
 		}
-		remembered = true
 	}
 	err := h.sub.SubmitJob(r.Context(), job)
 	if err == nil {
+		if token != 0 {
+			h.seen.confirm(delivery, token)
+		}
 		if h.log.Enabled(r.Context(), slog.LevelDebug) {
 			h.log.Debug("webhook: bounty accepted", "bounty", b.ID.String(), "delivery", delivery)
 		}
 		reply(w, http.StatusAccepted, statusAccepted, "")
 		return
 	}
-	if remembered {
-		h.seen.release(delivery) // not taken: the retry must be
+	if token != 0 {
+		h.seen.release(delivery, token) // not taken: the retry must be
 	}
 	switch {
 	case errors.Is(err, psengine.ErrMalformedBounty):
