@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"iter"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
+	"github.com/polyswarm/psengine/webhook"
+)
+
+// fakeBackend is a registered backend whose queue is an in-process broker.
+type fakeBackend struct {
+	broker *psengine.MemoryBroker
+	mu     sync.Mutex
+	closed int
+}
+
+func (f *fakeBackend) Flags(*flag.FlagSet) Connector {
+	return func(context.Context, *slog.Logger) (Session, error) { return fakeSession{f}, nil }
+}
+
+type fakeSession struct{ f *fakeBackend }
+
+func (s fakeSession) Broker() psengine.Broker          { return s.f.broker }
+func (s fakeSession) WorkerOptions() []psengine.Option { return nil }
+func (s fakeSession) Analyze(context.Context, []Request) iter.Seq[psengine.Result] {
+	return func(func(psengine.Result) bool) {}
+}
+func (s fakeSession) Close() error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.closed++
+	return nil
+}
+
+// With a registered backend, `webhook` is intake only: signed bounties go
+// to the backend's queue, and the session is closed on the way out.
+func TestWebhookWithBackend(t *testing.T) {
+	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
+	out, stdout := io.Pipe()
+	var stderr bytes.Buffer
+	p := &Program{
+		Name: "test",
+		Scanner: psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+			panic("no scan in intake")
+		}),
+		Backends: map[string]Backend{"fake": backend},
+		Stdout:   stdout,
+		Stderr:   &stderr,
+		Getenv: func(k string) string {
+			if k == "PSENGINE_WEBHOOK_SECRET" {
+				return "s"
+			}
+			return ""
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() { code <- p.Run(ctx, []string{"webhook", "--backend", "fake", "--addr", "127.0.0.1", "-p", "0"}) }()
+
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if !ok {
+		t.Fatalf("first line %q", line)
+	}
+	body, err := json.Marshal(psenginetest.Bounty([]byte("x"), psenginetest.WithID("77")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
+	req.Header.Set(webhook.HeaderEvent, "bounty")
+	req.Header.Set(webhook.HeaderDelivery, "d-77")
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign("s", body))
+	client := &http.Client{Timeout: 10 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	client.CloseIdleConnections()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("bounty: %d, want 202", res.StatusCode)
+	}
+	if n := backend.broker.Len(); n != 1 {
+		t.Fatalf("backend queue holds %d jobs, want 1", n)
+	}
+
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit status %d, want 0; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("webhook did not stop within 30s of cancellation")
+	}
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	if backend.closed != 1 {
+		t.Errorf("session closed %d times, want 1", backend.closed)
+	}
+	backend.broker.Close()
+}
+
+func TestWebhookUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  string // PSENGINE_WEBHOOK_SECRET
+		want string
+	}{
+		{[]string{"webhook"}, "", "no webhook secret"},
+		{[]string{"webhook", "-p", "70000"}, "s", "want a port"},
+		{[]string{"webhook", "--backend", "nats"}, "s", `--backend "nats"`},
+		{[]string{"webhook", "--backend", "fake", "--allow-file"}, "s", "--allow-file applies to --backend local only"},
+		{[]string{"webhook", "extra"}, "s", "takes no arguments"},
+	} {
+		var stderr bytes.Buffer
+		p := &Program{Name: "test", Scanner: psengine.ScannerFunc(nil), Stderr: &stderr, Stdout: io.Discard,
+			Backends: map[string]Backend{"fake": &fakeBackend{}},
+			Getenv: func(k string) string {
+				if k == "PSENGINE_WEBHOOK_SECRET" {
+					return tt.env
+				}
+				return ""
+			}}
+		if code := p.Run(context.Background(), tt.args); code != 2 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%q: status %d, stderr %q; want 2 and %q", tt.args, code, stderr.String(), tt.want)
+		}
+	}
+}
