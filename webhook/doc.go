@@ -33,8 +33,10 @@
 // its SubmitJob method) and answered at once; the scan, the delivery of the
 // answer to the bounty's response_url (package webhook/deliver, retried with
 // backoff until the bounty expires) and the hooks then run in the engine.
-// The job's ID is the delivery id when there is one, so the broker's own
-// deduplication also applies, and the handler remembers the delivery ids it
+// The job's ID is the delivery id when there is one (else the bounty's id
+// and phase, as "ID/phase", so an arbitration is not taken for a repeat of
+// its assertion), so the broker's own deduplication also applies, and the
+// handler remembers the delivery ids it
 // accepted for a window (WithDedupe: by default an hour, at most 100,000 ids)
 // so that a repeated delivery is acknowledged without a second scan or
 // answer.
