@@ -135,6 +135,10 @@ func TestAnalyzeAcceptance(t *testing.T) {
 		}
 	}
 	prefix := filepath.Join(data, "wineprefix")
+	if os.Getenv(winetest.PrefixVar) == "" {
+		// Runs before t.TempDir's removal, after the last run's teardown.
+		t.Cleanup(func() { winetest.RemoveServerDir(prefix) })
+	}
 	if p := os.Getenv(winetest.PrefixVar); p != "" {
 		prefix = p
 		env = append(env, "WINEPREFIX="+p)

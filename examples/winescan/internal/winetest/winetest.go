@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -115,8 +116,28 @@ func (p *Prefix) Close() error {
 		defer kcancel()
 		_, _ = winex.Run(kctx, winex.Cmd{Path: p.Wine.Server, Args: []string{"-k"}, Env: p.Wine.Environ()})
 	}
+	RemoveServerDir(p.Wine.Prefix)
 	return errors.Join(err, os.RemoveAll(p.tmp))
 }
+
+// RemoveServerDir removes the directory in which Wine (Debian's build) keeps
+// a prefix's server socket and lock, once no server runs: PREFIX/wineserver
+// names it (wine-XXXXXX under TMPDIR or /tmp), and Wine leaves it behind.
+// Call it before removing a temporary prefix.
+func RemoveServerDir(prefix string) {
+	b, err := os.ReadFile(filepath.Join(prefix, "wineserver"))
+	name := strings.TrimSpace(string(b))
+	if err != nil || !serverDirName.MatchString(name) {
+		return
+	}
+	for _, tmp := range []string{os.Getenv("TMPDIR"), "/tmp"} {
+		if tmp != "" {
+			_ = os.RemoveAll(filepath.Join(tmp, name))
+		}
+	}
+}
+
+var serverDirName = regexp.MustCompile(`^wine-[A-Za-z0-9]{6}$`)
 
 // Proc is a process found by Tagged.
 type Proc struct {
