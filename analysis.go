@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -346,33 +345,31 @@ func Validate(b Bounty, a Analysis) error {
 	if os := m.Scanner.Environment.OperatingSystem; os != strings.ToLower(os) {
 		return &ValidationError{"metadata.scanner.environment.operating_system", fmt.Sprintf("%q is not lowercase", os)}
 	}
-	texts := map[string]string{
-		"metadata.malware_family":             m.MalwareFamily,
-		"metadata.error":                      m.Error,
-		"metadata.scanner.version":            m.Scanner.Version,
-		"metadata.scanner.vendor_version":     m.Scanner.VendorVersion,
-		"metadata.scanner.signatures_version": m.Scanner.SignaturesVersion,
+	for _, f := range [...]struct{ name, s string }{
+		{"metadata.malware_family", m.MalwareFamily},
+		{"metadata.error", m.Error},
+		{"metadata.scanner.version", m.Scanner.Version},
+		{"metadata.scanner.vendor_version", m.Scanner.VendorVersion},
+		{"metadata.scanner.signatures_version", m.Scanner.SignaturesVersion},
+	} {
+		if !utf8.ValidString(f.s) {
+			return &ValidationError{f.name, "is not valid UTF-8"}
+		}
 	}
-	for _, list := range []struct {
+	for _, list := range [...]struct {
 		name string
 		s    []string
 	}{{"metadata.comments", m.Comments}, {"metadata.domains", m.Domains}, {"metadata.ip_addresses", m.IPAddresses}} {
 		for i, s := range list.s {
-			texts[fmt.Sprintf("%s[%d]", list.name, i)] = s
+			if !utf8.ValidString(s) {
+				return &ValidationError{fmt.Sprintf("%s[%d]", list.name, i), "is not valid UTF-8"}
+			}
 		}
 	}
-	keys := make([]string, 0, len(texts))
-	for k := range texts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !utf8.ValidString(texts[k]) {
-			return &ValidationError{k, "is not valid UTF-8"}
+	if len(m.Extra) > 0 {
+		if _, err := m.marshal(a.Confidence); err != nil {
+			return &ValidationError{"metadata", err.Error()}
 		}
-	}
-	if _, err := a.Metadata.marshal(a.Confidence); err != nil {
-		return &ValidationError{"metadata", err.Error()}
 	}
 	return nil
 }

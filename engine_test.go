@@ -530,3 +530,5 @@ func TestMemoryBrokerConformance(t *testing.T) {
 		}
 	})
 }
+
+func envdirsFor(d string) envdirs.Dirs { return envdirs.Dirs{Home: d, Temp: d} }

@@ -34,6 +34,10 @@ type Engine struct {
 	scanner Scanner // wrapped in the middleware
 	cfg     config
 
+	// front runs fetch -> identify -> accept -> scan; back runs bid ->
+	// enrich -> validate. Composed once in New.
+	front, back pipeline.Stage[*task, *task]
+
 	startOnce sync.Once
 	startErr  error
 	env       atomic.Pointer[Env]
@@ -108,6 +112,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	for i := len(cfg.middleware) - 1; i >= 0; i-- {
 		e.scanner = cfg.middleware[i](e.scanner)
 	}
+	e.front, e.back = e.frontStages(), e.backStages()
 	e.slots = make(chan *worker, cfg.workers)
 	for i := range cfg.workers {
 		w := &worker{id: i + 1}

@@ -19,6 +19,7 @@ type task struct {
 	env      Env
 	content  *fetch.Content
 	artifact Artifact
+	mimetype string // detected already (local inputs), else ""
 	analysis Analysis
 	decided  bool // the answer is settled (a special result): skip the scan
 }
@@ -28,12 +29,15 @@ type task struct {
 func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Content) (res Result) {
 	res = Result{Bounty: b}
 	t := &task{bounty: b, content: pre}
+	if pre != nil {
+		t.mimetype = b.MIMEType // detected from pre by analyzeLocal
+	}
 	defer func() {
 		if t.content != nil {
 			_ = t.content.Close()
 		}
 	}()
-	log := e.cfg.logger.With("bounty", b.ID.String())
+	log := e.cfg.logger
 
 	if err := b.Validate(); err != nil {
 		res.Err = err
@@ -53,7 +57,7 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Co
 	} else {
 		t.env = env
 		sctx, cancel := e.scanContext(ctx, b, now)
-		_, err = e.front()(sctx, t)
+		_, err = e.front(sctx, t)
 		cancel()
 		res.Analysis, res.Answered, res.Err = t.analysis, true, err
 		if err != nil && !t.decided {
@@ -61,7 +65,7 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Co
 		}
 	}
 
-	back := e.back()
+	back := e.back
 	if _, verr := back(ctx, t.withAnalysis(res.Analysis)); verr != nil {
 		// The scanner's analysis would be refused: answer unknown instead.
 		res.Err = errors.Join(res.Err, verr)
@@ -128,8 +132,8 @@ func unwrapKind(err, k error) error {
 	return err
 }
 
-// front composes the stages that lead to the scanner's analysis.
-func (e *Engine) front() pipeline.Stage[*task, *task] {
+// frontStages composes the stages that lead to the scanner's analysis.
+func (e *Engine) frontStages() pipeline.Stage[*task, *task] {
 	return pipeline.Then(pipeline.Then(pipeline.Then(
 		pipeline.Recover(e.fetchStage),
 		pipeline.Recover(e.identifyStage)),
@@ -137,8 +141,8 @@ func (e *Engine) front() pipeline.Stage[*task, *task] {
 		e.scanStage)
 }
 
-// back composes the stages that turn an analysis into an answer.
-func (e *Engine) back() pipeline.Stage[*task, *task] {
+// backStages composes the stages that turn an analysis into an answer.
+func (e *Engine) backStages() pipeline.Stage[*task, *task] {
 	return pipeline.Then(pipeline.Then(
 		pipeline.Recover(e.bidStage),
 		pipeline.Recover(e.enrichStage)),
@@ -171,7 +175,13 @@ func (e *Engine) fetchStage(ctx context.Context, t *task) (*task, error) {
 // identifyStage makes the Artifact the scanner sees: hashes from the fetch,
 // the mimetype detected from the first bytes.
 func (e *Engine) identifyStage(_ context.Context, t *task) (*task, error) {
-	t.artifact = NewArtifact(t.bounty.ArtifactType, t.bounty.ArtifactURI, t.content)
+	b := t.bounty
+	if t.mimetype == "" {
+		t.artifact = NewArtifact(b.ArtifactType, b.ArtifactURI, t.content)
+		return t, nil
+	}
+	t.artifact = Artifact{Type: b.ArtifactType, URI: b.ArtifactURI, SHA256: t.content.SHA256(),
+		Size: t.content.Size(), MIMEType: t.mimetype, content: t.content}
 	return t, nil
 }
 
@@ -263,11 +273,11 @@ func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
 func (e *Engine) finish(ctx context.Context, res *Result, log *slog.Logger) {
 	hctx := context.WithoutCancel(ctx)
 	if res.Err != nil {
-		log.Warn("bounty failed", "err", res.Err, "answered", res.Answered, "verdict", res.Analysis.Verdict)
+		log.Warn("bounty failed", "bounty", res.Bounty.ID.String(), "err", res.Err, "answered", res.Answered, "verdict", res.Analysis.Verdict)
 		e.reportError(hctx, res.Bounty, res.Err)
 		return
 	}
-	log.Debug("bounty answered", "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
+	log.Debug("bounty answered", "bounty", res.Bounty.ID.String(), "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
 	if h, ok := e.orig.(SuccessHook); ok {
 		e.runHook("scanner OnSuccess", func() { h.OnSuccess(hctx, res.Bounty, res.Analysis) })
 	}

@@ -1,0 +1,177 @@
+package psengine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gabriel-vasile/mimetype"
+	"github.com/polyswarm/psengine"
+)
+
+// countZeros is the "scan" of the overhead benchmark: it reads every byte.
+func countZeros(b []byte) int { return bytes.Count(b, []byte{0}) }
+
+var zeroScanner = psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	b, err := a.Bytes()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	if countZeros(b) > len(b) {
+		return psengine.Analysis{Verdict: psengine.Malicious}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
+})
+
+func dataURIs(b *testing.B, n, size int) []string {
+	b.Helper()
+	uris := make([]string, n)
+	for i := range uris {
+		buf := make([]byte, size)
+		_, _ = rand.Read(buf)
+		uris[i] = "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString(buf)
+	}
+	return uris
+}
+
+// handLoop is what a scanner author would write without psengine: decode,
+// hash, identify, scan.
+func handLoop(b *testing.B, uris []string) {
+	for i := 0; b.Loop(); i++ {
+		handOne(b, uris[i%len(uris)])
+	}
+}
+
+// handOne is what a scanner author would write without psengine: decode,
+// hash, identify, scan.
+func handOne(b *testing.B, uri string) {
+	payload := uri[strings.IndexByte(uri, ',')+1:]
+	data, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	mt := mimetype.Detect(data)
+	if countZeros(data) > len(data) || sum[0] == 0 && mt == nil {
+		b.Fatal("impossible")
+	}
+}
+
+func engineLoop(b *testing.B, uris []string) {
+	e := psengine.New(zeroScanner, benchDirs(b))
+	defer e.Shutdown(context.Background())
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		res, err := e.Analyze(ctx, uris[i%len(uris)])
+		if err != nil || res.Analysis.Verdict != psengine.Benign {
+			b.Fatal(err, res.Analysis)
+		}
+	}
+}
+
+func benchDirs(b *testing.B) psengine.Option {
+	d := b.TempDir()
+	return psengine.WithDirs(envdirsFor(d))
+}
+
+// BenchmarkOverhead: Analyze of 4 KiB data: artifacts against the hand
+// loop. Target: at most 1.25x.
+func BenchmarkOverhead(b *testing.B) {
+	uris := dataURIs(b, 64, 4096)
+	b.Run("hand-loop", func(b *testing.B) { handLoop(b, uris) })
+	b.Run("engine", func(b *testing.B) { engineLoop(b, uris) })
+}
+
+// BenchmarkOverheadPaired runs one hand-loop artifact and one engine
+// artifact per iteration and reports engine/hand-loop time as "x-baseline"
+// (target <= 1.25), so both halves see the same machine load.
+func BenchmarkOverheadPaired(b *testing.B) {
+	uris := dataURIs(b, 64, 4096)
+	e := psengine.New(zeroScanner, benchDirs(b))
+	defer e.Shutdown(context.Background())
+	ctx := context.Background()
+	var hand, eng time.Duration
+	for i := 0; b.Loop(); i++ {
+		uri := uris[i%len(uris)]
+		t0 := time.Now()
+		handOne(b, uri)
+		t1 := time.Now()
+		if res, err := e.Analyze(ctx, uri); err != nil || res.Analysis.Verdict != psengine.Benign {
+			b.Fatal(err, res.Analysis)
+		}
+		eng += time.Since(t1)
+		hand += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(eng)/float64(hand), "x-baseline")
+	b.ReportMetric(float64(hand.Nanoseconds())/float64(b.N), "hand-ns/op")
+	b.ReportMetric(float64(eng.Nanoseconds())/float64(b.N), "engine-ns/op")
+}
+
+// cpuScanner burns CPU in proportion to the artifact: 200 rounds of sha256.
+var cpuScanner = psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	b, err := a.Bytes()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	sum := sha256.Sum256(b)
+	for range 2000 {
+		sum = sha256.Sum256(sum[:])
+	}
+	if sum[0] == 0 && sum[1] == 0 && sum[2] == 0 && sum[3] == 0 {
+		return psengine.Analysis{Verdict: psengine.Suspicious}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Unknown}, nil
+})
+
+func workersLoop(b *testing.B, workers int, uris []string) {
+	e := psengine.New(cpuScanner, benchDirs(b), psengine.WithWorkers(workers))
+	defer e.Shutdown(context.Background())
+	for b.Loop() {
+		for _, r := range e.AnalyzeAll(context.Background(), uris) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+}
+
+// BenchmarkWorkers: 1,000 small artifacts with a CPU-bound scanner.
+func BenchmarkWorkers(b *testing.B) {
+	uris := dataURIs(b, 1000, 256)
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) { workersLoop(b, n, uris) })
+	}
+}
+
+// BenchmarkWorkersSpeedup answers the 1,000 artifacts with WithWorkers(1)
+// then WithWorkers(2) in each iteration and reports how much faster two
+// workers are as "x-speedup" (target >= 1.6 on 2 cores).
+func BenchmarkWorkersSpeedup(b *testing.B) {
+	uris := dataURIs(b, 1000, 256)
+	one := psengine.New(cpuScanner, benchDirs(b), psengine.WithWorkers(1))
+	two := psengine.New(cpuScanner, benchDirs(b), psengine.WithWorkers(2))
+	defer one.Shutdown(context.Background())
+	defer two.Shutdown(context.Background())
+	var d1, d2 time.Duration
+	for b.Loop() {
+		for _, w := range []struct {
+			e *psengine.Engine
+			d *time.Duration
+		}{{one, &d1}, {two, &d2}} {
+			t0 := time.Now()
+			for _, r := range w.e.AnalyzeAll(context.Background(), uris) {
+				if r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			}
+			*w.d += time.Since(t0)
+		}
+	}
+	b.ReportMetric(float64(d1)/float64(d2), "x-speedup")
+}
