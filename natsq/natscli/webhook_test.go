@@ -53,7 +53,9 @@ func TestWebhookIntakeWithEmbeddedQueue(t *testing.T) {
 
 	w, _, werr := program(t, "")
 	workerDone := make(chan int, 1)
-	go func() { workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", natsURL, "--workers", "1"}) }()
+	go func() {
+		workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", natsURL, "--workers", "1"})
+	}()
 
 	body := fmt.Sprintf(`{"id": 12345678901234567890, "artifact_type": "FILE", "artifact_uri": %q, "sha256": %q,
 		"expiration": %q, "response_url": %q, "rules": {"min_allowed_bid": 62500000000000000, "max_allowed_bid": 1000000000000000000}}`,
