@@ -14,10 +14,11 @@
 // it is never held in memory whole.
 //
 // clamd closes a connection on its own: after "INSTREAM size limit
-// exceeded" (a stream longer than its StreamMaxLength), after its
-// IdleTimeout, when it stops. The reply is read even when the writes
-// fail, so the size-limit answer is never lost to a broken pipe. A Conn
-// whose connection failed reports it (Err) and must be replaced: dial again.
+// exceeded" (a stream longer than its StreamMaxLength), after one of its
+// timeouts (ReadTimeout, CommandReadTimeout), when it stops. The reply is
+// read even when the writes fail, so the size-limit answer is never lost to
+// a broken pipe. A Conn whose connection failed reports it (Err) and must
+// be replaced: dial again.
 //
 // # Errors
 //

@@ -18,7 +18,7 @@ var (
 	// (or the start of the session) failed.
 	ErrUnreachable = errors.New("clamd: daemon unreachable")
 	// ErrConnection reports an established connection that failed (clamd
-	// closed it, died, or its idle timeout passed). The Conn is unusable
+	// closed it, died, or one of its timeouts passed). The Conn is unusable
 	// afterwards: dial again.
 	ErrConnection = errors.New("clamd: connection lost")
 	// ErrProtocol reports a reply that does not follow the protocol. The

@@ -7,7 +7,7 @@
 // clamd's address is unix:/path/clamd.sock or tcp:host:port (Scanner.Address,
 // CLAMD_ADDRESS in the example program). Each worker dials one connection at
 // its setup and keeps it (a clamd IDSESSION) for all its scans; a connection
-// clamd dropped (idle timeout, restart, size-limit reply) is dialled again
+// clamd dropped (a restart, the size-limit reply, one of its timeouts) is dialled again
 // by the next scan, which retries once on the new connection. The worker's
 // connection lives in the worker's Env (see WithSession), so Scan is also
 // callable with an Env a test prepared, or with a zero Env: it then uses a

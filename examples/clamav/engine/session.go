@@ -10,11 +10,11 @@ import (
 )
 
 // Session is a worker's link to clamd: one connection, dialled once, kept
-// between scans and dialled again when clamd dropped it (idle timeout,
-// restart, size-limit reply). It is safe for concurrent use: the kept
-// connection serves one scan at a time, and a scan that finds it busy uses
-// a connection of its own for that scan (an engine worker never does; a
-// test calling Scan from many goroutines does).
+// between scans and dialled again when clamd dropped it (a restart, the
+// size-limit reply, one of its timeouts). It is safe for concurrent use: the
+// kept connection serves one scan at a time, and a scan that finds it busy
+// uses a connection of its own for that scan (an engine worker never does;
+// a test calling Scan from many goroutines does).
 type Session struct {
 	addr clamd.Address
 	idle chan *clamd.Conn // holds the kept connection while it is not in use

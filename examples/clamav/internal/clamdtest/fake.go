@@ -32,7 +32,7 @@ type FakeConfig struct {
 	// MaxStream is the StreamMaxLength in bytes; 0 means no limit.
 	MaxStream int
 	// CloseAfter closes each connection after this many commands of a
-	// session (0: never), as clamd does after its idle timeout.
+	// session (0: never), as clamd does after a timeout or a restart.
 	CloseAfter int
 	// Hang makes INSTREAM read the whole stream and then never answer.
 	Hang bool
