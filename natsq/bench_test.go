@@ -6,15 +6,19 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/natsq"
+	"github.com/polyswarm/psengine/natsq/embedded"
 )
 
 // dataBounty is a bounty whose artifact travels inside it (a data: URI).
@@ -88,15 +92,9 @@ func BenchmarkEngine(b *testing.B) {
 			broker := newBroker(b, nc, natsqBenchConfig())
 			var got atomic.Int64
 			all := make(chan struct{})
-			var mu sync.Mutex
-			submitted := make(map[string]time.Time, b.N)
-			latencies := make([]time.Duration, 0, b.N)
 			e := psengine.New(noopScanner, append(broker.WorkerOptions(),
 				psengine.WithBroker(broker), psengine.WithWorkers(workers),
-				psengine.OnSuccess(func(_ context.Context, bt psengine.Bounty, _ psengine.Analysis) {
-					mu.Lock()
-					latencies = append(latencies, time.Since(submitted[bt.ID.String()]))
-					mu.Unlock()
+				psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
 					if got.Add(1) == int64(b.N) {
 						close(all)
 					}
@@ -110,9 +108,6 @@ func BenchmarkEngine(b *testing.B) {
 			go func() { served <- e.Serve(ctx) }()
 			b.ResetTimer()
 			for _, bt := range bounties {
-				mu.Lock()
-				submitted[bt.ID.String()] = time.Now()
-				mu.Unlock()
 				if err := e.Submit(context.Background(), bt); err != nil {
 					b.Fatal(err)
 				}
@@ -123,8 +118,97 @@ func BenchmarkEngine(b *testing.B) {
 			<-served
 			_ = e.Shutdown(context.Background())
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-			slices.Sort(latencies)
-			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkLatency measures submit -> answer for one bounty at a time (no
+// queueing): Engine.Submit until the worker's success hook runs.
+func BenchmarkLatency(b *testing.B) {
+	nc := connect(b, startServer(b, ""))
+	broker := newBroker(b, nc, natsqBenchConfig())
+	answered := make(chan struct{}, 1)
+	e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker),
+		psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { answered <- struct{}{} }))...)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ctx) }()
+	bounties := make([]psengine.Bounty, b.N)
+	for i := range bounties {
+		bounties[i] = dataBounty(i)
+	}
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for _, bt := range bounties {
+		t0 := time.Now()
+		if err := e.Submit(context.Background(), bt); err != nil {
+			b.Fatal(err)
+		}
+		<-answered
+		latencies = append(latencies, time.Since(t0))
+	}
+	b.StopTimer()
+	cancel()
+	<-served
+	_ = e.Shutdown(context.Background())
+	slices.Sort(latencies)
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkWorkerProcesses runs the analyze flow (Broker.Analyze: submit,
+// answer through the results bucket, in order) against 1, 2 and 4 worker
+// processes (the example CLI with a no-op scanner, --workers 2 each) on a
+// loopback server.
+func BenchmarkWorkerProcesses(b *testing.B) {
+	for _, procs := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
+			srv, err := embedded.Start(embedded.Options{StoreDir: b.TempDir(), Listen: "127.0.0.1:0"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Shutdown()
+			nc := connect(b, srv)
+			prefix := fmt.Sprintf("procs%d", procs)
+			broker := newBroker(b, nc, natsq.Config{Prefix: prefix})
+			args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix %s --workers 2", srv.ClientURL(), prefix)
+			var workers []*exec.Cmd
+			for range procs {
+				cmd := exec.Command(os.Args[0])
+				cmd.Env = append(os.Environ(), workerEnv+"="+args, "PSENGINE_HOME="+b.TempDir(), "LOG_LEVEL=warn")
+				cmd.Stderr = os.Stderr
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				workers = append(workers, cmd)
+			}
+			defer func() {
+				for _, w := range workers {
+					_ = w.Process.Signal(syscall.SIGTERM)
+					_ = w.Wait()
+				}
+			}()
+			js, _ := jetstream.New(nc)
+			cons, err := js.Consumer(context.Background(), prefix+"_jobs", prefix+"_workers")
+			if err != nil {
+				b.Fatal(err)
+			}
+			waitFor(b, "the workers to pull", func() bool {
+				info, err := cons.Info(context.Background())
+				return err == nil && info.NumWaiting >= procs*2
+			})
+			reqs := make([]natsq.Request, b.N)
+			for i := range reqs {
+				reqs[i] = natsq.Request{Bounty: dataBounty(i)}
+			}
+			b.ResetTimer()
+			for res := range broker.Analyze(context.Background(), reqs) {
+				if !res.Answered {
+					b.Fatalf("%s: %v", res.Bounty.ID, res.Err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bounties/s")
 		})
 	}
 }
