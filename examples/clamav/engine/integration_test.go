@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -178,5 +180,43 @@ func TestRealClamdDiesMidRun(t *testing.T) {
 	d.Start(t)
 	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
 		t.Errorf("after clamd came back: %s, %v", res.Analysis.Verdict, res.Err)
+	}
+}
+
+// The head and each answer carry clamd's versions from VERSION, with a
+// plain database ("ClamAV 1.4.6") and with a versioned container
+// ("ClamAV 1.4.6/42/DATE").
+func TestRealClamdVersions(t *testing.T) {
+	out, err := exec.Command(clamdtest.Need(t, "clamd")[0], "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEngine, _, _ := strings.Cut(strings.Fields(string(out))[1], "/") // "ClamAV 1.4.6[/DB/DATE]"
+	for _, cvd := range []int{0, 42} {
+		cfg := clamdtest.StandardSignatures(t)
+		cfg.CVDVersion = cvd
+		d := clamdtest.StartDaemon(t, cfg)
+		e := newEngine(t, engine.Scanner{Address: d.Address.String()})
+		wantSigs := ""
+		if cvd != 0 {
+			wantSigs = strconv.Itoa(cvd)
+		}
+		if err := e.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if s := e.Env().Head().Scanner; s.VendorVersion != wantEngine || s.SignaturesVersion != wantSigs {
+			t.Errorf("cvd %d: head %+v, want vendor_version %q, signatures_version %q", cvd, s, wantEngine, wantSigs)
+		}
+		res := analyze(t, e, psenginetest.EICAR())
+		if s := res.Analysis.Metadata.Scanner; res.Analysis.Verdict != psengine.Malicious || s.VendorVersion != wantEngine || s.SignaturesVersion != wantSigs {
+			t.Errorf("cvd %d: answer %s with %+v", cvd, res.Analysis.Verdict, s)
+		}
+		info, err := e.Command(context.Background(), "info", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := info.(engine.Info); i.SignaturesVersion != wantSigs || (cvd != 0) != (i.SignaturesDate != "") {
+			t.Errorf("cvd %d: info %+v", cvd, i)
+		}
 	}
 }

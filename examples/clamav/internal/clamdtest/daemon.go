@@ -82,6 +82,10 @@ type DaemonConfig struct {
 	StreamMaxLength string
 	// TCP makes clamd listen on a loopback TCP port too (Daemon.TCP).
 	TCP bool
+	// CVDVersion, when not 0, packs the signatures into an unsigned
+	// daily.cud container of that version (with sigtool), so that VERSION
+	// answers "ClamAV X/CVDVersion/DATE".
+	CVDVersion int
 }
 
 // StandardSignatures is the tests' database: the EICAR string as a body
@@ -131,7 +135,16 @@ func StartDaemon(tb testing.TB, cfg DaemonConfig) *Daemon {
 	if err := os.Mkdir(d.DBDir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if err := writeDatabase(d.DBDir, cfg); err != nil {
+	if cfg.CVDVersion != 0 {
+		build := filepath.Join(dir, "build")
+		if err := os.Mkdir(build, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := writeDatabase(build, "daily", cfg); err != nil {
+			tb.Fatal(err)
+		}
+		packCVD(tb, build, cfg.CVDVersion, d.DBDir)
+	} else if err := writeDatabase(d.DBDir, "test", cfg); err != nil {
 		tb.Fatal(err)
 	}
 	conf := []string{
@@ -274,7 +287,27 @@ func (d *Daemon) Reference(tb testing.TB, files ...string) map[string]string {
 	return found
 }
 
-func writeDatabase(dir string, cfg DaemonConfig) error {
+// packCVD builds daily.cud of the given version from the daily.* files in
+// build and moves it into dbDir.
+func packCVD(tb testing.TB, build string, version int, dbDir string) {
+	tb.Helper()
+	sigtool := Need(tb, "sigtool")[0]
+	if err := os.WriteFile(filepath.Join(build, "COPYING"), []byte("psengine test signatures\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(sigtool, "--build=daily.cud", "--unsigned", "--cvd-version="+strconv.Itoa(version), "--no-cdiff", "--datadir="+build)
+	cmd.Dir = build
+	cmd.Stdin = strings.NewReader("psengine-tests\n") // the builder name it asks for
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("sigtool --build: %v\n%s", err, out)
+	}
+	if err := os.Rename(filepath.Join(build, "daily.cud"), filepath.Join(dbDir, "daily.cud")); err != nil {
+		tb.Fatalf("sigtool built no daily.cud: %v", err)
+	}
+}
+
+// writeDatabase writes base.ndb and base.hdb into dir.
+func writeDatabase(dir, base string, cfg DaemonConfig) error {
 	var ndb, hdb []string
 	for name, body := range cfg.Bodies {
 		ndb = append(ndb, fmt.Sprintf("%s:0:*:%s", name, hex.EncodeToString(body)))
@@ -288,7 +321,7 @@ func writeDatabase(dir string, cfg DaemonConfig) error {
 	if len(ndb)+len(hdb) == 0 {
 		return errors.New("clamdtest: a database needs at least one signature")
 	}
-	for name, lines := range map[string][]string{"test.ndb": ndb, "test.hdb": hdb} {
+	for name, lines := range map[string][]string{base + ".ndb": ndb, base + ".hdb": hdb} {
 		if len(lines) == 0 {
 			continue
 		}
