@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -174,4 +175,43 @@ func BenchmarkWorkersSpeedup(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(d1)/float64(d2), "x-speedup")
+}
+
+// sampleBountyJSON is a typical bounty of about 1 KiB.
+var sampleBountyJSON = []byte(`{"id":123456789012345678,"artifact_type":"FILE","artifact_uri":"https://storage.example.test/artifacts/5b9a3f0c-7d2e-4a61-9e8b-1c2d3e4f5a6b?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20210219%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20210219T101347Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","sha256":"275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f","mimetype":"application/x-dosexec","expiration":"2021-02-19T10:13:47.036168","response_url":"https://api.example.test/v3/consumer/submission/12345/assertions/67890","rules":{"min_allowed_bid":62500000000000000,"max_allowed_bid":1000000000000000000},"phase":"assertion","metadata":{"sha256":"275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f","md5":"44d88612fea8a8f36de82e1278abb02f","sha1":"3395856ce81f2b7382dee72602f798b642f14140","size":68,"filename":"sample.exe","tags":["upload","public"]},"duration":30,"tasked_at":"2021-02-19T10:12:47.036168","community":"default","extended_type":"EICAR virus test files"}`)
+
+// plainBounty is what a hand-written decoder would use.
+type plainBounty struct {
+	ID           json.Number     `json:"id"`
+	ArtifactType string          `json:"artifact_type"`
+	ArtifactURI  string          `json:"artifact_uri"`
+	SHA256       string          `json:"sha256"`
+	MIMEType     string          `json:"mimetype"`
+	Expiration   string          `json:"expiration"`
+	ResponseURL  string          `json:"response_url"`
+	Rules        map[string]any  `json:"rules"`
+	Phase        string          `json:"phase"`
+	Metadata     json.RawMessage `json:"metadata"`
+	Duration     json.Number     `json:"duration"`
+	TaskedAt     string          `json:"tasked_at"`
+}
+
+// BenchmarkParseBountyPaired reports ParseBounty's time against a plain
+// struct decode of the same 1 KiB bounty as "x-baseline".
+func BenchmarkParseBountyPaired(b *testing.B) {
+	var plain, ours time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		var p plainBounty
+		if err := json.Unmarshal(sampleBountyJSON, &p); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := psengine.ParseBounty(sampleBountyJSON); err != nil {
+			b.Fatal(err)
+		}
+		ours += time.Since(t1)
+		plain += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(ours)/float64(plain), "x-baseline")
 }

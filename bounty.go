@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/polyswarm/psengine/bid"
 )
@@ -87,8 +88,8 @@ func (id BountyID) MarshalJSON() ([]byte, error) {
 func (id *BountyID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		s, err := jsonString(b)
+		if err != nil {
 			return err
 		}
 		if strings.TrimSpace(s) == "" {
@@ -180,7 +181,7 @@ type wireBounty struct {
 	MIMEType     *string         `json:"mimetype"`
 	Expiration   json.RawMessage `json:"expiration"`
 	ResponseURL  *string         `json:"response_url"`
-	Rules        json.RawMessage `json:"rules"`
+	Rules        *bid.Rules      `json:"rules"`
 	Phase        *string         `json:"phase"`
 	Metadata     json.RawMessage `json:"metadata"`
 	Duration     json.RawMessage `json:"duration"`
@@ -197,7 +198,10 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &w); err != nil {
 		var syn *json.SyntaxError
 		var typ *json.UnmarshalTypeError
+		var rules *bid.RulesError
 		switch {
+		case errors.As(err, &rules):
+			return fieldErr("rules", err)
 		case errors.As(err, &typ) && typ.Field != "":
 			return &BountyError{Field: typ.Field, Reason: "has the wrong JSON type (" + typ.Value + ")"}
 		case errors.As(err, &syn):
@@ -246,15 +250,10 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		if trimmed[0] != '{' {
 			return &BountyError{Field: "metadata", Reason: "is not an object"}
 		}
-		_ = json.Unmarshal(trimmed, &meta) // best effort: odd types under metadata are not ours to refuse
-		// Kept in the form encoding/json writes it (compact, HTML-escaped),
-		// so that what is echoed back reads back the same.
-		var compact, escaped bytes.Buffer
-		if err := json.Compact(&compact, trimmed); err != nil {
-			return fieldErr("metadata", err)
+		if w.SHA256 == nil || *w.SHA256 == "" || w.MIMEType == nil || *w.MIMEType == "" {
+			_ = json.Unmarshal(trimmed, &meta) // best effort: odd types under metadata are not ours to refuse
 		}
-		json.HTMLEscape(&escaped, compact.Bytes())
-		out.Metadata = escaped.Bytes()
+		out.Metadata = canonicalJSON(trimmed)
 	}
 	sha := w.SHA256
 	if sha == nil || *sha == "" {
@@ -299,10 +298,8 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		out.ResponseURL = *w.ResponseURL
 	}
 
-	if present(w.Rules) {
-		if err := json.Unmarshal(w.Rules, &out.Rules); err != nil {
-			return fieldErr("rules", err)
-		}
+	if w.Rules != nil {
+		out.Rules = *w.Rules
 	}
 	out.Rules = out.Rules.OrDefault()
 	if err := out.Rules.Validate(); err != nil {
@@ -321,6 +318,30 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 	}
 	*b = out
 	return nil
+}
+
+// canonicalJSON returns valid JSON raw in the form encoding/json writes
+// it (compact, HTML-escaped), so that what is echoed back reads back the
+// same. Input already in that form is returned as is.
+func canonicalJSON(raw []byte) []byte {
+	if !bytes.ContainsAny(raw, " \t\r\n<>&\u2028\u2029") {
+		return append(json.RawMessage(nil), raw...)
+	}
+	var compact, escaped bytes.Buffer
+	_ = json.Compact(&compact, raw) // raw was validated by the decoder
+	json.HTMLEscape(&escaped, compact.Bytes())
+	return escaped.Bytes()
+}
+
+// jsonString returns the string a JSON string literal holds; the decoder
+// validated it already, so only escapes need real work.
+func jsonString(raw []byte) (string, error) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 func isHex(s string) bool {
@@ -349,11 +370,16 @@ func parseTimestamp(raw json.RawMessage) (time.Time, error) {
 		sec, frac := math.Modf(f)
 		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, err := jsonString(raw)
+	if err != nil {
 		return time.Time{}, err
 	}
 	s = strings.TrimSpace(s)
+	if layout := timestampLayout(s); layout != "" {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
 	for _, layout := range timestampLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
@@ -362,11 +388,39 @@ func parseTimestamp(raw json.RawMessage) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a timestamp", s)
 }
 
+// timestampLayout guesses the layout of s from its shape, so that the
+// usual forms parse in one attempt ("" when unsure).
+func timestampLayout(s string) string {
+	if len(s) < 19 || (s[10] != 'T' && s[10] != ' ') {
+		return ""
+	}
+	sep := s[10] == ' '
+	tail := s[19:]
+	var layout string
+	switch {
+	case strings.HasSuffix(tail, "Z"):
+		layout = time.RFC3339Nano
+	case len(tail) >= 6 && (tail[len(tail)-6] == '+' || tail[len(tail)-6] == '-') && tail[len(tail)-3] == ':':
+		layout = time.RFC3339Nano
+	case len(tail) >= 5 && (tail[len(tail)-5] == '+' || tail[len(tail)-5] == '-'):
+		layout = "2006-01-02T15:04:05.999999999Z0700"
+	case strings.IndexAny(tail, "+-Z") < 0:
+		layout = "2006-01-02T15:04:05.999999999"
+	default:
+		return ""
+	}
+	if sep {
+		layout = strings.Replace(layout, "T", " ", 1)
+	}
+	return layout
+}
+
 func parseSeconds(raw json.RawMessage) (time.Duration, error) {
 	raw = bytes.TrimSpace(raw)
 	s := string(raw)
 	if raw[0] == '"' {
-		if err := json.Unmarshal(raw, &s); err != nil {
+		var err error
+		if s, err = jsonString(raw); err != nil {
 			return 0, err
 		}
 	}

@@ -239,9 +239,10 @@ func TestExpiredBountyDiscarded(t *testing.T) {
 		t.Errorf("error hook got %v", got)
 	}
 
+	scanned.Store(false)
 	keep := newEngine(t, s, psengine.WithDiscardExpired(false))
-	if res, _ := keep.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(-time.Second)))); !res.Answered {
-		t.Errorf("WithDiscardExpired(false): not answered: %v", res.Err)
+	if res, err := keep.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(-time.Second)))); !res.Answered || err != nil || !scanned.Load() {
+		t.Errorf("WithDiscardExpired(false): answered %v, scanned %v, err %v", res.Answered, scanned.Load(), err)
 	}
 }
 

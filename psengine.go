@@ -24,6 +24,10 @@ import (
 const (
 	DefaultDeliveryMargin = 5 * time.Second
 	DefaultLocalTTL       = 5 * time.Minute
+	// LateScanWindow is how long a scan may take when its bounty's
+	// expiration (less the delivery margin) has already passed, which
+	// happens only with WithDiscardExpired(false) (WithTimeout still caps it).
+	LateScanWindow = 30 * time.Second
 )
 
 // Engine answers bounties with a Scanner. Make one with New; it is safe for

@@ -96,6 +96,12 @@ func (e *Engine) scanContext(ctx context.Context, b Bounty, now time.Time) (cont
 	var deadline time.Time
 	if !b.Expiration.IsZero() {
 		deadline = b.Expiration.Add(-e.cfg.margin)
+		if !deadline.After(now) {
+			// Expired, or too close to expiring, yet scanned anyway
+			// (WithDiscardExpired(false)): the answer is late whatever
+			// happens, so give the scan LateScanWindow rather than none.
+			deadline = now.Add(LateScanWindow)
+		}
 	}
 	if e.cfg.timeout > 0 {
 		if d := now.Add(e.cfg.timeout); deadline.IsZero() || d.Before(deadline) {

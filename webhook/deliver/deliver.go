@@ -97,7 +97,8 @@ type Receipt struct {
 // Client delivers answers. Its zero value is ready to use; a Client is safe
 // for concurrent use and must not be changed while Post runs.
 type Client struct {
-	// HTTP sends the requests. Nil means a client on http.DefaultTransport
+	// HTTP sends the requests. Nil means a client on a clone of
+	// http.DefaultTransport keeping up to 64 idle connections per host,
 	// with no overall Timeout (attempts are bounded by AttemptTimeout) that
 	// follows only 307 and 308 redirects (which keep the method and body);
 	// any other 3xx answer is a permanent failure.
@@ -120,7 +121,19 @@ type Client struct {
 	UserAgent string
 }
 
-var defaultHTTP = &http.Client{CheckRedirect: followBodyKeepingRedirects}
+// defaultHTTP keeps more idle connections per host than
+// http.DefaultTransport's 2: many workers answer to the same PolySwarm host,
+// and each would otherwise open a new connection per answer.
+var defaultHTTP = &http.Client{
+	Transport:     defaultTransport(),
+	CheckRedirect: followBodyKeepingRedirects,
+}
+
+func defaultTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}
 
 // followBodyKeepingRedirects follows 307 and 308, which repeat the POST with
 // its body, and stops at any other 3xx, which net/http would turn into a GET
