@@ -1,0 +1,64 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkLargeFile runs the whole `eicar analyze --json FILE` process on a
+// 1 GiB file against `openssl dgst -sha256 FILE` in each iteration, and
+// reports the wall-time ratio as "x-openssl" (target <= 1.3) and the
+// process's peak RSS as "MiB-maxrss" (target <= 64): one streaming pass, no
+// copy of a local file.
+func BenchmarkLargeFile(b *testing.B) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		b.Skip("openssl not installed")
+	}
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "eicar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	file := filepath.Join(dir, "big.bin")
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rand.Reader, 1<<30); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	run := func(name string, args ...string) (time.Duration, int64) {
+		cmd := exec.Command(name, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("%s: %v\n%s", name, err, out.Bytes())
+		}
+		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+		return time.Since(start), rss
+	}
+	run(openssl, "dgst", "-sha256", file) // warm the page cache
+	var ours, theirs time.Duration
+	var maxRSS int64
+	for b.Loop() {
+		d, _ := run(openssl, "dgst", "-sha256", file)
+		theirs += d
+		d, rss := run(bin, "analyze", "--json", file)
+		ours += d
+		maxRSS = max(maxRSS, rss)
+	}
+	b.ReportMetric(float64(ours)/float64(theirs), "x-openssl")
+	b.ReportMetric(float64(maxRSS)/1024, "MiB-maxrss")
+}
