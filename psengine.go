@@ -472,9 +472,6 @@ func (e *Engine) Serve(ctx context.Context) error {
 	defer stop()
 	e.startConsumers(ctx, e.broker)
 	e.consumers.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
 	return nil
 }
 
