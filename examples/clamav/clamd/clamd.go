@@ -207,11 +207,17 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 		reply string
 		err   error
 	}
-	replyc := make(chan readResult, 1)
-	go func() {
-		s, err := c.readReply()
-		replyc <- readResult{s, err}
-	}()
+	// A stream longer than one chunk is written while a goroutine waits for
+	// the reply, which clamd may send before the end (the size limit); a
+	// stream of one chunk is written at once and its reply read after.
+	var replyc chan readResult
+	startReader := func() {
+		replyc = make(chan readResult, 1)
+		go func() {
+			s, err := c.readReply()
+			replyc <- readResult{s, err}
+		}()
+	}
 
 	const cmd = "zINSTREAM\x00"
 	if c.wbuf == nil {
@@ -243,6 +249,9 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 		if end {
 			break
 		}
+		if replyc == nil {
+			startReader()
+		}
 		select { // clamd may answer before the end (the size limit)
 		case res := <-replyc:
 			early = &res
@@ -255,7 +264,7 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 
 	switch {
 	case srcErr != nil:
-		_ = c.nc.SetDeadline(time.Unix(1, 0)) // stop the reader: the stream is cut short
+		_ = c.nc.SetDeadline(time.Unix(1, 0)) // stop any reader: the stream is cut short
 	case writeErr != nil:
 		_ = c.nc.SetReadDeadline(time.Now().Add(replyGrace))
 		if ctx.Err() != nil { // the watch may have set its deadline first
@@ -263,10 +272,13 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 		}
 	}
 	var res readResult
-	if early != nil {
+	switch {
+	case early != nil:
 		res = *early
-	} else {
+	case replyc != nil:
 		res = <-replyc
+	case srcErr == nil:
+		res.reply, res.err = c.readReply()
 	}
 	cancelled := !stop()
 

@@ -101,12 +101,12 @@ func TestSessionServesManyCommands(t *testing.T) {
 // A stream over the size limit: clamd answers and closes while the client
 // is still writing; the reply must not be lost to the broken pipe.
 func TestInStreamSizeLimit(t *testing.T) {
-	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{MaxStream: 100 << 10})
-	for _, size := range []int{200 << 10, 16 << 20} {
+	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{MaxStream: 10 << 10})
+	for _, size := range []int{20 << 10, 200 << 10, 16 << 20} { // one chunk, several, and more than socket buffers hold
 		c := dial(t, fake.Address)
 		_, err := c.InStream(context.Background(), bytes.NewReader(make([]byte, size)))
 		if !errors.Is(err, clamd.ErrSizeLimit) {
-			t.Fatalf("%d bytes over a 100 KiB limit: %v, want ErrSizeLimit", size, err)
+			t.Fatalf("%d bytes over a 10 KiB limit: %v, want ErrSizeLimit", size, err)
 		}
 		var re *clamd.ReplyError
 		if !errors.As(err, &re) || re.Command != "INSTREAM" {
