@@ -250,8 +250,11 @@ func (b *Broker) Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.
 			return
 		}
 		run := nuid.Next()
-		// Watch before submitting, so no answer can be missed.
-		w, err := kv.Watch(ctx, run+".>", jetstream.IgnoreDeletes())
+		// Watch before submitting, so no answer can be missed. The watch
+		// has a context of its own: the end of the caller's is seen below.
+		watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopWatch()
+		w, err := kv.Watch(watchCtx, run+".>", jetstream.IgnoreDeletes())
 		if err != nil {
 			failAll(fmt.Errorf("natsq: watch results: %w", err))
 			return
@@ -280,14 +283,17 @@ func (b *Broker) Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.
 		if !emit() {
 			return
 		}
+		timedOut := func() {
+			cause := context.Cause(wctx)
+			if !errors.Is(cause, ErrNoAnswer) {
+				cause = fmt.Errorf("%w: %w", ErrNoAnswer, cause)
+			}
+			failAll(cause)
+		}
 		for pending > 0 {
 			select {
 			case <-wctx.Done():
-				cause := context.Cause(wctx)
-				if !errors.Is(cause, ErrNoAnswer) {
-					cause = fmt.Errorf("%w: %w", ErrNoAnswer, cause)
-				}
-				failAll(cause)
+				timedOut()
 				return
 			case e, ok := <-w.Updates():
 				if !ok {
