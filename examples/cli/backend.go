@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"maps"
@@ -82,6 +83,17 @@ func (p *Program) backendNames() string {
 		return "none (this program registers no backend)"
 	}
 	return strings.Join(names, ", ")
+}
+
+// backendUsage describes each registered backend's flags.
+func (p *Program) backendUsage(w io.Writer) {
+	for _, name := range slices.Sorted(maps.Keys(p.Backends)) {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		p.Backends[name].Flags(fs)
+		fmt.Fprintf(w, "\nFlags of --backend %s (worker, analyze, webhook):\n", name)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
 }
 
 // connector picks the named backend's connector, or a usage error.

@@ -143,6 +143,7 @@ func (p *Program) usage() {
 Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
 PSENGINE_WEBHOOK_SECRET, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
 `, p.Name)
+	p.backendUsage(p.Stderr)
 }
 
 // oneLine flattens an error message to one line.
