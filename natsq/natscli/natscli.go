@@ -62,7 +62,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	}
 	serverURL := fs.String("nats-url", nats.DefaultURL, "NATS server URL (comma-separated for a cluster; user:password@ in the URL, tls:// for TLS)")
 	creds := fs.String("nats-creds", "", "NATS credentials file (user JWT and NKey seed)")
-	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`")
+	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`; it listens on --nats-url only when that flag is given")
 	fs.StringVar(&base.Prefix, "nats-prefix", prefix, "names of the queue's streams, consumer and buckets")
 	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
 	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
