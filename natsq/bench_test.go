@@ -86,7 +86,7 @@ func BenchmarkRawJetStream(b *testing.B) {
 // onto a natsq broker, Engine.Serve with a no-op scanner (fetch, identify,
 // scan, bid, enrich, validate), acknowledged after the hooks ran.
 func BenchmarkEngine(b *testing.B) {
-	for _, workers := range []int{1, 4} {
+	for _, workers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			nc := connect(b, startServer(b, ""))
 			broker := newBroker(b, nc, natsqBenchConfig())
@@ -209,6 +209,50 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bounties/s")
+		})
+	}
+}
+
+// BenchmarkBroker is the broker alone: Submit, Consume with a handler that
+// does nothing, ack.
+func BenchmarkBroker(b *testing.B) {
+	for _, consumers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
+			nc := connect(b, startServer(b, ""))
+			broker := newBroker(b, nc, natsqBenchConfig())
+			var got atomic.Int64
+			all := make(chan struct{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{}, consumers)
+			for range consumers {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					_ = broker.Consume(ctx, func(context.Context, psengine.Job) error {
+						if got.Add(1) == int64(b.N) {
+							close(all)
+						}
+						return nil
+					})
+				}()
+			}
+			jobs := make([]psengine.Job, b.N)
+			for i := range jobs {
+				bt := dataBounty(i)
+				jobs[i] = psengine.Job{ID: bt.ID.String(), Bounty: bt}
+			}
+			b.ResetTimer()
+			for _, j := range jobs {
+				if err := broker.Submit(context.Background(), j); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-all
+			b.StopTimer()
+			cancel()
+			for range consumers {
+				<-done
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 		})
 	}
 }

@@ -316,6 +316,12 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 	defer stop()
 	retry := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	failures := 0
+	var next *prefetched
+	defer func() {
+		if next != nil {
+			next.handBack()
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -323,26 +329,89 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 		if b.closing.Err() != nil {
 			return nil
 		}
-		msg, err := b.pull(pullCtx, cons)
-		if err != nil {
-			if pullCtx.Err() != nil {
-				continue // the loop's head says why
-			}
-			failures++
-			b.log.Warn("pulling a job failed; retrying", "err", err, "failures", failures)
-			wait(pullCtx, retry.Delay(failures))
-			continue
+		var msg jetstream.Msg
+		if next != nil {
+			msg, next = next.wait(), nil
 		}
-		failures = 0
 		if msg == nil {
-			continue
+			var err error
+			msg, err = b.pull(pullCtx, cons)
+			if err != nil {
+				if pullCtx.Err() != nil {
+					continue // the loop's head says why
+				}
+				failures++
+				b.log.Warn("pulling a job failed; retrying", "err", err, "failures", failures)
+				wait(pullCtx, retry.Delay(failures))
+				continue
+			}
+			failures = 0
+			if msg == nil {
+				continue
+			}
 		}
 		if pullCtx.Err() != nil {
 			// Arrived as the consumer stopped: back to the queue at once.
 			_ = msg.Nak()
 			continue
 		}
-		b.handle(ctx, msg, h)
+		if !b.cfg.NoPrefetch && waitingAfter(msg) {
+			next = prefetch(cons)
+		}
+		b.handle(ctx, msg, h, next)
+	}
+}
+
+// waitingAfter tells whether the server said, delivering msg, that more
+// jobs were waiting.
+func waitingAfter(msg jetstream.Msg) bool {
+	meta, err := msg.Metadata()
+	return err == nil && meta.NumPending > 0
+}
+
+// prefetched is the next job, asked for while the current one runs: only a
+// job already waiting in the queue (no_wait), so a busy worker never takes
+// work an idle worker's pending pull would get. It is kept alive by the
+// current job's heartbeats until its turn.
+type prefetched struct {
+	done chan struct{}
+	msg  jetstream.Msg
+}
+
+func prefetch(cons jetstream.Consumer) *prefetched {
+	p := &prefetched{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		batch, err := cons.FetchNoWait(1)
+		if err != nil {
+			return
+		}
+		for m := range batch.Messages() {
+			p.msg = m
+		}
+	}()
+	return p
+}
+
+// arrived returns the prefetched job if it has arrived, without waiting.
+func (p *prefetched) arrived() jetstream.Msg {
+	select {
+	case <-p.done:
+		return p.msg
+	default:
+		return nil
+	}
+}
+
+func (p *prefetched) wait() jetstream.Msg {
+	<-p.done
+	return p.msg
+}
+
+// handBack returns an unhandled prefetched job to the queue at once.
+func (p *prefetched) handBack() {
+	if m := p.wait(); m != nil {
+		_ = m.Nak()
 	}
 }
 
@@ -379,8 +448,9 @@ func (b *Broker) pull(ctx context.Context, cons jetstream.Consumer) (jetstream.M
 	return nil, nil
 }
 
-// handle runs h on one delivered message and settles it.
-func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handler) {
+// handle runs h on one delivered message and settles it. While h runs,
+// heartbeats keep msg and the prefetched next job (if any) alive.
+func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handler, next *prefetched) {
 	attempt := 1
 	if meta, err := msg.Metadata(); err == nil {
 		attempt = int(meta.NumDelivered)
@@ -407,7 +477,14 @@ func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handl
 		return
 	}
 
-	stopBeat := heartbeat(b.cfg.Heartbeat, msg.InProgress)
+	stopBeat := heartbeat(b.cfg.Heartbeat, func() error {
+		if next != nil {
+			if m := next.arrived(); m != nil {
+				_ = m.InProgress()
+			}
+		}
+		return msg.InProgress()
+	})
 	var herr error
 	if perr := pipeline.Protect(func() { herr = h(ctx, job) }); perr != nil {
 		herr = perr

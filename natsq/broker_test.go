@@ -441,3 +441,76 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 		t.Errorf("worker B scanned the answered bounty %d times", n)
 	}
 }
+
+// ackPending is how many jobs the workers hold.
+func ackPending(t *testing.T, nc *nats.Conn, prefix string) int {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	c, err := js.Consumer(context.Background(), prefix+"_jobs", prefix+"_workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumAckPending
+}
+
+// A job taken ahead while another runs is kept alive past AckWait by the
+// running job's heartbeats, and handed back when the consumer stops.
+func TestPrefetchedJobIsKeptAndHandedBack(t *testing.T) {
+	srv := startServer(t, "")
+	nc := connect(t, srv)
+	cfg := fastConfig()
+	cfg.Prefix = "ahead"
+	cfg.AckWait = 400 * time.Millisecond
+	cfg.Heartbeat = 100 * time.Millisecond
+	a := newBroker(t, nc, cfg)
+	for _, id := range []string{"first", "second", "third"} {
+		if err := a.Submit(context.Background(), job(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	calls := map[string][]string{}
+	record := func(who string) psengine.Handler {
+		return func(ctx context.Context, j psengine.Job) error {
+			mu.Lock()
+			calls[j.ID] = append(calls[j.ID], fmt.Sprintf("%s@%d", who, j.Attempt))
+			mu.Unlock()
+			if who == "a" {
+				<-ctx.Done() // a scan that lasts until the consumer stops
+				return ctx.Err()
+			}
+			return nil
+		}
+	}
+	ctxA, cancelA := context.WithCancel(context.Background())
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); _ = a.Consume(ctxA, record("a")) }()
+	waitFor(t, "the second job to be taken ahead", func() bool { return ackPending(t, nc, "ahead") == 2 })
+	// An idle worker joins: while A's scan outlives AckWait three times,
+	// it gets only the third job.
+	b := newBroker(t, connect(t, srv), cfg)
+	consumeInBackground(t, b, record("b"))
+	<-time.After(3 * cfg.AckWait)
+	mu.Lock()
+	if diff := cmp.Diff(map[string][]string{"first": {"a@1"}, "third": {"b@1"}}, calls); diff != "" {
+		t.Errorf("while A scans (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+	cancelA() // both jobs A holds go back to the queue at once
+	<-doneA
+	waitFor(t, "B to take both jobs", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls["first"]) == 2 && len(calls["second"]) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string][]string{"first": {"a@1", "b@2"}, "second": {"b@2"}, "third": {"b@1"}}
+	if diff := cmp.Diff(want, calls); diff != "" {
+		t.Errorf("handler calls (-want +got):\n%s", diff)
+	}
+}

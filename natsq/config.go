@@ -59,6 +59,12 @@ type Config struct {
 	// (zero value: 100ms doubling up to 30s, with jitter; its MaxAttempts
 	// is not used).
 	Backoff pipeline.Backoff
+	// NoPrefetch stops a consumer from taking its next job while its
+	// current one runs. By default, when the server says more jobs are
+	// waiting, it asks for one of those (never for future jobs, which idle
+	// workers' pending pulls get first), keeps it alive with the current
+	// job's heartbeats, and starts it without a round trip to the server.
+	NoPrefetch bool
 	// Capacity caps the jobs queued (not yet acknowledged); Submit answers
 	// psengine.ErrQueueFull beyond it. 0 means no cap.
 	Capacity int64

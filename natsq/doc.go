@@ -44,10 +44,12 @@
 //
 // Every submitted job is delivered at least once. Submit returns once the
 // server stored the job (file storage by default: it survives a server
-// restart). Each worker pulls one job when it is free, so no job waits
-// behind a long scan in another worker's buffer. The job is acknowledged
-// only after its handler returned nil, which for an Engine is after the
-// answer was delivered. While the handler runs, an InProgress heartbeat
+// restart). Each consumer asks for one job when it is free; while a job
+// runs, it may take one more job that was already waiting in the queue
+// (never one an idle worker's pending pull would get), kept alive by the
+// running job's heartbeats (Config.NoPrefetch turns this off). A job is
+// acknowledged only after its handler returned nil, which for an Engine is
+// after the answer was delivered. While the handler runs, an InProgress heartbeat
 // every Config.Heartbeat (default AckWait/3) keeps the job from other
 // workers however long the scan takes; if the worker dies, the heartbeats
 // stop and the server hands the job to another worker after AckWait.

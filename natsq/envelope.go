@@ -40,10 +40,17 @@ func encodeJob(job psengine.Job) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsq: encode bounty %s: %w", job.Bounty.ID, err)
 	}
-	data, err := json.Marshal(envelope{Version: envelopeVersion, JobID: job.ID, Bounty: raw, Reply: reply})
-	if err != nil {
-		return nil, fmt.Errorf("natsq: encode job %s: %w", job.ID, err)
+	// The envelope by hand: json.Marshal would re-validate and compact the
+	// bounty it just wrote.
+	id, _ := json.Marshal(job.ID) // strings always marshal
+	data := make([]byte, 0, len(raw)+len(id)+len(reply)+48)
+	data = fmt.Appendf(data, `{"v":%d,"job":%s,"bounty":`, envelopeVersion, id)
+	data = append(data, raw...)
+	if reply != "" {
+		r, _ := json.Marshal(reply)
+		data = append(append(data, `,"reply":`...), r...)
 	}
+	data = append(data, '}')
 	if len(data) > maxJobSize {
 		return nil, fmt.Errorf("%w: job %s is %d bytes, more than %d", psengine.ErrMalformedBounty, job.ID, len(data), maxJobSize)
 	}

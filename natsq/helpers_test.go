@@ -99,7 +99,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-func natsqBenchConfig() natsq.Config { return natsq.Config{} }
+func natsqBenchConfig() natsq.Config { return natsq.Config{NoPrefetch: os.Getenv("NOPREFETCH") != ""} }
 
 // engineScanner is the EICAR example engine.
 func engineScanner() psengine.Scanner { return eicar.Scanner{} }
