@@ -295,9 +295,10 @@ func (b *Broker) Close() { b.close() }
 // MaxAttempts-th delivery, dead-letters it; an error after ctx ended hands
 // it back at once for another worker; any other error has it delivered
 // again after Backoff, with Job.Attempt raised. While h runs, the job is
-// kept from other workers by heartbeats every Heartbeat. A job delivered
-// again after its answer was already delivered (its worker died before
-// acknowledging it) is acknowledged without calling h.
+// kept from other workers by heartbeats every Heartbeat. A job whose answer
+// was already delivered (its worker died before acknowledging it, or the
+// same bounty came again for the same response URL) is acknowledged
+// without calling h.
 //
 // Connection trouble does not end Consume: it waits and pulls again (the
 // host's connection reconnects). It returns ErrNotProvisioned at once when
@@ -464,8 +465,14 @@ func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handl
 	}
 	job.Attempt = attempt
 	log := b.log.With("job", job.ID, "attempt", attempt)
-	if attempt > 1 && b.wasAnswered(ctx, job.Bounty) {
-		log.Info("redelivered job was already answered: acknowledging it without a second answer")
+	// A redelivery may follow a worker that died between answer and ack;
+	// an answer POSTed elsewhere may come from the same bounty submitted
+	// again under another job ID (a webhook delivery retried by its
+	// sender). Result keys are unique per submission: only redeliveries
+	// can repeat them.
+	_, toSubmitter := resultKey(job.Bounty.ResponseURL)
+	if (attempt > 1 || !toSubmitter) && b.wasAnswered(ctx, job.Bounty) {
+		log.Info("job was already answered: acknowledging it without a second answer")
 		b.ack(msg, job)
 		return
 	}

@@ -514,3 +514,36 @@ func TestPrefetchedJobIsKeptAndHandedBack(t *testing.T) {
 		t.Errorf("handler calls (-want +got):\n%s", diff)
 	}
 }
+
+// The same bounty submitted again under another job ID (a webhook delivery
+// retried by its sender) is not answered twice at the same response URL.
+func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
+	srv := startServer(t, "")
+	sink := newAnswerSink(t)
+	nc := connect(t, srv)
+	cfg := fastConfig()
+	cfg.Prefix = "resent"
+	b := newBroker(t, nc, cfg)
+	var scans atomic.Int64
+	counting := psengine.ScannerFunc(func(ctx context.Context, env psengine.Env, art psengine.Artifact) (psengine.Analysis, error) {
+		scans.Add(1)
+		return engineScanner().Scan(ctx, env, art)
+	})
+	serveEngine(t, b, counting)
+	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
+		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
+	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-1", Bounty: bounty}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer", func() bool { return sink.count() == 1 })
+	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-2", Bounty: bounty}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second job to be settled", func() bool { return queued(t, nc, "resent") == 0 && ackPending(t, nc, "resent") == 0 })
+	if n := sink.count(); n != 1 {
+		t.Errorf("%d answers, want 1", n)
+	}
+	if n := scans.Load(); n != 1 {
+		t.Errorf("%d scans, want 1", n)
+	}
+}

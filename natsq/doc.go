@@ -71,7 +71,9 @@
 // Deliverer (part of WorkerOptions) therefore records an answered marker
 // (keyed by bounty id and destination) right after each delivered answer,
 // and a redelivered job whose marker exists is acknowledged without calling
-// the handler. A second answer needs the worker to die in the window
+// the handler; so is any job whose bounty was already answered at the same
+// response URL, such as a bounty PolySwarm sent twice under two delivery
+// ids (the marker lasts Config.ResultTTL). A second answer needs the worker to die in the window
 // between the answer being accepted (the HTTP 2xx, or the result stored)
 // and the marker being stored: one key-value write, well under a
 // millisecond on a local network, against scans that take milliseconds to
