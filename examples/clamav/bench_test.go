@@ -73,15 +73,16 @@ func BenchmarkVsClamdscan(b *testing.B) {
 	for _, workers := range []int{4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			var tScan, tEngine time.Duration
-			for b.Loop() {
+			runClamdscan := func() {
 				start := time.Now()
 				out, err := exec.Command(clamdscan, append([]string{"--stream", "--no-summary", "-c", d.Conf, "--"}, files...)...).Output()
 				tScan += time.Since(start)
 				if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
 					b.Fatalf("clamdscan: %v\n%s", err, out)
 				}
-
-				start = time.Now()
+			}
+			runEngine := func() {
+				start := time.Now()
 				e := benchEngine(b, d.Address, workers) // started, used and shut down: a whole run
 				results := e.AnalyzeAll(ctx, files)
 				shutdown(b, e)
@@ -95,6 +96,17 @@ func BenchmarkVsClamdscan(b *testing.B) {
 				if malicious != len(testfiles) {
 					b.Fatalf("%d malicious, want %d", malicious, len(testfiles))
 				}
+			}
+			i := 0
+			for b.Loop() { // alternate which goes first
+				if i%2 == 0 {
+					runClamdscan()
+					runEngine()
+				} else {
+					runEngine()
+					runClamdscan()
+				}
+				i++
 			}
 			n := float64(b.N)
 			b.ReportMetric(float64(tScan.Milliseconds())/n, "clamdscan-ms/run")
@@ -143,17 +155,31 @@ func BenchmarkScanOverhead(b *testing.B) {
 		viaEngine(f)
 	}
 
-	// Each iteration scans every file both ways, alternating, so that both
-	// see the same load on this shared machine.
+	// Each iteration scans every file both ways, in alternating order, so
+	// that both see the same load on this shared machine and neither always
+	// goes first.
 	var tBare, tEngine time.Duration
 	for b.Loop() {
-		for _, path := range files {
-			start := time.Now()
-			st := bare(path)
-			mid := time.Now()
-			v := viaEngine(path)
-			tEngine += time.Since(mid)
-			tBare += mid.Sub(start)
+		for i, path := range files {
+			var st clamd.Status
+			var v psengine.Verdict
+			timeBare := func() {
+				start := time.Now()
+				st = bare(path)
+				tBare += time.Since(start)
+			}
+			timeEngine := func() {
+				start := time.Now()
+				v = viaEngine(path)
+				tEngine += time.Since(start)
+			}
+			if i%2 == 0 {
+				timeBare()
+				timeEngine()
+			} else {
+				timeEngine()
+				timeBare()
+			}
 			if (st == clamd.StatusFound) != (v == psengine.Malicious) {
 				b.Fatalf("%s: bare %s, engine %s", path, st, v)
 			}
