@@ -66,6 +66,10 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		// may reference local files.
 		engine := p.engine(log, psengine.WithWorkers(*workers), psengine.WithFetchPolicy(fetch.Local()))
 		defer shutdown(engine, log)
+		// A setup failure (broken rules, no scanner) is one error, not one per artifact.
+		if err := engine.Start(ctx); err != nil {
+			return err
+		}
 		results = p.results(ctx, engine, *kind, args)
 	}
 	failed := 0
