@@ -68,10 +68,11 @@ type Engine struct {
 // worker is one scanning slot with its own Env. A worker is used by one
 // goroutine at a time (it is taken from Engine.slots and put back).
 type worker struct {
-	id    int
-	env   Env // the worker's own Env, valid when ready
-	base  Env // the engine Env it was built on
-	ready bool
+	id     int
+	env    Env // the worker's own Env, valid when ready
+	base   Env // the engine Env it was built on
+	ready  bool
+	runner *scanRunner // started on the first scan
 }
 
 // New returns an engine answering with scanner. It does not fail: an
@@ -591,6 +592,9 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	}
 	e.stopBG()
 	e.consumers.Wait()
+	for _, w := range e.workers {
+		w.stopRunner()
+	}
 
 	// Teardown gets its own context: the caller's may be over, yet
 	// resources (daemons, servers) must still be released.

@@ -15,6 +15,7 @@ import (
 
 // task is what flows through the stages of one bounty.
 type task struct {
+	worker   *worker
 	bounty   Bounty
 	env      Env
 	content  *fetch.Content
@@ -28,7 +29,7 @@ type task struct {
 // already fetched (a local input); process owns it from then on.
 func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Content) (res Result) {
 	res = Result{Bounty: b}
-	t := &task{bounty: b, content: pre}
+	t := &task{worker: w, bounty: b, content: pre}
 	if pre != nil {
 		t.mimetype = b.MIMEType // detected from pre by analyzeLocal
 	}
@@ -205,10 +206,9 @@ func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
 	if t.decided {
 		return t, nil
 	}
-	scan := pipeline.Bounded(func(ctx context.Context, a Artifact) (Analysis, error) {
-		return e.scanner.Scan(ctx, t.env, a)
+	a, err := t.worker.scan(ctx, func(ctx context.Context) (Analysis, error) {
+		return e.scanner.Scan(ctx, t.env, t.artifact)
 	})
-	a, err := scan(ctx, t.artifact)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, pipeline.ErrAbandoned) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 			if errors.Is(cause, ErrTimeout) {
