@@ -122,6 +122,101 @@ func BenchmarkEngine(b *testing.B) {
 	}
 }
 
+// BenchmarkEngineVsRaw is the throughput figure: submit -> worker -> ack
+// through the library (Engine.Submit on a natsq broker, Engine.Serve with a
+// no-op scanner and WithWorkers(w), acknowledged after the hooks) against
+// raw JetStream (the same payloads published, waiting for each publish
+// acknowledgement as Submit does, and consumed with the client's pipelined
+// Consume), on the same server. The two alternate in rounds of 100 jobs so
+// that the machine's load, which others share, weighs on both alike;
+// "ratio" is library jobs/s over raw jobs/s.
+func BenchmarkEngineVsRaw(b *testing.B) {
+	for _, workers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			nc := connect(b, startServer(b, ""))
+			ctx := context.Background()
+
+			js, err := jetstream.New(nc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "raw", Subjects: []string{"raw.jobs"},
+				Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rawDone := make(chan struct{}, 1)
+			var rawGot, rawWant atomic.Int64
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				_ = m.Ack()
+				if rawGot.Add(1) == rawWant.Load() {
+					rawDone <- struct{}{}
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Stop()
+
+			broker := newBroker(b, nc, natsqBenchConfig())
+			libDone := make(chan struct{}, 1)
+			var libGot, libWant atomic.Int64
+			e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker), psengine.WithWorkers(workers),
+				psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
+					if libGot.Add(1) == libWant.Load() {
+						libDone <- struct{}{}
+					}
+				}))...)
+			sctx, cancel := context.WithCancel(ctx)
+			served := make(chan error, 1)
+			go func() { served <- e.Serve(sctx) }()
+			defer func() { cancel(); <-served; _ = e.Shutdown(context.Background()) }()
+
+			bounties := make([]psengine.Bounty, b.N)
+			payloads := make([][]byte, b.N)
+			for i := range bounties {
+				bounties[i] = dataBounty(i)
+				payloads[i], _ = bounties[i].MarshalJSON()
+			}
+			const round = 100
+			var rawTime, libTime time.Duration
+			b.ResetTimer()
+			for lo := 0; lo < b.N; lo += round {
+				hi := min(lo+round, b.N)
+				rawWant.Store(int64(hi))
+				t0 := time.Now()
+				for i := lo; i < hi; i++ {
+					msg := &nats.Msg{Subject: "raw.jobs", Data: payloads[i], Header: nats.Header{}}
+					msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprint(i))
+					if _, err := js.PublishMsg(ctx, msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				<-rawDone
+				rawTime += time.Since(t0)
+
+				libWant.Store(int64(hi))
+				t0 = time.Now()
+				for i := lo; i < hi; i++ {
+					if err := e.Submit(ctx, bounties[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				<-libDone
+				libTime += time.Since(t0)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw-jobs/s")
+			b.ReportMetric(float64(b.N)/libTime.Seconds(), "lib-jobs/s")
+			b.ReportMetric(rawTime.Seconds()/libTime.Seconds(), "ratio")
+		})
+	}
+}
+
 // BenchmarkLatency measures submit -> answer for one bounty at a time (no
 // queueing): Engine.Submit until the worker's success hook runs.
 func BenchmarkLatency(b *testing.B) {

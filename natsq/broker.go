@@ -16,7 +16,8 @@ import (
 	"github.com/polyswarm/psengine/pipeline"
 )
 
-// Headers of a dead-lettered message (its body is the job as queued).
+// Headers a dead-lettered message adds to the job's (its body is the
+// bounty as queued).
 const (
 	HeaderJobID      = "Natsq-Job-Id"
 	HeaderReason     = "Natsq-Reason"
@@ -34,10 +35,12 @@ const (
 // The host owns the *nats.Conn (authentication, TLS, reconnects) and closes
 // it after the broker is done. A Broker is safe for concurrent use.
 type Broker struct {
-	js    jetstream.JetStream
-	cfg   Config
-	names names
-	log   *slog.Logger
+	nc        *nats.Conn
+	apiPrefix string // of JetStream API subjects
+	js        jetstream.JetStream
+	cfg       Config
+	names     names
+	log       *slog.Logger
 
 	closing context.Context // done once Close was called
 	close   context.CancelFunc
@@ -66,7 +69,12 @@ func New(nc *nats.Conn, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsq: %w", err)
 	}
-	b := &Broker{js: js, cfg: cfg, names: namesFor(cfg.Prefix), log: cfg.Logger}
+	b := &Broker{nc: nc, js: js, apiPrefix: js.Options().APIPrefix, cfg: cfg, names: namesFor(cfg.Prefix), log: cfg.Logger}
+	if b.apiPrefix == "" {
+		b.apiPrefix = "$JS.API."
+	} else if !strings.HasSuffix(b.apiPrefix, ".") {
+		b.apiPrefix += "."
+	}
 	b.closing, b.close = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -248,13 +256,11 @@ func (b *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
-	data, err := encodeJob(job)
+	h, body, err := encodeJob(job)
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: b.names.jobSubject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
-	ack, err := b.js.PublishMsg(ctx, msg)
+	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.names.jobSubject, Data: body, Header: h})
 	if err != nil {
 		return b.publishError(job.ID, err)
 	}
@@ -307,10 +313,14 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil Handler", ErrBadConfig)
 	}
-	cons, err := b.consumerHandle(ctx)
+	if _, err := b.consumerHandle(ctx); err != nil {
+		return err
+	}
+	p, err := b.newPuller()
 	if err != nil {
 		return err
 	}
+	defer p.close()
 	pullCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(b.closing, cancel)
@@ -330,13 +340,13 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 		if b.closing.Err() != nil {
 			return nil
 		}
-		var msg jetstream.Msg
+		var d *delivery
 		if next != nil {
-			msg, next = next.wait(), nil
+			d, next = next.wait(), nil
 		}
-		if msg == nil {
+		if d == nil {
 			var err error
-			msg, err = b.pull(pullCtx, cons)
+			d, err = p.pull(pullCtx, pullWait, false)
 			if err != nil {
 				if pullCtx.Err() != nil {
 					continue // the loop's head says why
@@ -347,72 +357,19 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 				continue
 			}
 			failures = 0
-			if msg == nil {
+			if d == nil {
 				continue
 			}
 		}
 		if pullCtx.Err() != nil {
 			// Arrived as the consumer stopped: back to the queue at once.
-			_ = msg.Nak()
+			_ = d.Nak()
 			continue
 		}
-		if !b.cfg.NoPrefetch && waitingAfter(msg) {
-			next = prefetch(cons)
+		if !b.cfg.NoPrefetch && d.pending > 0 {
+			next = prefetch(pullCtx, p)
 		}
-		b.handle(ctx, msg, h, next)
-	}
-}
-
-// waitingAfter tells whether the server said, delivering msg, that more
-// jobs were waiting.
-func waitingAfter(msg jetstream.Msg) bool {
-	meta, err := msg.Metadata()
-	return err == nil && meta.NumPending > 0
-}
-
-// prefetched is the next job, asked for while the current one runs: only a
-// job already waiting in the queue (no_wait), so a busy worker never takes
-// work an idle worker's pending pull would get. It is kept alive by the
-// current job's heartbeats until its turn.
-type prefetched struct {
-	done chan struct{}
-	msg  jetstream.Msg
-}
-
-func prefetch(cons jetstream.Consumer) *prefetched {
-	p := &prefetched{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		batch, err := cons.FetchNoWait(1)
-		if err != nil {
-			return
-		}
-		for m := range batch.Messages() {
-			p.msg = m
-		}
-	}()
-	return p
-}
-
-// arrived returns the prefetched job if it has arrived, without waiting.
-func (p *prefetched) arrived() jetstream.Msg {
-	select {
-	case <-p.done:
-		return p.msg
-	default:
-		return nil
-	}
-}
-
-func (p *prefetched) wait() jetstream.Msg {
-	<-p.done
-	return p.msg
-}
-
-// handBack returns an unhandled prefetched job to the queue at once.
-func (p *prefetched) handBack() {
-	if m := p.wait(); m != nil {
-		_ = m.Nak()
+		b.handle(ctx, d, h, next)
 	}
 }
 
@@ -426,37 +383,51 @@ func wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-// pull asks for one job, waiting up to pullWait. It returns nil, nil when
-// none came.
-func (b *Broker) pull(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, pullWait)
-	defer cancel()
-	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
-	if err != nil {
-		return nil, err
+// prefetched is the next job, asked for while the current one runs, when
+// the server said jobs were waiting: only a job already waiting (no_wait),
+// so a busy worker never takes work an idle worker's pending pull would
+// get. It is kept alive by the current job's heartbeats until its turn.
+type prefetched struct {
+	done chan struct{}
+	d    *delivery
+}
+
+func prefetch(ctx context.Context, p *puller) *prefetched {
+	f := &prefetched{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.d, _ = p.pull(ctx, 0, true) // nothing: the next pull asks again
+	}()
+	return f
+}
+
+// arrived returns the prefetched job if it has arrived, without waiting.
+func (f *prefetched) arrived() *delivery {
+	select {
+	case <-f.done:
+		return f.d
+	default:
+		return nil
 	}
-	var msg jetstream.Msg
-	for m := range batch.Messages() {
-		msg = m
+}
+
+func (f *prefetched) wait() *delivery {
+	<-f.done
+	return f.d
+}
+
+// handBack returns an unhandled prefetched job to the queue at once.
+func (f *prefetched) handBack() {
+	if d := f.wait(); d != nil {
+		_ = d.Nak()
 	}
-	if msg != nil {
-		return msg, nil
-	}
-	if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) &&
-		!errors.Is(err, jetstream.ErrNoMessages) {
-		return nil, err
-	}
-	return nil, nil
 }
 
 // handle runs h on one delivered message and settles it. While h runs,
 // heartbeats keep msg and the prefetched next job (if any) alive.
-func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handler, next *prefetched) {
-	attempt := 1
-	if meta, err := msg.Metadata(); err == nil {
-		attempt = int(meta.NumDelivered)
-	}
-	job, err := decodeJob(msg.Data())
+func (b *Broker) handle(ctx context.Context, msg *delivery, h psengine.Handler, next *prefetched) {
+	attempt := msg.delivered
+	job, err := decodeJob(msg.Headers(), msg.Data())
 	if err != nil {
 		job.ID = msg.Headers().Get(jetstream.MsgIDHeader)
 		job.Attempt = attempt
@@ -520,31 +491,33 @@ func (b *Broker) handle(ctx context.Context, msg jetstream.Msg, h psengine.Handl
 }
 
 // heartbeat calls beat every interval until stop is called; stop waits for
-// the heartbeat goroutine to end.
+// a beat in progress. A timer rather than a goroutine: most jobs end
+// before the first beat.
 func heartbeat(every time.Duration, beat func() error) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = beat() // a lost heartbeat only risks a redelivery
-			}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
+		_ = beat() // a lost heartbeat only risks a redelivery
+		t.Reset(every)
+	})
 	return func() {
-		close(done)
-		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 
 // ack acknowledges a handled job and removes its staged artifact.
-func (b *Broker) ack(msg jetstream.Msg, job psengine.Job) {
+func (b *Broker) ack(msg *delivery, job psengine.Job) {
 	if err := msg.Ack(); err != nil {
 		b.log.Warn("acknowledging a handled job failed; a redelivery will find it answered", "job", job.ID, "err", err)
 	}
@@ -554,19 +527,21 @@ func (b *Broker) ack(msg jetstream.Msg, job psengine.Job) {
 // deadLetter moves a job to the dead-letter stream with the reason, and
 // tells its submitter when it waits for a result. If the dead-letter
 // stream cannot take it, the job stays queued and comes back later.
-func (b *Broker) deadLetter(msg jetstream.Msg, job psengine.Job, why *DeadLetterError) {
+func (b *Broker) deadLetter(msg *delivery, job psengine.Job, why *DeadLetterError) {
 	log := b.log.With("job", job.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dm := &nats.Msg{Subject: b.names.deadSubject, Data: msg.Data(), Header: nats.Header{}}
+	for _, k := range []string{HeaderVersion, HeaderReply} {
+		if v := msg.Headers().Get(k); v != "" {
+			dm.Header.Set(k, v)
+		}
+	}
 	dm.Header.Set(HeaderJobID, job.ID)
 	dm.Header.Set(HeaderReason, truncate(why.Reason, 2048))
 	dm.Header.Set(HeaderDeliveries, strconv.Itoa(why.Deliveries))
 	dm.Header.Set(HeaderPermanent, strconv.FormatBool(why.Permanent))
-	seq := uint64(0)
-	if meta, err := msg.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
-	}
+	seq := msg.seq
 	// One dead letter per queued message, even if this worker dies before
 	// removing it from the job stream and another one gives up on it again.
 	dm.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s#%d", job.ID, seq))
@@ -622,7 +597,14 @@ func parseDeadLetter(h nats.Header, data []byte) DeadLetter {
 	why := &DeadLetterError{Reason: h.Get(HeaderReason)}
 	why.Deliveries, _ = strconv.Atoi(h.Get(HeaderDeliveries))
 	why.Permanent, _ = strconv.ParseBool(h.Get(HeaderPermanent))
-	job, err := decodeJob(data)
+	jh := nats.Header{}
+	for _, k := range []string{HeaderVersion, HeaderReply} {
+		if v := h.Get(k); v != "" {
+			jh.Set(k, v)
+		}
+	}
+	jh.Set(jetstream.MsgIDHeader, h.Get(HeaderJobID))
+	job, err := decodeJob(jh, data)
 	if err != nil {
 		job = psengine.Job{ID: h.Get(HeaderJobID)}
 	}

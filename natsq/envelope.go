@@ -1,27 +1,32 @@
 package natsq
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
 )
 
-// envelope is a job on the wire: the bounty in PolySwarm's documented form
-// and, apart from it, where its answer goes. The response URL travels
-// outside the bounty because it may be a result key (ResultScheme), which
-// the bounty parser rightly refuses from PolySwarm.
-type envelope struct {
-	Version int             `json:"v"`
-	JobID   string          `json:"job"`
-	Bounty  json.RawMessage `json:"bounty"`
-	Reply   string          `json:"reply,omitempty"`
-}
+// A job on the wire is the bounty in PolySwarm's documented form as the
+// message body (readable with any NATS tool), and headers:
+//
+//	Nats-Msg-Id     the job ID (the server deduplicates on it)
+//	Natsq-Version   the format, "1"
+//	Natsq-Reply     where the answer goes, when anywhere
+//
+// The response URL travels outside the bounty because it may be a result
+// key (ResultScheme), which the bounty parser rightly refuses from
+// PolySwarm.
+const (
+	HeaderVersion = "Natsq-Version"
+	HeaderReply   = "Natsq-Reply"
+)
 
-const envelopeVersion = 1
+const envelopeVersion = "1"
 
 // ResultScheme is the scheme of response URLs that return an answer to a
 // submitter through the results bucket (see Analyze): natsq-result:KEY.
@@ -31,63 +36,54 @@ const ResultScheme = "natsq-result"
 // metadata may be larger).
 const maxJobSize = 1 << 20
 
-// encodeJob writes job as a message body.
-func encodeJob(job psengine.Job) ([]byte, error) {
+// encodeJob writes job as message headers and body.
+func encodeJob(job psengine.Job) (nats.Header, []byte, error) {
 	b := job.Bounty
 	reply := b.ResponseURL
 	b.ResponseURL = ""
-	raw, err := json.Marshal(b)
+	body, err := json.Marshal(b)
 	if err != nil {
-		return nil, fmt.Errorf("natsq: encode bounty %s: %w", job.Bounty.ID, err)
+		return nil, nil, fmt.Errorf("natsq: encode bounty %s: %w", job.Bounty.ID, err)
 	}
-	// The envelope by hand: json.Marshal would re-validate and compact the
-	// bounty it just wrote.
-	id, _ := json.Marshal(job.ID) // strings always marshal
-	data := make([]byte, 0, len(raw)+len(id)+len(reply)+48)
-	data = fmt.Appendf(data, `{"v":%d,"job":%s,"bounty":`, envelopeVersion, id)
-	data = append(data, raw...)
+	if len(body) > maxJobSize {
+		return nil, nil, fmt.Errorf("%w: job %s is %d bytes, more than %d", psengine.ErrMalformedBounty, job.ID, len(body), maxJobSize)
+	}
+	if job.ID == "" || strings.ContainsAny(job.ID, "\r\n") || strings.ContainsAny(reply, "\r\n") {
+		return nil, nil, fmt.Errorf("%w: job id %q or response URL %q cannot be a header", psengine.ErrMalformedBounty, job.ID, reply)
+	}
+	h := nats.Header{}
+	h.Set(jetstream.MsgIDHeader, job.ID)
+	h.Set(HeaderVersion, envelopeVersion)
 	if reply != "" {
-		r, _ := json.Marshal(reply)
-		data = append(append(data, `,"reply":`...), r...)
+		h.Set(HeaderReply, reply)
 	}
-	data = append(data, '}')
-	if len(data) > maxJobSize {
-		return nil, fmt.Errorf("%w: job %s is %d bytes, more than %d", psengine.ErrMalformedBounty, job.ID, len(data), maxJobSize)
-	}
-	return data, nil
+	return h, body, nil
 }
 
-// decodeJob reads a message body written by encodeJob. Errors wrap
+// decodeJob reads a message written by encodeJob. Errors wrap
 // ErrMalformedJob (and psengine.ErrMalformedBounty for a bad bounty).
-func decodeJob(data []byte) (psengine.Job, error) {
-	if len(data) > maxJobSize {
-		return psengine.Job{}, fmt.Errorf("%w: %d bytes", ErrMalformedJob, len(data))
+func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
+	if v := h.Get(HeaderVersion); v != envelopeVersion {
+		return psengine.Job{}, fmt.Errorf("%w: version %q, want %q", ErrMalformedJob, v, envelopeVersion)
 	}
-	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&env); err != nil {
-		return psengine.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
-	}
-	if dec.More() {
-		return psengine.Job{}, fmt.Errorf("%w: trailing data", ErrMalformedJob)
-	}
-	if env.Version != envelopeVersion {
-		return psengine.Job{}, fmt.Errorf("%w: version %d, want %d", ErrMalformedJob, env.Version, envelopeVersion)
-	}
-	if env.JobID == "" {
+	id := h.Get(jetstream.MsgIDHeader)
+	if id == "" {
 		return psengine.Job{}, fmt.Errorf("%w: no job id", ErrMalformedJob)
 	}
-	b, err := psengine.ParseBounty(env.Bounty)
+	if len(body) > maxJobSize {
+		return psengine.Job{}, fmt.Errorf("%w: %d bytes", ErrMalformedJob, len(body))
+	}
+	b, err := psengine.ParseBounty(body)
 	if err != nil {
 		return psengine.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
 	}
-	if env.Reply != "" {
-		if err := checkReply(env.Reply); err != nil {
+	if reply := h.Get(HeaderReply); reply != "" {
+		if err := checkReply(reply); err != nil {
 			return psengine.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
 		}
-		b.ResponseURL = env.Reply
+		b.ResponseURL = reply
 	}
-	return psengine.Job{ID: env.JobID, Bounty: b}, nil
+	return psengine.Job{ID: id, Bounty: b}, nil
 }
 
 // checkReply accepts http(s) URLs and result keys.

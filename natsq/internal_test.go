@@ -2,13 +2,14 @@ package natsq
 
 import (
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 )
@@ -37,11 +38,14 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		b := psenginetest.Bounty([]byte("content"), psenginetest.WithID("12345678901234567890123"), psenginetest.WithExpiration(exp))
 		b.ResponseURL = reply
 		job := psengine.Job{ID: "job-1", Bounty: b, Attempt: 3}
-		data, err := encodeJob(job)
+		h, body, err := encodeJob(job)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeJob(data)
+		if _, err := psengine.ParseBounty(body); err != nil {
+			t.Errorf("the body is not a plain bounty: %v", err)
+		}
+		got, err := decodeJob(h, body)
 		if err != nil {
 			t.Fatalf("reply %q: %v", reply, err)
 		}
@@ -53,23 +57,42 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeJobRejects(t *testing.T) {
-	good, err := encodeJob(psengine.Job{ID: "j", Bounty: psenginetest.Bounty([]byte("x"))})
+	good, body, err := encodeJob(psengine.Job{ID: "j", Bounty: psenginetest.Bounty([]byte("x"))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string]string{
-		"not json":      "hello",
-		"trailing":      string(good) + "{}",
-		"wrong version": strings.Replace(string(good), `"v":1`, `"v":2`, 1),
-		"no job id":     strings.Replace(string(good), `"job":"j"`, `"job":""`, 1),
-		"no bounty":     `{"v":1,"job":"j"}`,
-		"bad reply":     strings.Replace(string(good), `"v":1`, `"v":1,"reply":"file:///etc/passwd"`, 1),
-		"bad key":       strings.Replace(string(good), `"v":1`, `"v":1,"reply":"natsq-result:a..b"`, 1),
+	with := func(k, v string) nats.Header {
+		h := nats.Header{}
+		for key, vals := range good {
+			h[key] = append([]string(nil), vals...)
+		}
+		if v == "" {
+			h.Del(k)
+		} else {
+			h.Set(k, v)
+		}
+		return h
 	}
-	for name, data := range cases {
-		if _, err := decodeJob([]byte(data)); !errors.Is(err, ErrMalformedJob) {
+	cases := map[string]struct {
+		h    nats.Header
+		body string
+	}{
+		"not json":      {good, "hello"},
+		"trailing":      {good, string(body) + "{}"},
+		"no version":    {with(HeaderVersion, ""), string(body)},
+		"wrong version": {with(HeaderVersion, "2"), string(body)},
+		"no job id":     {with(jetstream.MsgIDHeader, ""), string(body)},
+		"empty bounty":  {good, "{}"},
+		"bad reply":     {with(HeaderReply, "file:///etc/passwd"), string(body)},
+		"bad key":       {with(HeaderReply, ResultScheme+":a..b"), string(body)},
+	}
+	for name, c := range cases {
+		if _, err := decodeJob(c.h, []byte(c.body)); !errors.Is(err, ErrMalformedJob) {
 			t.Errorf("%s: err = %v, want ErrMalformedJob", name, err)
 		}
+	}
+	if _, _, err := encodeJob(psengine.Job{ID: "a\nb", Bounty: psenginetest.Bounty([]byte("x"))}); !errors.Is(err, psengine.ErrMalformedBounty) {
+		t.Errorf("a job id with a newline: %v, want ErrMalformedBounty", err)
 	}
 }
 
@@ -77,16 +100,21 @@ func FuzzDecodeJob(f *testing.F) {
 	for _, reply := range []string{"", "https://h/x", ResultScheme + ":k.1"} {
 		b := psenginetest.Bounty([]byte("seed"))
 		b.ResponseURL = reply
-		data, err := encodeJob(psengine.Job{ID: "seed", Bounty: b})
+		h, body, err := encodeJob(psengine.Job{ID: "seed", Bounty: b})
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(data)
+		f.Add(body, "seed", reply)
+		_ = h
 	}
-	f.Add([]byte(`{"v":1,"job":"x","bounty":{}}`))
-	f.Add([]byte(`{}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		job, err := decodeJob(data)
+	f.Add([]byte(`{}`), "x", "")
+	f.Add([]byte(`{"id":1,"artifact_type":"URL","artifact_uri":"https://x"}`), "1", "natsq-result:r.1")
+	f.Fuzz(func(t *testing.T, body []byte, id, reply string) {
+		h := nats.Header{}
+		h.Set(HeaderVersion, envelopeVersion)
+		h.Set(jetstream.MsgIDHeader, id)
+		h.Set(HeaderReply, reply)
+		job, err := decodeJob(h, body)
 		if err != nil {
 			if !errors.Is(err, ErrMalformedJob) {
 				t.Fatalf("error %v does not wrap ErrMalformedJob", err)
@@ -94,11 +122,11 @@ func FuzzDecodeJob(f *testing.F) {
 			return
 		}
 		// What decodes re-encodes and decodes to the same job.
-		again, err := encodeJob(job)
+		h2, body2, err := encodeJob(job)
 		if err != nil {
 			t.Fatalf("re-encode %+v: %v", job, err)
 		}
-		job2, err := decodeJob(again)
+		job2, err := decodeJob(h2, body2)
 		if err != nil {
 			t.Fatalf("decode of re-encoded job: %v", err)
 		}
