@@ -28,8 +28,10 @@
 // Provision creates, from Config.Prefix (default "psengine"):
 //
 //   - PREFIX_jobs, a work-queue stream on subject PREFIX.jobs: one message
-//     per job, its ID the Nats-Msg-Id, so the server drops a job ID seen
-//     within Config.Duplicates (default 10 minutes);
+//     per job, the bounty as PolySwarm documents it for a body, the job ID
+//     as Nats-Msg-Id (so the server drops a job ID seen within
+//     Config.Duplicates, default 10 minutes), where the answer goes as
+//     Natsq-Reply, and Natsq-Version;
 //   - PREFIX_workers, the durable pull consumer every worker shares, with
 //     explicit acknowledgement and Config.AckWait (default 30s);
 //   - PREFIX_dead, the dead-letter stream: the job as queued, with headers
@@ -42,7 +44,8 @@
 //
 // # Guarantees
 //
-// Every submitted job is delivered at least once. Submit returns once the
+// Every submitted job is delivered at least once. Each Consume keeps one
+// inbox and sends its own pull requests, one outstanding at a time. Submit returns once the
 // server stored the job (file storage by default: it survives a server
 // restart). Each consumer asks for one job when it is free; while a job
 // runs, it may take one more job that was already waiting in the queue

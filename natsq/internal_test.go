@@ -178,3 +178,29 @@ func TestValidKey(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliveryFactsFromTheAckSubject(t *testing.T) {
+	type facts struct {
+		Delivered int
+		Seq       uint64
+		Pending   uint64
+	}
+	for subject, want := range map[string]facts{
+		"$JS.ACK.psengine_jobs.psengine_workers.3.41.40.1700000000000000000.7":               {3, 41, 7},
+		"$JS.ACK.hub.ACCHASH.psengine_jobs.psengine_workers.1.9.9.1700000000000000000.0.xyz": {1, 9, 0},
+	} {
+		d, err := newDelivery(&nats.Msg{Reply: subject})
+		if err != nil {
+			t.Errorf("%s: %v", subject, err)
+			continue
+		}
+		if diff := cmp.Diff(want, facts{d.delivered, d.seq, d.pending}); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", subject, diff)
+		}
+	}
+	for _, bad := range []string{"", "_INBOX.x", "$JS.ACK.s.c.x.1.1.1.1", "$JS.API.s.c.1.1.1.1.1"} {
+		if _, err := newDelivery(&nats.Msg{Reply: bad}); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
