@@ -308,6 +308,71 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 	}
 }
 
+// BenchmarkWorkerDrain measures the workers alone: b.N bounties queued
+// first, then 1, 2 or 4 worker processes (the example CLI with a no-op
+// scanner, --workers 2 each) drain the queue; the rate is counted from the
+// first acknowledgement, so process start-up is left out.
+func BenchmarkWorkerDrain(b *testing.B) {
+	for _, procs := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
+			srv, err := embedded.Start(embedded.Options{StoreDir: b.TempDir(), Listen: "127.0.0.1:0"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Shutdown()
+			nc := connect(b, srv)
+			prefix := fmt.Sprintf("drain%d", procs)
+			broker := newBroker(b, nc, natsq.Config{Prefix: prefix})
+			for i := range b.N {
+				bt := dataBounty(i)
+				if err := broker.Submit(context.Background(), psengine.Job{ID: bt.ID.String(), Bounty: bt}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			js, _ := jetstream.New(nc)
+			st, err := js.Stream(context.Background(), prefix+"_jobs")
+			if err != nil {
+				b.Fatal(err)
+			}
+			queued := func() int {
+				info, err := st.Info(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				return int(info.State.Msgs)
+			}
+			b.ResetTimer()
+			args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix %s --workers 2", srv.ClientURL(), prefix)
+			var workers []*exec.Cmd
+			for range procs {
+				cmd := exec.Command(os.Args[0])
+				cmd.Env = append(os.Environ(), workerEnv+"="+args, "PSENGINE_HOME="+b.TempDir(), "LOG_LEVEL=warn")
+				cmd.Stderr = os.Stderr
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				workers = append(workers, cmd)
+			}
+			defer func() {
+				for _, w := range workers {
+					_ = w.Process.Signal(syscall.SIGTERM)
+					_ = w.Wait()
+				}
+			}()
+			var first int
+			var t0 time.Time
+			waitForPoll(b, "the first acknowledgement", time.Millisecond, func() bool {
+				first = queued()
+				t0 = time.Now()
+				return first < b.N
+			})
+			waitForPoll(b, "the queue to drain", time.Millisecond, func() bool { return queued() == 0 })
+			b.StopTimer()
+			b.ReportMetric(float64(first)/time.Since(t0).Seconds(), "bounties/s")
+		})
+	}
+}
+
 // BenchmarkBroker is the broker alone: Submit, Consume with a handler that
 // does nothing, ack.
 func BenchmarkBroker(b *testing.B) {

@@ -107,3 +107,15 @@ func natsqBenchConfig() natsq.Config {
 
 // engineScanner is the EICAR example engine.
 func engineScanner() psengine.Scanner { return eicar.Scanner{} }
+
+// waitForPoll is waitFor with a chosen polling interval.
+func waitForPoll(t testing.TB, what string, every time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(every)
+	}
+}
