@@ -307,8 +307,9 @@ func (b *Broker) Close() { b.close() }
 // without calling h.
 //
 // Connection trouble does not end Consume: it waits and pulls again (the
-// host's connection reconnects). It returns ErrNotProvisioned at once when
-// the consumer is missing.
+// host's connection reconnects). It returns an error when the connection
+// was closed for good, and ErrNotProvisioned at once when the consumer is
+// missing.
 func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil Handler", ErrBadConfig)
@@ -350,6 +351,9 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 			if err != nil {
 				if pullCtx.Err() != nil {
 					continue // the loop's head says why
+				}
+				if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+					return fmt.Errorf("natsq: consume: the connection is closed: %w", err)
 				}
 				failures++
 				b.log.Warn("pulling a job failed; retrying", "err", err, "failures", failures)

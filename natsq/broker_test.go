@@ -547,3 +547,23 @@ func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
 		t.Errorf("%d scans, want 1", n)
 	}
 }
+
+func TestConsumeEndsWhenTheConnectionCloses(t *testing.T) {
+	srv := startServer(t, "")
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t, nc, fastConfig())
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(context.Background(), func(context.Context, psengine.Job) error { return nil }) }()
+	nc.Close()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			t.Errorf("Consume returned %v, want a closed-connection error", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Consume did not return after the connection closed")
+	}
+}
