@@ -556,7 +556,9 @@ func TestConsumeEndsWhenTheConnectionCloses(t *testing.T) {
 	}
 	b := newBroker(t, nc, fastConfig())
 	done := make(chan error, 1)
-	go func() { done <- b.Consume(context.Background(), func(context.Context, psengine.Job) error { return nil }) }()
+	go func() {
+		done <- b.Consume(context.Background(), func(context.Context, psengine.Job) error { return nil })
+	}()
 	nc.Close()
 	select {
 	case err := <-done:
