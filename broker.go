@@ -68,17 +68,18 @@ type MemoryBrokerConfig struct {
 type MemoryBroker struct {
 	cfg MemoryBrokerConfig
 
-	mu      sync.Mutex
-	queue   []Job
-	ready   chan struct{} // signalled (non-blocking) when queue grows or the broker closes
-	pending map[string]Job
-	done    map[string]struct{}
-	doneLog []string
-	retries int           // redeliveries waiting for their timer
-	idle    chan struct{} // closed when nothing is pending; replaced when work arrives
-	closed  bool
-	dead    []DeadLetter
-	timers  map[*time.Timer]Job
+	mu        sync.Mutex
+	queue     []Job
+	ready     chan struct{} // signalled (non-blocking) when queue grows or the broker closes
+	pending   map[string]Job
+	done      map[string]struct{}
+	doneLog   []string
+	retries   int           // redeliveries waiting for their timer
+	idle      chan struct{} // closed when nothing is pending; replaced when work arrives
+	closed    bool
+	abandoned bool
+	dead      []DeadLetter
+	timers    map[*time.Timer]Job
 }
 
 // NewMemoryBroker returns an empty, open MemoryBroker.
@@ -196,7 +197,9 @@ func (m *MemoryBroker) settle(job Job, err error) {
 	var dead *DeadLetter
 	m.mu.Lock()
 	switch {
-	case err == nil:
+	case err == nil, m.abandoned:
+		// After Abandon nothing is redelivered: the job's failure was
+		// reported by its handler, as the abandoned ones are by the caller.
 		m.finish(job.ID)
 	case errors.Is(err, ErrPermanent) || job.Attempt >= m.cfg.MaxAttempts:
 		if !errors.Is(err, ErrPermanent) {
@@ -284,7 +287,7 @@ func (m *MemoryBroker) Drain(ctx context.Context) error {
 func (m *MemoryBroker) Abandon() []Job {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.closed = true
+	m.closed, m.abandoned = true, true
 	out := append([]Job(nil), m.queue...)
 	for _, j := range m.queue {
 		delete(m.pending, j.ID)

@@ -533,3 +533,43 @@ func TestMemoryBrokerConformance(t *testing.T) {
 }
 
 func envdirsFor(d string) envdirs.Dirs { return envdirs.Dirs{Home: d, Temp: d} }
+
+// TestStoppedConsumerHandsBack: a worker stopped mid-scan does not answer
+// unknown; the job goes back to the broker and another consumer answers it.
+func TestStoppedConsumerHandsBack(t *testing.T) {
+	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
+	started := make(chan struct{}, 1)
+	var calls atomic.Int32
+	s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+		if calls.Add(1) == 1 {
+			started <- struct{}{}
+			<-ctx.Done()
+			return psengine.Analysis{}, ctx.Err()
+		}
+		return psengine.Analysis{Verdict: psengine.Malicious}, nil
+	})
+	answers := make(chan psengine.Analysis, 2)
+	e := newEngine(t, s, psengine.WithBroker(broker),
+		psengine.OnSuccess(func(_ context.Context, _ psengine.Bounty, a psengine.Analysis) { answers <- a }))
+	if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ctx) }()
+	<-started
+	stop()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	go func() { _ = e.Serve(ctx2) }()
+	if a := <-answers; a.Verdict != psengine.Malicious {
+		t.Errorf("answer %+v, want the second attempt's malicious", a)
+	}
+	if len(answers) != 0 || calls.Load() != 2 {
+		t.Errorf("%d extra answers, %d scans", len(answers), calls.Load())
+	}
+	stop2()
+}

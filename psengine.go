@@ -482,8 +482,14 @@ func (e *Engine) Serve(ctx context.Context) error {
 func (e *Engine) handle(ctx context.Context, job Job) error {
 	res := e.withWorker(ctx, true, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, job.Bounty, nil) })
 	switch {
-	case res.Err == nil, !res.Answered:
+	case res.Err == nil:
 		return nil
+	case !res.Answered && ctx.Err() != nil:
+		return res.Err // the consumer stopped mid-scan: hand the job back
+	case errors.Is(res.Err, ErrMalformedBounty):
+		return Permanent(res.Err)
+	case !res.Answered:
+		return nil // discarded by policy (expired), reported to the hooks
 	case errors.Is(res.Err, ErrDeliver) && !errors.Is(res.Err, ErrPermanent) && !expired(job.Bounty, time.Now()) && e.hard.Err() == nil:
 		return res.Err
 	}

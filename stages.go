@@ -60,6 +60,14 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Co
 		sctx, cancel := e.scanContext(ctx, b, now)
 		_, err = e.front(sctx, t)
 		cancel()
+		if err != nil && ctx.Err() != nil {
+			// The caller, the consumer or Shutdown gave up on this bounty
+			// (not its deadline): no answer, so that a broker hands it to
+			// another worker rather than take an "unknown" for it.
+			res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(ctx))
+			e.finish(ctx, &res, log)
+			return res
+		}
 		res.Analysis, res.Answered, res.Err = t.analysis, true, err
 		if err != nil && !t.decided {
 			res.Analysis = answerFor(err)
