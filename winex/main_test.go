@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -26,13 +27,16 @@ var (
 	wineOnce    sync.Once
 	sharedWine  *winex.Wine
 	wineErr     error
-	wineCleanup func()
+	wineCleanup func() error
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if wineCleanup != nil {
-		wineCleanup()
+		if err := wineCleanup(); err != nil {
+			fmt.Fprintln(os.Stderr, "wine teardown:", err)
+			code = 1
+		}
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -73,8 +77,13 @@ func setupWine() {
 		return
 	}
 	var tmp string
+	unlock := func() error { return nil }
 	if p := os.Getenv("PSENGINE_TEST_WINEPREFIX"); p != "" {
 		if w.Prefix, err = filepath.Abs(p); err != nil {
+			wineErr = err
+			return
+		}
+		if unlock, err = lockPrefix(w.Prefix); err != nil {
 			wineErr = err
 			return
 		}
@@ -85,18 +94,29 @@ func setupWine() {
 		}
 		w.Prefix = filepath.Join(tmp, "prefix")
 	}
-	wineCleanup = func() {
+	// wineCleanup stops the persistent server and waits until no server
+	// runs for the prefix (one a cold run started outlives it by seconds):
+	// none of ours may outlive our turn on a shared prefix, nor the removal
+	// of a temporary one. A server still running after a minute is left
+	// behind: it is reported, and killed so that the next user of the
+	// prefix does not inherit it.
+	wineCleanup = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := w.StopServer(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "StopServer:", err)
+		err := w.StopServer(ctx)
+		if w.Server != "" { // without one the Wine tests skipped
+			if werr := w.WaitServer(ctx); werr != nil {
+				kctx, kcancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer kcancel()
+				_, kerr := winex.Run(kctx, winex.Cmd{Path: w.Server, Args: []string{"-k"}, Env: w.Environ()})
+				err = errors.Join(err, fmt.Errorf("a wineserver outlived the tests (killed): %w", errors.Join(werr, kerr)))
+			}
 		}
 		if tmp != "" {
-			if err := w.WaitServer(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, "WaitServer:", err)
-			}
-			os.RemoveAll(tmp)
+			removeServerDir(w.Prefix)
+			err = errors.Join(err, os.RemoveAll(tmp))
 		}
+		return errors.Join(err, unlock())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -110,6 +130,25 @@ func setupWine() {
 	}
 	sharedWine = w
 }
+
+// removeServerDir removes the directory in which Debian's Wine keeps a
+// prefix's server socket and lock (PREFIX/wineserver names it: wine-XXXXXX
+// under TMPDIR or /tmp), which Wine leaves behind. Call it once no server
+// runs, before removing a temporary prefix.
+func removeServerDir(prefix string) {
+	b, err := os.ReadFile(filepath.Join(prefix, "wineserver"))
+	name := strings.TrimSpace(string(b))
+	if err != nil || !serverDirName.MatchString(name) {
+		return
+	}
+	for _, tmp := range []string{os.Getenv("TMPDIR"), "/tmp"} {
+		if tmp != "" {
+			os.RemoveAll(filepath.Join(tmp, name))
+		}
+	}
+}
+
+var serverDirName = regexp.MustCompile(`^wine-[A-Za-z0-9]{6}$`)
 
 func needUnix(t testing.TB) {
 	t.Helper()

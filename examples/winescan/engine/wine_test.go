@@ -42,9 +42,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// Close waits for the wineserver that the last scans without a
+	// persistent server (TestWithoutSetup) started on demand, which outlives
+	// them by seconds, before releasing a shared prefix: the left-behind
+	// check below then sees only processes that should not exist.
 	if prefix != nil {
 		if err := prefix.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "removing the test prefix:", err)
+			fmt.Fprintln(os.Stderr, "closing the test prefix:", err)
 			code = 1
 		}
 	}

@@ -98,23 +98,32 @@ func NewPrefix(ctx context.Context) (*Prefix, error) {
 	return p, nil
 }
 
-// Close removes a temporary prefix, once the wineservers started on demand
-// for it have exited (a server still running then is stopped with
-// `wineserver -k`). A prefix from PrefixVar is kept and unlocked.
+// serverExitWait bounds Close's wait for the wineservers of the prefix.
+// Wine stops a server started on demand about 2 s after its last client
+// once its session processes (services.exe, explorer.exe...) have exited:
+// later, past the 5 s LeftBehind allows, when they are slow to, as on a
+// loaded machine.
+const serverExitWait = 30 * time.Second
+
+// Close waits until no wineserver serves the prefix (`wineserver -w`): the
+// tests' scans without a persistent server start one on demand, which
+// outlives them by seconds. One still running after serverExitWait (a
+// server left behind) is stopped with `wineserver -k` and reported as an
+// error. Only then does Close remove a temporary prefix, or release the
+// lock on PrefixVar's prefix: the next test binary to take it finds no
+// server of ours, and none of our processes outlives our turn.
 func (p *Prefix) Close() error {
-	if p.unlock != nil {
-		return p.unlock()
-	}
-	if p.tmp == "" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), serverExitWait)
 	defer cancel()
-	err := p.Wine.WaitServer(ctx)
-	if err != nil {
+	var err error
+	if werr := p.Wine.WaitServer(ctx); werr != nil {
 		kctx, kcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer kcancel()
-		_, _ = winex.Run(kctx, winex.Cmd{Path: p.Wine.Server, Args: []string{"-k"}, Env: p.Wine.Environ()})
+		_, kerr := winex.Run(kctx, winex.Cmd{Path: p.Wine.Server, Args: []string{"-k"}, Env: p.Wine.Environ()})
+		err = fmt.Errorf("a wineserver still served %s after %v (stopped with wineserver -k): %w", p.Wine.Prefix, serverExitWait, errors.Join(werr, kerr))
+	}
+	if p.unlock != nil {
+		return errors.Join(err, p.unlock())
 	}
 	RemoveServerDir(p.Wine.Prefix)
 	return errors.Join(err, os.RemoveAll(p.tmp))
