@@ -171,6 +171,12 @@ func ParseBounty(data []byte) (Bounty, error) {
 	return b, err
 }
 
+// wireRules splits the rules object in the bounty's single decoding pass.
+type wireRules struct {
+	Min json.RawMessage `json:"min_allowed_bid"`
+	Max json.RawMessage `json:"max_allowed_bid"`
+}
+
 type wireBounty struct {
 	ID           json.RawMessage `json:"id"`
 	GUID         json.RawMessage `json:"guid"`
@@ -181,7 +187,7 @@ type wireBounty struct {
 	MIMEType     *string         `json:"mimetype"`
 	Expiration   json.RawMessage `json:"expiration"`
 	ResponseURL  *string         `json:"response_url"`
-	Rules        *bid.Rules      `json:"rules"`
+	Rules        *wireRules      `json:"rules"`
 	Phase        *string         `json:"phase"`
 	Metadata     json.RawMessage `json:"metadata"`
 	Duration     json.RawMessage `json:"duration"`
@@ -299,7 +305,9 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 	}
 
 	if w.Rules != nil {
-		out.Rules = *w.Rules
+		if out.Rules, err = bid.RulesFromJSON(w.Rules.Min, w.Rules.Max); err != nil {
+			return fieldErr("rules", err)
+		}
 	}
 	out.Rules = out.Rules.OrDefault()
 	if err := out.Rules.Validate(); err != nil {

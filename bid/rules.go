@@ -142,6 +142,20 @@ func (r *Rules) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return &RulesError{Input: snippet(data), Reason: "not a JSON object", Err: err}
 	}
+	got, err := RulesFromJSON(raw.Min, raw.Max)
+	if err != nil {
+		return err
+	}
+	*r = got
+	return nil
+}
+
+// RulesFromJSON decodes rules from the JSON texts of min_allowed_bid and
+// max_allowed_bid (nil or "null" for a missing one), as UnmarshalJSON does;
+// a decoder that has already split the object calls it to avoid a second
+// pass over the JSON. Errors are *RulesError.
+func RulesFromJSON(minJSON, maxJSON json.RawMessage) (Rules, error) {
+	raw := struct{ Min, Max json.RawMessage }{minJSON, maxJSON}
 	var got Rules
 	var saturated bool
 	var err error
@@ -149,13 +163,12 @@ func (r *Rules) UnmarshalJSON(data []byte) error {
 		err = errors.New("exceeds the int64 range: no int64 bid can meet it")
 	}
 	if err != nil {
-		return &RulesError{Rules: got, Field: "min_allowed_bid", Input: snippet(raw.Min), Reason: err.Error()}
+		return Rules{}, &RulesError{Rules: got, Field: "min_allowed_bid", Input: snippet(raw.Min), Reason: err.Error()}
 	}
 	if got.Max, _, err = parseAmount(raw.Max); err != nil {
-		return &RulesError{Rules: got, Field: "max_allowed_bid", Input: snippet(raw.Max), Reason: err.Error()}
+		return Rules{}, &RulesError{Rules: got, Field: "max_allowed_bid", Input: snippet(raw.Max), Reason: err.Error()}
 	}
-	*r = got
-	return nil
+	return got, nil
 }
 
 func snippet(b []byte) string {
