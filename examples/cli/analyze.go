@@ -82,9 +82,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 			fmt.Fprintf(p.Stderr, "%s: %s: %s\n", p.Name, name, oneLine(res.Err))
 			continue
 		}
-		if res.Err != nil {
-			log.Warn("answered with a special result", "artifact", name, "err", oneLine(res.Err))
-		}
+		// A special answer's cause (res.Err) was logged by the engine.
 		if err := p.printResult(name, res, *verbose, *asJSON); err != nil {
 			return err
 		}
