@@ -538,12 +538,19 @@ func LocalBounty(t ArtifactType, uri, sha256Hex, mimetype string, now time.Time,
 }
 
 // localID derives a UUID-shaped id (version 8, RFC 9562) from what identifies
-// a local artifact, so the same input always gets the same id.
+// a local artifact, so the same input always gets the same id: the first
+// 16 bytes of the content's sha256, marked with the artifact type.
 func localID(t ArtifactType, sha256Hex string) BountyID {
-	sum := sha256.Sum256([]byte("psengine:" + string(t) + ":" + sha256Hex))
-	u := sum[:16]
+	var u [16]byte
+	if n, err := hex.Decode(u[:], []byte(sha256Hex[:min(32, len(sha256Hex))])); err != nil || n != 16 {
+		sum := sha256.Sum256([]byte(sha256Hex)) // not a sha256: hash whatever it is
+		copy(u[:], sum[:])
+	}
+	if t == URLArtifact {
+		u[0] ^= 0x55
+	}
 	u[6] = u[6]&0x0f | 0x80 // version 8
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	h := hex.EncodeToString(u)
+	h := hex.EncodeToString(u[:])
 	return StringID(h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32])
 }
