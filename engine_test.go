@@ -573,3 +573,22 @@ func TestStoppedConsumerHandsBack(t *testing.T) {
 	}
 	stop2()
 }
+
+func TestDiscardExpiredFromEnvironment(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "PSENGINE_DISCARD_EXPIRED_BOUNTIES" {
+			return "false"
+		}
+		return ""
+	}
+	expiredBounty := psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithExpiration(time.Now().Add(-time.Second)))
+	e := newEngine(t, marker, psengine.WithGetenv(getenv))
+	if res, err := e.AnalyzeBounty(context.Background(), expiredBounty); !res.Answered || err != nil {
+		t.Errorf("PSENGINE_DISCARD_EXPIRED_BOUNTIES=false: answered %v, err %v", res.Answered, err)
+	}
+	// An explicit option wins over the environment.
+	e = newEngine(t, marker, psengine.WithGetenv(getenv), psengine.WithDiscardExpired(true))
+	if _, err := e.AnalyzeBounty(context.Background(), expiredBounty); !errors.Is(err, psengine.ErrExpired) {
+		t.Errorf("WithDiscardExpired(true) over the environment: err %v, want ErrExpired", err)
+	}
+}

@@ -67,6 +67,7 @@ type config struct {
 	broker         Broker
 	deliverer      Deliverer
 	discardExpired bool
+	discardSet     bool // WithDiscardExpired was given: the environment does not override it
 	dirs           *envdirs.Dirs
 	getenv         func(string) string
 }
@@ -186,7 +187,7 @@ func WithDeliverer(d Deliverer) Option {
 // would start is discarded unanswered (default true, or
 // PSENGINE_DISCARD_EXPIRED_BOUNTIES).
 func WithDiscardExpired(discard bool) Option {
-	return opt(fmt.Sprintf("WithDiscardExpired(%v)", discard), func(c *config) { c.discardExpired = discard })
+	return opt(fmt.Sprintf("WithDiscardExpired(%v)", discard), func(c *config) { c.discardExpired, c.discardSet = discard, true })
 }
 
 // WithDirs sets the engine's base directories instead of resolving them

@@ -97,7 +97,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 		}
 		o.apply(&cfg)
 	}
-	if v := cfg.getenv("PSENGINE_DISCARD_EXPIRED_BOUNTIES"); v != "" && !hasOption(opts, "WithDiscardExpired") {
+	if v := cfg.getenv("PSENGINE_DISCARD_EXPIRED_BOUNTIES"); v != "" && !cfg.discardSet {
 		if b, err := strconv.ParseBool(v); err == nil {
 			cfg.discardExpired = b
 		}
@@ -132,10 +132,6 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	e.bg, e.stopBG = context.WithCancel(context.Background())
 	e.hard, e.stopHard = context.WithCancel(context.Background())
 	return e
-}
-
-func hasOption(opts []Option, prefix string) bool {
-	return slices.ContainsFunc(opts, func(o Option) bool { return strings.HasPrefix(o.String(), prefix) })
 }
 
 // localPolicy is the policy for the host's own inputs: every local scheme,
