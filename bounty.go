@@ -332,13 +332,27 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 // it (compact, HTML-escaped), so that what is echoed back reads back the
 // same. Input already in that form is returned as is.
 func canonicalJSON(raw []byte) []byte {
-	if !bytes.ContainsAny(raw, " \t\r\n<>&\u2028\u2029") {
+	if !needsCanonical(raw) {
 		return append(json.RawMessage(nil), raw...)
 	}
 	var compact, escaped bytes.Buffer
 	_ = json.Compact(&compact, raw) // raw was validated by the decoder
 	json.HTMLEscape(&escaped, compact.Bytes())
 	return escaped.Bytes()
+}
+
+// needsCanonical reports whether raw holds white space or a character that
+// encoding/json escapes (<, >, &, U+2028, U+2029): a byte scan, no rune decoding.
+func needsCanonical(raw []byte) bool {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\r', '\n', '<', '>', '&':
+			return true
+		case 0xe2: // first byte of U+2028 and U+2029 (and of other runes: rare)
+			return true
+		}
+	}
+	return false
 }
 
 // jsonString returns the string a JSON string literal holds; the decoder
