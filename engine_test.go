@@ -592,3 +592,22 @@ func TestDiscardExpiredFromEnvironment(t *testing.T) {
 		t.Errorf("WithDiscardExpired(true) over the environment: err %v, want ErrExpired", err)
 	}
 }
+
+// A bounty from the network cannot make the engine fetch from its own
+// network when the policy is PublicOnly (the webhook CLI's default).
+func TestPublicOnlyPolicyAnswersCannotFetch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the engine reached a loopback artifact server")
+	}))
+	defer srv.Close()
+	p := fetch.Remote()
+	p.PublicOnly = true
+	e := newEngine(t, marker, psengine.WithFetchPolicy(p))
+	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty(nil, psenginetest.WithURI(srv.URL+"/a")))
+	if !errors.Is(err, fetch.ErrNotAllowed) || !res.Answered || res.Analysis.Metadata.Comments[0] != psengine.CommentCannotFetch {
+		t.Fatalf("err %v, answer %+v; want ErrNotAllowed answered SKIPPED:CANNOT-FETCH", err, res.Analysis)
+	}
+	if !strings.Contains(res.Analysis.Metadata.Error, "not a public address") {
+		t.Errorf("metadata.error %q does not say why", res.Analysis.Metadata.Error)
+	}
+}

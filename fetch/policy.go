@@ -77,6 +77,14 @@ type Policy struct {
 	// Allow): registration is the host's explicit choice. The built-in names
 	// (file, stdin, data, http, https) cannot be registered.
 	Openers map[string]Opener
+	// PublicOnly refuses http and https connections to addresses that are
+	// not public (see PublicAddress: loopback, private, link-local such as
+	// cloud metadata services, ...), with ErrNotAllowed, so that a bounty
+	// cannot make the engine reach into its own network. It applies to the
+	// default client (which then uses no proxy); with a Client of your own,
+	// set PublicOnlyControl on its dialer instead (Fetch refuses the
+	// combination with ErrBadPolicy).
+	PublicOnly bool
 }
 
 var builtinSchemes = []string{"file", "stdin", "data", "http", "https"}
@@ -457,7 +465,12 @@ func (l limits) fetchCustom(ctx context.Context, open Opener, uri string) (*Cont
 func (p Policy) fetchHTTP(ctx context.Context, l limits, u *url.URL) (*Content, error) {
 	what := redact(u)
 	client := p.Client
-	if client == nil {
+	switch {
+	case client != nil && p.PublicOnly:
+		return nil, fmt.Errorf("%w: PublicOnly applies to the default client; set fetch.PublicOnlyControl on your Client's dialer", ErrBadPolicy)
+	case p.PublicOnly:
+		client = publicClient()
+	case client == nil:
 		client = defaultClient()
 	}
 	c := *client // a shallow copy sharing the Transport, to wrap CheckRedirect
@@ -487,6 +500,8 @@ func (p Policy) fetchHTTP(ctx context.Context, l limits, u *url.URL) (*Content, 
 			return nil, cancelledError(ctx, "GET "+what)
 		case refused != "" && errors.Is(err, ErrNotAllowed):
 			return nil, fmt.Errorf("%w: GET %s redirects to scheme %q", ErrNotAllowed, what, refused)
+		case errors.Is(err, ErrNotAllowed): // PublicOnlyControl refused the address
+			return nil, fmt.Errorf("GET %s: %w", what, unwrapURLError(err))
 		}
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnreachable, what, unwrapURLError(err))
 	}

@@ -38,6 +38,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	secretFlag := fs.String("secret", "", "webhook secret (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
 	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
+	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts on loopback, private and link-local addresses (development only)")
 	workers := fs.Int("workers", 4, "bounties scanned at once (--backend local)")
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties")
@@ -59,6 +60,8 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return usageError{"--drain must be positive"}
 	case *allowFile && *backend != "local":
 		return usageError{"--allow-file applies to --backend local only: workers use their own fetch policy"}
+	case *allowPrivate && *backend != "local":
+		return usageError{"--allow-private applies to --backend local only: workers use their own fetch policy"}
 	}
 	var connect Connector
 	if *backend != "local" {
@@ -80,7 +83,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return err
 	}
 
-	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile)
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate)
 	if err != nil {
 		return err
 	}
@@ -102,7 +105,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 
 // intake returns what the handler submits to and how to stop it once the
 // server is closed: the local engine (drained), or a backend session.
-func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile bool) (webhook.Submitter, func(context.Context) error, error) {
+func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile, allowPrivate bool) (webhook.Submitter, func(context.Context) error, error) {
 	if connect != nil {
 		sess, err := connect(ctx, log)
 		if err != nil {
@@ -112,8 +115,13 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		return webhook.SubmitFunc(sess.Broker().Submit), func(context.Context) error { return sess.Close() }, nil
 	}
 	// Bounties arrive from the network: by default they may reference
-	// http(s) and data: artifacts only.
+	// http(s) and data: artifacts only, on public addresses (a bounty must
+	// not make the engine reach into its own network).
 	policy := fetch.Remote()
+	policy.PublicOnly = !allowPrivate
+	if allowPrivate {
+		log.Warn("bounties may reference artifacts on private addresses (--allow-private)")
+	}
 	if allowFile {
 		policy.Allow = append(policy.Allow, "file")
 		log.Warn("bounties may reference local files (--allow-file)")

@@ -142,7 +142,8 @@ func TestWebhookAcceptance(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "webhook", "--addr", "127.0.0.1", "-p", "0", "--workers", "2")
+	// The artifacts are served on loopback, which the webhook refuses by default.
+	cmd := exec.CommandContext(ctx, bin, "webhook", "--addr", "127.0.0.1", "-p", "0", "--workers", "2", "--allow-private")
 	cmd.Env = append(os.Environ(), "PSENGINE_WEBHOOK_SECRET="+testSecret, "LOG_LEVEL=debug", "LOG_FORMAT=text",
 		"TMPDIR="+dir, "PSENGINE_RUNTIME_DIR="+dir, "HOME="+dir, "XDG_CACHE_HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	stdout, err := cmd.StdoutPipe()
