@@ -285,8 +285,11 @@ func (r Result) Answer() Answer { return NewAnswer(r.Bounty, r.Analysis) }
 // Analyze answers a local file artifact given as a path, "-" (stdin) or a
 // URI (file://, data:, http(s)://): it fetches it, forges its bounty (see
 // LocalBounty) and runs the whole pipeline. It blocks until the answer is
-// ready and honours ctx. The error is res.Err: with res.Answered true it
-// says why the answer is a special result; otherwise there is no answer.
+// ready. The error is res.Err: with res.Answered true it says why the answer
+// is a special result; otherwise there is no answer. The bounty's deadline
+// (its expiration less the delivery margin, and WithTimeout) ends a scan
+// with an unknown answer; ctx ending first abandons the bounty unanswered,
+// with ctx's cause in the error.
 func (e *Engine) Analyze(ctx context.Context, uri string) (Result, error) {
 	return e.AnalyzeArtifact(ctx, FileArtifact, uri)
 }
