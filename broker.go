@@ -74,7 +74,6 @@ type MemoryBroker struct {
 	pending   map[string]Job
 	done      map[string]struct{}
 	doneLog   []string
-	retries   int           // redeliveries waiting for their timer
 	idle      chan struct{} // closed when nothing is pending; replaced when work arrives
 	closed    bool
 	abandoned bool
@@ -211,7 +210,6 @@ func (m *MemoryBroker) settle(job Job, err error) {
 	default:
 		job.Attempt++
 		m.pending[job.ID] = job
-		m.retries++
 		var t *time.Timer
 		t = time.AfterFunc(m.cfg.Backoff.Delay(job.Attempt-1), func() {
 			m.mu.Lock()
@@ -220,7 +218,6 @@ func (m *MemoryBroker) settle(job Job, err error) {
 				return // abandoned
 			}
 			delete(m.timers, t)
-			m.retries--
 			m.queue = append(m.queue, job)
 			m.signal()
 		})
@@ -297,7 +294,6 @@ func (m *MemoryBroker) Abandon() []Job {
 		t.Stop()
 		delete(m.timers, t)
 		delete(m.pending, j.ID)
-		m.retries--
 		out = append(out, j)
 	}
 	if len(m.pending) == 0 {

@@ -37,15 +37,7 @@ func testDirs(t *testing.T) psengine.Option {
 
 func newEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) *psengine.Engine {
 	t.Helper()
-	e := psengine.New(s, append([]psengine.Option{testDirs(t), psengine.WithGetenv(func(string) string { return "" })}, opts...)...)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return e
+	return psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithGetenv(func(string) string { return "" })}, opts...)...)
 }
 
 // marker is a scanner that finds "MALWARE" in the artifact.

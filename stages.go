@@ -140,7 +140,7 @@ func answerFor(err error) Analysis {
 // shorter metadata.error.
 func unwrapKind(err, k error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		if errs := j.Unwrap(); len(errs) == 2 && errors.Is(errs[0], k) && errs[0] == k {
+		if errs := j.Unwrap(); len(errs) == 2 && errs[0] == k {
 			return errs[1]
 		}
 	}
@@ -218,13 +218,9 @@ func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
 		return e.scanner.Scan(ctx, t.env, t.artifact)
 	})
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, pipeline.ErrAbandoned) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-			if errors.Is(cause, ErrTimeout) {
-				return t, fmt.Errorf("%w: %w", ErrTimeout, err)
-			}
-			return t, fmt.Errorf("%w: %w", ErrScan, err)
-		}
 		switch {
+		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
+			return t, fmt.Errorf("%w: %w", ErrTimeout, err)
 		case errors.Is(err, ErrUnsupported), errors.Is(err, ErrEncrypted):
 			t.analysis, t.decided = answerFor(err), true
 			return t, nil

@@ -47,14 +47,7 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 		Case{Name: "random bytes", Data: random},
 	)
 	ctx := context.Background()
-	engine := psengine.New(s, append([]psengine.Option{psengine.WithWorkers(2)}, opts...)...)
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := engine.Shutdown(sctx); err != nil {
-			t.Errorf("engine shutdown: %v", err)
-		}
-	})
+	engine := Engine(t, s, append([]psengine.Option{psengine.WithWorkers(2)}, opts...)...)
 	if err := engine.Start(ctx); err != nil {
 		t.Fatalf("engine start: %v", err)
 	}

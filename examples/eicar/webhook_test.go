@@ -53,24 +53,6 @@ func buildEICAR(t *testing.T) string {
 	return bin
 }
 
-// syncBuffer collects the child's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // answers is the response_url side: /answers/ID answers 503 to the first
 // failures[ID] POSTs, then 200, and keeps every POST.
 type answers struct {
@@ -150,7 +132,7 @@ func TestWebhookAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr psenginetest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,10 @@
 package natscli_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,22 +24,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"))
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func program(t *testing.T, stdin string) (*cli.Program, *syncBuffer, *syncBuffer) {
+func program(t *testing.T, stdin string) (*cli.Program, *psenginetest.SyncBuffer, *psenginetest.SyncBuffer) {
 	home := t.TempDir()
-	out, errs := &syncBuffer{}, &syncBuffer{}
+	out, errs := &psenginetest.SyncBuffer{}, &psenginetest.SyncBuffer{}
 	return &cli.Program{
 		Name:     "eicar",
 		Scanner:  engine.Scanner{},

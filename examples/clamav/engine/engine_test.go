@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -38,16 +37,7 @@ func randomBytes(n int) []byte {
 // end of the test.
 func newEngine(t *testing.T, s engine.Scanner, opts ...psengine.Option) *psengine.Engine {
 	t.Helper()
-	opts = append([]psengine.Option{psengine.WithName("clamav"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "clamav-"})}, opts...)
-	e := psengine.New(s, opts...)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return e
+	return psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithName("clamav"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "clamav-"})}, opts...)...)
 }
 
 func analyze(t *testing.T, e *psengine.Engine, data []byte) psengine.Result {

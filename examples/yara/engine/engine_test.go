@@ -92,16 +92,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func newEngine(t *testing.T, s engine.Scanner, opts ...psengine.Option) *psengine.Engine {
 	t.Helper()
-	opts = append([]psengine.Option{psengine.WithName("yara"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "yara-"})}, opts...)
-	e := psengine.New(s, opts...)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return e
+	return psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithName("yara"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "yara-"})}, opts...)...)
 }
 
 func analyze(t *testing.T, e *psengine.Engine, data []byte) psengine.Result {

@@ -3,7 +3,6 @@
 package clamdtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -117,7 +115,7 @@ type Daemon struct {
 	clamd  string
 	cmd    *exec.Cmd
 	done   chan struct{}
-	stderr *syncBuffer
+	stderr *psenginetest.SyncBuffer
 }
 
 // StartDaemon writes cfg's database and clamd.conf, starts clamd in the
@@ -183,7 +181,7 @@ func (d *Daemon) Start(tb testing.TB) {
 	if d.running() {
 		tb.Fatal("clamd already running")
 	}
-	d.stderr = &syncBuffer{}
+	d.stderr = &psenginetest.SyncBuffer{}
 	d.cmd = exec.Command(d.clamd, "-c", d.Conf)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -341,21 +339,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
