@@ -170,14 +170,20 @@ func TestFailuresAnswerUnknown(t *testing.T) {
 	}
 }
 
-func TestTimeoutAnswersUnknown(t *testing.T) {
+// hungScanner ignores its ctx until released is closed.
+func hungScanner(released <-chan struct{}) psengine.Scanner {
+	return psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+		<-released // ignores ctx entirely
+		return psengine.Analysis{Verdict: psengine.Malicious}, nil
+	})
+}
+
+// With WithScanIsolation a scan that ignores its ctx is walked away from:
+// the call returns at the deadline, answered unknown.
+func TestTimeoutIsolatedScanWalkedAway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		released := make(chan struct{})
-		hang := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
-			<-released // ignores ctx entirely
-			return psengine.Analysis{Verdict: psengine.Malicious}, nil
-		})
-		e := psengine.New(hang, testDirs(t), psengine.WithTimeout(time.Second))
+		e := psengine.New(hungScanner(released), testDirs(t), psengine.WithTimeout(time.Second), psengine.WithScanIsolation())
 		start := time.Now()
 		res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x")))
 		if !errors.Is(err, psengine.ErrTimeout) {
@@ -194,6 +200,116 @@ func TestTimeoutAnswersUnknown(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// By default a scan runs on its worker's goroutine: one that ignores its
+// ctx is settled by the watchdog ScanGrace after the deadline (answered
+// unknown, delivered once, reported to the hooks) and the call returns that
+// result when the scan finally returns.
+func TestTimeoutInlineScanSettledByWatchdog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		released := make(chan struct{})
+		var delivered []psengine.Answer
+		var mu sync.Mutex
+		deliverer := psengine.DelivererFunc(func(_ context.Context, _ psengine.Bounty, a psengine.Answer) error {
+			mu.Lock()
+			delivered = append(delivered, a)
+			mu.Unlock()
+			return nil
+		})
+		reported := make(chan error, 2)
+		e := psengine.New(hungScanner(released), testDirs(t), psengine.WithTimeout(time.Second),
+			psengine.WithDeliverer(deliverer),
+			psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { reported <- err }))
+		start := time.Now()
+		done := make(chan psengine.Result, 1)
+		go func() {
+			res, _ := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithResponseURL("https://example.test/answer")))
+			done <- res
+		}()
+		err := <-reported
+		if !errors.Is(err, psengine.ErrTimeout) {
+			t.Errorf("reported %v, want ErrTimeout", err)
+		}
+		if took, want := time.Since(start), time.Second+psengine.ScanGrace; took != want {
+			t.Errorf("settled after %v, want the 1s timeout plus ScanGrace (%v)", took, want)
+		}
+		mu.Lock()
+		if len(delivered) != 1 || delivered[0].Verdict != psengine.Unknown {
+			t.Errorf("delivered %+v, want one unknown answer", delivered)
+		}
+		mu.Unlock()
+		synctest.Wait()
+		select {
+		case res := <-done:
+			t.Fatalf("AnalyzeBounty returned %+v while its scan still runs", res)
+		default:
+		}
+		time.Sleep(time.Minute)
+		close(released)
+		res := <-done
+		if !errors.Is(res.Err, psengine.ErrTimeout) || !res.Answered || !res.Delivered || res.Analysis.Verdict != psengine.Unknown {
+			t.Errorf("result %+v, want the watchdog's delivered unknown answer", res)
+		}
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(delivered) != 1 || len(reported) != 0 {
+			t.Errorf("%d answers delivered, %d more errors reported: want the watchdog's only", len(delivered), len(reported))
+		}
+	})
+}
+
+// Shutdown does not wait forever for a scan that ignores its cancellation:
+// ScanGrace after its deadline it reports the bounty, leaves that worker
+// and the engine un-torn-down, and says so.
+func TestShutdownLeavesHungScan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		released := make(chan struct{})
+		reported := make(chan error, 1)
+		var tornDown atomic.Int32
+		s := teardownScanner{Scanner: hungScanner(released), n: &tornDown}
+		e := psengine.New(s, testDirs(t), psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { reported <- err }))
+		if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(time.Hour)))); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := e.Shutdown(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still running") {
+			t.Errorf("Shutdown = %v, want the deadline error and the running scan", err)
+		}
+		if took, want := time.Since(start), 10*time.Second+psengine.ScanGrace; took != want {
+			t.Errorf("Shutdown took %v, want %v", took, want)
+		}
+		if err := <-reported; !errors.Is(err, psengine.ErrShutdown) {
+			t.Errorf("reported %v, want ErrShutdown", err)
+		}
+		if n := tornDown.Load(); n != 0 {
+			t.Errorf("%d teardowns ran while a scan still runs", n)
+		}
+		close(released) // the consumer ends with the scan
+	})
+}
+
+// teardownScanner counts its teardowns.
+type teardownScanner struct {
+	psengine.Scanner
+	n *atomic.Int32
+}
+
+func (s teardownScanner) TeardownWorker(context.Context, psengine.Env) error {
+	s.n.Add(1)
+	return nil
+}
+
+func (s teardownScanner) TeardownEngine(context.Context, psengine.Env) error {
+	s.n.Add(1)
+	return nil
 }
 
 func TestDeadlineLeavesDeliveryMargin(t *testing.T) {

@@ -70,6 +70,7 @@ type config struct {
 	discardSet     bool // WithDiscardExpired was given: the environment does not override it
 	dirs           *envdirs.Dirs
 	getenv         func(string) string
+	isolate        bool
 }
 
 // WithName names the engine (used for its base directories, logs, and as
@@ -113,6 +114,22 @@ func WithTimeout(d time.Duration) Option {
 		panic(fmt.Sprintf("psengine: WithTimeout(%v): need a positive duration", d))
 	}
 	return opt(fmt.Sprintf("WithTimeout(%v)", d), func(c *config) { c.timeout = d })
+}
+
+// WithScanIsolation runs each scan on a goroutine apart from the one
+// processing its bounty, so that a scan that ignores its ctx is walked away
+// from at its deadline: Analyze returns and the worker moves on to its next
+// bounty while the scan finishes alone (its result dropped), beside the
+// WithWorkers bound. It costs a goroutine hand-off per scan (a few
+// microseconds).
+//
+// Without it (the default) the scan runs on the worker's goroutine, as a
+// net/http handler does: a scan that ignores its ctx keeps its worker, and
+// Analyze, until it returns. Its bounty is settled all the same: ScanGrace
+// after the deadline it is answered unknown (ErrTimeout), delivered and
+// reported to the hooks, and Shutdown does not wait for the scan.
+func WithScanIsolation() Option {
+	return opt("WithScanIsolation()", func(c *config) { c.isolate = true })
 }
 
 // WithDeliveryMargin sets how long before a bounty's expiration its scan

@@ -63,6 +63,7 @@ type Engine struct {
 	shutdownOnce         sync.Once
 	shutdownErr          error
 	consumersStartedOnce sync.Once
+	stuck                atomic.Int32 // scans settled without them that have not returned yet
 }
 
 // worker is one scanning slot with its own Env. A worker is used by one
@@ -72,7 +73,32 @@ type worker struct {
 	env    Env // the worker's own Env, valid when ready
 	base   Env // the engine Env it was built on
 	ready  bool
-	runner *scanRunner // started on the first scan
+	runner *scanRunner // WithScanIsolation: started on the first scan
+
+	// token: the call holding w counts in Engine.inflight; the watchdog
+	// releases it for a scan that overran, so that Shutdown need not wait
+	// for that scan (see bountyRun.overrun).
+	token atomic.Bool
+	held  atomic.Bool // a call holds w
+	mu    sync.Mutex
+	run   *bountyRun // the bounty being processed, for Shutdown to cancel
+}
+
+// releaseToken ends the in-flight count of the call holding w, once.
+func (w *worker) releaseToken(e *Engine) {
+	if w.token.CompareAndSwap(true, false) {
+		e.inflight.Done()
+	}
+}
+
+// expireRun cancels w's running bounty, if any, with cause.
+func (w *worker) expireRun(cause error) {
+	w.mu.Lock()
+	r := w.run
+	w.mu.Unlock()
+	if r != nil {
+		r.expire(cause)
+	}
 }
 
 // New returns an engine answering with scanner. It does not fail: an
@@ -310,7 +336,7 @@ func (e *Engine) AnalyzeArtifact(ctx context.Context, t ArtifactType, uri string
 // It blocks until the answer is delivered or given up, and honours ctx.
 // The error is res.Err (see Analyze).
 func (e *Engine) AnalyzeBounty(ctx context.Context, b Bounty) (Result, error) {
-	res := e.withWorker(ctx, false, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, b, nil) })
+	res := e.withWorker(ctx, false, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, b) })
 	return res, res.Err
 }
 
@@ -352,8 +378,8 @@ func each[In any](ctx context.Context, e *Engine, ins iter.Seq[In], s pipeline.S
 	}
 }
 
-// withWorker starts the engine, takes a worker slot, runs fn with a context
-// that also ends when Shutdown gives up waiting, and gives the slot back.
+// withWorker starts the engine, takes a worker slot, runs fn and gives the
+// slot back. (Shutdown giving up cancels the bounty fn runs: see newRun.)
 // Callers from outside (internal false) are refused once Shutdown began;
 // the broker's consumers still drain the queue.
 func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx context.Context, w *worker) Result) Result {
@@ -364,21 +390,27 @@ func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx cont
 	}
 	e.inflight.Add(1)
 	e.gate.RUnlock()
-	defer e.inflight.Done()
 	if err := e.Start(ctx); err != nil {
+		e.inflight.Done()
 		return Result{Err: err}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(e.hard, func() { cancel(ErrShutdown) })
-	defer stop()
 	var w *worker
 	select {
 	case w = <-e.slots:
 	case <-ctx.Done():
+		e.inflight.Done()
 		return Result{Err: context.Cause(ctx)}
+	case <-e.hard.Done():
+		e.inflight.Done()
+		return Result{Err: ErrShutdown}
 	}
-	defer func() { e.slots <- w }()
+	w.held.Store(true)
+	w.token.Store(true) // the in-flight count is w's to release now
+	defer func() {
+		w.held.Store(false)
+		w.releaseToken(e)
+		e.slots <- w
+	}()
 	return fn(ctx, w)
 }
 
@@ -410,21 +442,29 @@ func (e *Engine) workerEnv(ctx context.Context, w *worker) (Env, error) {
 }
 
 // analyzeLocal fetches a local input, forges its bounty and processes it.
+// The fetch runs under the bounty's deadline already.
 func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) Result {
+	now := time.Now()
+	r := e.newRun(ctx, w, Bounty{ArtifactType: t, ArtifactURI: uri, Expiration: now.Add(e.cfg.localTTL)}, now)
+	defer r.cancel(nil)
 	var content *fetch.Content
-	var err error
 	var mime string
 	if t == URLArtifact {
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
 	} else {
-		content, err = e.cfg.localPolicy.Fetch(ctx, uri, "")
+		var err error
+		content, err = e.cfg.localPolicy.Fetch(r, uri, "")
 		if err != nil {
+			if !r.claim() {
+				return r.wait()
+			}
 			return Result{Err: kind(ErrFetch, err)}
 		}
 		mime = DetectMIMEType(content.Head())
 	}
-	b := LocalBounty(t, uri, content.SHA256(), mime, time.Now(), e.cfg.localTTL)
-	return e.process(ctx, w, b, content)
+	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
+	r.setBounty(b)
+	return e.runBounty(r, b, content)
 }
 
 // Submit queues b on the broker and returns once the broker accepted it;
@@ -479,7 +519,7 @@ func (e *Engine) Serve(ctx context.Context) error {
 // error (redeliver) only when the answer could not be delivered for a
 // reason a later attempt may fix and the bounty has not expired.
 func (e *Engine) handle(ctx context.Context, job Job) error {
-	res := e.withWorker(ctx, true, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, job.Bounty, nil) })
+	res := e.withWorker(ctx, true, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, job.Bounty) })
 	switch {
 	case res.Err == nil:
 		return nil
@@ -562,8 +602,10 @@ func (e *Engine) Update(ctx context.Context) error {
 // bounties finish and deliver, then tears the workers and the engine down.
 // If ctx ends first, running scans are cancelled, every bounty not answered
 // is reported to the error hooks with ErrShutdown, and Shutdown returns
-// ctx's error (joined with teardown errors). Later calls return the first
-// call's result.
+// ctx's error (joined with teardown errors). A scan that ignores its
+// cancellation is given ScanGrace, then left running (see
+// WithScanIsolation): its worker and the engine are not torn down, and the
+// error says so. Later calls return the first call's result.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.shutdownOnce.Do(func() { e.shutdownErr = e.shutdown(ctx) })
 	return e.shutdownErr
@@ -593,11 +635,24 @@ func (e *Engine) shutdown(ctx context.Context) error {
 				e.reportError(context.WithoutCancel(ctx), job.Bounty, fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID))
 			}
 		}
-		<-drained // running scans see e.hard and return promptly
+		for _, w := range e.workers {
+			w.expireRun(ErrShutdown)
+		}
+		// Running scans return promptly, or are settled without them
+		// ScanGrace later (see bountyRun.overrun).
+		<-drained
 	}
 	e.stopBG()
-	e.consumers.Wait()
+	if e.stuck.Load() == 0 {
+		e.consumers.Wait()
+	} // else a consumer may be inside a scan that ignores its ctx: not waited for
+	busy := map[*worker]bool{}
 	for _, w := range e.workers {
+		if w.held.Load() {
+			busy[w] = true
+			errs = append(errs, fmt.Errorf("worker %d: a scan that ignores its context is still running; not torn down", w.id))
+			continue
+		}
 		w.stopRunner()
 	}
 
@@ -607,7 +662,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	defer cancel()
 	if t, ok := e.orig.(WorkerTeardown); ok {
 		for _, w := range e.workers {
-			if !w.ready {
+			if !w.ready || busy[w] {
 				continue
 			}
 			var err error
@@ -619,7 +674,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil {
+	if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil && len(busy) == 0 {
 		var err error
 		if perr := pipeline.Protect(func() { err = t.TeardownEngine(tctx, e.Env()) }); perr != nil {
 			err = perr

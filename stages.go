@@ -25,102 +25,90 @@ type task struct {
 	decided  bool // the answer is settled (a special result): skip the scan
 }
 
-// process answers one bounty on worker w. pre, when not nil, is content
-// already fetched (a local input); process owns it from then on.
-func (e *Engine) process(ctx context.Context, w *worker, b Bounty, pre *fetch.Content) (res Result) {
-	res = Result{Bounty: b}
-	t := &task{worker: w, bounty: b, content: pre}
-	if pre != nil {
-		t.mimetype = b.MIMEType // detected from pre by analyzeLocal
+// process answers one bounty on worker w.
+func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
+	res := Result{Bounty: b}
+	if err := b.Validate(); err != nil {
+		res.Err = err
+		e.finish(ctx, &res, e.cfg.logger)
+		return res
+	}
+	now := time.Now()
+	if e.cfg.discardExpired && expired(b, now) {
+		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
+		e.finish(ctx, &res, e.cfg.logger)
+		return res
+	}
+	r := e.newRun(ctx, w, b, now)
+	defer r.cancel(nil)
+	return e.runBounty(r, b, nil)
+}
+
+// runBounty answers b within run r: fetch (unless content, already fetched,
+// is given: runBounty owns it from then on), identify, accept, scan, then
+// bid, enrich, validate, deliver and the hooks (see conclude). When the scan
+// overran its deadline and the watchdog settled the bounty, it returns the
+// watchdog's result once the scan returned.
+func (e *Engine) runBounty(r *bountyRun, b Bounty, content *fetch.Content) Result {
+	t := &task{worker: r.w, bounty: b, content: content}
+	if content != nil {
+		t.mimetype = b.MIMEType // detected from content by analyzeLocal
 	}
 	defer func() {
 		if t.content != nil {
 			_ = t.content.Close()
 		}
 	}()
-	log := e.cfg.logger
-
-	if err := b.Validate(); err != nil {
-		res.Err = err
-		e.finish(ctx, &res, log)
-		return res
-	}
-	now := time.Now()
-	if e.cfg.discardExpired && expired(b, now) {
-		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
-		e.finish(ctx, &res, log)
-		return res
-	}
-
-	env, err := e.workerEnv(ctx, w)
-	if err != nil {
-		res.Analysis, res.Answered, res.Err = Skipped(err), true, err
-	} else {
+	env, err := e.workerEnv(r, r.w)
+	if err == nil {
 		t.env = env
-		sctx, cancel := e.scanContext(ctx, b, now)
-		_, err = e.front(sctx, t)
-		cancel()
-		if err != nil && ctx.Err() != nil {
-			// The caller, the consumer or Shutdown gave up on this bounty
-			// (not its deadline): no answer, so that a broker hands it to
-			// another worker rather than take an "unknown" for it.
-			res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(ctx))
-			e.finish(ctx, &res, log)
-			return res
-		}
-		res.Analysis, res.Answered, res.Err = t.analysis, true, err
-		if err != nil && !t.decided {
-			res.Analysis = answerFor(err)
-		}
+		_, err = e.front(r, t)
 	}
+	if !r.claim() {
+		res := r.wait()
+		e.cfg.logger.Warn("a scan returned after its bounty was settled without it; its result is dropped",
+			"bounty", b.ID.String(), "err", err, "verdict", t.analysis.Verdict)
+		return res
+	}
+	res := Result{Bounty: b, Err: err}
+	if err != nil && r.Err() != nil && !errors.Is(context.Cause(r), ErrTimeout) {
+		// The caller, the consumer or Shutdown gave up on this bounty
+		// (not its deadline): no answer, so that a broker hands it to
+		// another worker rather than take an "unknown" for it.
+		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(r))
+		e.finish(r.parent, &res, e.cfg.logger)
+		return res
+	}
+	e.conclude(r.parent, t, &res)
+	return res
+}
 
-	back := e.back
-	if _, verr := back(ctx, t.withAnalysis(res.Analysis)); verr != nil {
+// conclude turns t's analysis (or, when res.Err is set and t's answer is not
+// decided, the special result for res.Err) into the answer: bid, enrich,
+// validate, then delivers it when the bounty has a response URL and runs the
+// hooks.
+func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
+	res.Answered = true
+	if res.Err != nil && !t.decided {
+		t.analysis = answerFor(res.Err)
+	}
+	if _, verr := e.back(ctx, t); verr != nil {
 		// The scanner's analysis would be refused: answer unknown instead.
 		res.Err = errors.Join(res.Err, verr)
-		res.Analysis = Skipped(verr)
-		t.analysis = res.Analysis
-		if _, err := back(ctx, t); err != nil { // cannot fail for a special result
+		t.analysis = Skipped(verr)
+		if _, err := e.back(ctx, t); err != nil { // cannot fail for a special result
 			res.Err = errors.Join(res.Err, err)
 		}
 	}
 	res.Analysis = t.analysis
-
-	if b.ResponseURL != "" {
+	if b := t.bounty; b.ResponseURL != "" {
 		if err := e.deliver(ctx, b, res.Analysis); err != nil {
 			res.Err = errors.Join(res.Err, err)
 		} else {
 			res.Delivered = true
 		}
 	}
-	e.finish(ctx, &res, log)
-	return res
-}
-
-func (t *task) withAnalysis(a Analysis) *task { t.analysis = a; return t }
-
-// scanContext bounds fetch and scan: the bounty's expiration less the
-// delivery margin, and the host's timeout.
-func (e *Engine) scanContext(ctx context.Context, b Bounty, now time.Time) (context.Context, context.CancelFunc) {
-	var deadline time.Time
-	if !b.Expiration.IsZero() {
-		deadline = b.Expiration.Add(-e.cfg.margin)
-		if !deadline.After(now) {
-			// Expired, or too close to expiring, yet scanned anyway
-			// (WithDiscardExpired(false)): the answer is late whatever
-			// happens, so give the scan LateScanWindow rather than none.
-			deadline = now.Add(LateScanWindow)
-		}
-	}
-	if e.cfg.timeout > 0 {
-		if d := now.Add(e.cfg.timeout); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
-		}
-	}
-	if deadline.IsZero() {
-		return context.WithCancel(ctx)
-	}
-	return context.WithDeadlineCause(ctx, deadline, ErrTimeout)
+	e.finish(ctx, res, e.cfg.logger)
 }
 
 // answerFor is the special result answering a bounty that failed with err.
@@ -208,15 +196,22 @@ func (e *Engine) acceptStage(_ context.Context, t *task) (*task, error) {
 	return t, nil
 }
 
-// scanStage runs the scanner, bounded by ctx's deadline even if it ignores
-// ctx, with panics recovered.
+// scanStage runs the scanner with panics recovered: on the worker's own
+// goroutine, or with WithScanIsolation on the worker's scanning goroutine,
+// walked away from at ctx's deadline.
 func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
 	if t.decided {
 		return t, nil
 	}
-	a, err := t.worker.scan(ctx, func(ctx context.Context) (Analysis, error) {
-		return e.scanner.Scan(ctx, t.env, t.artifact)
-	})
+	var a Analysis
+	var err error
+	if e.cfg.isolate {
+		a, err = t.worker.scan(ctx, func(ctx context.Context) (Analysis, error) {
+			return e.scanner.Scan(ctx, t.env, t.artifact)
+		})
+	} else if perr := pipeline.Protect(func() { a, err = e.scanner.Scan(ctx, t.env, t.artifact) }); perr != nil {
+		err = perr
+	}
 	if err != nil {
 		switch {
 		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
