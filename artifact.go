@@ -74,15 +74,18 @@ func (a Artifact) Open() (io.ReadCloser, error) {
 }
 
 // Bytes returns the whole content when it is at most DefaultBytesLimit
-// bytes, else an error wrapping fetch.ErrTooLarge.
+// bytes, else an error wrapping fetch.ErrTooLarge. The slice may be the
+// artifact's own (content held in memory is not copied): do not modify it;
+// bytes.Clone it first to change it.
 func (a Artifact) Bytes() ([]byte, error) { return a.BytesMax(DefaultBytesLimit) }
 
-// BytesMax returns the whole content when it is at most max bytes.
+// BytesMax is Bytes for content of at most max bytes. Do not modify the
+// slice.
 func (a Artifact) BytesMax(max int64) ([]byte, error) {
 	if a.content == nil {
 		return nil, errNoContent
 	}
-	return a.content.Bytes(max)
+	return a.content.View(max)
 }
 
 // Head returns the first bytes of the content (up to 4 KiB). Do not modify them.

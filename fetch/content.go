@@ -98,7 +98,14 @@ func (c *Content) Open() (io.ReadCloser, error) {
 // Bytes returns the whole content in a new slice the caller owns, when Size
 // <= max; otherwise a *TooLargeError (matching ErrTooLarge) without reading
 // anything. It reads exactly Size bytes. Errors are those of Open.
-func (c *Content) Bytes(max int64) ([]byte, error) {
+func (c *Content) Bytes(max int64) ([]byte, error) { return c.bytes(max, true) }
+
+// View is Bytes without the copy of content held in memory: it returns the
+// held slice itself, which the caller must not modify (Open, Path and Head
+// read the same bytes). Content on disk is read into a new slice.
+func (c *Content) View(max int64) ([]byte, error) { return c.bytes(max, false) }
+
+func (c *Content) bytes(max int64, clone bool) ([]byte, error) {
 	if c.size > max {
 		return nil, &TooLargeError{Limit: max, Size: c.size}
 	}
@@ -109,6 +116,9 @@ func (c *Content) Bytes(max int64) ([]byte, error) {
 	}
 	if c.mem != nil {
 		c.mu.Unlock()
+		if !clone {
+			return c.mem, nil
+		}
 		return bytes.Clone(c.mem), nil
 	}
 	c.mu.Unlock()
