@@ -293,12 +293,8 @@ func (p Policy) limits() (limits, error) {
 		l.memCap = DefaultMemoryLimit
 	}
 	l.memCap = min(l.memCap, l.max)
-	if l.dir == "" {
-		l.dir = os.TempDir()
-	}
-	if l.prefix == "" {
-		l.prefix = defaultTempPrefix()
-	}
+	// An empty dir or prefix is resolved (TMPDIR, TMPPREFIX) when a temp
+	// file is made: most content never needs one.
 	l.prefix = lastElem(l.prefix)
 	return l, nil
 }
@@ -431,8 +427,7 @@ func (l limits) memData(b []byte) (*Content, error) {
 	if int64(len(b)) > l.max {
 		return nil, &TooLargeError{Limit: l.max, Size: int64(len(b))}
 	}
-	sum := sha256.Sum256(b)
-	return newMemContent(b, hex.EncodeToString(sum[:]), l.dir, l.prefix), nil
+	return newMemContent(b, sha256Hex(b), l.dir, l.prefix), nil
 }
 
 // fetchCustom reads a scheme registered in Policy.Openers.
@@ -548,4 +543,12 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// sha256Hex returns the lowercase hex SHA-256 of b (one allocation).
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }

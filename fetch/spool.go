@@ -67,7 +67,12 @@ func (p *pass) take(b []byte, keepHead bool) {
 	}
 }
 
-func (p *pass) sum() string { return hex.EncodeToString(p.h.Sum(nil)) }
+func (p *pass) sum() string {
+	var sum [sha256.Size]byte
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], p.h.Sum(sum[:0]))
+	return string(h[:])
+}
 
 // errCancelled is internal: pass.fail turns it into the context's error.
 var errCancelled = errors.New("cancelled")
