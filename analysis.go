@@ -375,17 +375,20 @@ func Validate(b Bounty, a Analysis) error {
 }
 
 func isProductName(s string) bool {
-	for _, word := range strings.Split(s, "-") {
-		if word == "" {
-			return false
-		}
-		for _, r := range word {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_') {
+	prev := byte('-') // no leading, trailing or doubled hyphen
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '-':
+			if prev == '-' {
 				return false
 			}
+		case !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_'):
+			return false
 		}
+		prev = c
 	}
-	return true
+	return prev != '-'
 }
 
 // ProductName turns a display name ("ClamAV Engine") into the wire form
