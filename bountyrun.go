@@ -3,7 +3,6 @@ package psengine
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,11 +23,12 @@ const (
 	runByWatchdog
 )
 
-// bountyRun is the context of one bounty's fetch and scan, and its
-// watchdog. It is one allocation on the hot path: a cancel-with-cause
-// context, the deadline and a timer that, at the deadline, cancels the
-// context with ErrTimeout and, ScanGrace later, settles the bounty for a
-// scan that has not returned (see overrun).
+// bountyRun is one bounty on its way through the stages: the context of
+// its fetch and scan, the task the stages fill in, and its watchdog. It is
+// one allocation on the hot path. The worker's timer (reused from bounty to
+// bounty) cancels the context with ErrTimeout at the deadline and, the
+// grace later, settles the bounty for a scan that has not returned (see
+// overrun).
 //
 // The goroutine processing the bounty claims it with claim() once the scan
 // returned; the watchdog claims it in overrun. Exactly one of them answers.
@@ -40,43 +40,58 @@ type bountyRun struct {
 	e      *Engine
 	w      *worker
 	parent context.Context // the caller's (or consumer's) context
-	bounty Bounty
 	grace  time.Duration
+	state  atomic.Int32 // runScanning, runByProcess or runByWatchdog
 
-	state atomic.Int32 // runScanning, runByProcess or runByWatchdog
+	// Guarded by w.mu.
+	expired bool        // the context was cancelled by the watchdog or Shutdown
+	settled *settlement // set by the watchdog when it settles the bounty
 
-	mu      sync.Mutex // guards what follows
-	timer   *time.Timer
-	expired bool // the context was cancelled by the watchdog or Shutdown
+	// task is the worker's task, reset for this bounty: a worker runs one
+	// bounty at a time, and a scan that overran keeps its worker. The
+	// watchdog reads task.bounty only once it has claimed the run.
+	task *task
+}
 
-	// Set by the watchdog when it settles the bounty, before closing settled.
-	result  Result
-	settled chan struct{}
+// settlement is the result the watchdog settled a bounty with; done is
+// closed once it is final.
+type settlement struct {
+	done   chan struct{}
+	result Result
+}
+
+// Err is the context's error, context.DeadlineExceeded once the deadline
+// passed (context.Cause says ErrTimeout).
+func (r *bountyRun) Err() error {
+	err := r.Context.Err()
+	if err == context.Canceled && context.Cause(r.Context) == ErrTimeout {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // Deadline reports the scan's deadline (the context's own Deadline would
-// report none: it is cancelled by the run's timer).
+// report none: it is cancelled by the worker's timer).
 func (r *bountyRun) Deadline() (time.Time, bool) { return r.deadline, !r.deadline.IsZero() }
 
 // newRun starts the run of b on w, with the scan deadline of b at now.
 func (e *Engine) newRun(parent context.Context, w *worker, b Bounty, now time.Time) *bountyRun {
-	r := &bountyRun{e: e, w: w, parent: parent, bounty: b, grace: e.grace()}
+	r := &bountyRun{e: e, w: w, parent: parent, grace: e.grace(), task: &w.task}
+	*r.task = task{worker: w, bounty: b}
 	r.Context, r.cancel = context.WithCancelCause(parent)
 	own := e.scanDeadline(b, now)
 	r.deadline = own
 	if pd, ok := parent.Deadline(); ok && (own.IsZero() || pd.Before(own)) {
 		r.deadline = pd
 	}
-	if !own.IsZero() {
-		r.mu.Lock() // tick reads the timer
-		r.timer = time.AfterFunc(own.Sub(now), r.tick)
-		r.mu.Unlock()
-	}
 	w.mu.Lock()
 	w.run = r
+	if !own.IsZero() {
+		w.armLocked(own, now)
+	}
 	w.mu.Unlock()
 	if e.hard.Err() != nil { // Shutdown gave up before w.run was set
-		r.expire(ErrShutdown)
+		w.expireRun(ErrShutdown)
 	}
 	return r
 }
@@ -105,75 +120,87 @@ func (e *Engine) scanDeadline(b Bounty, now time.Time) time.Time {
 	return deadline
 }
 
-// tick is the run's timer: first the deadline, then the end of the grace.
-func (r *bountyRun) tick() {
-	r.mu.Lock()
-	if r.state.Load() != runScanning {
-		r.mu.Unlock()
+// armLocked sets w's timer to fire at at. w.mu is held.
+func (w *worker) armLocked(at, now time.Time) {
+	w.fireAt = at
+	if w.timer == nil {
+		w.timer = time.AfterFunc(at.Sub(now), w.tick)
+	} else {
+		w.timer.Reset(at.Sub(now))
+	}
+}
+
+// tick is w's timer: at the deadline of w's run it cancels the run's
+// context with ErrTimeout and re-arms for the grace; at the end of the grace
+// it settles the run (overrun). A firing meant for an earlier run (the timer
+// is reused) comes before w.fireAt and is ignored.
+func (w *worker) tick() {
+	now := time.Now()
+	w.mu.Lock()
+	r := w.run
+	if r == nil || now.Before(w.fireAt) || r.state.Load() != runScanning {
+		w.mu.Unlock()
 		return
 	}
 	if !r.expired {
 		r.expired = true
 		r.cancel(ErrTimeout)
-		r.timer.Reset(r.grace)
-		r.mu.Unlock()
+		w.armLocked(now.Add(r.grace), now)
+		w.mu.Unlock()
 		return
 	}
-	r.mu.Unlock()
+	w.mu.Unlock()
 	r.overrun()
 }
 
-// expire cancels the run with cause (unless it was cancelled already) and
-// gives the scan the grace to return before the watchdog settles it.
-func (r *bountyRun) expire(cause error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.state.Load() != runScanning {
+// expireRun cancels w's running bounty, if any, with cause (unless it was
+// cancelled already) and gives its scan the grace to return before the
+// watchdog settles it.
+func (w *worker) expireRun(cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.run
+	if r == nil || r.state.Load() != runScanning {
 		return
 	}
 	r.cancel(cause)
-	if r.expired {
-		return // the grace is running already
-	}
-	r.expired = true
-	if r.timer == nil {
-		r.timer = time.AfterFunc(r.grace, r.tick)
-	} else {
-		r.timer.Reset(r.grace)
+	if !r.expired {
+		r.expired = true
+		now := time.Now()
+		w.armLocked(now.Add(r.grace), now)
 	}
 }
 
 // claim is called by the goroutine processing the bounty once fetch and
 // scan returned: true means it answers; false means the watchdog settled the
-// bounty already (see wait). Either way the run's timer is stopped and the
-// worker forgets the run.
+// bounty already (see wait). Either way the worker forgets the run and its
+// timer is stopped.
 func (r *bountyRun) claim() bool {
 	won := r.state.CompareAndSwap(runScanning, runByProcess)
-	r.mu.Lock()
-	if r.timer != nil {
-		r.timer.Stop()
+	w := r.w
+	w.mu.Lock()
+	w.run = nil
+	if w.timer != nil {
+		w.timer.Stop()
 	}
-	r.mu.Unlock()
-	r.w.mu.Lock()
-	r.w.run = nil
-	r.w.mu.Unlock()
+	w.mu.Unlock()
 	return won
 }
 
 // setBounty names the bounty of a run started before its bounty was known
 // (a local input: the bounty is forged from the fetched content).
 func (r *bountyRun) setBounty(b Bounty) {
-	r.mu.Lock()
-	r.bounty = b
-	r.mu.Unlock()
+	r.w.mu.Lock()
+	r.task.bounty = b
+	r.w.mu.Unlock()
 }
 
 // wait returns the result the watchdog settled the bounty with (after a
 // failed claim: the scan has returned).
 func (r *bountyRun) wait() Result {
-	<-r.settled
+	<-r.settled.done
 	r.e.stuck.Add(-1)
-	return r.result
+	return r.settled.result
 }
 
 // overrun settles a bounty whose scan did not return within the grace
@@ -183,19 +210,21 @@ func (r *bountyRun) wait() Result {
 // released, so Shutdown does not wait for the scan; the worker itself stays
 // busy until the scan returns.
 func (r *bountyRun) overrun() {
-	r.mu.Lock()
+	w := r.w
+	w.mu.Lock()
 	if r.settled != nil {
-		r.mu.Unlock()
+		w.mu.Unlock()
 		return
 	}
-	settled := make(chan struct{})
-	r.settled = settled // published to claim() by the CAS
+	s := &settlement{done: make(chan struct{})}
+	r.settled = s // published to claim() by the CAS
 	won := r.state.CompareAndSwap(runScanning, runByWatchdog)
-	b := r.bounty
-	r.mu.Unlock()
 	if !won {
+		w.mu.Unlock()
 		return
 	}
+	b := r.task.bounty // the scan has not returned: the task is still r's
+	w.mu.Unlock()
 	e, ctx := r.e, r.parent
 	cause := context.Cause(r)
 	res := Result{Bounty: b}
@@ -207,8 +236,8 @@ func (r *bountyRun) overrun() {
 		res.Err = fmt.Errorf("bounty abandoned before its answer: %w (%w)", cause, late)
 		e.finish(ctx, &res, e.cfg.logger)
 	}
-	r.result = res
+	s.result = res
 	e.stuck.Add(1)
-	r.w.releaseToken(e)
-	close(settled)
+	w.releaseToken(e)
+	close(s.done)
 }

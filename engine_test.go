@@ -312,6 +312,26 @@ func (s teardownScanner) TeardownEngine(context.Context, psengine.Env) error {
 	return nil
 }
 
+// At its deadline a scan's ctx reports context.DeadlineExceeded, with
+// ErrTimeout as its cause.
+func TestScanContextAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var err, cause error
+		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			<-ctx.Done()
+			err, cause = ctx.Err(), context.Cause(ctx)
+			return psengine.Analysis{}, ctx.Err()
+		})
+		e := newEngine(t, s, psengine.WithTimeout(time.Second))
+		if _, aerr := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"))); !errors.Is(aerr, psengine.ErrTimeout) {
+			t.Errorf("AnalyzeBounty = %v, want ErrTimeout", aerr)
+		}
+		if err != context.DeadlineExceeded || cause != psengine.ErrTimeout {
+			t.Errorf("ctx.Err() = %v, Cause = %v; want DeadlineExceeded, ErrTimeout", err, cause)
+		}
+	})
+}
+
 func TestDeadlineLeavesDeliveryMargin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var deadline time.Time

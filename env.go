@@ -120,6 +120,7 @@ func (e Env) rebase(oldBase, newBase Env) Env {
 		added = append(added, n)
 	}
 	out := newBase
+	out.logger = e.logger // the worker's (it may name the worker)
 	for i := len(added) - 1; i >= 0; i-- {
 		out.vals = &envNode{key: added[i].key, val: added[i].val, next: out.vals}
 	}

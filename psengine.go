@@ -57,7 +57,7 @@ type Engine struct {
 	bg, hard             context.Context
 	stopBG, stopHard     context.CancelFunc
 	consumers            sync.WaitGroup
-	inflight             sync.WaitGroup
+	inflight             counter // calls under way (see withWorker)
 	closed               atomic.Bool
 	gate                 sync.RWMutex // orders closing against new in-flight calls
 	shutdownOnce         sync.Once
@@ -71,35 +71,29 @@ type Engine struct {
 type worker struct {
 	id     int
 	env    Env // the worker's own Env, valid when ready
-	base   Env // the engine Env it was built on
+	base   *Env // the engine Env it was built on
 	ready  bool
 	runner *scanRunner // WithScanIsolation: started on the first scan
+	task   task        // the bounty being processed (see bountyRun.task)
 
 	// token: the call holding w counts in Engine.inflight; the watchdog
 	// releases it for a scan that overran, so that Shutdown need not wait
 	// for that scan (see bountyRun.overrun).
 	token atomic.Bool
 	held  atomic.Bool // a call holds w
-	mu    sync.Mutex
-	run   *bountyRun // the bounty being processed, for Shutdown to cancel
+	mu     sync.Mutex
+	run    *bountyRun  // the bounty being processed, for the timer and Shutdown
+	timer  *time.Timer // the watchdog of w's runs (see worker.tick)
+	fireAt time.Time   // when timer is due
 }
 
 // releaseToken ends the in-flight count of the call holding w, once.
 func (w *worker) releaseToken(e *Engine) {
 	if w.token.CompareAndSwap(true, false) {
-		e.inflight.Done()
+		e.inflight.done()
 	}
 }
 
-// expireRun cancels w's running bounty, if any, with cause.
-func (w *worker) expireRun(cause error) {
-	w.mu.Lock()
-	r := w.run
-	w.mu.Unlock()
-	if r != nil {
-		r.expire(cause)
-	}
-}
 
 // New returns an engine answering with scanner. It does not fail: an
 // invalid option panics at once (a programming error), and setup errors
@@ -388,20 +382,20 @@ func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx cont
 		e.gate.RUnlock()
 		return Result{Err: ErrClosed}
 	}
-	e.inflight.Add(1)
+	e.inflight.add()
 	e.gate.RUnlock()
 	if err := e.Start(ctx); err != nil {
-		e.inflight.Done()
+		e.inflight.done()
 		return Result{Err: err}
 	}
 	var w *worker
 	select {
 	case w = <-e.slots:
 	case <-ctx.Done():
-		e.inflight.Done()
+		e.inflight.done()
 		return Result{Err: context.Cause(ctx)}
 	case <-e.hard.Done():
-		e.inflight.Done()
+		e.inflight.done()
 		return Result{Err: ErrShutdown}
 	}
 	w.held.Store(true)
@@ -416,14 +410,13 @@ func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx cont
 
 // workerEnv sets w up on first use, and re-bases it on the engine's Env
 // when an update replaced that.
-func (e *Engine) workerEnv(ctx context.Context, w *worker) (Env, error) {
-	cur := e.Env()
+func (e *Engine) workerEnv(ctx context.Context, w *worker) (*Env, error) {
+	cur := e.env.Load()
 	if w.ready {
-		if w.base.vals != cur.vals || w.base.head.Scanner != cur.head.Scanner {
-			w.env, w.base = w.env.rebase(w.base, cur), cur
-			w.env.head = cur.head
+		if w.base != cur { // Update swapped the engine's Env
+			w.env, w.base = w.env.rebase(*w.base, *cur), cur
 		}
-		return w.env, nil
+		return &w.env, nil
 	}
 	env := cur.WithLogger(cur.Logger().With("worker", w.id))
 	if s, ok := e.orig.(WorkerSetup); ok {
@@ -433,12 +426,12 @@ func (e *Engine) workerEnv(ctx context.Context, w *worker) (Env, error) {
 			err = perr
 		}
 		if err != nil {
-			return Env{}, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
+			return nil, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
 		}
 		env = out
 	}
 	w.env, w.base, w.ready = env, cur, true
-	return env, nil
+	return &w.env, nil
 }
 
 // analyzeLocal fetches a local input, forges its bounty and processes it.
@@ -464,7 +457,7 @@ func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, ur
 	}
 	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
 	r.setBounty(b)
-	return e.runBounty(r, b, content)
+	return e.runBounty(r, content)
 }
 
 // Submit queues b on the broker and returns once the broker accepted it;
@@ -622,7 +615,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			e.ownBroker.Close()
 			_ = e.ownBroker.Drain(e.hard)
 		}
-		e.inflight.Wait()
+		e.inflight.wait()
 		close(drained)
 	}()
 	select {
@@ -685,4 +678,43 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	}
 	e.stopHard()
 	return errors.Join(errs...)
+}
+
+// counter counts work under way. Unlike a sync.WaitGroup it may be
+// incremented from zero while wait is waiting (the broker's consumers keep
+// handling jobs while Shutdown waits).
+type counter struct {
+	mu   sync.Mutex
+	n    int
+	idle []chan struct{}
+}
+
+func (c *counter) add() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *counter) done() {
+	c.mu.Lock()
+	if c.n--; c.n == 0 {
+		for _, ch := range c.idle {
+			close(ch)
+		}
+		c.idle = nil
+	}
+	c.mu.Unlock()
+}
+
+// wait returns once the count is zero (at once when it is now).
+func (c *counter) wait() {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	c.idle = append(c.idle, ch)
+	c.mu.Unlock()
+	<-ch
 }

@@ -17,7 +17,7 @@ import (
 type task struct {
 	worker   *worker
 	bounty   Bounty
-	env      Env
+	env      *Env // the worker's
 	content  *fetch.Content
 	artifact Artifact
 	mimetype string // detected already (local inputs), else ""
@@ -41,16 +41,18 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 	}
 	r := e.newRun(ctx, w, b, now)
 	defer r.cancel(nil)
-	return e.runBounty(r, b, nil)
+	return e.runBounty(r, nil)
 }
 
-// runBounty answers b within run r: fetch (unless content, already fetched,
+// runBounty answers r's bounty: fetch (unless content, already fetched,
 // is given: runBounty owns it from then on), identify, accept, scan, then
 // bid, enrich, validate, deliver and the hooks (see conclude). When the scan
 // overran its deadline and the watchdog settled the bounty, it returns the
 // watchdog's result once the scan returned.
-func (e *Engine) runBounty(r *bountyRun, b Bounty, content *fetch.Content) Result {
-	t := &task{worker: r.w, bounty: b, content: content}
+func (e *Engine) runBounty(r *bountyRun, content *fetch.Content) Result {
+	t := r.task
+	b := t.bounty
+	t.content = content
 	if content != nil {
 		t.mimetype = b.MIMEType // detected from content by analyzeLocal
 	}
@@ -206,10 +208,11 @@ func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
 	var a Analysis
 	var err error
 	if e.cfg.isolate {
+		env, art := *t.env, t.artifact // the scan may outlive t
 		a, err = t.worker.scan(ctx, func(ctx context.Context) (Analysis, error) {
-			return e.scanner.Scan(ctx, t.env, t.artifact)
+			return e.scanner.Scan(ctx, env, art)
 		})
-	} else if perr := pipeline.Protect(func() { a, err = e.scanner.Scan(ctx, t.env, t.artifact) }); perr != nil {
+	} else if perr := pipeline.Protect(func() { a, err = e.scanner.Scan(ctx, *t.env, t.artifact) }); perr != nil {
 		err = perr
 	}
 	if err != nil {
@@ -246,7 +249,7 @@ func (e *Engine) bidStage(_ context.Context, t *task) (*task, error) {
 
 // enrichStage stamps the engine's head metadata under the analysis.
 func (e *Engine) enrichStage(_ context.Context, t *task) (*task, error) {
-	t.analysis.Metadata = t.analysis.Metadata.merge(e.Env().head)
+	t.analysis.Metadata = t.analysis.Metadata.merge(e.env.Load().head)
 	return t, nil
 }
 
@@ -276,14 +279,20 @@ func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
 // finish logs the result and runs the hooks: the scanner's, then the
 // host's. A panicking hook is recovered and logged.
 func (e *Engine) finish(ctx context.Context, res *Result, log *slog.Logger) {
-	hctx := context.WithoutCancel(ctx)
 	if res.Err != nil {
 		log.Warn("bounty failed", "bounty", res.Bounty.ID.String(), "err", res.Err, "answered", res.Answered, "verdict", res.Analysis.Verdict)
-		e.reportError(hctx, res.Bounty, res.Err)
+		e.reportError(context.WithoutCancel(ctx), res.Bounty, res.Err)
 		return
 	}
-	log.Debug("bounty answered", "bounty", res.Bounty.ID.String(), "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
-	if h, ok := e.orig.(SuccessHook); ok {
+	if log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("bounty answered", "bounty", res.Bounty.ID.String(), "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
+	}
+	h, ok := e.orig.(SuccessHook)
+	if !ok && len(e.cfg.onSuccess) == 0 {
+		return
+	}
+	hctx := context.WithoutCancel(ctx)
+	if ok {
 		e.runHook("scanner OnSuccess", func() { h.OnSuccess(hctx, res.Bounty, res.Analysis) })
 	}
 	for _, h := range e.cfg.onSuccess {
