@@ -70,7 +70,7 @@ type Engine struct {
 // goroutine at a time (it is taken from Engine.slots and put back).
 type worker struct {
 	id     int
-	env    Env // the worker's own Env, valid when ready
+	env    Env  // the worker's own Env, valid when ready
 	base   *Env // the engine Env it was built on
 	ready  bool
 	runner *scanRunner // WithScanIsolation: started on the first scan
@@ -79,8 +79,8 @@ type worker struct {
 	// token: the call holding w counts in Engine.inflight; the watchdog
 	// releases it for a scan that overran, so that Shutdown need not wait
 	// for that scan (see bountyRun.overrun).
-	token atomic.Bool
-	held  atomic.Bool // a call holds w
+	token  atomic.Bool
+	held   atomic.Bool // a call holds w
 	mu     sync.Mutex
 	run    *bountyRun  // the bounty being processed, for the timer and Shutdown
 	timer  *time.Timer // the watchdog of w's runs (see worker.tick)
@@ -93,7 +93,6 @@ func (w *worker) releaseToken(e *Engine) {
 		e.inflight.done()
 	}
 }
-
 
 // New returns an engine answering with scanner. It does not fail: an
 // invalid option panics at once (a programming error), and setup errors

@@ -11,7 +11,7 @@ func TestValidateProductName(t *testing.T) {
 	b := psenginetest.Bounty([]byte("x"))
 	for product, ok := range map[string]bool{
 		"eicar-example": true, "clamav": true, "a.b_c-2": true, "x": true,
-		"": true, // absent: the engine's head fills it
+		"":   true, // absent: the engine's head fills it
 		"-a": false, "a-": false, "a--b": false, "-": false, "A": false,
 		"big engine": false, "été": false, "a/b": false,
 	} {
