@@ -33,14 +33,18 @@ const (
 // The goroutine processing the bounty claims it with claim() once the scan
 // returned; the watchdog claims it in overrun. Exactly one of them answers.
 type bountyRun struct {
-	context.Context // cancelled with ErrTimeout, ErrShutdown or the parent's cause
-	cancel          context.CancelCauseFunc
-	deadline        time.Time // the earliest of ours and the parent's (zero: none)
+	// As a context.Context, the run is its parent until something needs
+	// more: Done, or a cancellation (ErrTimeout, ErrShutdown), makes a
+	// cancel-with-cause child of the parent that the run then stands for.
+	// Most scans of small artifacts never wait on Done: they cost no
+	// context allocation.
+	parent   context.Context // the caller's (or consumer's) context
+	inner    atomic.Pointer[cancelPair]
+	deadline time.Time // the earliest of ours and the parent's (zero: none)
 
-	e      *Engine
-	w      *worker
-	parent context.Context // the caller's (or consumer's) context
-	grace  time.Duration
+	e     *Engine
+	w     *worker
+	grace time.Duration
 	state  atomic.Int32 // runScanning, runByProcess or runByWatchdog
 
 	// Guarded by w.mu.
@@ -60,11 +64,58 @@ type settlement struct {
 	result Result
 }
 
+// cancelPair is a run's cancel-with-cause context.
+type cancelPair struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// current is the context the run stands for now.
+func (r *bountyRun) current() context.Context {
+	if p := r.inner.Load(); p != nil {
+		return p.ctx
+	}
+	return r.parent
+}
+
+// cancellable makes (once) and returns the run's cancel-with-cause context.
+func (r *bountyRun) cancellable() *cancelPair {
+	if p := r.inner.Load(); p != nil {
+		return p
+	}
+	ctx, cancel := context.WithCancelCause(r.parent)
+	p := &cancelPair{ctx, cancel}
+	if !r.inner.CompareAndSwap(nil, p) {
+		cancel(nil) // another goroutine made it first
+		return r.inner.Load()
+	}
+	return p
+}
+
+// cancel cancels the run with cause.
+func (r *bountyRun) cancel(cause error) { r.cancellable().cancel(cause) }
+
+// release frees what the run's context holds (its registration with the
+// parent), once the bounty is done.
+func (r *bountyRun) release() {
+	if p := r.inner.Load(); p != nil {
+		p.cancel(nil)
+	}
+}
+
+// Done is closed when the run is cancelled: at its deadline, by Shutdown,
+// or with its parent.
+func (r *bountyRun) Done() <-chan struct{} { return r.cancellable().ctx.Done() }
+
+// Value is the parent's (context.Cause finds the run's cancel cause).
+func (r *bountyRun) Value(key any) any { return r.current().Value(key) }
+
 // Err is the context's error, context.DeadlineExceeded once the deadline
 // passed (context.Cause says ErrTimeout).
 func (r *bountyRun) Err() error {
-	err := r.Context.Err()
-	if err == context.Canceled && context.Cause(r.Context) == ErrTimeout {
+	c := r.current()
+	err := c.Err()
+	if err == context.Canceled && context.Cause(c) == ErrTimeout {
 		return context.DeadlineExceeded
 	}
 	return err
@@ -78,7 +129,6 @@ func (r *bountyRun) Deadline() (time.Time, bool) { return r.deadline, !r.deadlin
 func (e *Engine) newRun(parent context.Context, w *worker, b Bounty, now time.Time) *bountyRun {
 	r := &bountyRun{e: e, w: w, parent: parent, grace: e.grace(), task: &w.task}
 	*r.task = task{worker: w, bounty: b}
-	r.Context, r.cancel = context.WithCancelCause(parent)
 	own := e.scanDeadline(b, now)
 	r.deadline = own
 	if pd, ok := parent.Deadline(); ok && (own.IsZero() || pd.Before(own)) {

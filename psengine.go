@@ -389,13 +389,16 @@ func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx cont
 	}
 	var w *worker
 	select {
-	case w = <-e.slots:
-	case <-ctx.Done():
+	case w = <-e.slots: // a free worker: no need to watch ctx
+	default:
+		w = e.waitWorker(ctx)
+	}
+	if w == nil {
 		e.inflight.done()
+		if e.hard.Err() != nil {
+			return Result{Err: ErrShutdown}
+		}
 		return Result{Err: context.Cause(ctx)}
-	case <-e.hard.Done():
-		e.inflight.done()
-		return Result{Err: ErrShutdown}
 	}
 	w.held.Store(true)
 	w.token.Store(true) // the in-flight count is w's to release now
@@ -405,6 +408,18 @@ func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx cont
 		e.slots <- w
 	}()
 	return fn(ctx, w)
+}
+
+// waitWorker waits for a free worker; nil when ctx ends or Shutdown gives
+// up first.
+func (e *Engine) waitWorker(ctx context.Context) *worker {
+	select {
+	case w := <-e.slots:
+		return w
+	case <-ctx.Done():
+	case <-e.hard.Done():
+	}
+	return nil
 }
 
 // workerEnv sets w up on first use, and re-bases it on the engine's Env
@@ -438,7 +453,7 @@ func (e *Engine) workerEnv(ctx context.Context, w *worker) (*Env, error) {
 func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) Result {
 	now := time.Now()
 	r := e.newRun(ctx, w, Bounty{ArtifactType: t, ArtifactURI: uri, Expiration: now.Add(e.cfg.localTTL)}, now)
-	defer r.cancel(nil)
+	defer r.release()
 	var content *fetch.Content
 	var mime string
 	if t == URLArtifact {

@@ -40,7 +40,7 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 		return res
 	}
 	r := e.newRun(ctx, w, b, now)
-	defer r.cancel(nil)
+	defer r.release()
 	return e.runBounty(r, nil)
 }
 
