@@ -45,7 +45,7 @@ type bountyRun struct {
 	e     *Engine
 	w     *worker
 	grace time.Duration
-	state  atomic.Int32 // runScanning, runByProcess or runByWatchdog
+	state atomic.Int32 // runScanning, runByProcess or runByWatchdog
 
 	// Guarded by w.mu.
 	expired bool        // the context was cancelled by the watchdog or Shutdown
