@@ -48,6 +48,7 @@ type bountyRun struct {
 	state atomic.Int32 // runScanning, runByProcess or runByWatchdog
 
 	// Guarded by w.mu.
+	due     time.Time   // when the watchdog acts next: the deadline, then the end of the grace (zero: never)
 	expired bool        // the context was cancelled by the watchdog or Shutdown
 	settled *settlement // set by the watchdog when it settles the bounty
 
@@ -137,6 +138,7 @@ func (e *Engine) newRun(parent context.Context, w *worker, b Bounty, now time.Ti
 	w.mu.Lock()
 	w.run = r
 	if !own.IsZero() {
+		r.due = own
 		w.armLocked(own, now)
 	}
 	w.mu.Unlock()
@@ -170,9 +172,15 @@ func (e *Engine) scanDeadline(b Bounty, now time.Time) time.Time {
 	return deadline
 }
 
-// armLocked sets w's timer to fire at at. w.mu is held.
+// armLocked makes sure w's timer fires no later than at. The timer is not
+// stopped when a bounty ends: it fires at the earliest deadline it was set
+// for, and tick re-arms it for the run then current, if any (a Reset per
+// bounty would cost more). w.mu is held.
 func (w *worker) armLocked(at, now time.Time) {
-	w.fireAt = at
+	if !w.armedAt.IsZero() && !at.Before(w.armedAt) {
+		return // it fires earlier, and tick re-arms for what is due then
+	}
+	w.armedAt = at
 	if w.timer == nil {
 		w.timer = time.AfterFunc(at.Sub(now), w.tick)
 	} else {
@@ -180,22 +188,38 @@ func (w *worker) armLocked(at, now time.Time) {
 	}
 }
 
+// stopTimer stops w's timer (at shutdown, w idle).
+func (w *worker) stopTimer() {
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+		w.armedAt = time.Time{}
+	}
+	w.mu.Unlock()
+}
+
 // tick is w's timer: at the deadline of w's run it cancels the run's
 // context with ErrTimeout and re-arms for the grace; at the end of the grace
-// it settles the run (overrun). A firing meant for an earlier run (the timer
-// is reused) comes before w.fireAt and is ignored.
+// it settles the run (overrun). Before the run's due time it only re-arms.
 func (w *worker) tick() {
 	now := time.Now()
 	w.mu.Lock()
+	w.armedAt = time.Time{}
 	r := w.run
-	if r == nil || now.Before(w.fireAt) || r.state.Load() != runScanning {
+	if r == nil || r.due.IsZero() || r.state.Load() != runScanning {
+		w.mu.Unlock()
+		return
+	}
+	if now.Before(r.due) {
+		w.armLocked(r.due, now)
 		w.mu.Unlock()
 		return
 	}
 	if !r.expired {
 		r.expired = true
 		r.cancel(ErrTimeout)
-		w.armLocked(now.Add(r.grace), now)
+		r.due = now.Add(r.grace)
+		w.armLocked(r.due, now)
 		w.mu.Unlock()
 		return
 	}
@@ -217,22 +241,19 @@ func (w *worker) expireRun(cause error) {
 	if !r.expired {
 		r.expired = true
 		now := time.Now()
-		w.armLocked(now.Add(r.grace), now)
+		r.due = now.Add(r.grace)
+		w.armLocked(r.due, now)
 	}
 }
 
 // claim is called by the goroutine processing the bounty once fetch and
 // scan returned: true means it answers; false means the watchdog settled the
-// bounty already (see wait). Either way the worker forgets the run and its
-// timer is stopped.
+// bounty already (see wait). Either way the worker forgets the run.
 func (r *bountyRun) claim() bool {
 	won := r.state.CompareAndSwap(runScanning, runByProcess)
 	w := r.w
 	w.mu.Lock()
 	w.run = nil
-	if w.timer != nil {
-		w.timer.Stop()
-	}
 	w.mu.Unlock()
 	return won
 }

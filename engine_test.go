@@ -332,6 +332,40 @@ func TestScanContextAtDeadline(t *testing.T) {
 	})
 }
 
+// A worker's timer is reused from bounty to bounty: each scan still ends
+// exactly at its own deadline, later or earlier than the last one's.
+func TestDeadlinesAcrossBounties(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+			if b, _ := a.Bytes(); string(b) == "wait" {
+				<-ctx.Done()
+				return psengine.Analysis{}, ctx.Err()
+			}
+			return psengine.Analysis{Verdict: psengine.Unknown}, nil
+		})
+		e := newEngine(t, s, psengine.WithDeliveryMargin(5*time.Second))
+		for _, c := range []struct {
+			content string
+			expires time.Duration
+			want    time.Duration // how long the call takes
+		}{
+			{"quick", 20 * time.Second, 0},
+			{"wait", time.Minute, 55 * time.Second},     // after the quick one's deadline
+			{"wait", 10 * time.Second, 5 * time.Second}, // before the timer's last setting
+			{"wait", time.Hour, time.Hour - 5*time.Second},
+		} {
+			start := time.Now()
+			res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte(c.content), psenginetest.WithExpiration(start.Add(c.expires))))
+			if took := time.Since(start); took != c.want {
+				t.Errorf("%s expiring in %v: answered after %v, want %v", c.content, c.expires, took, c.want)
+			}
+			if c.want > 0 && (!errors.Is(err, psengine.ErrTimeout) || res.Analysis.Verdict != psengine.Unknown) {
+				t.Errorf("%s expiring in %v: %v, %+v; want an unknown answer for ErrTimeout", c.content, c.expires, err, res.Analysis)
+			}
+		}
+	})
+}
+
 func TestDeadlineLeavesDeliveryMargin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var deadline time.Time

@@ -79,12 +79,12 @@ type worker struct {
 	// token: the call holding w counts in Engine.inflight; the watchdog
 	// releases it for a scan that overran, so that Shutdown need not wait
 	// for that scan (see bountyRun.overrun).
-	token  atomic.Bool
-	held   atomic.Bool // a call holds w
-	mu     sync.Mutex
-	run    *bountyRun  // the bounty being processed, for the timer and Shutdown
-	timer  *time.Timer // the watchdog of w's runs (see worker.tick)
-	fireAt time.Time   // when timer is due
+	token   atomic.Bool
+	held    atomic.Bool // a call holds w
+	mu      sync.Mutex
+	run     *bountyRun  // the bounty being processed, for the timer and Shutdown
+	timer   *time.Timer // the watchdog of w's runs (see worker.tick)
+	armedAt time.Time   // when timer fires (zero: not armed)
 }
 
 // releaseToken ends the in-flight count of the call holding w, once.
@@ -661,6 +661,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			continue
 		}
 		w.stopRunner()
+		w.stopTimer()
 	}
 
 	// Teardown gets its own context: the caller's may be over, yet
