@@ -54,8 +54,10 @@ func (b *Broker) artifactName(uri string) (string, bool) {
 
 // FetchPolicy returns p with the artifact scheme registered, so an engine
 // using it reads artifacts staged by submitters on other machines. Use it
-// with psengine.WithFetchPolicy on workers, e.g.
-// b.FetchPolicy(fetch.Remote()).
+// with psengine.WithFetchPolicy on workers; WorkerOptions does, with
+// fetch.Remote() and PublicOnly set. The artifact scheme reads the object
+// store through the broker's NATS connection, so p.PublicOnly, which
+// judges http and https connections only, does not affect it.
 func (b *Broker) FetchPolicy(p fetch.Policy) fetch.Policy {
 	openers := maps.Clone(p.Openers)
 	if openers == nil {

@@ -335,7 +335,13 @@ func (s *answerSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(
 // serveEngine runs an engine worker on b until the test ends.
 func serveEngine(t *testing.T, b *natsq.Broker, s psengine.Scanner, opts ...psengine.Option) *psengine.Engine {
 	t.Helper()
-	opts = append(append(b.WorkerOptions(), psengine.WithBroker(b), psengine.WithWorkers(2)), opts...)
+	return serveWorker(t, b, s, nil, opts...)
+}
+
+// serveWorker is serveEngine with WorkerOptions(wopts...).
+func serveWorker(t *testing.T, b *natsq.Broker, s psengine.Scanner, wopts []natsq.WorkerOption, opts ...psengine.Option) *psengine.Engine {
+	t.Helper()
+	opts = append(append(b.WorkerOptions(wopts...), psengine.WithBroker(b), psengine.WithWorkers(2)), opts...)
 	e := psengine.New(s, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -94,7 +94,10 @@
 // bounty points at natsobj://BUCKET/NAME (ArtifactScheme), which workers
 // open through the fetch.Opener that FetchPolicy registers; the worker
 // removes the object once the job is acknowledged. http(s) and data:
-// artifacts travel as they are. Analyze stops waiting at the latest
+// artifacts travel as they are; a worker fetches them with a PublicOnly
+// policy (an artifact on a loopback, private or link-local address is
+// answered SKIPPED:CANNOT-FETCH) unless its WorkerOptions were given
+// AllowPrivate, for development. Analyze stops waiting at the latest
 // expiration of its bounties plus Config.ResultGrace, or when its context
 // ends; bounties that were dead-lettered, expired before a worker took
 // them, or not answered in time come back with a typed error.

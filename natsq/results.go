@@ -169,12 +169,43 @@ func (b *Broker) reportUnanswered(ctx context.Context, bounty psengine.Bounty, e
 // HTTP otherwise, answered markers), a fetch policy that reads staged
 // artifacts (fetch.Remote plus ArtifactScheme), and an error hook telling
 // submitters about bounties dropped unanswered.
-func (b *Broker) WorkerOptions() []psengine.Option {
+//
+// Bounties come from the network, so by default the fetch policy is
+// PublicOnly: an http or https artifact on a loopback, private, shared or
+// link-local address (fetch.PublicAddress) is not fetched and the bounty
+// is answered unknown with SKIPPED:CANNOT-FETCH, its metadata.error naming
+// the address. Staged artifacts are read from the object store, not over
+// HTTP, and are not affected. AllowPrivate lifts the restriction.
+func (b *Broker) WorkerOptions(opts ...WorkerOption) []psengine.Option {
+	var c workerConfig
+	for _, o := range opts {
+		o.applyWorker(&c)
+	}
+	policy := fetch.Remote()
+	policy.PublicOnly = !c.allowPrivate
 	return []psengine.Option{
 		psengine.WithDeliverer(b.Deliverer(nil)),
-		psengine.WithFetchPolicy(b.FetchPolicy(fetch.Remote())),
+		psengine.WithFetchPolicy(b.FetchPolicy(policy)),
 		psengine.OnError(b.reportUnanswered),
 	}
+}
+
+// A WorkerOption changes what WorkerOptions gives a worker.
+type WorkerOption interface{ applyWorker(*workerConfig) }
+
+type workerConfig struct{ allowPrivate bool }
+
+type workerOption func(*workerConfig)
+
+func (o workerOption) applyWorker(c *workerConfig) { o(c) }
+
+// AllowPrivate lets a worker fetch http and https artifacts from any
+// address, loopback, private and link-local ones (cloud metadata services)
+// included. It is for development, with a test artifact server on the
+// same machine or network: in production a bounty could make the worker
+// reach into its own network.
+func AllowPrivate() WorkerOption {
+	return workerOption(func(c *workerConfig) { c.allowPrivate = true })
 }
 
 // httpDeliverer POSTs answers to their response URL (the engine's default,

@@ -52,7 +52,8 @@ func TestAnalyzeAnswersInOrderAndCleansUp(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Prefix = "analyze"
 	b := newBroker(t, nc, cfg)
-	serveEngine(t, newBroker(t, connect(t, srv), cfg), engineScanner())
+	// The http artifact is on loopback: this worker is a development one.
+	serveWorker(t, newBroker(t, connect(t, srv), cfg), engineScanner(), []natsq.WorkerOption{natsq.AllowPrivate()})
 
 	eicarBytes := psenginetest.EICAR()
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(eicarBytes) }))

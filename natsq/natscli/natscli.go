@@ -1,7 +1,7 @@
 // Package natscli plugs natsq into the example host CLI (examples/cli) as
 // a backend, so an engine program serves and feeds a NATS JetStream queue:
 //
-//	ENGINE worker  --backend nats --nats-url URL [--workers N]
+//	ENGINE worker  --backend nats --nats-url URL [--workers N] [--nats-allow-private]
 //	ENGINE analyze --backend nats --nats-url URL ARTIFACT...
 //	ENGINE webhook --backend nats --nats-url URL
 //
@@ -9,6 +9,12 @@
 // the queue in a file store under DIR (durable intake on one machine, no
 // install step); it then listens on --nats-url's address only when that
 // flag is given, so other processes (workers) can join.
+//
+// Workers refuse http and https artifacts on loopback, private and
+// link-local addresses (natsq.Broker.WorkerOptions); --nats-allow-private,
+// for development, lets a worker fetch them. It applies to the worker
+// command only: analyze and webhook submit, and the workers' own flags
+// decide what they fetch.
 package natscli
 
 import (
@@ -68,6 +74,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
 	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
 	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers (0: until the bounties expire, plus a grace)")
+	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts on loopback, private and link-local addresses (development only)")
 
 	return func(ctx context.Context, log *slog.Logger) (cli.Session, error) {
 		urlSet := false
@@ -77,7 +84,13 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 		if cfg.Heartbeat >= cfg.AckWait {
 			cfg.Heartbeat = 0 // derived from AckWait
 		}
-		s := &session{wait: *wait}
+		if *allowPrivate && fs.Name() != "worker" {
+			return nil, errors.New("nats: --nats-allow-private applies to the worker command only: workers use their own fetch policy")
+		}
+		if *allowPrivate {
+			log.Warn("bounties may reference artifacts on private addresses (--nats-allow-private)")
+		}
+		s := &session{wait: *wait, allowPrivate: *allowPrivate}
 		opts := []nats.Option{
 			nats.Name("psengine"),
 			nats.MaxReconnects(-1),
@@ -158,10 +171,17 @@ type session struct {
 	nc     *nats.Conn
 	srv    *embedded.Server
 	wait   time.Duration
+	// allowPrivate lets the worker fetch artifacts on private addresses.
+	allowPrivate bool
 }
 
-func (s *session) Broker() psengine.Broker          { return s.broker }
-func (s *session) WorkerOptions() []psengine.Option { return s.broker.WorkerOptions() }
+func (s *session) Broker() psengine.Broker { return s.broker }
+func (s *session) WorkerOptions() []psengine.Option {
+	if s.allowPrivate {
+		return s.broker.WorkerOptions(natsq.AllowPrivate())
+	}
+	return s.broker.WorkerOptions()
+}
 
 func (s *session) Analyze(ctx context.Context, reqs []cli.Request) iter.Seq[psengine.Result] {
 	nreqs := make([]natsq.Request, len(reqs))
