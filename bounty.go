@@ -201,19 +201,15 @@ func present(raw json.RawMessage) bool {
 // UnmarshalJSON implements json.Unmarshaler; see ParseBounty.
 func (b *Bounty) UnmarshalJSON(data []byte) error {
 	var w wireBounty
-	if err := json.Unmarshal(data, &w); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		var rules *bid.RulesError
+	if err := decodeWire(data, &w); err != nil {
+		var typ *wireTypeError
 		switch {
-		case errors.As(err, &rules):
-			return fieldErr("rules", err)
 		case errors.As(err, &typ) && typ.Field != "":
 			return &BountyError{Field: typ.Field, Reason: "has the wrong JSON type (" + typ.Value + ")"}
-		case errors.As(err, &syn):
-			return &BountyError{Reason: "not JSON: " + err.Error()}
+		case errors.As(err, &typ):
+			return &BountyError{Reason: "not a JSON object: " + typ.Value}
 		default:
-			return &BountyError{Reason: err.Error()}
+			return &BountyError{Reason: "not JSON: " + err.Error()}
 		}
 	}
 	var out Bounty
