@@ -173,6 +173,45 @@ func BenchmarkIntake(b *testing.B) {
 	}
 }
 
+// BenchmarkIntakePaired takes one signed 1 KiB bounty through the handler
+// (into an in-process queue drained by a no-op consumer) and one through
+// each minimal baseline per iteration, so that all see the same machine
+// load, and reports the handler's throughput as a fraction of each
+// baseline's: "x-struct" (HMAC + decode into a plain struct) and "x-map"
+// (into a map). Target: at least 0.7.
+func BenchmarkIntakePaired(b *testing.B) {
+	body := kibBounty(1, "https://artifacts.example/a", "https://api.example/answer", time.Now().Add(time.Hour))
+	sig := webhook.Sign(secret, body)
+	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = broker.Consume(ctx, func(context.Context, psengine.Job) error { return nil }) })
+	defer func() { broker.Close(); cancel(); wg.Wait() }()
+	handlers := []http.Handler{
+		newHandler(b, webhook.SubmitFunc(broker.Submit)),
+		minimalHandler([]byte(secret), func() any { return new(plainBounty) }),
+		minimalHandler([]byte(secret), func() any { return new(map[string]any) }),
+	}
+	var took [3]time.Duration
+	w := &discardWriter{h: http.Header{}}
+	i := 0
+	for b.Loop() {
+		for j, h := range handlers {
+			i++
+			clear(w.h)
+			req := benchRequest(body, sig, strconv.Itoa(i))
+			t0 := time.Now()
+			h.ServeHTTP(w, req)
+			took[j] += time.Since(t0)
+			if w.code != http.StatusAccepted {
+				b.Fatalf("handler %d: status %d", j, w.code)
+			}
+		}
+	}
+	b.ReportMetric(float64(took[1])/float64(took[0]), "x-struct")
+	b.ReportMetric(float64(took[2])/float64(took[0]), "x-map")
+}
+
 // BenchmarkEndToEnd: 64 concurrent senders POST signed bounties to the
 // handler on a loopback server; the engine (default fetcher and deliverer)
 // fetches each artifact from a local server, runs a no-op scan and POSTs

@@ -37,7 +37,8 @@ var _ Submitter = (*psengine.Engine)(nil)
 // ServeHTTP blocks only for reading the body and queueing the bounty.
 type Handler struct {
 	sub        Submitter
-	secret     []byte // nil: insecure mode
+	secret     []byte   // nil: insecure mode
+	macs       *macPool // keyed with secret
 	maxBody    int64
 	retryAfter string
 	log        *slog.Logger
@@ -79,6 +80,9 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 	}
 	if cfg.dedupeWindow > 0 && cfg.dedupeSize > 0 {
 		h.seen = newDedupe(cfg.dedupeWindow, cfg.dedupeSize)
+	}
+	if h.secret != nil {
+		h.macs = newMACPool(h.secret)
 	}
 	if h.secret == nil {
 		h.log.Warn("webhook: INSECURE: no secret, requests are not authenticated; anyone who can reach this server can submit bounties")
@@ -126,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.secret != nil {
-		if err := verify(h.secret, body, signature); err != nil {
+		if err := h.macs.verify(body, signature); err != nil {
 			h.reject(w, r, http.StatusUnauthorized, err.Error())
 			return
 		}

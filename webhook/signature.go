@@ -1,11 +1,14 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // The headers of PolySwarm's webhook requests.
@@ -43,6 +46,28 @@ func Verify(secret string, body []byte, signature string) error {
 }
 
 func verify(secret, body []byte, signature string) error {
+	return verifyWith(func() hash.Hash { return hmac.New(sha256.New, secret) }, nil, body, signature)
+}
+
+// macPool keeps keyed HMAC states of one secret for reuse: Reset brings
+// one back to its keyed state, which costs less than keying a new one
+// (hmac.New allocates and hashes the pads for every request).
+type macPool struct{ pool sync.Pool }
+
+func newMACPool(secret []byte) *macPool {
+	key := bytes.Clone(secret)
+	p := &macPool{}
+	p.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return p
+}
+
+func (p *macPool) verify(body []byte, signature string) error {
+	return verifyWith(func() hash.Hash { return p.pool.Get().(hash.Hash) }, p, body, signature)
+}
+
+// verifyWith checks signature against the HMAC computed by a hash from
+// get, handed back to pool (when not nil) after a Reset.
+func verifyWith(get func() hash.Hash, pool *macPool, body []byte, signature string) error {
 	if signature == "" {
 		return ErrMissingSignature
 	}
@@ -53,10 +78,15 @@ func verify(secret, body []byte, signature string) error {
 	if _, err := hex.Decode(got[:], []byte(signature)); err != nil {
 		return fmt.Errorf("%w: not hex", ErrBadSignature)
 	}
-	m := hmac.New(sha256.New, secret)
+	m := get()
 	m.Write(body)
 	var want [sha256.Size]byte
-	if !hmac.Equal(m.Sum(want[:0]), got[:]) {
+	ok := hmac.Equal(m.Sum(want[:0]), got[:])
+	if pool != nil {
+		m.Reset()
+		pool.pool.Put(m)
+	}
+	if !ok {
 		return ErrBadSignature
 	}
 	return nil
