@@ -55,7 +55,8 @@ type bountyRun struct {
 	// task is the worker's task, reset for this bounty: a worker runs one
 	// bounty at a time, and a scan that overran keeps its worker. The
 	// watchdog reads task.bounty only once it has claimed the run.
-	task *task
+	task   *task
+	bounty Bounty // task.bounty points here
 }
 
 // settlement is the result the watchdog settled a bounty with; done is
@@ -128,8 +129,8 @@ func (r *bountyRun) Deadline() (time.Time, bool) { return r.deadline, !r.deadlin
 
 // newRun starts the run of b on w, with the scan deadline of b at now.
 func (e *Engine) newRun(parent context.Context, w *worker, b Bounty, now time.Time) *bountyRun {
-	r := &bountyRun{e: e, w: w, parent: parent, grace: e.grace(), task: &w.task}
-	*r.task = task{worker: w, bounty: b}
+	r := &bountyRun{e: e, w: w, parent: parent, grace: e.grace(), task: &w.task, bounty: b}
+	*r.task = task{worker: w, bounty: &r.bounty}
 	own := e.scanDeadline(b, now)
 	r.deadline = own
 	if pd, ok := parent.Deadline(); ok && (own.IsZero() || pd.Before(own)) {
@@ -262,7 +263,7 @@ func (r *bountyRun) claim() bool {
 // (a local input: the bounty is forged from the fetched content).
 func (r *bountyRun) setBounty(b Bounty) {
 	r.w.mu.Lock()
-	r.task.bounty = b
+	r.bounty = b
 	r.w.mu.Unlock()
 }
 
@@ -294,7 +295,7 @@ func (r *bountyRun) overrun() {
 		w.mu.Unlock()
 		return
 	}
-	b := r.task.bounty // the scan has not returned: the task is still r's
+	b := r.bounty
 	w.mu.Unlock()
 	e, ctx := r.e, r.parent
 	cause := context.Cause(r)
@@ -302,7 +303,7 @@ func (r *bountyRun) overrun() {
 	late := fmt.Errorf("the scan did not return %v after its context was cancelled", r.grace)
 	if cause == ErrTimeout {
 		res.Err = fmt.Errorf("%w: %w", ErrTimeout, late)
-		e.conclude(ctx, &task{bounty: b}, &res)
+		e.conclude(ctx, &task{bounty: &b}, &res)
 	} else {
 		res.Err = fmt.Errorf("bounty abandoned before its answer: %w (%w)", cause, late)
 		e.finish(ctx, &res, e.cfg.logger)

@@ -697,39 +697,43 @@ func (e *Engine) shutdown(ctx context.Context) error {
 
 // counter counts work under way. Unlike a sync.WaitGroup it may be
 // incremented from zero while wait is waiting (the broker's consumers keep
-// handling jobs while Shutdown waits).
+// handling jobs while Shutdown waits). add and done are one atomic
+// operation each unless someone waits.
 type counter struct {
-	mu   sync.Mutex
-	n    int
-	idle []chan struct{}
+	n       atomic.Int64
+	waiters atomic.Int32
+	mu      sync.Mutex
+	idle    []chan struct{}
 }
 
-func (c *counter) add() {
-	c.mu.Lock()
-	c.n++
-	c.mu.Unlock()
-}
+func (c *counter) add() { c.n.Add(1) }
 
 func (c *counter) done() {
+	if c.n.Add(-1) == 0 && c.waiters.Load() > 0 {
+		c.mu.Lock()
+		if c.n.Load() == 0 {
+			for _, ch := range c.idle {
+				close(ch)
+			}
+			c.idle = nil
+		}
+		c.mu.Unlock()
+	}
+}
+
+// wait returns once the count is zero (at once when it is now).
+func (c *counter) wait() {
+	ch := make(chan struct{})
 	c.mu.Lock()
-	if c.n--; c.n == 0 {
+	c.idle = append(c.idle, ch)
+	c.waiters.Add(1)
+	if c.n.Load() == 0 { // done saw no waiter, or has yet to look
 		for _, ch := range c.idle {
 			close(ch)
 		}
 		c.idle = nil
 	}
 	c.mu.Unlock()
-}
-
-// wait returns once the count is zero (at once when it is now).
-func (c *counter) wait() {
-	c.mu.Lock()
-	if c.n == 0 {
-		c.mu.Unlock()
-		return
-	}
-	ch := make(chan struct{})
-	c.idle = append(c.idle, ch)
-	c.mu.Unlock()
 	<-ch
+	c.waiters.Add(-1)
 }

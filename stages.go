@@ -16,8 +16,8 @@ import (
 // task is what flows through the stages of one bounty.
 type task struct {
 	worker   *worker
-	bounty   Bounty
-	env      *Env // the worker's
+	bounty   *Bounty // the run's
+	env      *Env    // the worker's
 	content  *fetch.Content
 	artifact Artifact
 	mimetype string // detected already (local inputs), else ""
@@ -51,7 +51,7 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 // watchdog's result once the scan returned.
 func (e *Engine) runBounty(r *bountyRun, content *fetch.Content) Result {
 	t := r.task
-	b := t.bounty
+	b := *t.bounty
 	t.content = content
 	if content != nil {
 		t.mimetype = b.MIMEType // detected from content by analyzeLocal
@@ -103,7 +103,7 @@ func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
 		}
 	}
 	res.Analysis = t.analysis
-	if b := t.bounty; b.ResponseURL != "" {
+	if b := *t.bounty; b.ResponseURL != "" {
 		if err := e.deliver(ctx, b, res.Analysis); err != nil {
 			res.Err = errors.Join(res.Err, err)
 		} else {
@@ -157,7 +157,7 @@ func (e *Engine) backStages() pipeline.Stage[*task, *task] {
 // fetchStage reads the artifact (unless it came with the task), checking
 // its sha256 against the bounty's.
 func (e *Engine) fetchStage(ctx context.Context, t *task) (*task, error) {
-	b := t.bounty
+	b := *t.bounty
 	if t.content == nil {
 		if b.ArtifactType == URLArtifact {
 			t.content = fetch.FromBytes([]byte(b.ArtifactURI))
@@ -180,7 +180,7 @@ func (e *Engine) fetchStage(ctx context.Context, t *task) (*task, error) {
 // identifyStage makes the Artifact the scanner sees: hashes from the fetch,
 // the mimetype detected from the first bytes.
 func (e *Engine) identifyStage(_ context.Context, t *task) (*task, error) {
-	b := t.bounty
+	b := *t.bounty
 	if t.mimetype == "" {
 		t.artifact = NewArtifact(b.ArtifactType, b.ArtifactURI, t.content)
 		return t, nil
@@ -254,7 +254,7 @@ func (e *Engine) enrichStage(_ context.Context, t *task) (*task, error) {
 }
 
 func validateStage(_ context.Context, t *task) (*task, error) {
-	return t, Validate(t.bounty, t.analysis)
+	return t, Validate(*t.bounty, t.analysis)
 }
 
 // deliver posts the answer with its own context: the caller may go away,

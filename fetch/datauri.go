@@ -172,7 +172,9 @@ func parseDataHeader(s string, wantParams bool) (dataHeader, error) {
 		if !ok || !isToken(main) || !isToken(sub) {
 			return dataHeader{}, fmt.Errorf("%w: data: URI media type %q is not type/subtype", ErrMalformedURI, truncate(typ, 64))
 		}
-		h.mediaType = strings.ToLower(typ)
+		if wantParams { // only ParseDataURI reports the media type
+			h.mediaType = strings.ToLower(typ)
+		}
 	}
 	if wantParams {
 		h.params = map[string]string{}

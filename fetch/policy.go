@@ -404,7 +404,7 @@ func (l limits) fetchData(ctx context.Context, uri string) (*Content, error) {
 		return nil, err
 	}
 	if h.base64 {
-		if n := base64.StdEncoding.DecodedLen(len(h.payload)); int64(n) <= l.memCap {
+		if n := decodedLen(h.payload); int64(n) <= l.memCap {
 			buf := make([]byte, n)
 			if n, err := base64.StdEncoding.Decode(buf, []byte(h.payload)); err == nil {
 				return l.memData(buf[:n])
@@ -551,4 +551,23 @@ func sha256Hex(b []byte) string {
 	var h [2 * sha256.Size]byte
 	hex.Encode(h[:], sum[:])
 	return string(h[:])
+}
+
+// decodedLen is the exact size of padded standard base64 payload once
+// decoded (base64's DecodedLen counts the padding as data, which can put the
+// buffer in a size class 20% larger). Payloads not made of whole quanta get
+// DecodedLen, and fail to decode.
+func decodedLen(payload string) int {
+	n := len(payload)
+	if n == 0 || n%4 != 0 {
+		return base64.StdEncoding.DecodedLen(n)
+	}
+	pad := 0
+	if payload[n-1] == '=' {
+		pad++
+		if payload[n-2] == '=' {
+			pad++
+		}
+	}
+	return n/4*3 - pad
 }
