@@ -54,6 +54,16 @@
 // refuse becomes an error, not a 400) -> deliver (package webhook/deliver:
 // retries until the expiration).
 //
+// A scan runs on the goroutine of the worker that took its bounty, as a
+// net/http handler runs on its connection's: a scanner must honour its ctx,
+// which ends at the deadline (ctx.Err() is context.DeadlineExceeded,
+// context.Cause is ErrTimeout) or when Shutdown gives up. A scan that does
+// not return ScanGrace after that is settled without it: its bounty is
+// answered unknown, delivered and reported to the hooks at once, and its
+// worker stays busy until it returns. WithScanIsolation runs each scan on a
+// goroutine apart instead, walked away from at its deadline, for a few
+// microseconds more per bounty.
+//
 // A bounty that cannot be scanned is still answered: a fetch failure with
 // CannotFetch, an unsupported artifact with Unsupported, a scan error, a
 // timeout or an invalid analysis with an unknown verdict. The failure is

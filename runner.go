@@ -7,7 +7,8 @@ import (
 	"github.com/polyswarm/psengine/pipeline"
 )
 
-// scanRunner is a worker's long-lived scanning goroutine. Reusing it saves
+// scanRunner is a worker's long-lived scanning goroutine, used with
+// WithScanIsolation (by default scans run on the worker's goroutine). Reusing it saves
 // starting a goroutine, and growing its stack, for every scan, while the
 // worker can still walk away from a scan that outlives its deadline: the
 // runner is then abandoned (it finishes that scan and exits) and the worker

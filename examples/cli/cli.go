@@ -47,9 +47,14 @@ type Program struct {
 }
 
 // Main runs the program on os.Args and exits with its status. SIGINT and
-// SIGTERM cancel the run (the engine shuts down gracefully).
+// SIGTERM cancel the run (the engine shuts down gracefully); a second one
+// ends the process at once (a scan that ignores its ctx cannot hold it).
 func (p *Program) Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // the default behaviour again: the next signal kills the process
+	}()
 	code := p.Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
