@@ -2,7 +2,6 @@ package psengine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // task is what flows through the stages of one bounty.
@@ -313,26 +311,4 @@ func (e *Engine) runHook(name string, fn func()) {
 	if err := pipeline.Protect(fn); err != nil {
 		e.cfg.logger.Error("hook panicked", "hook", name, "err", err)
 	}
-}
-
-// httpDeliverer is the default Deliverer: a JSON POST to the response URL,
-// retried on transient failures until the bounty's expiration.
-type httpDeliverer struct {
-	client *deliver.Client
-}
-
-func newHTTPDeliverer(log *slog.Logger) *httpDeliverer {
-	return &httpDeliverer{client: &deliver.Client{Logger: log}}
-}
-
-func (d *httpDeliverer) Deliver(ctx context.Context, b Bounty, answer Answer) error {
-	body, err := json.Marshal(answer)
-	if err != nil {
-		return Permanent(err)
-	}
-	_, err = d.client.Post(ctx, b.ResponseURL, body, b.Expiration)
-	if err != nil && errors.Is(err, deliver.ErrPermanent) {
-		return Permanent(err)
-	}
-	return err
 }
