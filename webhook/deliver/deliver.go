@@ -13,7 +13,12 @@
 // at-least-once delivery over HTTP and receivers should treat answers to the
 // same bounty as idempotent.
 //
-// The package has no dependency on the rest of psengine.
+// A Client with PublicOnly set refuses response URLs on loopback, private
+// and link-local addresses (see [Client.PublicOnly]), so that a bounty from
+// the network cannot make the engine POST into its own network.
+//
+// The package depends on the rest of psengine only for
+// [fetch.PublicAddress], the one definition of a public address.
 package deliver
 
 import (
@@ -26,11 +31,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/polyswarm/psengine/fetch"
 )
 
 // Defaults for the zero values of [Client] fields.
@@ -56,8 +66,19 @@ const (
 var (
 	// ErrPermanent marks a delivery that must not be retried: the receiver
 	// rejected the answer (3xx, or 4xx other than 408 and 429), the URL is
-	// unusable, or the server's certificate failed verification.
+	// unusable, its address is not public (ErrNotPublic), the server's
+	// certificate failed verification, or the Client is misconfigured
+	// (ErrBadConfig).
 	ErrPermanent = errors.New("deliver: permanent delivery failure")
+	// ErrNotPublic marks a connection a PublicOnly Client refused because
+	// the address dialled is not public (see Client.PublicOnly). The error
+	// names the address. It comes wrapped with ErrPermanent: the same URL
+	// would be refused again.
+	ErrNotPublic = errors.New("deliver: not a public address")
+	// ErrBadConfig marks a Client whose fields contradict each other
+	// (PublicOnly with HTTP set). Post returns it, wrapped with
+	// ErrPermanent, before any attempt. A programming error in the host.
+	ErrBadConfig = errors.New("deliver: invalid client configuration")
 	// ErrExpired marks a delivery that did not succeed before the deadline
 	// (less the Client's Margin). The error also wraps the last attempt's
 	// error, if any attempt was made.
@@ -101,7 +122,8 @@ type Client struct {
 	// http.DefaultTransport keeping up to 64 idle connections per host,
 	// with no overall Timeout (attempts are bounded by AttemptTimeout) that
 	// follows only 307 and 308 redirects (which keep the method and body);
-	// any other 3xx answer is a permanent failure.
+	// any other 3xx answer is a permanent failure; with PublicOnly, that
+	// client's dialer refuses non-public addresses and it uses no proxy.
 	HTTP *http.Client
 	// AttemptTimeout bounds each attempt, from sending the request to
 	// reading the answer. Zero means DefaultAttemptTimeout.
@@ -119,6 +141,22 @@ type Client struct {
 	Logger *slog.Logger
 	// UserAgent is sent with each request. Empty means DefaultUserAgent.
 	UserAgent string
+	// PublicOnly refuses to connect to addresses that are not public (see
+	// fetch.PublicAddress: loopback, private, shared, link-local such as
+	// cloud metadata services, unspecified, multicast), so that a bounty's
+	// response URL cannot make the engine POST into its own network. The
+	// address actually dialled is judged, so neither a DNS answer nor a 307
+	// or 308 redirect gets around it. A refusal is permanent: Post returns
+	// an error wrapping ErrPermanent and ErrNotPublic, naming the address,
+	// after that one attempt, and nothing reaches the address.
+	//
+	// It applies to the default client (HTTP nil), which then uses no proxy:
+	// a proxy would connect on our behalf, unchecked. With a client of your
+	// own, set fetch.PublicOnlyControl on its dialer instead (its refusals,
+	// wrapping fetch.ErrNotAllowed, are permanent too): Post refuses
+	// PublicOnly together with HTTP with ErrBadConfig, as fetch refuses
+	// Policy.PublicOnly with a Client.
+	PublicOnly bool
 }
 
 // defaultHTTP keeps more idle connections per host than
@@ -129,10 +167,44 @@ var defaultHTTP = &http.Client{
 	CheckRedirect: followBodyKeepingRedirects,
 }
 
-func defaultTransport() http.RoundTripper {
+func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	return t
+}
+
+// defaultPublicHTTP is defaultHTTP refusing addresses that are not public.
+var defaultPublicHTTP = publicOnlyHTTP(isPublic)
+
+// isPublic is fetch.PublicAddress for a dialled address.
+func isPublic(ap netip.AddrPort) bool { return fetch.PublicAddress(ap.Addr()) }
+
+// publicOnlyHTTP is defaultHTTP whose dialer connects only to the addresses
+// allowed admits, without a proxy.
+func publicOnlyHTTP(allowed func(netip.AddrPort) bool) *http.Client {
+	t := defaultTransport()
+	t.Proxy = nil // a proxy would dial on our behalf, unchecked
+	t.DialContext = (&net.Dialer{
+		Timeout:   30 * time.Second, // http.DefaultTransport's
+		KeepAlive: 30 * time.Second,
+		Control:   refuseUnless(allowed),
+	}).DialContext
+	return &http.Client{Transport: t, CheckRedirect: followBodyKeepingRedirects}
+}
+
+// refuseUnless returns a net.Dialer Control function refusing, with
+// ErrNotPublic, the addresses allowed does not admit.
+func refuseUnless(allowed func(netip.AddrPort) bool) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("%w: cannot judge %s address %q: %w", ErrNotPublic, network, address, err)
+		}
+		if !allowed(ap) {
+			return fmt.Errorf("%w: %s", ErrNotPublic, ap.Addr())
+		}
+		return nil
+	}
 }
 
 // followBodyKeepingRedirects follows 307 and 308, which repeat the POST with
@@ -161,8 +233,11 @@ func followBodyKeepingRedirects(req *http.Request, via []*http.Request) error {
 //
 // It returns nil on a 2xx answer. It returns an error wrapping ErrPermanent
 // and a *StatusError for a 3xx or for a 4xx other than 408 and 429, after that
-// single attempt; ErrPermanent alone (with the cause) for a URL that is not
-// absolute http(s) or a certificate that fails verification. It returns an
+// single attempt; ErrPermanent and ErrNotPublic for an address PublicOnly
+// refuses, after that attempt; ErrPermanent and ErrBadConfig, before any
+// attempt, for PublicOnly with HTTP set; ErrPermanent alone (with the cause)
+// for a URL that is not absolute http(s) or a certificate that fails
+// verification. It returns an
 // error wrapping ErrExpired, and the last attempt's error, when the deadline
 // passes first — including when the receiver's Retry-After points at or
 // past the deadline, in which case Post gives up at once rather than wait.
@@ -182,6 +257,10 @@ func (c *Client) Post(ctx context.Context, rawURL string, body []byte, deadline 
 		return rec, err
 	}
 
+	if c.PublicOnly && c.HTTP != nil {
+		return done(fmt.Errorf("%w: %w: PublicOnly applies to the default client; set fetch.PublicOnlyControl on the HTTP client's dialer instead",
+			ErrPermanent, ErrBadConfig))
+	}
 	tmpl, err := c.newRequest(rawURL, body)
 	if err != nil {
 		return done(fmt.Errorf("%w: %w", ErrPermanent, err))
@@ -296,6 +375,7 @@ func (c *Client) attempt(ctx context.Context, tmpl *http.Request, body []byte, n
 
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
+		redactURLError(err)
 		if isPermanentTransportError(err) {
 			return attemptResult{outcome: permanent, err: err}
 		}
@@ -387,8 +467,11 @@ func (c *Client) attemptTimeout() time.Duration {
 }
 
 func (c *Client) httpClient() *http.Client {
-	if c.HTTP != nil {
+	switch {
+	case c.HTTP != nil:
 		return c.HTTP
+	case c.PublicOnly:
+		return defaultPublicHTTP
 	}
 	return defaultHTTP
 }
@@ -432,9 +515,27 @@ func redact(u *url.URL) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
+// redactURLError drops the userinfo, query and fragment from the URL that
+// a *url.Error from http.Client names, so that errors and logs do not
+// carry the response URL's tokens.
+func redactURLError(err error) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			ue.URL = redact(u)
+		} else {
+			ue.URL = "(unparsable URL)"
+		}
+	}
+}
+
 // isPermanentTransportError reports failures that a retry cannot fix: the
-// server's certificate did not verify.
+// address is not public (refused by PublicOnly, or by fetch.PublicOnlyControl
+// on the host's own client), or the server's certificate did not verify.
 func isPermanentTransportError(err error) bool {
+	if errors.Is(err, ErrNotPublic) || errors.Is(err, fetch.ErrNotAllowed) {
+		return true
+	}
 	var (
 		verify    *tls.CertificateVerificationError
 		authority x509.UnknownAuthorityError

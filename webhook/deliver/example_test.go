@@ -2,6 +2,7 @@ package deliver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,4 +36,20 @@ func ExampleClient_Post() {
 	// received application/json {"verdict":"benign","bid":62500000000000000}
 	// err: <nil>
 	// attempts: 2 status: 202
+}
+
+func ExampleClient_publicOnly() {
+	// A bounty whose response_url points into our own network.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("received an answer") // never printed
+	}))
+	defer srv.Close()
+
+	c := &deliver.Client{PublicOnly: true}
+	rec, err := c.Post(context.Background(), srv.URL+"/answer", []byte(`{"verdict":"benign"}`), time.Now().Add(time.Minute))
+	fmt.Println("permanent:", errors.Is(err, deliver.ErrPermanent), "not public:", errors.Is(err, deliver.ErrNotPublic))
+	fmt.Println("attempts:", rec.Attempts, "status:", rec.Status)
+	// Output:
+	// permanent: true not public: true
+	// attempts: 1 status: 0
 }
