@@ -15,6 +15,7 @@ import (
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/webhook"
+	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // DefaultWebhookPort is where `ENGINE webhook` listens without -p.
@@ -38,7 +39,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	secretFlag := fs.String("secret", "", "webhook secret (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
 	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
-	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts on loopback, private and link-local addresses (development only)")
+	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 	workers := fs.Int("workers", 4, "bounties scanned at once (--backend local)")
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties")
@@ -115,18 +116,24 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		return webhook.SubmitFunc(sess.Broker().Submit), func(context.Context) error { return sess.Close() }, nil
 	}
 	// Bounties arrive from the network: by default they may reference
-	// http(s) and data: artifacts only, on public addresses (a bounty must
-	// not make the engine reach into its own network).
+	// http(s) and data: artifacts only, and artifacts and response URLs on
+	// public addresses only (a bounty must not make the engine reach into
+	// its own network, to fetch or to POST its answer). These options come
+	// after the program's own, so they replace its fetch policy and, unless
+	// --allow-private, its Deliverer.
 	policy := fetch.Remote()
 	policy.PublicOnly = !allowPrivate
+	opts := []psengine.Option{psengine.WithWorkers(workers)}
 	if allowPrivate {
-		log.Warn("bounties may reference artifacts on private addresses (--allow-private)")
+		log.Warn("bounties may reference artifacts and response URLs on private addresses (--allow-private)")
+	} else {
+		opts = append(opts, psengine.WithDeliverer(psengine.HTTPDeliverer(&deliver.Client{PublicOnly: true, Logger: log})))
 	}
 	if allowFile {
 		policy.Allow = append(policy.Allow, "file")
 		log.Warn("bounties may reference local files (--allow-file)")
 	}
-	engine := p.engine(log, psengine.WithWorkers(workers), psengine.WithFetchPolicy(policy))
+	engine := p.engine(log, append(opts, psengine.WithFetchPolicy(policy))...)
 	if err := engine.Start(ctx); err != nil {
 		shutdown(engine, log)
 		return nil, nil, err
