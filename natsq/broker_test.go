@@ -332,13 +332,11 @@ func newAnswerSink(t *testing.T) *answerSink {
 
 func (s *answerSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.answers) }
 
-// serveEngine runs an engine worker on b until the test ends.
-func serveEngine(t *testing.T, b *natsq.Broker, s psengine.Scanner, opts ...psengine.Option) *psengine.Engine {
-	t.Helper()
-	return serveWorker(t, b, s, nil, opts...)
-}
+// loopbackAnswers lets workers answer to an answerSink, on loopback.
+var loopbackAnswers = []natsq.WorkerOption{natsq.AllowPrivate()}
 
-// serveWorker is serveEngine with WorkerOptions(wopts...).
+// serveWorker runs an engine worker with WorkerOptions(wopts...) on b
+// until the test ends.
 func serveWorker(t *testing.T, b *natsq.Broker, s psengine.Scanner, wopts []natsq.WorkerOption, opts ...psengine.Option) *psengine.Engine {
 	t.Helper()
 	opts = append(append(b.WorkerOptions(wopts...), psengine.WithBroker(b), psengine.WithWorkers(2)), opts...)
@@ -393,7 +391,7 @@ func TestWorkerKilledMidScan(t *testing.T) {
 	ncB := connect(t, srv)
 	b := newBroker(t, ncB, cfg)
 	var seen atomic.Int64
-	serveEngine(t, b, engineScanner(), psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { seen.Add(1) }))
+	serveWorker(t, b, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { seen.Add(1) }))
 	waitFor(t, "the answer from worker B", func() bool { return sink.count() == 1 })
 	waitFor(t, "worker B's ack", func() bool { return queued(t, ncB, "killed") == 0 })
 	if n := sink.count(); n != 1 {
@@ -428,7 +426,7 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 	}
 	// The success hook runs after delivery and before the ack: the worker
 	// dies there.
-	serveEngine(t, a, engineScanner(), psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { ncA.Close() }))
+	serveWorker(t, a, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { ncA.Close() }))
 	waitFor(t, "worker A's answer", func() bool { return sink.count() == 1 })
 
 	ncB := connect(t, srv)
@@ -438,7 +436,7 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 		scans.Add(1)
 		return engineScanner().Scan(ctx, env, art)
 	})
-	serveEngine(t, b, counting)
+	serveWorker(t, b, counting, loopbackAnswers)
 	waitFor(t, "the redelivery to be acknowledged", func() bool { return queued(t, ncB, "halfdone") == 0 })
 	if n := sink.count(); n != 1 {
 		t.Errorf("%d answers delivered, want 1", n)
@@ -535,7 +533,7 @@ func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
 		scans.Add(1)
 		return engineScanner().Scan(ctx, env, art)
 	})
-	serveEngine(t, b, counting)
+	serveWorker(t, b, counting, loopbackAnswers)
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
 	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-1", Bounty: bounty}); err != nil {

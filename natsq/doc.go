@@ -97,7 +97,9 @@
 // artifacts travel as they are; a worker fetches them with a PublicOnly
 // policy (an artifact on a loopback, private or link-local address is
 // answered SKIPPED:CANNOT-FETCH) unless its WorkerOptions were given
-// AllowPrivate, for development. Analyze stops waiting at the latest
+// AllowPrivate, for development; the same option lets a worker POST
+// answers to a response URL on such an address, which it otherwise
+// refuses for good. Analyze stops waiting at the latest
 // expiration of its bounties plus Config.ResultGrace, or when its context
 // ends; bounties that were dead-lettered, expired before a worker took
 // them, or not answered in time come back with a typed error.

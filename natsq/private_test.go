@@ -2,6 +2,7 @@ package natsq_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/psenginetest"
+	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // artifactServer serves EICAR on loopback and counts the requests it gets.
@@ -101,5 +103,49 @@ func TestWorkerAllowPrivateFetchesLoopback(t *testing.T) {
 	}
 	if hits != 1 {
 		t.Errorf("the artifact server got %d requests, want 1", hits)
+	}
+}
+
+// By default a worker does not POST an answer into its own network either:
+// the delivery to a loopback response URL fails at once, for good, is
+// reported to the error hooks, and the job is acknowledged, not redelivered
+// until the bounty expires.
+func TestWorkerRefusesPrivateResponseURLByDefault(t *testing.T) {
+	srv := startServer(t, "")
+	sink := newAnswerSink(t)
+	nc := connect(t, srv)
+	cfg := fastConfig()
+	cfg.Prefix = "public-answers"
+	b := newBroker(t, nc, cfg)
+	settled := make(chan error, 10) // nil: answered and delivered
+	serveWorker(t, b, engineScanner(), nil,
+		psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { settled <- err }),
+		psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { settled <- nil }))
+
+	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
+		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
+	if err := b.Submit(context.Background(), psengine.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-settled:
+		if err == nil {
+			t.Fatalf("the answer was delivered to %s", sink.URL)
+		}
+		if !errors.Is(err, psengine.ErrDeliver) || !errors.Is(err, psengine.ErrPermanent) || !errors.Is(err, deliver.ErrNotPublic) {
+			t.Errorf("reported %v, want ErrDeliver, ErrPermanent and deliver.ErrNotPublic", err)
+		}
+		if !strings.Contains(err.Error(), "not a public address: 127.0.0.1") {
+			t.Errorf("reported %q, which does not name the address", err)
+		}
+	case <-time.After(time.Minute): // a bound, should the worker never settle the bounty
+		t.Fatal("the bounty was not settled")
+	}
+	waitFor(t, "the job to be acknowledged", func() bool { return queued(t, nc, "public-answers") == 0 && ackPending(t, nc, "public-answers") == 0 })
+	if n := sink.count(); n != 0 {
+		t.Errorf("the loopback response URL received %d answers, want none", n)
+	}
+	if n := len(settled); n != 0 {
+		t.Errorf("the bounty was settled %d more times: the job was retried", n)
 	}
 }

@@ -65,13 +65,17 @@ func markerKey(b psengine.Bounty) string {
 
 // Deliverer returns the Deliverer workers need: it puts answers to
 // ResultScheme response URLs into the results bucket for their submitter,
-// hands any other to next (nil: an HTTP POST with retries, like the
-// engine's default), and after each delivered answer records an answered
-// marker, so that a redelivery of the job (its worker died before
+// hands any other to next, and after each delivered answer records an
+// answered marker, so that a redelivery of the job (its worker died before
 // acknowledging it) is acknowledged instead of answered twice.
+//
+// A nil next is psengine.HTTPDeliverer with a PublicOnly deliver.Client:
+// an HTTP POST with retries that refuses response URLs on loopback,
+// private and link-local addresses, as WorkerOptions does by default. To
+// POST anywhere, pass psengine.HTTPDeliverer(&deliver.Client{}).
 func (b *Broker) Deliverer(next psengine.Deliverer) psengine.Deliverer {
 	if next == nil {
-		next = httpDeliverer{client: &deliver.Client{Logger: b.log}}
+		next = b.httpDeliverer(false)
 	}
 	return psengine.DelivererFunc(func(ctx context.Context, bounty psengine.Bounty, answer psengine.Answer) error {
 		var err error
@@ -175,7 +179,12 @@ func (b *Broker) reportUnanswered(ctx context.Context, bounty psengine.Bounty, e
 // link-local address (fetch.PublicAddress) is not fetched and the bounty
 // is answered unknown with SKIPPED:CANNOT-FETCH, its metadata.error naming
 // the address. Staged artifacts are read from the object store, not over
-// HTTP, and are not affected. AllowPrivate lifts the restriction.
+// HTTP, and are not affected. Likewise an answer whose response URL is on
+// such an address is not POSTed (deliver.Client.PublicOnly): the delivery
+// fails at once, for good (deliver.ErrNotPublic, psengine.ErrPermanent),
+// is reported to the engine's error hooks and the job is acknowledged.
+// Answers to submitters (ResultScheme) go through the results bucket and
+// are not affected. AllowPrivate lifts both restrictions.
 func (b *Broker) WorkerOptions(opts ...WorkerOption) []psengine.Option {
 	var c workerConfig
 	for _, o := range opts {
@@ -184,7 +193,7 @@ func (b *Broker) WorkerOptions(opts ...WorkerOption) []psengine.Option {
 	policy := fetch.Remote()
 	policy.PublicOnly = !c.allowPrivate
 	return []psengine.Option{
-		psengine.WithDeliverer(b.Deliverer(nil)),
+		psengine.WithDeliverer(b.Deliverer(b.httpDeliverer(c.allowPrivate))),
 		psengine.WithFetchPolicy(b.FetchPolicy(policy)),
 		psengine.OnError(b.reportUnanswered),
 	}
@@ -199,31 +208,19 @@ type workerOption func(*workerConfig)
 
 func (o workerOption) applyWorker(c *workerConfig) { o(c) }
 
-// AllowPrivate lets a worker fetch http and https artifacts from any
-// address, loopback, private and link-local ones (cloud metadata services)
-// included. It is for development, with a test artifact server on the
-// same machine or network: in production a bounty could make the worker
-// reach into its own network.
+// AllowPrivate lets a worker fetch http and https artifacts from, and
+// POST answers to, any address, loopback, private and link-local ones
+// (cloud metadata services) included. It is for development, with a test
+// artifact server or response URL on the same machine or network: in
+// production a bounty could make the worker reach into its own network.
 func AllowPrivate() WorkerOption {
 	return workerOption(func(c *workerConfig) { c.allowPrivate = true })
 }
 
-// httpDeliverer POSTs answers to their response URL (the engine's default,
-// which is not exported).
-type httpDeliverer struct{ client *deliver.Client }
-
-func (d httpDeliverer) Deliver(ctx context.Context, b psengine.Bounty, answer psengine.Answer) error {
-	body, err := json.Marshal(answer)
-	if err != nil {
-		return psengine.Permanent(err)
-	}
-	if _, err := d.client.Post(ctx, b.ResponseURL, body, b.Expiration); err != nil {
-		if errors.Is(err, deliver.ErrPermanent) {
-			return psengine.Permanent(err)
-		}
-		return err
-	}
-	return nil
+// httpDeliverer POSTs answers to their response URL, on public addresses
+// only unless allowPrivate.
+func (b *Broker) httpDeliverer(allowPrivate bool) psengine.Deliverer {
+	return psengine.HTTPDeliverer(&deliver.Client{Logger: b.log, PublicOnly: !allowPrivate})
 }
 
 // Request is one bounty for Analyze.

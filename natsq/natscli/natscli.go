@@ -10,9 +10,10 @@
 // install step); it then listens on --nats-url's address only when that
 // flag is given, so other processes (workers) can join.
 //
-// Workers refuse http and https artifacts on loopback, private and
-// link-local addresses (natsq.Broker.WorkerOptions); --nats-allow-private,
-// for development, lets a worker fetch them. It applies to the worker
+// Workers refuse http and https artifacts, and response URLs for their
+// answers, on loopback, private and link-local addresses
+// (natsq.Broker.WorkerOptions); --nats-allow-private, for development,
+// lets a worker fetch from and answer to them. It applies to the worker
 // command only: analyze and webhook submit, and the workers' own flags
 // decide what they fetch.
 package natscli
@@ -74,7 +75,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
 	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
 	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers (0: until the bounties expire, plus a grace)")
-	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts on loopback, private and link-local addresses (development only)")
+	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 
 	return func(ctx context.Context, log *slog.Logger) (cli.Session, error) {
 		urlSet := false
@@ -88,7 +89,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 			return nil, errors.New("nats: --nats-allow-private applies to the worker command only: workers use their own fetch policy")
 		}
 		if *allowPrivate {
-			log.Warn("bounties may reference artifacts on private addresses (--nats-allow-private)")
+			log.Warn("bounties may reference artifacts and response URLs on private addresses (--nats-allow-private)")
 		}
 		s := &session{wait: *wait, allowPrivate: *allowPrivate}
 		opts := []nats.Option{

@@ -56,7 +56,7 @@ func TestWorkerAllowPrivateFlag(t *testing.T) {
 			if code := <-workerDone; code != 0 {
 				t.Errorf("worker exit %d; stderr:\n%s", code, werr.String())
 			}
-			warned := strings.Contains(werr.String(), "bounties may reference artifacts on private addresses")
+			warned := strings.Contains(werr.String(), "bounties may reference artifacts and response URLs on private addresses")
 			if warned != (tc.flags != nil) {
 				t.Errorf("worker warned about private addresses: %v, want %v; stderr:\n%s", warned, tc.flags != nil, werr.String())
 			}

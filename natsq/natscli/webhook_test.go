@@ -53,8 +53,9 @@ func TestWebhookIntakeWithEmbeddedQueue(t *testing.T) {
 
 	w, _, werr := program(t, "")
 	workerDone := make(chan int, 1)
-	go func() {
-		workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", natsURL, "--workers", "1"})
+	go func() { // the response_url is on loopback: --nats-allow-private
+		workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", natsURL, "--workers", "1",
+			"--nats-allow-private"})
 	}()
 
 	body := fmt.Sprintf(`{"id": 12345678901234567890, "artifact_type": "FILE", "artifact_uri": %q, "sha256": %q,
