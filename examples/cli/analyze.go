@@ -24,7 +24,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per artifact per line")
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
 	backend := fs.String("backend", "local", "where scans run: local, or a registered backend")
-	workers := fs.Int("workers", 4, "artifacts analyzed at once")
+	workers := fs.Int("workers", p.defaultWorkers(4), "artifacts analyzed at once")
 	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
 	if err != nil {

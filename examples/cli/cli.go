@@ -35,6 +35,12 @@ type Program struct {
 	Name    string           // the engine's name, as in `NAME analyze ...`
 	Scanner psengine.Scanner // the engine
 	Options []psengine.Option
+	// DefaultWorkers is the default of --workers: how many bounties are
+	// scanned at once. Zero means 4 for analyze and webhook, and one per
+	// CPU for worker. An engine whose scans wait on another process (a
+	// daemon, a network service) keeps a CPU busy with fewer and benefits
+	// from more.
+	DefaultWorkers int
 	// Backends are the distributed queues --backend may name (see Backend),
 	// by name; "local" is the in-process default and needs no entry.
 	Backends map[string]Backend
@@ -221,4 +227,12 @@ func shutdown(e *psengine.Engine, log *slog.Logger) {
 	if err := e.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+}
+
+// defaultWorkers is p's default for --workers, or fallback.
+func (p *Program) defaultWorkers(fallback int) int {
+	if p.DefaultWorkers > 0 {
+		return p.DefaultWorkers
+	}
+	return fallback
 }

@@ -40,7 +40,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
 	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
-	workers := fs.Int("workers", 4, "bounties scanned at once (--backend local)")
+	workers := fs.Int("workers", p.defaultWorkers(4), "bounties scanned at once (--backend local)")
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties")
 	conns := p.backendFlags(fs)

@@ -20,7 +20,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	backend := fs.String("backend", "", "the queue to serve: "+p.backendNames())
-	workers := fs.Int("workers", runtime.NumCPU(), "bounties scanned at once")
+	workers := fs.Int("workers", p.defaultWorkers(runtime.NumCPU()), "bounties scanned at once")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGINT or SIGTERM, how long running scans may finish")
 	conns := p.backendFlags(fs)
 	rest, err := parseInterleaved(fs, args)
