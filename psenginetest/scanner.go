@@ -1,6 +1,7 @@
 package psenginetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -115,6 +116,13 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 			}
 			if diff := cmp.Diff(first, second, AnalysisOptions); diff != "" {
 				t.Errorf("%s: same artifact, different analyses (-first +second):\n%s", c.Name, diff)
+			}
+			want := c.Data
+			if c.URL != "" {
+				want = []byte(c.URL)
+			}
+			if got, err := a.Bytes(); err == nil && !bytes.Equal(got, want) {
+				t.Errorf("%s: the scan modified the artifact's bytes (Artifact.Bytes is shared: bytes.Clone it to change it)", c.Name)
 			}
 		}
 	})
