@@ -308,7 +308,10 @@ func (r Result) Answer() Answer { return NewAnswer(r.Bounty, r.Analysis) }
 // is a special result; otherwise there is no answer. The bounty's deadline
 // (its expiration less the delivery margin, and WithTimeout) ends a scan
 // with an unknown answer; ctx ending first abandons the bounty unanswered,
-// with ctx's cause in the error.
+// with ctx's cause in the error. Either cancels the scan's ctx; the call
+// returns when the scan does (at once with WithScanIsolation), with the
+// answer the engine settled the bounty with if the scan took more than
+// ScanGrace to return.
 func (e *Engine) Analyze(ctx context.Context, uri string) (Result, error) {
 	return e.AnalyzeArtifact(ctx, FileArtifact, uri)
 }
