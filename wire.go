@@ -239,15 +239,44 @@ func (d *wireDecoder) skipSpace() {
 	}
 }
 
-// expect consumes c (after white space) or fails.
-func (d *wireDecoder) expect(c byte, what string) bool {
+// peek skips white space and returns the next byte, or fails at the end.
+func (d *wireDecoder) peek() (byte, bool) {
 	d.skipSpace()
 	if d.pos >= len(d.data) {
 		d.fail("unexpected end of JSON input")
+		return 0, false
+	}
+	return d.data[d.pos], true
+}
+
+// next consumes what follows a member or element: ',' (more is true) or
+// the closing byte (more is false); anything else fails, saying it came
+// after what.
+func (d *wireDecoder) next(closing byte, what string) (more, ok bool) {
+	c, ok := d.peek()
+	if !ok {
+		return false, false
+	}
+	switch c {
+	case ',':
+		d.pos++
+		return true, true
+	case closing:
+		d.pos++
+		return false, true
+	}
+	d.fail("invalid character %s after %s", quoteChar(c), what)
+	return false, false
+}
+
+// expect consumes c (after white space) or fails.
+func (d *wireDecoder) expect(c byte, what string) bool {
+	got, ok := d.peek()
+	if !ok {
 		return false
 	}
-	if d.data[d.pos] != c {
-		d.fail("invalid character %s %s", quoteChar(d.data[d.pos]), what)
+	if got != c {
+		d.fail("invalid character %s %s", quoteChar(got), what)
 		return false
 	}
 	d.pos++
@@ -280,13 +309,12 @@ func (d *wireDecoder) members(depth int, fields []struct {
 		return true
 	}
 	for {
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			d.fail("unexpected end of JSON input")
+		c, ok := d.peek()
+		if !ok {
 			return false
 		}
-		if d.data[d.pos] != '"' {
-			d.fail("invalid character %s looking for beginning of object key string", quoteChar(d.data[d.pos]))
+		if c != '"' {
+			d.fail("invalid character %s looking for beginning of object key string", quoteChar(c))
 			return false
 		}
 		key, ok := d.key()
@@ -300,28 +328,11 @@ func (d *wireDecoder) members(depth int, fields []struct {
 		if !d.expect(':', "after object key") {
 			return false
 		}
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			d.fail("unexpected end of JSON input")
+		if _, ok := d.peek(); !ok || !set(f, d.pos) {
 			return false
 		}
-		if !set(f, d.pos) {
-			return false
-		}
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			d.fail("unexpected end of JSON input")
-			return false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			return true
-		default:
-			d.fail("invalid character %s after object key:value pair", quoteChar(d.data[d.pos]))
-			return false
+		if more, ok := d.next('}', "object key:value pair"); !more {
+			return ok
 		}
 	}
 }
@@ -444,12 +455,11 @@ func (d *wireDecoder) rules(w *wireBounty) bool {
 // value consumes (and validates) the JSON value at d.pos, nested depth
 // deep.
 func (d *wireDecoder) value(depth int) bool {
-	d.skipSpace()
-	if d.pos >= len(d.data) {
-		d.fail("unexpected end of JSON input")
+	c, ok := d.peek()
+	if !ok {
 		return false
 	}
-	switch c := d.data[d.pos]; {
+	switch {
 	case c == '{':
 		return d.members(depth+1, nil, nil, func(wireField, int) bool { return d.value(depth + 1) })
 	case c == '[':
@@ -485,20 +495,8 @@ func (d *wireDecoder) array(depth int) bool {
 		if !d.value(depth) {
 			return false
 		}
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			d.fail("unexpected end of JSON input")
-			return false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			return true
-		default:
-			d.fail("invalid character %s after array element", quoteChar(d.data[d.pos]))
-			return false
+		if more, ok := d.next(']', "array element"); !more {
+			return ok
 		}
 	}
 }
