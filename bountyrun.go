@@ -53,10 +53,12 @@ type bountyRun struct {
 	settled *settlement // set by the watchdog when it settles the bounty
 
 	// task is the worker's task, reset for this bounty: a worker runs one
-	// bounty at a time, and a scan that overran keeps its worker. The
-	// watchdog reads task.bounty only once it has claimed the run.
-	task   *task
-	bounty Bounty // task.bounty points here
+	// bounty at a time, and a scan that overran keeps its worker.
+	task *task
+	// bounty is the run's bounty (task.bounty points here). setBounty
+	// writes it under w.mu; the watchdog reads it under w.mu once it has
+	// claimed the run.
+	bounty Bounty
 }
 
 // settlement is the result the watchdog settled a bounty with; done is
