@@ -54,16 +54,34 @@ type Program struct {
 
 // Main runs the program on os.Args and exits with its status. SIGINT and
 // SIGTERM cancel the run (the engine shuts down gracefully); a second one
-// ends the process at once (a scan that ignores its ctx cannot hold it).
+// ends the process at once, with status 128+signal (a scan that ignores its
+// ctx cannot hold it).
 func (p *Program) Main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop() // the default behaviour again: the next signal kills the process
-	}()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go watchSignals(sigs, cancel, os.Exit)
 	code := p.Run(ctx, os.Args[1:])
-	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
+}
+
+// watchSignals cancels the run on the first signal from sigs and calls exit
+// on the second, with the status a shell gives a process killed by it.
+func watchSignals(sigs <-chan os.Signal, cancel func(), exit func(int)) {
+	if _, ok := <-sigs; !ok {
+		return
+	}
+	cancel()
+	sig, ok := <-sigs
+	if !ok {
+		return
+	}
+	code := 1
+	if n, isNum := sig.(syscall.Signal); isNum {
+		code = 128 + int(n)
+	}
+	exit(code)
 }
 
 func (p *Program) defaults() {
