@@ -26,6 +26,11 @@ var wireCases = []string{
 	`{"a":[}`, `{"a":[1 2]}`, `{"a":{"b" 1}}`, `{1:2}`, `{"duration":"30","tasked_at":null,"guid":"g"}`,
 	`{"artifact_url":"https://y","sha256":"` + strings.Repeat("AB", 32) + `"}`,
 	strings.Repeat("[", 50) + strings.Repeat("]", 50),
+	// encoding/json's depth limit (10,000), just within and just over.
+	`{"metadata":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`,
+	`{"metadata":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 }
 
 // FuzzDecodeWire holds decodeWire to encoding/json's behaviour: the same
