@@ -46,7 +46,7 @@ func Verify(secret string, body []byte, signature string) error {
 }
 
 func verify(secret, body []byte, signature string) error {
-	return verifyWith(func() hash.Hash { return hmac.New(sha256.New, secret) }, nil, body, signature)
+	return verifyMAC(hmac.New(sha256.New, secret), body, signature)
 }
 
 // macPool keeps keyed HMAC states of one secret for reuse: Reset brings
@@ -62,12 +62,17 @@ func newMACPool(secret []byte) *macPool {
 }
 
 func (p *macPool) verify(body []byte, signature string) error {
-	return verifyWith(func() hash.Hash { return p.pool.Get().(hash.Hash) }, p, body, signature)
+	m := p.pool.Get().(hash.Hash)
+	defer func() {
+		m.Reset()
+		p.pool.Put(m)
+	}()
+	return verifyMAC(m, body, signature)
 }
 
-// verifyWith checks signature against the HMAC computed by a hash from
-// get, handed back to pool (when not nil) after a Reset.
-func verifyWith(get func() hash.Hash, pool *macPool, body []byte, signature string) error {
+// verifyMAC checks signature against the HMAC m (keyed, unused) computes
+// over body.
+func verifyMAC(m hash.Hash, body []byte, signature string) error {
 	if signature == "" {
 		return ErrMissingSignature
 	}
@@ -78,15 +83,9 @@ func verifyWith(get func() hash.Hash, pool *macPool, body []byte, signature stri
 	if _, err := hex.Decode(got[:], []byte(signature)); err != nil {
 		return fmt.Errorf("%w: not hex", ErrBadSignature)
 	}
-	m := get()
 	m.Write(body)
 	var want [sha256.Size]byte
-	ok := hmac.Equal(m.Sum(want[:0]), got[:])
-	if pool != nil {
-		m.Reset()
-		pool.pool.Put(m)
-	}
-	if !ok {
+	if !hmac.Equal(m.Sum(want[:0]), got[:]) {
 		return ErrBadSignature
 	}
 	return nil
