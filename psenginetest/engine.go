@@ -29,6 +29,17 @@ func Engine(tb testing.TB, s psengine.Scanner, opts ...psengine.Option) *psengin
 	return e
 }
 
+// Analyze has e analyze data (given as a data: URI) and returns the result,
+// failing the test at once if the artifact was not answered.
+func Analyze(tb testing.TB, e *psengine.Engine, data []byte) psengine.Result {
+	tb.Helper()
+	res, _ := e.Analyze(context.Background(), DataURI(data))
+	if !res.Answered {
+		tb.Fatalf("not answered: %v", res.Err)
+	}
+	return res
+}
+
 // SyncBuffer is a bytes.Buffer safe for concurrent use: a child process's
 // output written by os/exec's copier while the test reads it.
 type SyncBuffer struct {

@@ -40,15 +40,6 @@ func newEngine(t *testing.T, s engine.Scanner, opts ...psengine.Option) *psengin
 	return psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithName("clamav"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "clamav-"})}, opts...)...)
 }
 
-func analyze(t *testing.T, e *psengine.Engine, data []byte) psengine.Result {
-	t.Helper()
-	res, _ := e.Analyze(context.Background(), psenginetest.DataURI(data))
-	if !res.Answered {
-		t.Fatalf("not answered: %v", res.Err)
-	}
-	return res
-}
-
 func TestConformanceWithFake(t *testing.T) {
 	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{Signatures: fakeSigs})
 	psenginetest.TestScanner(t, engine.Scanner{Address: fake.Address.String()}, []psenginetest.Case{
@@ -76,7 +67,7 @@ func TestAnswers(t *testing.T) {
 			Metadata: psengine.Metadata{MalwareFamily: "Heuristics.Encrypted.Zip", Heuristic: true}}},
 		{"clean", []byte("clean"), psengine.Analysis{Verdict: psengine.Benign, Confidence: engine.CleanConfidence}},
 	} {
-		res := analyze(t, e, tc.data)
+		res := psenginetest.Analyze(t, e, tc.data)
 		if res.Err != nil {
 			t.Errorf("%s: %v", tc.name, res.Err)
 		}
@@ -93,7 +84,7 @@ func TestAnswers(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
-	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Bid <= analyze(t, e, []byte("clean")).Analysis.Bid {
+	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Bid <= psenginetest.Analyze(t, e, []byte("clean")).Analysis.Bid {
 		t.Errorf("a detection bids no more than a clean answer")
 	}
 }
@@ -155,7 +146,7 @@ func TestReconnectOnDroppedConnection(t *testing.T) {
 		mu.Unlock()
 	}))
 	for i := range 5 {
-		res := analyze(t, e, psenginetest.EICAR())
+		res := psenginetest.Analyze(t, e, psenginetest.EICAR())
 		if res.Err != nil || res.Analysis.Verdict != psengine.Malicious {
 			t.Errorf("scan %d: %s, %v", i, res.Analysis.Verdict, res.Err)
 		}
@@ -172,7 +163,7 @@ func TestReconnectOnDroppedConnection(t *testing.T) {
 func TestSizeLimitSkipped(t *testing.T) {
 	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{Signatures: fakeSigs, MaxStream: 64 << 10})
 	e := newEngine(t, engine.Scanner{Address: fake.Address.String()})
-	res := analyze(t, e, randomBytes(1<<20))
+	res := psenginetest.Analyze(t, e, randomBytes(1<<20))
 	if res.Err != nil {
 		t.Errorf("size limit reported as an error: %v", res.Err)
 	}
@@ -182,7 +173,7 @@ func TestSizeLimitSkipped(t *testing.T) {
 		t.Errorf("over the size limit: %+v, want SKIPPED naming StreamMaxLength", a)
 	}
 	// clamd closed that connection: the next scan dials again.
-	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
+	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
 		t.Errorf("scan after the size limit: %s, %v", res.Analysis.Verdict, res.Err)
 	}
 }

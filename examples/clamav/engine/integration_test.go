@@ -109,12 +109,12 @@ func TestRealClamdRestart(t *testing.T) {
 		hookErrs = append(hookErrs, err)
 		mu.Unlock()
 	}))
-	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
+	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
 		t.Fatalf("before the restart: %s, %v", res.Analysis.Verdict, res.Err)
 	}
 	d.Kill(t)
 	d.Start(t)
-	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious || res.Err != nil {
+	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious || res.Err != nil {
 		t.Errorf("after the restart: %s, %v", res.Analysis.Verdict, res.Err)
 	}
 	if len(hookErrs) != 0 {
@@ -178,7 +178,7 @@ func TestRealClamdDiesMidRun(t *testing.T) {
 	}
 	t.Logf("%d malicious, %d unknown", malicious, unknown)
 	d.Start(t)
-	if res := analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
+	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
 		t.Errorf("after clamd came back: %s, %v", res.Analysis.Verdict, res.Err)
 	}
 }
@@ -207,7 +207,7 @@ func TestRealClamdVersions(t *testing.T) {
 		if s := e.Env().Head().Scanner; s.VendorVersion != wantEngine || s.SignaturesVersion != wantSigs {
 			t.Errorf("cvd %d: head %+v, want vendor_version %q, signatures_version %q", cvd, s, wantEngine, wantSigs)
 		}
-		res := analyze(t, e, psenginetest.EICAR())
+		res := psenginetest.Analyze(t, e, psenginetest.EICAR())
 		if s := res.Analysis.Metadata.Scanner; res.Analysis.Verdict != psengine.Malicious || s.VendorVersion != wantEngine || s.SignaturesVersion != wantSigs {
 			t.Errorf("cvd %d: answer %s with %+v", cvd, res.Analysis.Verdict, s)
 		}

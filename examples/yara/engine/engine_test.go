@@ -95,15 +95,6 @@ func newEngine(t *testing.T, s engine.Scanner, opts ...psengine.Option) *psengin
 	return psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithName("yara"), psengine.WithDirs(envdirs.Dirs{Temp: t.TempDir(), TempPrefix: "yara-"})}, opts...)...)
 }
 
-func analyze(t *testing.T, e *psengine.Engine, data []byte) psengine.Result {
-	t.Helper()
-	res, _ := e.Analyze(context.Background(), psenginetest.DataURI(data))
-	if !res.Answered {
-		t.Fatalf("not answered: %v", res.Err)
-	}
-	return res
-}
-
 func TestConformance(t *testing.T) {
 	needYara(t)
 	rules := writeFile(t, t.TempDir(), "rules.yar", markerRules+eicarRule)
@@ -120,7 +111,7 @@ func TestMatchAndNoMatch(t *testing.T) {
 	rules := writeFile(t, t.TempDir(), "rules.yar", markerRules+eicarRule)
 	e := newEngine(t, engine.Scanner{Rules: rules})
 
-	res := analyze(t, e, append([]byte("PSENGINE-YARA-MARKER and "), psenginetest.EICAR()...))
+	res := psenginetest.Analyze(t, e, append([]byte("PSENGINE-YARA-MARKER and "), psenginetest.EICAR()...))
 	a := res.Analysis
 	if res.Err != nil || a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != "Ps_Marker" || a.Bid == 0 || a.Confidence != engine.MatchConfidence {
 		t.Fatalf("match: %+v (%v)", a, res.Err)
@@ -137,7 +128,7 @@ func TestMatchAndNoMatch(t *testing.T) {
 		t.Errorf("head: %+v", a.Metadata)
 	}
 
-	res = analyze(t, e, []byte("nothing here"))
+	res = psenginetest.Analyze(t, e, []byte("nothing here"))
 	if res.Err != nil || res.Analysis.Verdict != psengine.Unknown || res.Analysis.Bid != 0 {
 		t.Errorf("no match: %+v (%v), want unknown", res.Analysis, res.Err)
 	}
@@ -147,11 +138,11 @@ func TestNoMatchBenign(t *testing.T) {
 	needYara(t)
 	rules := writeFile(t, t.TempDir(), "rules.yar", markerRules)
 	e := newEngine(t, engine.Scanner{Rules: rules, NoMatch: psengine.Benign})
-	res := analyze(t, e, []byte("nothing here"))
+	res := psenginetest.Analyze(t, e, []byte("nothing here"))
 	if res.Err != nil || res.Analysis.Verdict != psengine.Benign || res.Analysis.Confidence != engine.NoMatchConfidence || res.Analysis.Bid == 0 {
 		t.Errorf("no match with NoMatch benign: %+v (%v)", res.Analysis, res.Err)
 	}
-	if m := analyze(t, e, []byte("PSENGINE-YARA-MARKER")).Analysis; m.Bid <= res.Analysis.Bid {
+	if m := psenginetest.Analyze(t, e, []byte("PSENGINE-YARA-MARKER")).Analysis; m.Bid <= res.Analysis.Bid {
 		t.Errorf("a match bids %d, no more than a benign no-match (%d)", m.Bid, res.Analysis.Bid)
 	}
 }
@@ -219,7 +210,7 @@ func TestDefaultRulesUnderData(t *testing.T) {
 	data := t.TempDir()
 	writeFile(t, data, "rules/marker.yar", markerRules)
 	e := newEngine(t, engine.Scanner{}, psengine.WithDirs(envdirs.Dirs{Data: data, Temp: t.TempDir()}))
-	if res := analyze(t, e, []byte("PSENGINE-YARA-MARKER")); res.Analysis.Verdict != psengine.Malicious {
+	if res := psenginetest.Analyze(t, e, []byte("PSENGINE-YARA-MARKER")); res.Analysis.Verdict != psengine.Malicious {
 		t.Errorf("default rules: %+v (%v)", res.Analysis, res.Err)
 	}
 }
