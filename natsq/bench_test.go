@@ -266,23 +266,7 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 			nc := connect(b, srv)
 			prefix := fmt.Sprintf("procs%d", procs)
 			broker := newBroker(b, nc, natsq.Config{Prefix: prefix})
-			args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix %s --workers 2", srv.ClientURL(), prefix)
-			var workers []*exec.Cmd
-			for range procs {
-				cmd := exec.Command(os.Args[0])
-				cmd.Env = append(os.Environ(), workerEnv+"="+args, "PSENGINE_HOME="+b.TempDir(), "LOG_LEVEL=warn")
-				cmd.Stderr = os.Stderr
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				workers = append(workers, cmd)
-			}
-			defer func() {
-				for _, w := range workers {
-					_ = w.Process.Signal(syscall.SIGTERM)
-					_ = w.Wait()
-				}
-			}()
+			defer startWorkerProcesses(b, srv.ClientURL(), prefix, procs)()
 			js, _ := jetstream.New(nc)
 			cons, err := js.Consumer(context.Background(), prefix+"_jobs", prefix+"_workers")
 			if err != nil {
@@ -342,23 +326,7 @@ func BenchmarkWorkerDrain(b *testing.B) {
 				return int(info.State.Msgs)
 			}
 			b.ResetTimer()
-			args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix %s --workers 2", srv.ClientURL(), prefix)
-			var workers []*exec.Cmd
-			for range procs {
-				cmd := exec.Command(os.Args[0])
-				cmd.Env = append(os.Environ(), workerEnv+"="+args, "PSENGINE_HOME="+b.TempDir(), "LOG_LEVEL=warn")
-				cmd.Stderr = os.Stderr
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				workers = append(workers, cmd)
-			}
-			defer func() {
-				for _, w := range workers {
-					_ = w.Process.Signal(syscall.SIGTERM)
-					_ = w.Wait()
-				}
-			}()
+			defer startWorkerProcesses(b, srv.ClientURL(), prefix, procs)()
 			var first int
 			var t0 time.Time
 			waitForPoll(b, "the first acknowledgement", time.Millisecond, func() bool {
@@ -415,4 +383,30 @@ func BenchmarkBroker(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 		})
 	}
+}
+
+// startWorkerProcesses starts procs worker processes (this test binary
+// re-run as the worker command, two workers each) serving the broker with
+// prefix at url, and returns the function that stops them (SIGTERM, wait).
+func startWorkerProcesses(b *testing.B, url, prefix string, procs int) (stop func()) {
+	b.Helper()
+	args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix %s --workers 2", url, prefix)
+	var workers []*exec.Cmd
+	stop = func() {
+		for _, w := range workers {
+			_ = w.Process.Signal(syscall.SIGTERM)
+			_ = w.Wait()
+		}
+	}
+	for range procs {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), workerEnv+"="+args, "PSENGINE_HOME="+b.TempDir(), "LOG_LEVEL=warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		workers = append(workers, cmd)
+	}
+	return stop
 }
