@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook"
 	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
@@ -66,32 +62,11 @@ func webhookAnswerRun(t *testing.T, flags ...string) outcome {
 		code <- c
 	}()
 
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the listening line: %v; stderr:\n%s", err, stderr.String())
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	base, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-	if !ok {
-		t.Fatalf("first line %q", line)
-	}
-	body, err := json.Marshal(psenginetest.Bounty([]byte("x"), psenginetest.WithID("42"),
-		psenginetest.WithResponseURL(sink.URL+"/answer"), psenginetest.WithExpiration(time.Now().Add(time.Hour))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
-	req.Header.Set(webhook.HeaderEvent, "bounty")
-	req.Header.Set(webhook.HeaderDelivery, "d-42")
-	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	client.CloseIdleConnections()
-	if res.StatusCode != http.StatusAccepted {
-		t.Fatalf("bounty: %d, want 202; stderr:\n%s", res.StatusCode, stderr.String())
+	base := listeningURL(t, out, &stderr)
+	b := psenginetest.Bounty([]byte("x"), psenginetest.WithID("42"),
+		psenginetest.WithResponseURL(sink.URL+"/answer"), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
+	if code := postBounty(t, base, b, "d-42", ""); code != http.StatusAccepted {
+		t.Fatalf("bounty: %d, want 202; stderr:\n%s", code, stderr.String())
 	}
 
 	var o outcome

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"io"
 	"iter"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook"
 )
 
 // fakeBackend is a registered backend whose queue is an in-process broker.
@@ -50,7 +47,7 @@ func (s fakeSession) Close() error {
 func TestWebhookWithBackend(t *testing.T) {
 	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
 	out, stdout := io.Pipe()
-	var stderr bytes.Buffer
+	var stderr psenginetest.SyncBuffer // read by listeningURL while the program writes
 	p := &Program{
 		Name: "test",
 		Scanner: psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
@@ -71,31 +68,9 @@ func TestWebhookWithBackend(t *testing.T) {
 	code := make(chan int, 1)
 	go func() { code <- p.Run(ctx, []string{"webhook", "--backend", "fake", "--addr", "127.0.0.1", "-p", "0"}) }()
 
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-	if !ok {
-		t.Fatalf("first line %q", line)
-	}
-	body, err := json.Marshal(psenginetest.Bounty([]byte("x"), psenginetest.WithID("77")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
-	req.Header.Set(webhook.HeaderEvent, "bounty")
-	req.Header.Set(webhook.HeaderDelivery, "d-77")
-	req.Header.Set(webhook.HeaderSignature, webhook.Sign("s", body))
-	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	client.CloseIdleConnections()
-	if res.StatusCode != http.StatusAccepted {
-		t.Fatalf("bounty: %d, want 202", res.StatusCode)
+	base := listeningURL(t, out, &stderr)
+	if code := postBounty(t, base, psenginetest.Bounty([]byte("x"), psenginetest.WithID("77")), "d-77", "s"); code != http.StatusAccepted {
+		t.Fatalf("bounty: %d, want 202", code)
 	}
 	if n := backend.broker.Len(); n != 1 {
 		t.Fatalf("backend queue holds %d jobs, want 1", n)
