@@ -219,15 +219,23 @@ func (w *worker) tick() {
 		return
 	}
 	if !r.expired {
-		r.expired = true
-		r.cancel(ErrTimeout)
-		r.due = now.Add(r.grace)
-		w.armLocked(r.due, now)
+		w.expireLocked(r, ErrTimeout, now)
 		w.mu.Unlock()
 		return
 	}
 	w.mu.Unlock()
 	r.overrun()
+}
+
+// expireLocked cancels r with cause (unless it was cancelled already) and,
+// the first time, starts its grace. w.mu is held.
+func (w *worker) expireLocked(r *bountyRun, cause error, now time.Time) {
+	r.cancel(cause)
+	if !r.expired {
+		r.expired = true
+		r.due = now.Add(r.grace)
+		w.armLocked(r.due, now)
+	}
 }
 
 // expireRun cancels w's running bounty, if any, with cause (unless it was
@@ -236,16 +244,8 @@ func (w *worker) tick() {
 func (w *worker) expireRun(cause error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r := w.run
-	if r == nil || r.state.Load() != runScanning {
-		return
-	}
-	r.cancel(cause)
-	if !r.expired {
-		r.expired = true
-		now := time.Now()
-		r.due = now.Add(r.grace)
-		w.armLocked(r.due, now)
+	if r := w.run; r != nil && r.state.Load() == runScanning {
+		w.expireLocked(r, cause, time.Now())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 
 	"github.com/polyswarm/psengine/webhook/deliver"
 )
@@ -26,10 +25,6 @@ func HTTPDeliverer(c *deliver.Client) Deliverer {
 // httpDeliverer is HTTPDeliverer's.
 type httpDeliverer struct {
 	client *deliver.Client
-}
-
-func newHTTPDeliverer(log *slog.Logger) *httpDeliverer {
-	return &httpDeliverer{client: &deliver.Client{Logger: log}}
 }
 
 func (d *httpDeliverer) Deliver(ctx context.Context, b Bounty, answer Answer) error {

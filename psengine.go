@@ -18,6 +18,7 @@ import (
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
+	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // Defaults of the options.
@@ -129,7 +130,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	cfg.localPolicy = localPolicy(cfg.policy)
 	if cfg.deliverer == nil {
-		cfg.deliverer = newHTTPDeliverer(cfg.logger)
+		cfg.deliverer = HTTPDeliverer(&deliver.Client{Logger: cfg.logger})
 	}
 
 	e := &Engine{orig: scanner, scanner: scanner, cfg: cfg}
