@@ -57,3 +57,18 @@ func postBounty(t *testing.T, base string, b psengine.Bounty, delivery, secret s
 	res.Body.Close()
 	return res.StatusCode
 }
+
+// stopRun cancels a running `webhook` and checks that it exits 0 (within
+// 30 s, a bound should it never stop).
+func stopRun(t *testing.T, cancel func(), code <-chan int, stderr fmt.Stringer) {
+	t.Helper()
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit status %d, want 0; stderr:\n%s", c, stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("webhook did not stop within 30s of cancellation")
+	}
+}

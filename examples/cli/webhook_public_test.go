@@ -75,15 +75,7 @@ func webhookAnswerRun(t *testing.T, flags ...string) outcome {
 	case <-time.After(30 * time.Second): // a bound, should the engine never settle the bounty
 		t.Fatalf("the bounty was not settled within 30s; stderr:\n%s", stderr.String())
 	}
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit status %d, want 0; stderr:\n%s", c, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("webhook did not stop within 30s of cancellation")
-	}
+	stopRun(t, cancel, code, &stderr)
 	o.delivered, o.stderr = hits.Load(), stderr.String()
 	return o
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
@@ -76,15 +75,7 @@ func TestWebhookWithBackend(t *testing.T) {
 		t.Fatalf("backend queue holds %d jobs, want 1", n)
 	}
 
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit status %d, want 0; stderr:\n%s", c, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("webhook did not stop within 30s of cancellation")
-	}
+	stopRun(t, cancel, code, &stderr)
 	backend.mu.Lock()
 	defer backend.mu.Unlock()
 	if backend.closed != 1 {
