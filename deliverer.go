@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
-	"github.com/polyswarm/psengine/webhook/deliver"
+	"github.com/polyswarm/psengine/deliver"
 )
 
 // HTTPDeliverer returns the Deliverer the engine uses by default: the

@@ -51,7 +51,7 @@
 // accept -> scan (deadline: the bounty's expiration less a delivery margin;
 // panics recovered as *PanicError) -> bid (package bid) -> enrich (the
 // head's metadata under the analysis) -> validate (what PolySwarm would
-// refuse becomes an error, not a 400) -> deliver (package webhook/deliver:
+// refuse becomes an error, not a 400) -> deliver (package deliver:
 // retries until the expiration).
 //
 // A scan runs on the goroutine of the worker that took its bounty, as a

@@ -15,10 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // Defaults of the options.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // artifactServer serves EICAR on loopback and counts the requests it gets.

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/fetch"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // record is what the results bucket holds for one submitted bounty: its

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/natsq/natscli"
 )
 

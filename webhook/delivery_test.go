@@ -12,8 +12,8 @@ import (
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 const responseURL = "http://polyswarm.test/v1/bounties/answer"

@@ -31,7 +31,7 @@
 //
 // A bounty is handed to a Submitter (a *psengine.Engine, or anything with
 // its SubmitJob method) and answered at once; the scan, the delivery of the
-// answer to the bounty's response_url (package webhook/deliver, retried with
+// answer to the bounty's response_url (package deliver, retried with
 // backoff until the bounty expires) and the hooks then run in the engine.
 // The job's ID is the delivery id when there is one (else the bounty's id
 // and phase, as "ID/phase", so an arbitration is not taken for a repeat of

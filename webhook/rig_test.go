@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/webhook"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // rig is an engine behind a webhook handler whose answers go, over an

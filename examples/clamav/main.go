@@ -13,8 +13,8 @@ package main
 import (
 	"os"
 
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/clamav/engine"
-	"github.com/polyswarm/psengine/examples/cli"
 )
 
 func main() {

@@ -10,7 +10,7 @@
 package main
 
 import (
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/winescan/engine"
 )
 

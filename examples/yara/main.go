@@ -15,7 +15,7 @@ import (
 	"os"
 
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/yara/engine"
 )
 

@@ -1,4 +1,4 @@
-// Package natscli plugs natsq into the example host CLI (examples/cli) as
+// Package natscli plugs natsq into the host CLI (package cli) as
 // a backend, so an engine program serves and feeds a NATS JetStream queue:
 //
 //	ENGINE worker  --backend nats --nats-url URL [--workers N] [--nats-allow-private]
@@ -32,7 +32,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
 )

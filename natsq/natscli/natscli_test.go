@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/eicar/engine"
 	"github.com/polyswarm/psengine/natsq/embedded"
 	"github.com/polyswarm/psengine/natsq/natscli"

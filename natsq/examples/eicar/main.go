@@ -9,7 +9,7 @@
 package main
 
 import (
-	"github.com/polyswarm/psengine/examples/cli"
+	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/eicar/engine"
 	"github.com/polyswarm/psengine/natsq/natscli"
 )

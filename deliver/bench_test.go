@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine/webhook/deliver"
+	"github.com/polyswarm/psengine/deliver"
 )
 
 // BenchmarkPost compares Post against a bare http.Post loop sending the same

@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/polyswarm/psengine/webhook/deliver"
+	"github.com/polyswarm/psengine/deliver"
 )
 
 // receiver is a response_url: it answers each POST with the next status of

@@ -18,8 +18,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/fetch"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // A PublicOnly Client refuses a loopback response URL at once: one attempt

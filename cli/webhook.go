@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/webhook"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // DefaultWebhookPort is where `ENGINE webhook` listens without -p.

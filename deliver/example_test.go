@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/polyswarm/psengine/webhook/deliver"
+	"github.com/polyswarm/psengine/deliver"
 )
 
 func ExampleClient_Post() {

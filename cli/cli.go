@@ -1,5 +1,5 @@
-// Package cli is the host program shared by the example engines: it turns
-// a psengine.Scanner into a command-line tool with the subcommands of the
+// Package cli is the host program an engine is built into: it turns a
+// psengine.Scanner into a command-line tool with the subcommands of the
 // PolySwarm engine CLI:
 //
 //	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] ARTIFACT...
@@ -7,8 +7,9 @@
 //	ENGINE worker --backend NAME [--workers N] [backend flags]
 //	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
 //
-// The library itself has no CLI: this package is an example of a host, kept
-// apart so engines show only their scanner. Logs go to stderr, shaped by
+// The engine library (package psengine) has no CLI and does not import this
+// package; the example engines and natsq's CLI build on it, and an engine
+// of your own may too (or embed psengine in a host of its own). Logs go to stderr, shaped by
 // LOG_LEVEL (debug, info, warn, error) and LOG_FORMAT (text, json); text
 // logs on a terminal are coloured with tint.
 package cli

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/polyswarm/psengine/webhook/deliver"
+	"github.com/polyswarm/psengine/deliver"
 )
 
 const answerURL = "https://polyswarm.example/v1/bounties/7/answer"

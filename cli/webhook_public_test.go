@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook/deliver"
 )
 
 // outcome is what the engine reported for the one bounty of a run.
