@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// ErrAbandoned is wrapped by the error [Bounded] returns when the context ended
-// before the stage returned: the stage is still running in the background.
+// ErrAbandoned is wrapped by the error [Bounded] returns when the stage had not
+// returned grace after the context ended: the stage is still running in the
+// background.
 var ErrAbandoned = errors.New("pipeline: stage abandoned")
 
 // ErrTimeout is wrapped by the context cause [Timeout] sets when its deadline
@@ -16,18 +17,20 @@ var ErrAbandoned = errors.New("pipeline: stage abandoned")
 var ErrTimeout = errors.New("pipeline: timeout")
 
 // Bounded returns a stage that runs s in a new goroutine and returns as soon
-// as s returns or ctx is done, whichever comes first.
+// as s returns, or grace after ctx is done, whichever comes first (grace <= 0:
+// as soon as ctx is done).
 //
-// When ctx ends first, the returned error wraps both [ErrAbandoned] and
-// context.Cause(ctx). s keeps running in the background until it returns, and
-// its result is then discarded: Go cannot kill a goroutine, so s must itself
-// watch ctx (which is done by then) to stop consuming resources. If ctx is
-// already done when the returned stage is called, s is not started and the
-// error wraps context.Cause(ctx) but not ErrAbandoned.
+// When s has not returned by then, the returned error wraps both
+// [ErrAbandoned] and context.Cause(ctx). s keeps running in the background
+// until it returns, and its result is then discarded: Go cannot kill a
+// goroutine, so s must itself watch ctx (which is done by then) to stop
+// consuming resources. If ctx is already done when the returned stage is
+// called, s is not started and the error wraps context.Cause(ctx) but not
+// ErrAbandoned.
 //
-// A panic in s is returned as a [*PanicError]. When s and ctx finish at the
-// same time, s's result wins.
-func Bounded[In, Out any](s Stage[In, Out]) Stage[In, Out] {
+// A panic in s is returned as a [*PanicError], a runtime.Goexit in s as
+// [ErrGoexit]. When s returns at the moment it is abandoned, its result wins.
+func Bounded[In, Out any](grace time.Duration, s Stage[In, Out]) Stage[In, Out] {
 	type result struct {
 		out Out
 		err error
@@ -47,18 +50,27 @@ func Bounded[In, Out any](s Stage[In, Out]) Stage[In, Out] {
 		case r := <-done:
 			return r.out, r.err
 		case <-ctx.Done():
+		}
+		if grace > 0 {
+			t := time.NewTimer(grace)
+			defer t.Stop()
 			select {
 			case r := <-done:
 				return r.out, r.err
-			default:
-				return zero, fmt.Errorf("%w: %w", ErrAbandoned, context.Cause(ctx))
+			case <-t.C:
 			}
+		}
+		select {
+		case r := <-done:
+			return r.out, r.err
+		default:
+			return zero, fmt.Errorf("%w: %w", ErrAbandoned, context.Cause(ctx))
 		}
 	}
 }
 
 // Timeout returns a stage that runs s with a context that ends after d, and
-// stops waiting for s then, as [Bounded] does.
+// stops waiting for s then, as [Bounded] with no grace does.
 //
 // When the deadline passes, context.Cause of the stage's context, and the
 // returned error, wrap [ErrTimeout] and context.DeadlineExceeded; the error
@@ -67,7 +79,7 @@ func Bounded[In, Out any](s Stage[In, Out]) Stage[In, Out] {
 // A deadline or cancellation of the parent ctx passes through unchanged.
 // With d <= 0 the deadline has already passed: s is not started.
 func Timeout[In, Out any](d time.Duration, s Stage[In, Out]) Stage[In, Out] {
-	bounded := Bounded(s)
+	bounded := Bounded(0, s)
 	return func(ctx context.Context, in In) (Out, error) {
 		cause := fmt.Errorf("%w after %v: %w", ErrTimeout, d, context.DeadlineExceeded)
 		tctx, cancel := context.WithTimeoutCause(ctx, d, cause)

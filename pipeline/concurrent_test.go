@@ -458,12 +458,14 @@ func TestStreamInputPanics(t *testing.T) {
 		panicker("bad iterator")
 	}
 	id := func(_ context.Context, n int) (int, error) { return n, nil }
-	outs, errs := collect(pipeline.Stream(t.Context(), 2, ins, id))
-	if diff := cmp.Diff([]int{1, 0}, outs); diff != "" {
-		t.Errorf("outs (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"", "pipeline: panic: bad iterator"}, errs); diff != "" {
-		t.Errorf("errs (-want +got):\n%s", diff)
+	for _, limit := range []int{1, 2} { // sequential, and with a pool
+		outs, errs := collect(pipeline.Stream(t.Context(), limit, ins, id))
+		if diff := cmp.Diff([]int{1, 0}, outs); diff != "" {
+			t.Errorf("limit %d: outs (-want +got):\n%s", limit, diff)
+		}
+		if diff := cmp.Diff([]string{"", "pipeline: panic: bad iterator"}, errs); diff != "" {
+			t.Errorf("limit %d: errs (-want +got):\n%s", limit, diff)
+		}
 	}
 }
 

@@ -20,8 +20,8 @@
 //
 // # Time
 //
-// [Bounded] returns as soon as the stage returns or the context ends, whichever
-// comes first; [Timeout] adds a deadline. Go cannot stop a goroutine from the
+// [Bounded] returns as soon as the stage returns or a grace period after the
+// context ends, whichever comes first; [Timeout] adds a deadline. Go cannot stop a goroutine from the
 // outside: a stage that ignores its context keeps running after it was
 // abandoned, and its result is discarded. Stages must watch ctx to really stop.
 //
@@ -38,7 +38,8 @@
 // the first error, cancelling the rest with that error as the context cause
 // (errgroup semantics); [Stream] consumes an iterator and yields results in
 // input order as soon as they are ready, with at most limit items started and
-// not yet yielded. All three keep input order and leave no goroutine behind
+// not yet yielded, on a pool of reused goroutines (none with limit 1). All
+// three keep input order and leave no goroutine behind
 // when they return, which means they wait for every stage they started: wrap
 // a stage that may ignore its context with [Bounded] or [Timeout].
 package pipeline

@@ -102,7 +102,7 @@ func ExampleProtect() {
 
 func ExampleBounded() {
 	started, release := make(chan struct{}), make(chan struct{})
-	stuck := pipeline.Bounded(func(context.Context, string) (string, error) {
+	stuck := pipeline.Bounded(0, func(context.Context, string) (string, error) {
 		close(started)
 		<-release // ignores its context
 		return "too late", nil
