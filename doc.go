@@ -45,24 +45,29 @@
 //
 // # The pipeline
 //
-// Each bounty goes through small stages (package pipeline's Stage[In,Out]):
-// fetch (package fetch: size cap, sha256 in the same pass, temp files under
-// TMPDIR named with TMPPREFIX, always removed) -> identify (mimetype) ->
-// accept -> scan (deadline: the bounty's expiration less a delivery margin;
-// panics recovered as *PanicError) -> bid (package bid) -> enrich (the
-// head's metadata under the analysis) -> validate (what PolySwarm would
-// refuse becomes an error, not a 400) -> deliver (package deliver:
-// retries until the expiration).
+// Each bounty goes through a fixed list of named steps, each a
+// pipeline.Stage over the bounty's task and a thin adapter over a plain
+// function that a test or a debugger can call alone: fetch (the fetch
+// Policy's Fetch: size cap, sha256 in the same pass, temp files under TMPDIR
+// named with TMPPREFIX, always removed) -> identify (NewArtifact: the
+// mimetype) -> accept (the Acceptor) -> scan (the Scanner) -> bid (the
+// BidStrategy, package bid) -> enrich (the head's metadata under the
+// analysis) -> validate (Validate: what PolySwarm would refuse becomes an
+// error, not a 400) -> deliver (the Deliverer; by default package
+// deliver's POST, retried until the expiration) -> the hooks. Options
+// replace a step's function (see Extending).
 //
-// A scan runs on the goroutine of the worker that took its bounty, as a
-// net/http handler runs on its connection's: a scanner must honour its ctx,
-// which ends at the deadline (ctx.Err() is context.DeadlineExceeded,
-// context.Cause is ErrTimeout) or when Shutdown gives up. A scan that does
-// not return ScanGrace after that is settled without it: its bounty is
-// answered unknown, delivered and reported to the hooks at once, and its
-// worker stays busy until it returns. WithScanIsolation runs each scan on a
-// goroutine apart instead, walked away from at its deadline, for a few
-// microseconds more per bounty.
+// A scan runs on a goroutine of its own, so that a panic or a
+// runtime.Goexit in it is a failed scan (unknown answer, *PanicError or
+// pipeline.ErrGoexit to the hooks) and never ends the worker. A scanner
+// must honour its ctx, which ends at the deadline (the bounty's expiration
+// less the delivery margin, and WithTimeout; ctx.Err() is
+// context.DeadlineExceeded and context.Cause is ErrTimeout, for contexts
+// derived from it too), when the caller gives up, or when Shutdown does. A
+// scan that has not returned ScanGrace after that is walked away from: its
+// bounty is answered unknown (ErrTimeout), delivered and reported to the
+// hooks, and its worker goes on with the next bounty and a fresh worker Env
+// while the hung scan finishes alone (then tears its worker Env down).
 //
 // A bounty that cannot be scanned is still answered: a fetch failure with
 // CannotFetch, an unsupported artifact with Unsupported, a scan error, a

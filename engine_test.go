@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,7 +84,7 @@ func TestAnalyzeDataURI(t *testing.T) {
 
 func TestAnalyzeBountyChecksumMismatch(t *testing.T) {
 	var hookErr atomic.Value
-	e := newEngine(t, marker, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { hookErr.Store(err) }))
+	e := newEngine(t, marker, psengine.OnError(func(_ context.Context, res psengine.Result) { hookErr.Store(res.Err) }))
 	b := psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithSHA256(strings.Repeat("ab", 32)))
 	res, err := e.AnalyzeBounty(context.Background(), b)
 	if !errors.Is(err, psengine.ErrFetch) || !errors.Is(err, fetch.ErrChecksum) {
@@ -137,11 +138,12 @@ func TestFailuresAnswerUnknown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var hooked []error
 			var mu sync.Mutex
-			e := newEngine(t, tt.scanner, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+			e := newEngine(t, tt.scanner, psengine.OnError(func(_ context.Context, res psengine.Result) {
+				err := res.Err
 				mu.Lock()
 				hooked = append(hooked, err)
 				mu.Unlock()
-			}), psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
+			}), psengine.OnSuccess(func(context.Context, psengine.Result) {
 				t.Error("success hook called for a failure")
 			}))
 			b := psenginetest.Bounty([]byte("x"))
@@ -178,35 +180,12 @@ func hungScanner(released <-chan struct{}) psengine.Scanner {
 	})
 }
 
-// With WithScanIsolation a scan that ignores its ctx is walked away from:
-// the call returns at the deadline, answered unknown.
-func TestTimeoutIsolatedScanWalkedAway(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		released := make(chan struct{})
-		e := psengine.New(hungScanner(released), testDirs(t), psengine.WithTimeout(time.Second), psengine.WithScanIsolation())
-		start := time.Now()
-		res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x")))
-		if !errors.Is(err, psengine.ErrTimeout) {
-			t.Fatalf("err = %v, want ErrTimeout", err)
-		}
-		if took := time.Since(start); took != time.Second {
-			t.Errorf("answered after %v, want exactly the 1s timeout", took)
-		}
-		if !res.Answered || res.Analysis.Verdict != psengine.Unknown {
-			t.Errorf("answer %+v", res.Analysis)
-		}
-		close(released) // the abandoned scan ends; nothing may leak
-		if err := e.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
-// By default a scan runs on its worker's goroutine: one that ignores its
-// ctx is settled by the watchdog ScanGrace after the deadline (answered
-// unknown, delivered once, reported to the hooks) and the call returns that
-// result when the scan finally returns.
-func TestTimeoutInlineScanSettledByWatchdog(t *testing.T) {
+// A scan that ignores its ctx is walked away from ScanGrace after its
+// deadline: its bounty is answered unknown (ErrTimeout), delivered once and
+// reported, the call returns, and the worker (the only one) answers the
+// next bounty with a fresh worker Env while the hung scan goes on. When the
+// hung scan returns, it tears down the worker Env it had.
+func TestHungScanWalkedAway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		released := make(chan struct{})
 		var delivered []psengine.Answer
@@ -218,46 +197,124 @@ func TestTimeoutInlineScanSettledByWatchdog(t *testing.T) {
 			return nil
 		})
 		reported := make(chan error, 2)
-		e := psengine.New(hungScanner(released), testDirs(t), psengine.WithTimeout(time.Second),
-			psengine.WithDeliverer(deliverer),
-			psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { reported <- err }))
+		var setups, teardowns atomic.Int32
+		s := &lifecycleScanner{
+			Scanner: psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+				if b, _ := a.Bytes(); string(b) == "hang" {
+					<-released // ignores ctx entirely
+				}
+				return psengine.Analysis{Verdict: psengine.Malicious}, nil
+			}),
+			setups: &setups, teardowns: &teardowns,
+		}
+		e := psengine.New(s, testDirs(t), psengine.WithTimeout(time.Second), psengine.WithDeliverer(deliverer),
+			psengine.OnError(func(_ context.Context, res psengine.Result) { reported <- res.Err }))
 		start := time.Now()
-		done := make(chan psengine.Result, 1)
-		go func() {
-			res, _ := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithResponseURL("https://example.test/answer")))
-			done <- res
-		}()
-		err := <-reported
-		if !errors.Is(err, psengine.ErrTimeout) {
-			t.Errorf("reported %v, want ErrTimeout", err)
+		res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("hang"), psenginetest.WithResponseURL("https://example.test/answer")))
+		if !errors.Is(err, psengine.ErrTimeout) || !errors.Is(err, pipeline.ErrAbandoned) {
+			t.Errorf("err = %v, want ErrTimeout and pipeline.ErrAbandoned", err)
 		}
 		if took, want := time.Since(start), time.Second+psengine.ScanGrace; took != want {
-			t.Errorf("settled after %v, want the 1s timeout plus ScanGrace (%v)", took, want)
+			t.Errorf("answered after %v, want the 1s timeout plus ScanGrace (%v)", took, want)
 		}
-		mu.Lock()
-		if len(delivered) != 1 || delivered[0].Verdict != psengine.Unknown {
-			t.Errorf("delivered %+v, want one unknown answer", delivered)
+		if !res.Answered || !res.Delivered || res.Analysis.Verdict != psengine.Unknown {
+			t.Errorf("result %+v, want a delivered unknown answer", res)
 		}
-		mu.Unlock()
-		synctest.Wait()
-		select {
-		case res := <-done:
-			t.Fatalf("AnalyzeBounty returned %+v while its scan still runs", res)
-		default:
+		if err := <-reported; !errors.Is(err, psengine.ErrTimeout) {
+			t.Errorf("reported %v, want ErrTimeout", err)
 		}
-		time.Sleep(time.Minute)
+
+		// The hung scan still runs; the one worker answers the next bounty.
+		res, err = e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("quick")))
+		if err != nil || res.Analysis.Verdict != psengine.Malicious {
+			t.Errorf("next bounty: %v, %+v; want answered while the hung scan runs", err, res.Analysis)
+		}
+		if n := setups.Load(); n != 2 {
+			t.Errorf("%d worker setups, want 2: the hung scan keeps the first worker Env", n)
+		}
+		if n := teardowns.Load(); n != 0 {
+			t.Errorf("%d teardowns while the hung scan still holds its Env", n)
+		}
+
 		close(released)
-		res := <-done
-		if !errors.Is(res.Err, psengine.ErrTimeout) || !res.Answered || !res.Delivered || res.Analysis.Verdict != psengine.Unknown {
-			t.Errorf("result %+v, want the watchdog's delivered unknown answer", res)
+		synctest.Wait()
+		if n := teardowns.Load(); n != 1 {
+			t.Errorf("%d teardowns after the hung scan returned, want 1 (its own Env)", n)
 		}
 		if err := e.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(delivered) != 1 || len(reported) != 0 {
-			t.Errorf("%d answers delivered, %d more errors reported: want the watchdog's only", len(delivered), len(reported))
+		if len(delivered) != 1 || delivered[0].Verdict != psengine.Unknown || len(reported) != 0 {
+			t.Errorf("delivered %+v, %d more errors reported; want one unknown answer, no more", delivered, len(reported))
+		}
+		if n := teardowns.Load(); n != 2 {
+			t.Errorf("%d teardowns after Shutdown, want 2", n)
+		}
+	})
+}
+
+// lifecycleScanner counts worker setups and teardowns.
+type lifecycleScanner struct {
+	psengine.Scanner
+	setups, teardowns *atomic.Int32
+}
+
+func (s *lifecycleScanner) SetupWorker(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	s.setups.Add(1)
+	return env, nil
+}
+
+func (s *lifecycleScanner) TeardownWorker(context.Context, psengine.Env) error {
+	s.teardowns.Add(1)
+	return nil
+}
+
+// A scan calling runtime.Goexit (t.FailNow does) is a failed scan like a
+// panic: answered unknown, and the worker goes on.
+func TestGoexitInScan(t *testing.T) {
+	s := psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+		if b, _ := a.Bytes(); string(b) == "exit" {
+			runtime.Goexit()
+		}
+		return psengine.Analysis{Verdict: psengine.Benign}, nil
+	})
+	e := newEngine(t, s)
+	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("exit")))
+	if !errors.Is(err, psengine.ErrScan) || !errors.Is(err, pipeline.ErrGoexit) || !res.Answered || res.Analysis.Verdict != psengine.Unknown {
+		t.Fatalf("Goexit in a scan: %v, %+v; want an unknown answer for ErrScan and ErrGoexit", err, res.Analysis)
+	}
+	if res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("fine"))); err != nil || res.Analysis.Verdict != psengine.Benign {
+		t.Fatalf("next bounty: %v, %+v", err, res.Analysis)
+	}
+}
+
+// A context a scanner derives from its scan ctx, with a later deadline of
+// its own, ends at the scan's deadline with context.DeadlineExceeded (and
+// ErrTimeout as its cause), as the standard library's contexts do.
+func TestDerivedContextAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var err, cause error
+		var deadline time.Time
+		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			ctx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			deadline, _ = ctx.Deadline()
+			<-ctx.Done()
+			err, cause = ctx.Err(), context.Cause(ctx)
+			return psengine.Analysis{}, ctx.Err()
+		})
+		e := newEngine(t, s, psengine.WithTimeout(time.Second))
+		start := time.Now()
+		if _, aerr := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"))); !errors.Is(aerr, psengine.ErrTimeout) {
+			t.Errorf("AnalyzeBounty = %v, want ErrTimeout", aerr)
+		}
+		if err != context.DeadlineExceeded || cause != psengine.ErrTimeout {
+			t.Errorf("derived ctx: Err() = %v, Cause = %v; want DeadlineExceeded, ErrTimeout", err, cause)
+		}
+		if want := start.Add(time.Second); !deadline.Equal(want) {
+			t.Errorf("derived ctx deadline %v, want the scan's %v", deadline, want)
 		}
 	})
 }
@@ -271,7 +328,7 @@ func TestShutdownLeavesHungScan(t *testing.T) {
 		reported := make(chan error, 1)
 		var tornDown atomic.Int32
 		s := teardownScanner{Scanner: hungScanner(released), n: &tornDown}
-		e := psengine.New(s, testDirs(t), psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { reported <- err }))
+		e := psengine.New(s, testDirs(t), psengine.OnError(func(_ context.Context, res psengine.Result) { reported <- res.Err }))
 		if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(time.Hour)))); err != nil {
 			t.Fatal(err)
 		}
@@ -332,8 +389,8 @@ func TestScanContextAtDeadline(t *testing.T) {
 	})
 }
 
-// A worker's timer is reused from bounty to bounty: each scan still ends
-// exactly at its own deadline, later or earlier than the last one's.
+// Each scan ends exactly at its own deadline, later or earlier than the
+// last one's on the same worker.
 func TestDeadlinesAcrossBounties(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
@@ -392,7 +449,7 @@ func TestExpiredBountyDiscarded(t *testing.T) {
 		return psengine.Analysis{Verdict: psengine.Unknown}, nil
 	})
 	var hooked atomic.Value
-	e := newEngine(t, s, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { hooked.Store(err) }))
+	e := newEngine(t, s, psengine.OnError(func(_ context.Context, res psengine.Result) { hooked.Store(res.Err) }))
 	res, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(-time.Second))))
 	if !errors.Is(err, psengine.ErrExpired) || res.Answered || scanned.Load() {
 		t.Fatalf("expired bounty: err %v, answered %v, scanned %v", err, res.Answered, scanned.Load())
@@ -503,7 +560,7 @@ func TestSubmitDeliversAndRunsHooks(t *testing.T) {
 	defer srv.Close()
 
 	done := make(chan psengine.Analysis, 1)
-	e := psengine.New(marker, testDirs(t), psengine.OnSuccess(func(_ context.Context, _ psengine.Bounty, a psengine.Analysis) { done <- a }))
+	e := psengine.New(marker, testDirs(t), psengine.OnSuccess(func(_ context.Context, res psengine.Result) { done <- res.Analysis }))
 	b := psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithResponseURL(srv.URL+"/answer"))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := e.Submit(ctx, b); err != nil {
@@ -539,7 +596,8 @@ func TestShutdownReportsUnfinished(t *testing.T) {
 		})
 		var mu sync.Mutex
 		failed := map[string]error{}
-		e := psengine.New(block, testDirs(t), psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
+		e := psengine.New(block, testDirs(t), psengine.OnError(func(_ context.Context, res psengine.Result) {
+			b, err := res.Bounty, res.Err
 			mu.Lock()
 			failed[b.ID.String()] = err
 			mu.Unlock()
@@ -712,7 +770,7 @@ func TestStoppedConsumerHandsBack(t *testing.T) {
 	})
 	answers := make(chan psengine.Analysis, 2)
 	e := newEngine(t, s, psengine.WithBroker(broker),
-		psengine.OnSuccess(func(_ context.Context, _ psengine.Bounty, a psengine.Analysis) { answers <- a }))
+		psengine.OnSuccess(func(_ context.Context, res psengine.Result) { answers <- res.Analysis }))
 	if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"))); err != nil {
 		t.Fatal(err)
 	}

@@ -125,14 +125,14 @@ func ExampleOnError() {
 		return psengine.Analysis{}, errors.New("engine crashed")
 	})
 	engine := psengine.New(failing, exampleDirs,
-		psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
-			fmt.Println("hook:", errors.Is(err, psengine.ErrScan), strings.Contains(err.Error(), "engine crashed"))
+		psengine.OnError(func(_ context.Context, res psengine.Result) {
+			fmt.Println("hook:", errors.Is(res.Err, psengine.ErrScan), strings.Contains(res.Err.Error(), "engine crashed"), res.Answered)
 		}))
 	defer engine.Shutdown(context.Background())
 
 	res, _ := engine.Analyze(context.Background(), "data:,x")
 	fmt.Println("answer:", res.Analysis.Verdict, res.Analysis.Bid)
 	// Output:
-	// hook: true true
+	// hook: true true true
 	// answer: unknown 0
 }

@@ -54,8 +54,8 @@ type config struct {
 	name           string
 	workers        int
 	logger         *slog.Logger
-	onSuccess      []func(context.Context, Bounty, Analysis)
-	onError        []func(context.Context, Bounty, error)
+	onSuccess      []func(context.Context, Result)
+	onError        []func(context.Context, Result)
 	timeout        time.Duration
 	margin         time.Duration
 	localTTL       time.Duration
@@ -70,7 +70,6 @@ type config struct {
 	discardSet     bool // WithDiscardExpired was given: the environment does not override it
 	dirs           *envdirs.Dirs
 	getenv         func(string) string
-	isolate        bool
 }
 
 // WithName names the engine (used for its base directories, logs, and as
@@ -94,16 +93,18 @@ func WithLogger(l *slog.Logger) Option {
 	return opt("WithLogger(...)", func(c *config) { c.logger = l })
 }
 
-// OnSuccess adds a host hook called after each bounty answered with the
-// scanner's own analysis. Hooks run in the worker, after the scanner's own
-// hooks; a panicking hook is recovered and logged.
-func OnSuccess(fn func(ctx context.Context, b Bounty, a Analysis)) Option {
+// OnSuccess adds a host hook called with the Result of each bounty answered
+// with the scanner's own analysis (and delivered, when it has a response
+// URL). Hooks run in the worker, after the scanner's own (SuccessHook); a
+// panicking hook is recovered and logged.
+func OnSuccess(fn func(ctx context.Context, res Result)) Option {
 	return opt("OnSuccess(...)", func(c *config) { c.onSuccess = append(c.onSuccess, fn) })
 }
 
-// OnError adds a host hook called for each bounty that failed (see
-// ErrorHook), with a typed error.
-func OnError(fn func(ctx context.Context, b Bounty, err error)) Option {
+// OnError adds a host hook called with the Result of each bounty that
+// failed somewhere (see ErrorHook): res.Err is a typed error, and
+// res.Answered says whether a special result was given.
+func OnError(fn func(ctx context.Context, res Result)) Option {
 	return opt("OnError(...)", func(c *config) { c.onError = append(c.onError, fn) })
 }
 
@@ -114,22 +115,6 @@ func WithTimeout(d time.Duration) Option {
 		panic(fmt.Sprintf("psengine: WithTimeout(%v): need a positive duration", d))
 	}
 	return opt(fmt.Sprintf("WithTimeout(%v)", d), func(c *config) { c.timeout = d })
-}
-
-// WithScanIsolation runs each scan on a goroutine apart from the one
-// processing its bounty, so that a scan that ignores its ctx is walked away
-// from at its deadline: Analyze returns and the worker moves on to its next
-// bounty while the scan finishes alone (its result dropped), beside the
-// WithWorkers bound. It costs a goroutine hand-off per scan (a few
-// microseconds).
-//
-// Without it (the default) the scan runs on the worker's goroutine, as a
-// net/http handler does: a scan that ignores its ctx keeps its worker, and
-// Analyze, until it returns. Its bounty is settled all the same: ScanGrace
-// after the deadline it is answered unknown (ErrTimeout), delivered and
-// reported to the hooks, and Shutdown does not wait for the scan.
-func WithScanIsolation() Option {
-	return opt("WithScanIsolation()", func(c *config) { c.isolate = true })
 }
 
 // WithDeliveryMargin sets how long before a bounty's expiration its scan

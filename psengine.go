@@ -19,6 +19,7 @@ import (
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
+	"golang.org/x/sync/errgroup"
 )
 
 // Defaults of the options.
@@ -39,60 +40,36 @@ type Engine struct {
 	scanner Scanner // wrapped in the middleware
 	cfg     config
 
-	// front runs fetch -> identify -> accept -> scan; back runs bid ->
-	// enrich -> validate. Composed once in New.
-	front, back pipeline.Stage[*task, *task]
+	// front runs fetch -> identify -> accept -> scan under the bounty's
+	// deadline; back runs bid -> enrich -> validate. Listed once in New.
+	front, back []step
 
 	startOnce sync.Once
 	startErr  error
 	env       atomic.Pointer[Env]
 
-	slots   chan *worker
+	slots   chan *worker // the free workers
 	workers []*worker
 
 	broker    Broker
 	ownBroker *MemoryBroker
 
-	// bg is the context of the engine's own goroutines (consumers); it ends
-	// when Shutdown has drained. hard ends when Shutdown's deadline passes.
-	bg, hard             context.Context
-	stopBG, stopHard     context.CancelFunc
-	consumers            sync.WaitGroup
-	inflight             counter // calls under way (see withWorker)
-	closed               atomic.Bool
-	gate                 sync.RWMutex // orders closing against new in-flight calls
-	shutdownOnce         sync.Once
-	shutdownErr          error
-	consumersStartedOnce sync.Once
-	stuck                atomic.Int32 // scans settled without them that have not returned yet
-}
+	// gate orders Shutdown against the calls and consumers it waits for:
+	// they are counted (calls, consumers) only while closed is false.
+	gate      sync.RWMutex
+	closed    bool
+	calls     sync.WaitGroup // Analyze*, AnalyzeBounty calls under way
+	consumers sync.WaitGroup // goroutines consuming a broker
+	// intake ends when Shutdown begins (Serve's consumers take no new job);
+	// hard ends, with cause ErrShutdown, when Shutdown gives up: every
+	// bounty still running is cancelled.
+	intake, hard context.Context
+	stopIntake   context.CancelFunc
+	stopHard     context.CancelCauseFunc
+	abandoned    atomic.Int32 // scans walked away from that have not returned
 
-// worker is one scanning slot with its own Env. A worker is used by one
-// goroutine at a time (it is taken from Engine.slots and put back).
-type worker struct {
-	id     int
-	env    Env  // the worker's own Env, valid when ready
-	base   *Env // the engine Env it was built on
-	ready  bool
-	runner *scanRunner // WithScanIsolation: started on the first scan
-	task   task        // the bounty being processed (see bountyRun.task)
-
-	// token: the call holding w counts in Engine.inflight; the watchdog
-	// releases it for a scan that overran, so that Shutdown need not wait
-	// for that scan (see bountyRun.overrun).
-	token   atomic.Bool
-	held    atomic.Bool // a call holds w
-	mu      sync.Mutex
-	run     *bountyRun  // the bounty being processed, for the timer and Shutdown
-	timer   *time.Timer // the watchdog of w's runs (see worker.tick)
-	armedAt time.Time   // when timer fires (zero: not armed)
-}
-
-// releaseToken ends the in-flight count of the call holding w, once.
-func (w *worker) releaseToken(e *Engine) {
-	if w.token.CompareAndSwap(true, false) {
-		e.inflight.done()
-	}
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New returns an engine answering with scanner. It does not fail: an
@@ -137,7 +114,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	for i := len(cfg.middleware) - 1; i >= 0; i-- {
 		e.scanner = cfg.middleware[i](e.scanner)
 	}
-	e.front, e.back = e.frontStages(), e.backStages()
+	e.front, e.back = e.frontSteps(), e.backSteps()
 	e.slots = make(chan *worker, cfg.workers)
 	for i := range cfg.workers {
 		w := &worker{id: i + 1}
@@ -149,8 +126,8 @@ func New(scanner Scanner, opts ...Option) *Engine {
 		e.ownBroker = NewMemoryBroker(MemoryBrokerConfig{})
 		e.broker = e.ownBroker
 	}
-	e.bg, e.stopBG = context.WithCancel(context.Background())
-	e.hard, e.stopHard = context.WithCancel(context.Background())
+	e.intake, e.stopIntake = context.WithCancel(context.Background())
+	e.hard, e.stopHard = context.WithCancelCause(context.Background())
 	return e
 }
 
@@ -231,7 +208,7 @@ func (e *Engine) start(ctx context.Context) error {
 	log.Info("engine started", "engine", e.cfg.name, "workers", e.cfg.workers,
 		"product", head.Product, "vendor_version", head.Scanner.VendorVersion)
 	if e.ownBroker != nil {
-		e.startConsumers(e.bg, e.broker)
+		e.startOwnConsumers()
 	}
 	return nil
 }
@@ -261,15 +238,22 @@ func archName(goarch string) string {
 	return goarch
 }
 
-func (e *Engine) startConsumers(ctx context.Context, b Broker) {
+// startOwnConsumers runs WithWorkers consumers on the in-process broker.
+// They take jobs until the broker is closed and drained (Shutdown), or
+// Shutdown gives up.
+func (e *Engine) startOwnConsumers() {
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if e.closed {
+		return
+	}
+	h := e.handler(e.hard)
 	for range e.cfg.workers {
-		e.consumers.Add(1)
-		go func() {
-			defer e.consumers.Done()
-			if err := b.Consume(ctx, e.handle); err != nil && ctx.Err() == nil {
+		e.consumers.Go(func() {
+			if err := e.broker.Consume(e.hard, h); err != nil && e.hard.Err() == nil {
 				e.cfg.logger.Error("consumer stopped", "err", err)
 			}
-		}()
+		})
 	}
 }
 
@@ -310,9 +294,8 @@ func (r Result) Answer() Answer { return NewAnswer(r.Bounty, r.Analysis) }
 // (its expiration less the delivery margin, and WithTimeout) ends a scan
 // with an unknown answer; ctx ending first abandons the bounty unanswered,
 // with ctx's cause in the error. Either cancels the scan's ctx; the call
-// returns when the scan does (at once with WithScanIsolation), with the
-// answer the engine settled the bounty with if the scan took more than
-// ScanGrace to return.
+// returns when the scan does, or ScanGrace later if it ignores its ctx (see
+// ScanGrace).
 func (e *Engine) Analyze(ctx context.Context, uri string) (Result, error) {
 	return e.AnalyzeArtifact(ctx, FileArtifact, uri)
 }
@@ -324,7 +307,7 @@ func (e *Engine) AnalyzeURL(ctx context.Context, u string) (Result, error) {
 
 // AnalyzeArtifact is Analyze for an artifact of type t.
 func (e *Engine) AnalyzeArtifact(ctx context.Context, t ArtifactType, uri string) (Result, error) {
-	res := e.withWorker(ctx, false, func(ctx context.Context, w *worker) Result { return e.analyzeLocal(ctx, w, t, uri) })
+	res := e.call(ctx, func(w *worker) Result { return e.analyzeLocal(ctx, w, t, uri) })
 	return res, res.Err
 }
 
@@ -333,7 +316,7 @@ func (e *Engine) AnalyzeArtifact(ctx context.Context, t ArtifactType, uri string
 // It blocks until the answer is delivered or given up, and honours ctx.
 // The error is res.Err (see Analyze).
 func (e *Engine) AnalyzeBounty(ctx context.Context, b Bounty) (Result, error) {
-	res := e.withWorker(ctx, false, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, b) })
+	res := e.call(ctx, func(w *worker) Result { return e.process(ctx, w, b) })
 	return res, res.Err
 }
 
@@ -375,107 +358,99 @@ func each[In any](ctx context.Context, e *Engine, ins iter.Seq[In], s pipeline.S
 	}
 }
 
-// withWorker starts the engine, takes a worker slot, runs fn and gives the
-// slot back. (Shutdown giving up cancels the bounty fn runs: see newRun.)
-// Callers from outside (internal false) are refused once Shutdown began;
-// the broker's consumers still drain the queue.
-func (e *Engine) withWorker(ctx context.Context, internal bool, fn func(ctx context.Context, w *worker) Result) Result {
+// call runs fn on a worker for a caller from outside; it is refused once
+// Shutdown began, which waits for the calls it let in.
+func (e *Engine) call(ctx context.Context, fn func(w *worker) Result) Result {
 	e.gate.RLock()
-	if e.closed.Load() && !internal {
+	if e.closed {
 		e.gate.RUnlock()
 		return Result{Err: ErrClosed}
 	}
-	e.inflight.add()
+	e.calls.Add(1)
 	e.gate.RUnlock()
+	defer e.calls.Done()
+	return e.withWorker(ctx, fn)
+}
+
+// withWorker starts the engine, takes a free worker, runs fn and gives the
+// worker back. It gives up when ctx ends or Shutdown gives up first.
+func (e *Engine) withWorker(ctx context.Context, fn func(w *worker) Result) Result {
 	if err := e.Start(ctx); err != nil {
-		e.inflight.done()
 		return Result{Err: err}
 	}
 	var w *worker
 	select {
 	case w = <-e.slots: // a free worker: no need to watch ctx
 	default:
-		w = e.waitWorker(ctx)
-	}
-	if w == nil {
-		e.inflight.done()
-		if e.hard.Err() != nil {
+		select {
+		case w = <-e.slots:
+		case <-ctx.Done():
+			return Result{Err: context.Cause(ctx)}
+		case <-e.hard.Done():
 			return Result{Err: ErrShutdown}
 		}
-		return Result{Err: context.Cause(ctx)}
 	}
-	w.held.Store(true)
-	w.token.Store(true) // the in-flight count is w's to release now
-	defer func() {
-		w.held.Store(false)
-		w.releaseToken(e)
-		e.slots <- w
-	}()
-	return fn(ctx, w)
+	defer func() { e.slots <- w }()
+	return fn(w)
 }
 
-// waitWorker waits for a free worker; nil when ctx ends or Shutdown gives
-// up first.
-func (e *Engine) waitWorker(ctx context.Context) *worker {
-	select {
-	case w := <-e.slots:
-		return w
-	case <-ctx.Done():
-	case <-e.hard.Done():
+// bountyContext returns the context of a bounty's fetch and scan: it has
+// parent's values and ends when parent does, when Shutdown gives up (cause
+// ErrShutdown), or at deadline unless it is zero. At the deadline its Err,
+// and that of every context derived from it, is context.DeadlineExceeded,
+// with ErrTimeout as the cause.
+func (e *Engine) bountyContext(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+	if deadline.IsZero() {
+		return ctx, func() { stop(); cancel(nil) }
 	}
-	return nil
+	dctx, dcancel := context.WithDeadlineCause(ctx, deadline, ErrTimeout)
+	return dctx, func() { dcancel(); stop(); cancel(nil) }
 }
 
-// workerEnv sets w up on first use, and re-bases it on the engine's Env
-// when an update replaced that.
-func (e *Engine) workerEnv(ctx context.Context, w *worker) (*Env, error) {
-	cur := e.env.Load()
-	if w.ready {
-		if w.base != cur { // Update swapped the engine's Env
-			w.env, w.base = w.env.rebase(*w.base, *cur), cur
+// scanDeadline is the deadline of fetch and scan for a bounty expiring at
+// expiration (zero: never): the expiration less the delivery margin, and
+// the host's timeout (zero: none).
+func (e *Engine) scanDeadline(expiration, now time.Time) time.Time {
+	var deadline time.Time
+	if !expiration.IsZero() {
+		deadline = expiration.Add(-e.cfg.margin)
+		if !deadline.After(now) {
+			// Expired, or too close to expiring, yet scanned anyway
+			// (WithDiscardExpired(false)): the answer is late whatever
+			// happens, so give the scan LateScanWindow rather than none.
+			deadline = now.Add(LateScanWindow)
 		}
-		return &w.env, nil
 	}
-	env := cur.WithLogger(cur.Logger().With("worker", w.id))
-	if s, ok := e.orig.(WorkerSetup); ok {
-		var out Env
-		var err error
-		if perr := pipeline.Protect(func() { out, err = s.SetupWorker(ctx, env) }); perr != nil {
-			err = perr
+	if e.cfg.timeout > 0 {
+		if d := now.Add(e.cfg.timeout); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
 		}
-		if err != nil {
-			return nil, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
-		}
-		env = out
 	}
-	w.env, w.base, w.ready = env, cur, true
-	return &w.env, nil
+	return deadline
 }
 
-// analyzeLocal fetches a local input, forges its bounty and processes it.
-// The fetch runs under the bounty's deadline already.
+// analyzeLocal fetches a local input under its bounty's deadline, forges
+// its bounty and processes it.
 func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) Result {
 	now := time.Now()
-	r := e.newRun(ctx, w, Bounty{ArtifactType: t, ArtifactURI: uri, Expiration: now.Add(e.cfg.localTTL)}, now)
-	defer r.release()
+	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now))
+	defer cancel()
 	var content *fetch.Content
 	var mime string
 	if t == URLArtifact {
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
 	} else {
 		var err error
-		content, err = e.cfg.localPolicy.Fetch(r, uri, "")
+		content, err = e.cfg.localPolicy.Fetch(rctx, uri, "")
 		if err != nil {
-			if !r.claim() {
-				return r.wait()
-			}
 			return Result{Err: kind(ErrFetch, err)}
 		}
 		mime = DetectMIMEType(content.Head())
 	}
 	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
-	r.setBounty(b)
-	return e.runBounty(r, content)
+	return e.runBounty(ctx, rctx, w, b, content, mime)
 }
 
 // Submit queues b on the broker and returns once the broker accepted it;
@@ -489,7 +464,7 @@ func (e *Engine) Submit(ctx context.Context, b Bounty) error {
 
 // SubmitJob is Submit with a chosen job ID (for deduplication).
 func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
-	if e.closed.Load() {
+	if e.intake.Err() != nil { // Shutdown began
 		return ErrClosed
 	}
 	if err := job.Bounty.Validate(); err != nil {
@@ -508,7 +483,10 @@ func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
 }
 
 // Serve runs WithWorkers consumers on the broker given by WithBroker until
-// ctx ends or the broker is closed, and returns then (nil when ctx ended).
+// ctx ends, Shutdown begins or the broker is closed and drained, and returns
+// then: nil, or the first error a consumer stopped with (the others are then
+// stopped too). When ctx ends, the bounties being scanned are handed back
+// to the broker unanswered; when Shutdown begins, they are answered first.
 // An engine using the in-process default broker serves it by itself.
 func (e *Engine) Serve(ctx context.Context) error {
 	if e.ownBroker != nil {
@@ -517,20 +495,53 @@ func (e *Engine) Serve(ctx context.Context) error {
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(e.hard, cancel)
-	defer stop()
-	e.startConsumers(ctx, e.broker)
-	e.consumers.Wait()
-	return nil
+	// run ends the bounties in progress; consume only stops taking new ones.
+	run, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	defer context.AfterFunc(e.hard, func() { stopRun(context.Cause(e.hard)) })()
+	consume, stopConsuming := context.WithCancel(run)
+	defer stopConsuming()
+	defer context.AfterFunc(e.intake, stopConsuming)()
+	g, gctx := errgroup.WithContext(consume)
+
+	e.gate.RLock()
+	if e.closed {
+		e.gate.RUnlock()
+		return ErrClosed
+	}
+	e.consumers.Add(e.cfg.workers)
+	e.gate.RUnlock()
+	h := e.handler(run)
+	for range e.cfg.workers {
+		g.Go(func() error {
+			defer e.consumers.Done()
+			if err := e.broker.Consume(gctx, h); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("psengine: consumer stopped: %w", err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
-// handle is the broker Handler: it answers the job's bounty. It returns an
-// error (redeliver) only when the answer could not be delivered for a
-// reason a later attempt may fix and the bounty has not expired.
+// handler is the broker Handler of consumers whose bounties end with run:
+// a job's context keeps the values of the broker's but is cancelled only
+// with run, so that a consumer told to stop taking jobs still answers the
+// one it holds.
+func (e *Engine) handler(run context.Context) Handler {
+	return func(ctx context.Context, job Job) error {
+		jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		defer cancel(nil)
+		defer context.AfterFunc(run, func() { cancel(context.Cause(run)) })()
+		return e.handle(jctx, job)
+	}
+}
+
+// handle answers the job's bounty. It returns an error (redeliver) only when
+// the answer could not be delivered for a reason a later attempt may fix and
+// the bounty has not expired, or the bounty was given up on unanswered.
 func (e *Engine) handle(ctx context.Context, job Job) error {
-	res := e.withWorker(ctx, true, func(ctx context.Context, w *worker) Result { return e.process(ctx, w, job.Bounty) })
+	res := e.withWorker(ctx, func(w *worker) Result { return e.process(ctx, w, job.Bounty) })
 	switch {
 	case res.Err == nil:
 		return nil
@@ -609,14 +620,16 @@ func (e *Engine) Update(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops intake (Submit answers ErrClosed), lets queued and running
-// bounties finish and deliver, then tears the workers and the engine down.
-// If ctx ends first, running scans are cancelled, every bounty not answered
-// is reported to the error hooks with ErrShutdown, and Shutdown returns
-// ctx's error (joined with teardown errors). A scan that ignores its
-// cancellation is given ScanGrace, then left running (see
-// WithScanIsolation): its worker and the engine are not torn down, and the
-// error says so. Later calls return the first call's result.
+// Shutdown stops intake (Submit and the Analyze calls answer ErrClosed,
+// Serve's consumers take no new job), lets queued and running bounties
+// finish and deliver, then tears the workers and the engine down. If ctx
+// ends first, running bounties are cancelled (their scans get ScanGrace to
+// return, then are walked away from), every bounty not answered is reported
+// to the error hooks with ErrShutdown, and Shutdown returns ctx's cause
+// (joined with teardown errors). A scan still running then (it ignores its
+// context) tears down its worker Env when it returns; the engine's
+// teardown is skipped, and the error says so. Later calls return the first
+// call's result.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.shutdownOnce.Do(func() { e.shutdownErr = e.shutdown(ctx) })
 	return e.shutdownErr
@@ -624,57 +637,42 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 
 func (e *Engine) shutdown(ctx context.Context) error {
 	e.gate.Lock()
-	e.closed.Store(true)
+	e.closed = true
 	e.gate.Unlock()
+	e.stopIntake()
 	var errs []error
 	drained := make(chan struct{})
 	go func() {
 		if e.ownBroker != nil {
-			e.ownBroker.Close()
-			_ = e.ownBroker.Drain(e.hard)
+			e.ownBroker.Close() // its consumers return once it is drained
 		}
-		e.inflight.wait()
+		e.consumers.Wait()
+		e.calls.Wait()
 		close(drained)
 	}()
 	select {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
-		e.stopHard()
+		e.stopHard(ErrShutdown)
 		if e.ownBroker != nil {
 			for _, job := range e.ownBroker.Abandon() {
-				e.reportError(context.WithoutCancel(ctx), job.Bounty, fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID))
+				res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
+				e.finish(ctx, &res)
 			}
 		}
-		for _, w := range e.workers {
-			w.expireRun(ErrShutdown)
-		}
-		// Running scans return promptly, or are settled without them
-		// ScanGrace later (see bountyRun.overrun).
-		<-drained
+		<-drained // running bounties end at most ScanGrace later
 	}
-	e.stopBG()
-	if e.stuck.Load() == 0 {
-		e.consumers.Wait()
-	} // else a consumer may be inside a scan that ignores its ctx: not waited for
-	busy := map[*worker]bool{}
-	for _, w := range e.workers {
-		if w.held.Load() {
-			busy[w] = true
-			errs = append(errs, fmt.Errorf("worker %d: a scan that ignores its context is still running; not torn down", w.id))
-			continue
-		}
-		w.stopRunner()
-		w.stopTimer()
-	}
+	e.stopHard(ErrShutdown)
 
-	// Teardown gets its own context: the caller's may be over, yet
-	// resources (daemons, servers) must still be released.
+	// Every worker is idle now. Teardown gets its own context: the
+	// caller's may be over, yet resources (daemons, servers) must still be
+	// released.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if t, ok := e.orig.(WorkerTeardown); ok {
 		for _, w := range e.workers {
-			if !w.ready || busy[w] {
+			if !w.ready {
 				continue
 			}
 			var err error
@@ -686,7 +684,9 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil && len(busy) == 0 {
+	if n := e.abandoned.Load(); n > 0 {
+		errs = append(errs, fmt.Errorf("psengine: %d scans that ignore their context are still running: each tears down its worker Env when it returns; the engine is not torn down", n))
+	} else if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil {
 		var err error
 		if perr := pipeline.Protect(func() { err = t.TeardownEngine(tctx, e.Env()) }); perr != nil {
 			err = perr
@@ -695,49 +695,5 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("engine teardown: %w", err))
 		}
 	}
-	e.stopHard()
 	return errors.Join(errs...)
-}
-
-// counter counts work under way. Unlike a sync.WaitGroup it may be
-// incremented from zero while wait is waiting (the broker's consumers keep
-// handling jobs while Shutdown waits). add and done are one atomic
-// operation each unless someone waits.
-type counter struct {
-	n       atomic.Int64
-	waiters atomic.Int32
-	mu      sync.Mutex
-	idle    []chan struct{}
-}
-
-func (c *counter) add() { c.n.Add(1) }
-
-func (c *counter) done() {
-	if c.n.Add(-1) == 0 && c.waiters.Load() > 0 {
-		c.mu.Lock()
-		if c.n.Load() == 0 {
-			for _, ch := range c.idle {
-				close(ch)
-			}
-			c.idle = nil
-		}
-		c.mu.Unlock()
-	}
-}
-
-// wait returns once the count is zero (at once when it is now).
-func (c *counter) wait() {
-	ch := make(chan struct{})
-	c.mu.Lock()
-	c.idle = append(c.idle, ch)
-	c.waiters.Add(1)
-	if c.n.Load() == 0 { // done saw no waiter, or has yet to look
-		for _, ch := range c.idle {
-			close(ch)
-		}
-		c.idle = nil
-	}
-	c.mu.Unlock()
-	<-ch
-	c.waiters.Add(-1)
 }

@@ -90,17 +90,18 @@ type Updater interface {
 	Update(ctx context.Context, env Env) (Env, error)
 }
 
-// SuccessHook is called after each bounty was answered with the scanner's
-// own analysis (and delivered, when it has a response URL).
+// SuccessHook is called with the Result of each bounty answered with the
+// scanner's own analysis (and delivered, when it has a response URL).
 type SuccessHook interface {
-	OnSuccess(ctx context.Context, b Bounty, a Analysis)
+	OnSuccess(ctx context.Context, res Result)
 }
 
-// ErrorHook is called for each bounty that failed somewhere (fetch, scan,
-// validation, delivery, expiry, shutdown), with a typed error; the bounty
-// was answered with a special result if it could be.
+// ErrorHook is called with the Result of each bounty that failed somewhere
+// (fetch, scan, validation, delivery, expiry, shutdown): res.Err is a typed
+// error, and the bounty was answered with a special result (res.Answered)
+// if it could be.
 type ErrorHook interface {
-	OnError(ctx context.Context, b Bounty, err error)
+	OnError(ctx context.Context, res Result)
 }
 
 // Middleware wraps a Scanner (logging, metrics, caching, a fallback...).

@@ -11,11 +11,11 @@ import (
 	"github.com/polyswarm/psengine/pipeline"
 )
 
-// task is what flows through the stages of one bounty.
+// task is one bounty on its way through the steps.
 type task struct {
 	worker   *worker
-	bounty   *Bounty // the run's
-	env      *Env    // the worker's
+	bounty   Bounty
+	env      *Env // the worker's
 	content  *fetch.Content
 	artifact Artifact
 	mimetype string // detected already (local inputs), else ""
@@ -23,63 +23,101 @@ type task struct {
 	decided  bool // the answer is settled (a special result): skip the scan
 }
 
+// step is one named stage of the engine's pipeline. Each is a thin adapter
+// over a plain function that a test or a debugger can call alone: the fetch
+// policy's Fetch, NewArtifact, the scanner's Acceptor, the Scanner itself,
+// the BidStrategy, Validate.
+type step struct {
+	name string
+	run  pipeline.Stage[*task, *task] // panics recovered
+}
+
+func newStep(name string, s pipeline.Stage[*task, *task]) step {
+	return step{name: name, run: pipeline.Recover(s)}
+}
+
+// frontSteps lead to the scanner's analysis; they run under the bounty's
+// deadline, each only while it has not passed.
+func (e *Engine) frontSteps() []step {
+	return []step{
+		newStep("fetch", e.fetchStep),
+		newStep("identify", identifyStep),
+		newStep("accept", e.acceptStep),
+		newStep("scan", e.scanStep),
+	}
+}
+
+// backSteps turn an analysis into an answer.
+func (e *Engine) backSteps() []step {
+	return []step{
+		newStep("bid", e.bidStep),
+		newStep("enrich", e.enrichStep),
+		newStep("validate", validateStep),
+	}
+}
+
+// runSteps runs steps in order on t until one fails; with stopOnDone, it
+// stops too when ctx ends between two steps.
+func runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error {
+	for _, s := range steps {
+		if stopOnDone && ctx.Err() != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+				return fmt.Errorf("%w: before %s", cause, s.name)
+			}
+			return context.Cause(ctx)
+		}
+		if _, err := s.run(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // process answers one bounty on worker w.
 func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 	res := Result{Bounty: b}
 	if err := b.Validate(); err != nil {
 		res.Err = err
-		e.finish(ctx, &res, e.cfg.logger)
+		e.finish(ctx, &res)
 		return res
 	}
 	now := time.Now()
 	if e.cfg.discardExpired && expired(b, now) {
 		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
-		e.finish(ctx, &res, e.cfg.logger)
+		e.finish(ctx, &res)
 		return res
 	}
-	r := e.newRun(ctx, w, b, now)
-	defer r.release()
-	return e.runBounty(r, nil)
+	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(b.Expiration, now))
+	defer cancel()
+	return e.runBounty(ctx, rctx, w, b, nil, "")
 }
 
-// runBounty answers r's bounty: fetch (unless content, already fetched,
-// is given: runBounty owns it from then on), identify, accept, scan, then
-// bid, enrich, validate, deliver and the hooks (see conclude). When the scan
-// overran its deadline and the watchdog settled the bounty, it returns the
-// watchdog's result once the scan returned.
-func (e *Engine) runBounty(r *bountyRun, content *fetch.Content) Result {
-	t := r.task
-	b := *t.bounty
-	t.content = content
-	if content != nil {
-		t.mimetype = b.MIMEType // detected from content by analyzeLocal
-	}
+// runBounty answers b on w: the front steps under rctx (the bounty's
+// deadline), unless content, already fetched (mime detected from it), is
+// given: runBounty owns it from then on; then bid, enrich, validate, the
+// delivery and the hooks under ctx (see conclude).
+func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, content *fetch.Content, mime string) Result {
+	t := &task{worker: w, bounty: b, content: content, mimetype: mime}
 	defer func() {
 		if t.content != nil {
 			_ = t.content.Close()
 		}
 	}()
-	env, err := e.workerEnv(r, r.w)
+	env, err := e.workerEnv(rctx, w)
 	if err == nil {
 		t.env = env
-		_, err = e.front(r, t)
-	}
-	if !r.claim() {
-		res := r.wait()
-		e.cfg.logger.Warn("a scan returned after its bounty was settled without it; its result is dropped",
-			"bounty", b.ID.String(), "err", err, "verdict", t.analysis.Verdict)
-		return res
+		err = runSteps(rctx, e.front, t, true)
 	}
 	res := Result{Bounty: b, Err: err}
-	if err != nil && r.Err() != nil && !errors.Is(context.Cause(r), ErrTimeout) {
+	if err != nil && rctx.Err() != nil && !errors.Is(context.Cause(rctx), ErrTimeout) {
 		// The caller, the consumer or Shutdown gave up on this bounty
 		// (not its deadline): no answer, so that a broker hands it to
 		// another worker rather than take an "unknown" for it.
-		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(r))
-		e.finish(r.parent, &res, e.cfg.logger)
+		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(rctx))
+		e.finish(ctx, &res)
 		return res
 	}
-	e.conclude(r.parent, t, &res)
+	e.conclude(ctx, t, &res)
 	return res
 }
 
@@ -92,23 +130,23 @@ func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
 	if res.Err != nil && !t.decided {
 		t.analysis = answerFor(res.Err)
 	}
-	if _, verr := e.back(ctx, t); verr != nil {
+	if verr := runSteps(ctx, e.back, t, false); verr != nil {
 		// The scanner's analysis would be refused: answer unknown instead.
 		res.Err = errors.Join(res.Err, verr)
 		t.analysis = Skipped(verr)
-		if _, err := e.back(ctx, t); err != nil { // cannot fail for a special result
+		if err := runSteps(ctx, e.back, t, false); err != nil { // cannot fail for a special result
 			res.Err = errors.Join(res.Err, err)
 		}
 	}
 	res.Analysis = t.analysis
-	if b := *t.bounty; b.ResponseURL != "" {
+	if b := t.bounty; b.ResponseURL != "" {
 		if err := e.deliver(ctx, b, res.Analysis); err != nil {
 			res.Err = errors.Join(res.Err, err)
 		} else {
 			res.Delivered = true
 		}
 	}
-	e.finish(ctx, res, e.cfg.logger)
+	e.finish(ctx, res)
 }
 
 // answerFor is the special result answering a bounty that failed with err.
@@ -135,50 +173,34 @@ func unwrapKind(err, k error) error {
 	return err
 }
 
-// frontStages composes the stages that lead to the scanner's analysis.
-func (e *Engine) frontStages() pipeline.Stage[*task, *task] {
-	return pipeline.Then(pipeline.Then(pipeline.Then(
-		pipeline.Recover(e.fetchStage),
-		pipeline.Recover(e.identifyStage)),
-		pipeline.Recover(e.acceptStage)),
-		e.scanStage)
-}
-
-// backStages composes the stages that turn an analysis into an answer.
-func (e *Engine) backStages() pipeline.Stage[*task, *task] {
-	return pipeline.Then(pipeline.Then(
-		pipeline.Recover(e.bidStage),
-		pipeline.Recover(e.enrichStage)),
-		pipeline.Recover(validateStage))
-}
-
-// fetchStage reads the artifact (unless it came with the task), checking
+// fetchStep reads the artifact (unless it came with the task), checking
 // its sha256 against the bounty's.
-func (e *Engine) fetchStage(ctx context.Context, t *task) (*task, error) {
-	b := *t.bounty
-	if t.content == nil {
-		if b.ArtifactType == URLArtifact {
-			t.content = fetch.FromBytes([]byte(b.ArtifactURI))
-		} else {
-			c, err := e.cfg.policy.Fetch(ctx, b.ArtifactURI, b.SHA256)
-			if err != nil {
-				if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
-					err = fmt.Errorf("%w: %w", cause, err)
-				}
-				return t, kind(ErrFetch, err)
-			}
-			t.content = c
+func (e *Engine) fetchStep(ctx context.Context, t *task) (*task, error) {
+	b := t.bounty
+	switch {
+	case t.content != nil:
+		if b.SHA256 != "" && b.ArtifactType == FileArtifact && t.content.SHA256() != b.SHA256 {
+			return t, kind(ErrFetch, &fetch.ChecksumError{Want: b.SHA256, Got: t.content.SHA256()})
 		}
-	} else if b.SHA256 != "" && b.ArtifactType == FileArtifact && t.content.SHA256() != b.SHA256 {
-		return t, kind(ErrFetch, &fetch.ChecksumError{Want: b.SHA256, Got: t.content.SHA256()})
+	case b.ArtifactType == URLArtifact:
+		t.content = fetch.FromBytes([]byte(b.ArtifactURI))
+	default:
+		c, err := e.cfg.policy.Fetch(ctx, b.ArtifactURI, b.SHA256)
+		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+				err = fmt.Errorf("%w: %w", cause, err)
+			}
+			return t, kind(ErrFetch, err)
+		}
+		t.content = c
 	}
 	return t, nil
 }
 
-// identifyStage makes the Artifact the scanner sees: hashes from the fetch,
+// identifyStep makes the Artifact the scanner sees: hashes from the fetch,
 // the mimetype detected from the first bytes.
-func (e *Engine) identifyStage(_ context.Context, t *task) (*task, error) {
-	b := *t.bounty
+func identifyStep(_ context.Context, t *task) (*task, error) {
+	b := t.bounty
 	if t.mimetype == "" {
 		t.artifact = NewArtifact(b.ArtifactType, b.ArtifactURI, t.content)
 		return t, nil
@@ -188,31 +210,20 @@ func (e *Engine) identifyStage(_ context.Context, t *task) (*task, error) {
 	return t, nil
 }
 
-// acceptStage answers UNSUPPORTED what the scanner does not handle.
-func (e *Engine) acceptStage(_ context.Context, t *task) (*task, error) {
+// acceptStep answers UNSUPPORTED what the scanner does not handle.
+func (e *Engine) acceptStep(_ context.Context, t *task) (*task, error) {
 	if a, ok := e.orig.(Acceptor); ok && !a.Accepts(t.artifact) {
 		t.analysis, t.decided = Unsupported(), true
 	}
 	return t, nil
 }
 
-// scanStage runs the scanner with panics recovered: on the worker's own
-// goroutine, or with WithScanIsolation on the worker's scanning goroutine,
-// walked away from at ctx's deadline.
-func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
+// scanStep runs the scanner (see Engine.scan) and classifies its failure.
+func (e *Engine) scanStep(ctx context.Context, t *task) (*task, error) {
 	if t.decided {
 		return t, nil
 	}
-	var a Analysis
-	var err error
-	if e.cfg.isolate {
-		env, art := *t.env, t.artifact // the scan may outlive t
-		a, err = t.worker.scan(ctx, func(ctx context.Context) (Analysis, error) {
-			return e.scanner.Scan(ctx, env, art)
-		})
-	} else if perr := pipeline.Protect(func() { a, err = e.scanner.Scan(ctx, *t.env, t.artifact) }); perr != nil {
-		err = perr
-	}
+	a, err := e.scan(ctx, t.worker, *t.env, t.artifact)
 	if err != nil {
 		switch {
 		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
@@ -227,8 +238,8 @@ func (e *Engine) scanStage(ctx context.Context, t *task) (*task, error) {
 	return t, nil
 }
 
-// bidStage fills the bid of malicious and benign assertions.
-func (e *Engine) bidStage(_ context.Context, t *task) (*task, error) {
+// bidStep fills the bid of malicious and benign assertions.
+func (e *Engine) bidStep(_ context.Context, t *task) (*task, error) {
 	a := &t.analysis
 	if t.bounty.IsVote() {
 		a.Bid = 0
@@ -245,23 +256,22 @@ func (e *Engine) bidStage(_ context.Context, t *task) (*task, error) {
 	return t, nil
 }
 
-// enrichStage stamps the engine's head metadata under the analysis.
-func (e *Engine) enrichStage(_ context.Context, t *task) (*task, error) {
+// enrichStep stamps the engine's head metadata under the analysis.
+func (e *Engine) enrichStep(_ context.Context, t *task) (*task, error) {
 	t.analysis.Metadata = t.analysis.Metadata.merge(e.env.Load().head)
 	return t, nil
 }
 
-func validateStage(_ context.Context, t *task) (*task, error) {
-	return t, Validate(*t.bounty, t.analysis)
+func validateStep(_ context.Context, t *task) (*task, error) {
+	return t, Validate(t.bounty, t.analysis)
 }
 
 // deliver posts the answer with its own context: the caller may go away,
-// the bounty's expiration (and a hard shutdown) still bound it.
+// the bounty's expiration (and Shutdown giving up) still bound it.
 func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
-	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(e.hard, cancel)
-	defer stop()
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	defer context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })()
 	if !b.Expiration.IsZero() {
 		var c2 context.CancelFunc
 		dctx, c2 = context.WithDeadline(dctx, b.Expiration)
@@ -274,41 +284,48 @@ func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
 	return kind(ErrDeliver, err)
 }
 
-// finish logs the result and runs the hooks: the scanner's, then the
-// host's. A panicking hook is recovered and logged.
-func (e *Engine) finish(ctx context.Context, res *Result, log *slog.Logger) {
+// finish logs the result and runs the hooks, the scanner's then the
+// host's: the error hooks when res.Err is set, the success hooks otherwise.
+// A recovered panic is logged with its stack; a panicking hook is recovered
+// and logged.
+func (e *Engine) finish(ctx context.Context, res *Result) {
+	log := e.cfg.logger
+	hctx := context.WithoutCancel(ctx)
 	if res.Err != nil {
-		log.Warn("bounty failed", "bounty", res.Bounty.ID.String(), "err", res.Err, "answered", res.Answered, "verdict", res.Analysis.Verdict)
-		e.reportError(context.WithoutCancel(ctx), res.Bounty, res.Err)
+		attrs := []any{"bounty", res.Bounty.ID.String(), "err", res.Err, "answered", res.Answered}
+		if res.Answered {
+			attrs = append(attrs, "verdict", res.Analysis.Verdict)
+		}
+		if pe, ok := errors.AsType[*PanicError](res.Err); ok {
+			log.ErrorContext(ctx, "bounty failed: recovered a panic", append(attrs, "stack", string(pe.Stack))...)
+		} else {
+			log.WarnContext(ctx, "bounty failed", attrs...)
+		}
+		if h, ok := e.orig.(ErrorHook); ok {
+			e.runHook(hctx, "scanner OnError", func() { h.OnError(hctx, *res) })
+		}
+		for _, h := range e.cfg.onError {
+			e.runHook(hctx, "OnError", func() { h(hctx, *res) })
+		}
 		return
 	}
 	if log.Enabled(ctx, slog.LevelDebug) {
-		log.Debug("bounty answered", "bounty", res.Bounty.ID.String(), "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
+		log.DebugContext(ctx, "bounty answered", "bounty", res.Bounty.ID.String(), "verdict", res.Analysis.Verdict, "bid", res.Analysis.Bid, "delivered", res.Delivered)
 	}
-	h, ok := e.orig.(SuccessHook)
-	if !ok && len(e.cfg.onSuccess) == 0 {
-		return
-	}
-	hctx := context.WithoutCancel(ctx)
-	if ok {
-		e.runHook("scanner OnSuccess", func() { h.OnSuccess(hctx, res.Bounty, res.Analysis) })
+	if h, ok := e.orig.(SuccessHook); ok {
+		e.runHook(hctx, "scanner OnSuccess", func() { h.OnSuccess(hctx, *res) })
 	}
 	for _, h := range e.cfg.onSuccess {
-		e.runHook("OnSuccess", func() { h(hctx, res.Bounty, res.Analysis) })
+		e.runHook(hctx, "OnSuccess", func() { h(hctx, *res) })
 	}
 }
 
-func (e *Engine) reportError(ctx context.Context, b Bounty, err error) {
-	if h, ok := e.orig.(ErrorHook); ok {
-		e.runHook("scanner OnError", func() { h.OnError(ctx, b, err) })
-	}
-	for _, h := range e.cfg.onError {
-		e.runHook("OnError", func() { h(ctx, b, err) })
-	}
-}
-
-func (e *Engine) runHook(name string, fn func()) {
+func (e *Engine) runHook(ctx context.Context, name string, fn func()) {
 	if err := pipeline.Protect(fn); err != nil {
-		e.cfg.logger.Error("hook panicked", "hook", name, "err", err)
+		attrs := []any{"hook", name, "err", err}
+		if pe, ok := errors.AsType[*PanicError](err); ok {
+			attrs = append(attrs, "stack", string(pe.Stack))
+		}
+		e.cfg.logger.ErrorContext(ctx, "hook panicked", attrs...)
 	}
 }

@@ -45,8 +45,8 @@ func webhookAnswerRun(t *testing.T, flags ...string) outcome {
 			return psengine.Analysis{Verdict: psengine.Benign}, nil
 		}),
 		Options: []psengine.Option{
-			psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { settled <- nil }),
-			psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { settled <- err }),
+			psengine.OnSuccess(func(context.Context, psengine.Result) { settled <- nil }),
+			psengine.OnError(func(_ context.Context, res psengine.Result) { settled <- res.Err }),
 		},
 		Stdout: stdout,
 		Stderr: &stderr,

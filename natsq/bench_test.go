@@ -94,7 +94,7 @@ func BenchmarkEngine(b *testing.B) {
 			all := make(chan struct{})
 			e := psengine.New(noopScanner, append(broker.WorkerOptions(),
 				psengine.WithBroker(broker), psengine.WithWorkers(workers),
-				psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
+				psengine.OnSuccess(func(context.Context, psengine.Result) {
 					if got.Add(1) == int64(b.N) {
 						close(all)
 					}
@@ -166,7 +166,7 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 			libDone := make(chan struct{}, 1)
 			var libGot, libWant atomic.Int64
 			e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker), psengine.WithWorkers(workers),
-				psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) {
+				psengine.OnSuccess(func(context.Context, psengine.Result) {
 					if libGot.Add(1) == libWant.Load() {
 						libDone <- struct{}{}
 					}
@@ -224,7 +224,7 @@ func BenchmarkLatency(b *testing.B) {
 	broker := newBroker(b, nc, natsqBenchConfig())
 	answered := make(chan struct{}, 1)
 	e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker),
-		psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { answered <- struct{}{} }))...)
+		psengine.OnSuccess(func(context.Context, psengine.Result) { answered <- struct{}{} }))...)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- e.Serve(ctx) }()

@@ -391,7 +391,7 @@ func TestWorkerKilledMidScan(t *testing.T) {
 	ncB := connect(t, srv)
 	b := newBroker(t, ncB, cfg)
 	var seen atomic.Int64
-	serveWorker(t, b, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { seen.Add(1) }))
+	serveWorker(t, b, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Result) { seen.Add(1) }))
 	waitFor(t, "the answer from worker B", func() bool { return sink.count() == 1 })
 	waitFor(t, "worker B's ack", func() bool { return queued(t, ncB, "killed") == 0 })
 	if n := sink.count(); n != 1 {
@@ -426,7 +426,7 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 	}
 	// The success hook runs after delivery and before the ack: the worker
 	// dies there.
-	serveWorker(t, a, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { ncA.Close() }))
+	serveWorker(t, a, engineScanner(), loopbackAnswers, psengine.OnSuccess(func(context.Context, psengine.Result) { ncA.Close() }))
 	waitFor(t, "worker A's answer", func() bool { return sink.count() == 1 })
 
 	ncB := connect(t, srv)

@@ -119,8 +119,8 @@ func TestWorkerRefusesPrivateResponseURLByDefault(t *testing.T) {
 	b := newBroker(t, nc, cfg)
 	settled := make(chan error, 10) // nil: answered and delivered
 	serveWorker(t, b, engineScanner(), nil,
-		psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) { settled <- err }),
-		psengine.OnSuccess(func(context.Context, psengine.Bounty, psengine.Analysis) { settled <- nil }))
+		psengine.OnError(func(_ context.Context, res psengine.Result) { settled <- res.Err }),
+		psengine.OnSuccess(func(context.Context, psengine.Result) { settled <- nil }))
 
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))

@@ -159,7 +159,8 @@ func (b *Broker) reportToSubmitter(ctx context.Context, bounty psengine.Bounty, 
 
 // reportUnanswered is an engine error hook: bounties the engine drops
 // without an answer (expired, malformed) are reported to their submitter.
-func (b *Broker) reportUnanswered(ctx context.Context, bounty psengine.Bounty, err error) {
+func (b *Broker) reportUnanswered(ctx context.Context, res psengine.Result) {
+	bounty, err := res.Bounty, res.Err
 	switch {
 	case errors.Is(err, psengine.ErrExpired):
 		b.reportToSubmitter(ctx, bounty, kindExpired, oneLine(err))

@@ -97,10 +97,12 @@ func newRig(t *testing.T, scan func(ctx context.Context, content string) error, 
 		psengine.WithDirs(envdirs.Dirs{Home: dir, Temp: dir}),
 		psengine.WithGetenv(func(string) string { return "" }),
 		psengine.WithDeliverer(deliverer),
-		psengine.OnSuccess(func(_ context.Context, b psengine.Bounty, a psengine.Analysis) {
+		psengine.OnSuccess(func(_ context.Context, res psengine.Result) {
+			b, a := res.Bounty, res.Analysis
 			r.outcomes <- outcome{ID: b.ID.String(), Analysis: a, At: time.Now()}
 		}),
-		psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
+		psengine.OnError(func(_ context.Context, res psengine.Result) {
+			b, err := res.Bounty, res.Err
 			r.outcomes <- outcome{ID: b.ID.String(), Err: err, At: time.Now()}
 		}),
 	}

@@ -140,7 +140,8 @@ func TestReconnectOnDroppedConnection(t *testing.T) {
 	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{Signatures: fakeSigs, CloseAfter: 2})
 	var hookErrs []error
 	var mu sync.Mutex
-	e := newEngine(t, engine.Scanner{Address: fake.Address.String()}, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+	e := newEngine(t, engine.Scanner{Address: fake.Address.String()}, psengine.OnError(func(_ context.Context, res psengine.Result) {
+		err := res.Err
 		mu.Lock()
 		hookErrs = append(hookErrs, err)
 		mu.Unlock()
@@ -182,7 +183,8 @@ func TestUnreachable(t *testing.T) {
 	addr := "unix:" + clamdtest.ShortTempDir(t) + "/none.sock"
 	var hookErrs []error
 	var mu sync.Mutex
-	e := newEngine(t, engine.Scanner{Address: addr}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+	e := newEngine(t, engine.Scanner{Address: addr}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, res psengine.Result) {
+		err := res.Err
 		mu.Lock()
 		hookErrs = append(hookErrs, err)
 		mu.Unlock()

@@ -104,7 +104,8 @@ func TestRealClamdRestart(t *testing.T) {
 	d := clamdtest.StartDaemon(t, clamdtest.StandardSignatures(t))
 	var hookErrs []error
 	var mu sync.Mutex
-	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.OnError(func(_ context.Context, _ psengine.Bounty, err error) {
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.OnError(func(_ context.Context, res psengine.Result) {
+		err := res.Err
 		mu.Lock()
 		hookErrs = append(hookErrs, err)
 		mu.Unlock()
@@ -134,7 +135,8 @@ func TestRealClamdDiesMidRun(t *testing.T) {
 	}
 	hookErrs := map[string]error{}
 	var mu sync.Mutex
-	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, b psengine.Bounty, err error) {
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, res psengine.Result) {
+		b, err := res.Bounty, res.Err
 		mu.Lock()
 		hookErrs[b.ID.String()] = err
 		mu.Unlock()

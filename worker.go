@@ -1,0 +1,115 @@
+package psengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+// ScanGrace is how long the engine waits, after a scan's context ended (its
+// deadline passed, its caller gave up or Shutdown did), for the scan to
+// return before it walks away from it: a bounty past its deadline is then
+// answered unknown (ErrTimeout), delivered and reported to the hooks, one
+// given up on is reported unanswered, and the worker goes on with its next
+// bounty with a fresh worker Env (see WorkerSetup) while the scan that
+// ignored its context finishes alone. It is never more than half the
+// delivery margin, so that the answer still has time to reach PolySwarm.
+const ScanGrace = time.Second
+
+// worker is one scanning slot with its own Env. A worker is used by one
+// goroutine at a time: the one that took it from Engine.slots.
+type worker struct {
+	id    int
+	env   Env  // the worker's own Env, valid when ready
+	base  *Env // the engine Env it was built on
+	ready bool
+}
+
+// workerEnv sets w up on first use (and after a scan walked away from took
+// its Env), and re-bases it on the engine's Env when an update replaced that.
+func (e *Engine) workerEnv(ctx context.Context, w *worker) (*Env, error) {
+	cur := e.env.Load()
+	if w.ready {
+		if w.base != cur { // Update swapped the engine's Env
+			w.env, w.base = w.env.rebase(*w.base, *cur), cur
+		}
+		return &w.env, nil
+	}
+	env := cur.WithLogger(cur.Logger().With("worker", w.id))
+	if s, ok := e.orig.(WorkerSetup); ok {
+		var out Env
+		var err error
+		if perr := pipeline.Protect(func() { out, err = s.SetupWorker(ctx, env) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			return nil, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
+		}
+		env = out
+	}
+	w.env, w.base, w.ready = env, cur, true
+	return &w.env, nil
+}
+
+// States of a scan, for the hand-over of its worker Env when the engine
+// walks away from it.
+const (
+	scanRunning int32 = iota
+	scanReturned
+	scanAbandoned
+)
+
+// scan runs the scanner on a goroutine of its own (so that a panic or a
+// runtime.Goexit in it cannot end the worker's) and returns its result, or,
+// when the scan has not returned ScanGrace after ctx ended, an error
+// wrapping pipeline.ErrAbandoned and ctx's cause. The worker then forgets
+// its Env, which the abandoned scan may still be using: the scan tears it
+// down (WorkerTeardown) when it returns, and the worker's next bounty sets
+// up a new one.
+func (e *Engine) scan(ctx context.Context, w *worker, env Env, a Artifact) (Analysis, error) {
+	var state atomic.Int32
+	out, err := pipeline.Bounded(e.grace(), func(ctx context.Context, a Artifact) (Analysis, error) {
+		defer func() {
+			if !state.CompareAndSwap(scanRunning, scanReturned) {
+				e.retire(env)
+			}
+		}()
+		return e.scanner.Scan(ctx, env, a)
+	})(ctx, a)
+	if errors.Is(err, pipeline.ErrAbandoned) {
+		e.abandoned.Add(1)
+		if state.CompareAndSwap(scanRunning, scanAbandoned) {
+			w.ready = false
+		} else {
+			e.abandoned.Add(-1) // it returned just now: its Env is free again
+		}
+		err = fmt.Errorf("%w: the scan did not return %v after its context ended (%w)", pipeline.ErrAbandoned, e.grace(), context.Cause(ctx))
+	}
+	return out, err
+}
+
+// retire tears down the worker Env of a scan the engine walked away from,
+// once that scan returned.
+func (e *Engine) retire(env Env) {
+	defer e.abandoned.Add(-1)
+	log := e.cfg.logger
+	log.Warn("a scan returned after the engine walked away from it; its result is dropped")
+	if t, ok := e.orig.(WorkerTeardown); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		if perr := pipeline.Protect(func() { err = t.TeardownWorker(ctx, env) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			log.Error("worker teardown after an abandoned scan", "err", err)
+		}
+	}
+}
+
+// grace is ScanGrace, at most half the delivery margin.
+func (e *Engine) grace() time.Duration { return min(ScanGrace, e.cfg.margin/2) }
