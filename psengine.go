@@ -323,7 +323,11 @@ func (e *Engine) AnalyzeBounty(ctx context.Context, b Bounty) (Result, error) {
 // AnalyzeAll answers local artifacts (see Analyze) with up to WithWorkers at
 // once and returns the results in input order.
 func (e *Engine) AnalyzeAll(ctx context.Context, uris []string) []Result {
-	return slices.Collect(e.AnalyzeEach(ctx, FileArtifact, slices.Values(uris)))
+	out := make([]Result, 0, len(uris))
+	for res := range e.AnalyzeEach(ctx, FileArtifact, slices.Values(uris)) {
+		out = append(out, res)
+	}
+	return out
 }
 
 // AnalyzeEach answers local artifacts of type t (see AnalyzeArtifact) with
