@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/polyswarm/psengine/bid"
 )
 
 // Verdict is an engine's opinion of an artifact.
@@ -34,13 +36,22 @@ func (v Verdict) bids() bool { return v == Malicious || v == Benign }
 // Analysis is what a scanner says about an artifact, and, once the engine
 // has bid, stamped and validated it, the answer to the bounty (PROTOCOL §3).
 //
-// A scanner sets Verdict, optionally Confidence and Metadata. Bid is
-// normally left 0 for the bid stage to fill from Confidence and the
-// bounty's rules; a scanner that sets it gets it clamped into the rules.
+// A scanner sets Verdict, optionally Metadata and one of Confidence, Score
+// and Likelihood: how sure it is, on whichever scale it thinks in. Bid is
+// normally left 0 for the bid stage to fill from that and the bounty's rules
+// ([LinearBid], by default, uses the first of Confidence, Score and
+// Likelihood that is set); a scanner that sets Bid gets it clamped into the
+// rules.
+//
+// Only Confidence goes on the wire (as metadata.confidence): PolySwarm's
+// answer defines no field for a score or a likelihood word, so Score and
+// Likelihood only steer the bid.
 type Analysis struct {
 	Verdict    Verdict
-	Confidence float64 // 0.0-1.0; 0 means not specified
-	Bid        int64   // NCT-wei; 0 for suspicious and unknown
+	Confidence float64        // 0.0-1.0; 0 means not specified
+	Score      float64        // 0-100; 0 means not specified; used when Confidence is 0
+	Likelihood bid.Likelihood // ICD 203 word; NotSpecified (0) by default; used when Confidence and Score are 0
+	Bid        int64          // NCT-wei; 0 for suspicious and unknown
 	Metadata   Metadata
 }
 
@@ -307,7 +318,9 @@ func UnsafeDecompression() Analysis { return special(Suspicious, CommentUnsafeDe
 // ValidationError says why PolySwarm would reject an answer. It wraps
 // ErrInvalidAnalysis.
 type ValidationError struct {
-	Field  string // wire path, e.g. "bid" or "metadata.product"
+	// Field is the wire path, such as "bid" or "metadata.product", or the Go
+	// field name (Score, Likelihood) for what is not on the wire.
+	Field  string
 	Reason string
 }
 
@@ -318,16 +331,24 @@ func (e *ValidationError) Error() string {
 func (e *ValidationError) Unwrap() error { return ErrInvalidAnalysis }
 
 // Validate reports whether a is an answer PolySwarm would accept for b:
-// a known verdict; a confidence within [0, 1]; in an assertion a bid inside
-// b's rules for malicious and benign, and 0 for suspicious and unknown;
-// a product made of lowercase words joined by '-'; a lowercase operating
-// system; valid UTF-8 text. Errors are *ValidationError.
+// a known verdict; a confidence within [0, 1]; a score within [0, 100] and a
+// likelihood that is NotSpecified or one of the bid package's constants (the
+// engine's own contract: neither goes on the wire); in an assertion a bid
+// inside b's rules for malicious and benign, and 0 for suspicious and
+// unknown; a product made of lowercase words joined by '-'; a lowercase
+// operating system; valid UTF-8 text. Errors are *ValidationError.
 func Validate(b Bounty, a Analysis) error {
 	if !a.Verdict.Valid() {
 		return &ValidationError{"verdict", fmt.Sprintf("%q is not malicious, benign, suspicious or unknown", a.Verdict)}
 	}
 	if math.IsNaN(a.Confidence) || a.Confidence < 0 || a.Confidence > 1 {
 		return &ValidationError{"metadata.confidence", fmt.Sprintf("%v is outside [0, 1]", a.Confidence)}
+	}
+	if math.IsNaN(a.Score) || a.Score < 0 || a.Score > 100 {
+		return &ValidationError{"Score", fmt.Sprintf("%v is outside [0, 100]", a.Score)}
+	}
+	if _, known := a.Likelihood.Score(); !known && a.Likelihood != bid.NotSpecified {
+		return &ValidationError{"Likelihood", fmt.Sprintf("%v is not an ICD 203 likelihood", a.Likelihood)}
 	}
 	if !b.IsVote() {
 		rules := b.Rules.OrDefault()

@@ -31,9 +31,25 @@ func opt(name string, fn func(*config)) Option { return option{name: name, fn: f
 // called for malicious and benign assertions whose scanner left Bid at 0.
 type BidStrategy func(rules bid.Rules, a Analysis) int64
 
-// LinearBid is the default strategy: Min + Confidence x (Max - Min); a
-// confidence left unspecified (0) bids the minimum.
-func LinearBid(rules bid.Rules, a Analysis) int64 { return bid.Linear(rules, a.Confidence) }
+// LinearBid is the default strategy. It uses the first of a's measures that
+// is set, exactly as written (see [bid.Linear]):
+//   - Confidence, if not 0: Min + Confidence x (Max - Min) ([bid.Linear]);
+//   - else Score, if not 0: Min + Score/100 x (Max - Min) ([bid.FromScore]);
+//   - else Likelihood, if not NotSpecified: FromScore of its 0-100 score
+//     ([bid.FromLikelihood]; Likely bids exactly 70% of the span);
+//   - else the minimum.
+//
+// Within the default rules, a Confidence of 0.95, a Score of 95 and
+// AlmostCertain all bid exactly 953125000000000000 wei.
+func LinearBid(rules bid.Rules, a Analysis) int64 {
+	switch {
+	case a.Confidence != 0:
+		return bid.Linear(rules, a.Confidence)
+	case a.Score != 0:
+		return bid.FromScore(rules, a.Score)
+	}
+	return bid.FromLikelihood(rules, a.Likelihood, 0)
+}
 
 // Deliverer sends an answer to a bounty's response URL. It may retry, and
 // must return by ctx's deadline. An error wrapping ErrPermanent means

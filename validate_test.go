@@ -1,9 +1,15 @@
 package psengine_test
 
 import (
+	"encoding/json"
+	"errors"
+	"math"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
@@ -19,5 +25,69 @@ func TestValidateProductName(t *testing.T) {
 		if err := psengine.Validate(b, a); (err == nil) != ok {
 			t.Errorf("product %q: Validate = %v, want ok=%v", product, err, ok)
 		}
+	}
+}
+
+func TestValidateScoreAndLikelihood(t *testing.T) {
+	b := psenginetest.Bounty([]byte("x"))
+	tests := []struct {
+		name      string
+		a         psengine.Analysis
+		wantField string // "" when valid
+	}{
+		{"none", psengine.Analysis{}, ""},
+		{"score 0", psengine.Analysis{Score: 0}, ""},
+		{"score 33.3", psengine.Analysis{Score: 33.3}, ""},
+		{"score 100", psengine.Analysis{Score: 100}, ""},
+		{"score below 0", psengine.Analysis{Score: -0.5}, "Score"},
+		{"score above 100", psengine.Analysis{Score: 100.01}, "Score"},
+		{"score NaN", psengine.Analysis{Score: math.NaN()}, "Score"},
+		{"score +Inf", psengine.Analysis{Score: math.Inf(1)}, "Score"},
+		{"likelihood unset", psengine.Analysis{Likelihood: bid.NotSpecified}, ""},
+		{"likelihood Likely", psengine.Analysis{Likelihood: bid.Likely}, ""},
+		{"likelihood AlmostCertain", psengine.Analysis{Likelihood: bid.AlmostCertain}, ""},
+		{"likelihood 42", psengine.Analysis{Likelihood: bid.Likelihood(42)}, "Likelihood"},
+		{"likelihood -5", psengine.Analysis{Likelihood: bid.Likelihood(-5)}, "Likelihood"},
+		{"all three", psengine.Analysis{Confidence: 0.9, Score: 90, Likelihood: bid.VeryLikely}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := tt.a
+			a.Verdict = psengine.Unknown
+			err := psengine.Validate(b, a)
+			if tt.wantField == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v; want nil", err)
+				}
+				return
+			}
+			ve, ok := errors.AsType[*psengine.ValidationError](err)
+			if !ok || ve.Field != tt.wantField || !errors.Is(err, psengine.ErrInvalidAnalysis) {
+				t.Fatalf("Validate = %v (%T); want a *ValidationError on %s", err, err, tt.wantField)
+			}
+		})
+	}
+}
+
+// Score and Likelihood steer the bid only: the answer carries neither, and
+// JSON round trips of the answer keep working.
+func TestScoreAndLikelihoodStayOffTheWire(t *testing.T) {
+	a := psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.95, Score: 95, Likelihood: bid.AlmostCertain,
+		Bid: 953_125_000_000_000_000, Metadata: psengine.Metadata{MalwareFamily: "Eicar"}}
+	out, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"verdict":"malicious","bid":953125000000000000,"metadata":{"confidence":0.95,"malware_family":"Eicar"}}`
+	if string(out) != want {
+		t.Errorf("Marshal = %s; want %s", out, want)
+	}
+	var back psengine.Analysis
+	if err := json.Unmarshal(out, &back); err != nil {
+		t.Fatal(err)
+	}
+	a.Score, a.Likelihood = 0, bid.NotSpecified
+	if diff := cmp.Diff(a, back, psenginetest.AnalysisOptions); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }

@@ -12,11 +12,16 @@
 // # Strategies
 //
 // [Linear] maps a confidence in [0, 1] and [FromScore] a score in [0, 100]
-// linearly onto [Min, Max], truncating toward Min. Both are exact over the whole
-// int64 range (128-bit integer arithmetic, no float64 rounding of the amounts),
-// never leave [Min, Max] and never decrease when the confidence or score grows.
-// [FromLikelihood] uses the score of a [Likelihood] word and falls back to
-// Linear for [NotSpecified].
+// linearly onto [Min, Max]: Min + confidence × (Max − Min), or
+// Min + score × (Max − Min) / 100, truncated toward Min. The number counts as
+// its shortest decimal form, the digits its author wrote
+// (strconv.FormatFloat(x, 'g', -1, 64)), not as the float64's exact binary
+// value, and the amount is computed exactly in integers: within [DefaultRules]
+// a confidence of 0.95 and a score of 95 both bid exactly
+// 953125000000000000 wei. Out-of-range values are clamped (NaN counts as 0);
+// the result never leaves [Min, Max] and never decreases when the confidence
+// or score grows. [FromLikelihood] bids FromScore of a [Likelihood] word's
+// score and falls back to Linear for [NotSpecified].
 //
 // # Decoding rules
 //

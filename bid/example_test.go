@@ -10,19 +10,19 @@ import (
 
 func ExampleLinear() {
 	r := bid.DefaultRules // 0.0625 NCT to 1 NCT
-	for _, c := range []float64{0, 0.5, 0.9, 1, 1.7} {
-		fmt.Printf("confidence %.1f: %d wei\n", c, bid.Linear(r, c))
+	for _, c := range []float64{0, 0.5, 0.95, 1, 1.7} {
+		fmt.Printf("confidence %v: %d wei\n", c, bid.Linear(r, c))
 	}
-	// The float64 nearest 0.9 is a hair above it, and Linear is exact about
-	// it; FromScore(r, 90) gives exactly 90%.
-	fmt.Printf("score 90: %d wei\n", bid.FromScore(r, 90))
+	// Linear reads 0.95 as written, although the float64 nearest 0.95 is a
+	// hair below it, and FromScore(r, 95) bids the same.
+	fmt.Printf("score 95: %d wei\n", bid.FromScore(r, 95))
 	// Output:
-	// confidence 0.0: 62500000000000000 wei
+	// confidence 0: 62500000000000000 wei
 	// confidence 0.5: 531250000000000000 wei
-	// confidence 0.9: 906250000000000020 wei
-	// confidence 1.0: 1000000000000000000 wei
+	// confidence 0.95: 953125000000000000 wei
+	// confidence 1: 1000000000000000000 wei
 	// confidence 1.7: 1000000000000000000 wei
-	// score 90: 906250000000000000 wei
+	// score 95: 953125000000000000 wei
 }
 
 func ExampleFromScore() {

@@ -2,14 +2,17 @@ package bid
 
 import (
 	"math"
-	"math/bits"
+	"math/big"
+	"strconv"
 )
 
 // Linear returns Min + confidence × (Max − Min), truncated toward Min: the
-// default bid strategy. confidence is clamped to [0, 1]: NaN and values below 0
-// give Min, values above 1 give Max. The result is exact for every int64 rule
-// (the confidence is used at its full float64 precision and the product is
-// computed in 128 bits) and never decreases as confidence grows.
+// default bid strategy. The confidence counts as its shortest decimal form,
+// the digits its author wrote (strconv.FormatFloat(confidence, 'g', -1, 64)),
+// and the product is computed exactly in integers: 0.95 within DefaultRules
+// bids exactly 953125000000000000, although the float64 nearest 0.95 is a hair
+// below it. confidence is clamped to [0, 1]: NaN and values below 0 give Min,
+// values above 1 give Max. A larger float64 never bids less.
 //
 // r should be valid (see [Rules.Validate]); with Max < Min, Linear returns Min.
 func Linear(r Rules, confidence float64) int64 {
@@ -19,16 +22,15 @@ func Linear(r Rules, confidence float64) int64 {
 	case confidence >= 1:
 		return r.Max
 	}
-	m, shift := decompose(confidence)
-	hi, lo := bits.Mul64(m, span(r))
-	return offset(r.Min, shiftRight128(hi, lo, shift))
+	return share(r, confidence, 1)
 }
 
 // FromScore maps a score from 0 to 100 linearly onto [Min, Max]:
-// Min + score × (Max − Min) / 100, truncated toward Min, exactly (a score of 70
-// gives exactly 70% of the span, with no float64 rounding of 0.7). NaN and
-// scores below 0 give Min, scores above 100 give Max. It never decreases as
-// the score grows. With Max < Min it returns Min.
+// Min + score × (Max − Min) / 100, truncated toward Min, exactly. Like
+// [Linear] it uses the score's shortest decimal form: 70 gives exactly 70% of
+// the span and 33.3 exactly 33.3%. NaN and scores below 0 give Min, scores
+// above 100 give Max. A larger float64 never bids less. With Max < Min it
+// returns Min.
 func FromScore(r Rules, score float64) int64 {
 	switch {
 	case r.Max <= r.Min || math.IsNaN(score) || score <= 0:
@@ -36,12 +38,20 @@ func FromScore(r Rules, score float64) int64 {
 	case score >= 100:
 		return r.Max
 	}
-	m, shift := decompose(score) // score < 100 < 2^53, so shift >= 1
-	hi, lo := bits.Mul64(m, span(r))
-	// floor(floor(P / 100) / 2^shift) == floor(P / (100 * 2^shift)).
-	qhi, rem := bits.Div64(0, hi, 100)
-	qlo, _ := bits.Div64(rem, lo, 100)
-	return offset(r.Min, shiftRight128(qhi, qlo, shift))
+	return share(r, score, 100)
+}
+
+// share returns Min + floor(d × (Max − Min) / scale), where d is the shortest
+// decimal form of x, for 0 < x < scale and Max > Min.
+//
+// d reads back as x, and rounding to the nearest float64 never decreases, so
+// a larger x has a larger d (bids are monotonic) and d < scale (the result
+// stays within Max).
+func share(r Rules, x float64, scale int64) int64 {
+	d, _ := new(big.Rat).SetString(strconv.FormatFloat(x, 'g', -1, 64)) // a finite float's text always parses
+	n := new(big.Int).Mul(d.Num(), new(big.Int).SetUint64(span(r)))
+	n.Quo(n, new(big.Int).Mul(d.Denom(), big.NewInt(scale))) // n > 0: truncation is floor
+	return offset(r.Min, n.Uint64())
 }
 
 // span returns Max − Min as an unsigned 64-bit number (exact when Max >= Min).
@@ -50,28 +60,3 @@ func span(r Rules) uint64 { return uint64(r.Max) - uint64(r.Min) }
 // offset returns min + d in two's complement; d never exceeds the span, so the
 // true sum is at most Max.
 func offset(min int64, d uint64) int64 { return int64(uint64(min) + d) }
-
-// decompose returns m and shift with x == m / 2^shift exactly, for finite
-// 0 < x < 2^53.
-func decompose(x float64) (m uint64, shift uint) {
-	b := math.Float64bits(x)
-	exp := int(b>>52) & 0x7ff
-	m = b & (1<<52 - 1)
-	if exp == 0 { // subnormal
-		return m, 1074
-	}
-	return m | 1<<52, uint(1075 - exp)
-}
-
-// shiftRight128 returns the low 64 bits of (hi:lo) >> n.
-func shiftRight128(hi, lo uint64, n uint) uint64 {
-	switch {
-	case n >= 128:
-		return 0
-	case n >= 64:
-		return hi >> (n - 64)
-	case n == 0:
-		return lo
-	}
-	return lo>>n | hi<<(64-n)
-}
