@@ -124,7 +124,7 @@ func TestAcceptance(t *testing.T) {
 			if err := os.WriteFile(name, psenginetest.EICAR(), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			want = append(want, name+": malicious EICAR-Test-File bid=953124999999999958")
+			want = append(want, name+": malicious EICAR-Test-File bid=953125000000000000")
 		} else {
 			name = filepath.Join(dir, fmt.Sprintf("sample-%03d.txt", i))
 			if err := os.WriteFile(name, fmt.Appendf(nil, "harmless file number %d\n", i), 0o600); err != nil {

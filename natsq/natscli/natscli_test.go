@@ -75,8 +75,8 @@ func TestWorkerAndAnalyzeOverNATS(t *testing.T) {
 	}
 	want := strings.Join([]string{
 		textFile + ": unknown",
-		eicarFile + ": malicious EICAR-Test-File bid=953124999999999958",
-		"-: malicious EICAR-Test-File bid=953124999999999958",
+		eicarFile + ": malicious EICAR-Test-File bid=953125000000000000",
+		"-: malicious EICAR-Test-File bid=953125000000000000",
 		psenginetest.DataURI([]byte("plain")) + ": unknown",
 	}, "\n") + "\n"
 	if diff := cmp.Diff(want, out.String()); diff != "" {

@@ -31,7 +31,7 @@ func TestWorkerAllowPrivateFlag(t *testing.T) {
 		want  string
 	}{
 		{"default", nil, artifact + ": unknown SKIPPED:CANNOT-FETCH\n"},
-		{"allow-private", []string{"--nats-allow-private"}, artifact + ": malicious EICAR-Test-File bid=953124999999999958\n"},
+		{"allow-private", []string{"--nats-allow-private"}, artifact + ": malicious EICAR-Test-File bid=953125000000000000\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := "private-" + tc.name
