@@ -415,11 +415,8 @@ func isProductName(s string) bool {
 // ProductName turns a display name ("ClamAV Engine") into the wire form
 // of metadata.product ("clamav-engine").
 func ProductName(s string) string {
-	var words []string
-	for _, f := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+	words := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_')
-	}) {
-		words = append(words, f)
-	}
+	})
 	return strings.Join(words, "-")
 }

@@ -2,14 +2,12 @@ module github.com/polyswarm/psengine/natsq
 
 go 1.26.0
 
-replace github.com/polyswarm/psengine => ../
-
 require (
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nuid v1.0.1
-	github.com/polyswarm/psengine v0.0.0-00010101000000-000000000000
+	github.com/polyswarm/psengine v0.0.0-20261202005738-1d4c4cc57069
 	go.uber.org/goleak v1.3.0
 )
 

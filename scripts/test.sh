@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Every check and test of psengine: formatting, vet, and the race-enabled
-# tests of both modules (the core and natsq). Tests that need a real tool
-# (wine, clamd, yara) skip when it is missing, except under CI=true, where
-# they fail: .ci/run installs the tools first.
+# Every check and test of psengine: formatting, tidy modules, vet,
+# staticcheck, natsq built as a user outside the repository builds it, and
+# the race-enabled tests of both modules (the core and natsq). Tests that
+# need a real tool (wine, clamd, yara) skip when it is missing, except
+# under CI=true, where they fail: .ci/run installs the tools first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/goenv.sh
+staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 
-unformatted=$(gofmt -l . | grep -v '^natsq/.*_cache' || true)
+unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change:" $unformatted >&2
 	exit 1
 fi
+
+# Both modules tidy. natsq requires the core at a commit of this repository
+# (scripts/goenv.sh resolves it from this clone), and must build against
+# exactly that, without the workspace.
+for m in . natsq; do
+	if ! (cd "$m" && go mod tidy -diff); then
+		echo "$m: go.mod/go.sum are not tidy (run go mod tidy there; for natsq, scripts/natsq-require-core.sh)" >&2
+		exit 1
+	fi
+done
+(cd natsq && GOWORK=off go build ./...) || {
+	echo "natsq does not build against the core version its go.mod requires (scripts/natsq-require-core.sh)" >&2
+	exit 1
+}
+
 go vet ./...
+go run "$staticcheck" ./...
 go test -race -count=1 ./...
-if [ -d natsq ]; then
-	(cd natsq && go vet ./... && go test -race -count=1 ./...)
-fi
+(cd natsq && go vet ./... && go run "$staticcheck" ./... && go test -race -count=1 ./...)
