@@ -1,0 +1,99 @@
+// Package child runs and supervises worker child processes: the engine's
+// own binary, re-executed, serving scans over a pair of pipes. It is the
+// mechanism behind psengine's process backend (psengine.WithProcessWorkers);
+// scanners never see it.
+//
+// The parent starts a child with Start: the child inherits the parent's
+// environment plus the marker variable (EnvMarker) naming the engine it is
+// to serve, runs in a process group of its own (so that one kill reaches
+// everything it started), and on Linux is killed when the parent dies
+// (parent-death signal), whatever way the parent goes. The child finds its
+// pipes with Attach. Messages are gob-encoded values, one stream each way:
+// Send and Recv on both sides.
+//
+// Everything the child writes to its stdout or stderr reaches the parent
+// line by line (Config.Output), so that stray prints never corrupt the
+// message stream, which uses descriptors 3 and 4.
+package child
+
+import (
+	"bufio"
+	"encoding/gob"
+	"errors"
+	"io"
+	"os"
+	"sync"
+)
+
+// EnvMarker is the environment variable that tells a process it was started
+// as a worker child; its value names the engine it serves.
+const EnvMarker = "PSENGINE_CHILD"
+
+// ErrUnsupported is returned by Start where child processes are not
+// supported (outside unix).
+var ErrUnsupported = errors.New("child: worker child processes are not supported on this platform")
+
+// conn is one end of the message stream: a gob encoder and decoder over a
+// pair of pipes.
+type conn struct {
+	in   *os.File
+	out  *os.File
+	dec  *gob.Decoder
+	mu   sync.Mutex // serialises Send
+	w    *bufio.Writer
+	enc  *gob.Encoder
+	once sync.Once
+}
+
+func newConn(in, out *os.File) *conn {
+	w := bufio.NewWriterSize(out, 64<<10)
+	return &conn{in: in, out: out, dec: gob.NewDecoder(bufio.NewReaderSize(in, 64<<10)), w: w, enc: gob.NewEncoder(w)}
+}
+
+// send encodes v and flushes it to the other side. It is safe for
+// concurrent use.
+func (c *conn) send(v any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enc.Encode(v); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// recv decodes the next value into v. Only one goroutine may call it at a
+// time. It returns io.EOF (or io.ErrUnexpectedEOF) when the other side is
+// gone.
+func (c *conn) recv(v any) error { return c.dec.Decode(v) }
+
+// closeOut ends the stream this side sends: the other side's recv then
+// returns io.EOF.
+func (c *conn) closeOut() error {
+	var err error
+	c.once.Do(func() { err = c.out.Close() })
+	return err
+}
+
+// Conn is the child's end of the message stream (see Attach).
+type Conn struct{ c *conn }
+
+// Send sends v to the parent. It is safe for concurrent use.
+func (c *Conn) Send(v any) error { return c.c.send(v) }
+
+// Recv receives the parent's next value into v; io.EOF means the parent
+// closed the stream (the child is being retired) or is gone.
+func (c *Conn) Recv(v any) error { return c.c.recv(v) }
+
+// Close ends the child's side of the stream.
+func (c *Conn) Close() error {
+	err := c.c.closeOut()
+	if cerr := c.c.in.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// isEOF reports whether err means the stream ended.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed)
+}

@@ -1,0 +1,259 @@
+//go:build unix
+
+package child
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config says how to start a child.
+type Config struct {
+	// Name is the marker's value: the engine the child is to serve.
+	Name string
+	// Path is the program to run; "" means this process's executable.
+	Path string
+	// Args are its arguments (without the program name); nil means this
+	// process's own (os.Args[1:]), so that the child starts the way the
+	// parent did until it recognises the marker.
+	Args []string
+	// Env is added to the parent's environment (KEY=VALUE).
+	Env []string
+	// Output receives each line the child writes to its stdout or stderr,
+	// without the line end; nil discards them. It is called from one
+	// goroutine per child.
+	Output func(line string)
+}
+
+// Process is a running child. Its methods are safe for concurrent use,
+// except Recv, which one goroutine at a time may call.
+type Process struct {
+	cmd    *exec.Cmd
+	conn   *conn
+	output *os.File // the read end of the child's stdout and stderr
+
+	exited  chan struct{} // closed once the child was reaped
+	waitErr error
+	mu      sync.Mutex
+	reaped  bool
+	readers sync.WaitGroup
+}
+
+// Start starts a child. It returns once the process runs; the caller then
+// exchanges messages with Send and Recv, ends it with CloseInput (the child
+// sees the end of its input and retires) or Kill, and always calls Wait.
+func Start(cfg Config) (*Process, error) {
+	path := cfg.Path
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("child: cannot find this program to re-execute: %w", err)
+		}
+		path = exe
+	}
+	args := cfg.Args
+	if args == nil {
+		args = os.Args[1:]
+	}
+	toChildR, toChildW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("child: %w", err)
+	}
+	fromChildR, fromChildW, err := os.Pipe()
+	if err != nil {
+		closeAll(toChildR, toChildW)
+		return nil, fmt.Errorf("child: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll(toChildR, toChildW, fromChildR, fromChildW)
+		return nil, fmt.Errorf("child: %w", err)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(append(withoutMarker(os.Environ()), cfg.Env...), EnvMarker+"="+cfg.Name)
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout, cmd.Stderr = outW, outW
+	cmd.ExtraFiles = []*os.File{toChildR, fromChildW} // the child's fds 3 and 4
+	cmd.SysProcAttr = sysProcAttr()
+	err = cmd.Start()
+	closeAll(toChildR, fromChildW, outW) // the child's ends: the child holds them now
+	if err != nil {
+		closeAll(toChildW, fromChildR, outR)
+		return nil, fmt.Errorf("child: start %s: %w", path, err)
+	}
+	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), output: outR, exited: make(chan struct{})}
+	p.readers.Go(func() { readLines(outR, cfg.Output) })
+	go p.reap()
+	return p, nil
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		_ = f.Close()
+	}
+}
+
+// withoutMarker drops an inherited marker: a child of a child is not one.
+func withoutMarker(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, EnvMarker+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// readLines passes each line of r to fn until r ends.
+func readLines(r io.Reader, fn func(string)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20) // longer lines are cut
+	for sc.Scan() {
+		if fn != nil {
+			fn(strings.TrimRight(sc.Text(), "\r"))
+		}
+	}
+}
+
+// reap waits for the child to exit, kills what is left of its process
+// group (descendants it started), and lets the output reader finish: the
+// descendants may hold the output pipe, so it is closed shortly after.
+func (p *Process) reap() {
+	err := p.cmd.Wait()
+	p.mu.Lock()
+	p.reaped = true
+	p.waitErr = exitError(p.cmd.Process.Pid, err)
+	p.mu.Unlock()
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // ESRCH: nothing left
+	_ = p.conn.closeOut()
+	done := make(chan struct{})
+	go func() { p.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(100 * time.Millisecond):
+		_ = p.output.Close()
+		<-done
+	}
+	_ = p.output.Close()
+	_ = p.conn.in.Close()
+	close(p.exited)
+}
+
+// Pid returns the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Send sends v to the child.
+func (p *Process) Send(v any) error { return p.conn.send(v) }
+
+// Recv receives the child's next value into v. Once the child is gone it
+// returns an error for which IsGone is true.
+func (p *Process) Recv(v any) error { return p.conn.recv(v) }
+
+// CloseInput ends the child's input: a child that reads it sees io.EOF and
+// retires (tears down and exits).
+func (p *Process) CloseInput() error { return p.conn.closeOut() }
+
+// Kill kills the child's whole process group at once (SIGKILL): the child
+// and everything it started that stayed in its group.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped { // the group id is still ours
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// Exited is closed once the child has exited and was reaped.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Wait waits for the child to exit and returns how it ended: nil for a
+// clean exit, else an *ExitError.
+func (p *Process) Wait() error {
+	<-p.exited
+	return p.waitErr
+}
+
+// RSS returns the child's resident memory in bytes (Linux: from
+// /proc/PID/statm); elsewhere an error.
+func (p *Process) RSS() (int64, error) { return rss(p.cmd.Process.Pid) }
+
+// ExitError says how a child ended other than by a clean exit.
+type ExitError struct {
+	Pid    int
+	Code   int            // exit status, -1 when killed by a signal
+	Signal syscall.Signal // the signal that killed it, when Code is -1
+}
+
+func (e *ExitError) Error() string {
+	if e.Code >= 0 {
+		return fmt.Sprintf("child %d exited with status %d", e.Pid, e.Code)
+	}
+	return fmt.Sprintf("child %d was killed by signal %d (%s)", e.Pid, int(e.Signal), e.Signal)
+}
+
+func exitError(pid int, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("child %d: %w", pid, err)
+	}
+	out := &ExitError{Pid: pid, Code: ee.ExitCode()}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		out.Code, out.Signal = -1, ws.Signal()
+	}
+	return out
+}
+
+// Attach returns the child's end of the message stream when this process
+// was started by Start for the engine name; ok is false otherwise (an
+// ordinary start). It removes the marker from the environment, so that
+// programs the child starts are not children themselves.
+func Attach(name string) (c *Conn, ok bool, err error) {
+	v, set := os.LookupEnv(EnvMarker)
+	if !set || v != name {
+		return nil, false, nil
+	}
+	_ = os.Unsetenv(EnvMarker)
+	for _, fd := range []int{3, 4} {
+		syscall.CloseOnExec(fd) // programs the child starts must not hold the stream
+	}
+	in, out := os.NewFile(3, "from-parent"), os.NewFile(4, "to-parent")
+	if in == nil || out == nil {
+		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3 and 4)")
+	}
+	return &Conn{c: newConn(in, out)}, true, nil
+}
+
+// Marked reports whether this process was started as a worker child (of
+// any engine), without attaching.
+func Marked() (name string, ok bool) { return os.LookupEnv(EnvMarker) }
+
+// IsGone reports whether err from Recv or Send means the other side has
+// ended the stream or exited.
+func IsGone(err error) bool {
+	return isEOF(err) || errors.Is(err, syscall.EPIPE)
+}
+
+// rssFromStatm reads the resident pages of /proc/PID/statm.
+func rssFromStatm(data []byte) (int64, error) {
+	fields := strings.Fields(string(data))
+	if len(fields) < 2 {
+		return 0, errors.New("child: unexpected statm")
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("child: statm: %w", err)
+	}
+	return pages * int64(os.Getpagesize()), nil
+}
