@@ -30,7 +30,10 @@ type envNode struct {
 	next *envNode
 }
 
-type keyID struct{ name string }
+type keyID struct {
+	name  string
+	codec valueCodec // encodes the key's values for child processes
+}
 
 // Name returns the engine's name ("" in a zero Env).
 func (e Env) Name() string { return e.name }
@@ -62,13 +65,23 @@ type Key[T any] struct{ id *keyID }
 
 var keyCount atomic.Int64
 
-// NewKey returns a new key; name is for messages only (keys with the same
-// name are still distinct).
+// NewKey returns a new key. Keys with the same name are still distinct, but
+// with the process backend (WithProcessWorkers) a key's name is how its
+// value finds its key in a child process: the keys of the values setup
+// stores must then be package variables with unique names (Start fails
+// otherwise), and their values must be encodable with encoding/gob without
+// losing anything (exported fields, or a type that implements
+// gob.GobEncoder or encoding.BinaryMarshaler).
 func NewKey[T any](name string) Key[T] {
-	if name == "" {
+	named := name != ""
+	if !named {
 		name = fmt.Sprintf("key#%d", keyCount.Add(1))
 	}
-	return Key[T]{id: &keyID{name: name}}
+	id := &keyID{name: name, codec: gobCodec[T]{}}
+	if named {
+		registerKey(id)
+	}
+	return Key[T]{id: id}
 }
 
 // String returns the key's name.
