@@ -178,6 +178,9 @@ func TestFinalAttemptIsFittedBeforeTheDeadline(t *testing.T) {
 		if !errors.Is(err, deliver.ErrExpired) {
 			t.Fatalf("Post error = %v, want ErrExpired", err)
 		}
+		if msg := err.Error(); !strings.Contains(msg, "final attempt") || strings.Contains(msg, "asked to wait") {
+			t.Errorf("Post error = %q, want it to say the final attempt failed", msg)
+		}
 		if diff := cmp.Diff([]time.Duration{0, 16 * time.Second}, s.offsets(t0)); diff != "" {
 			t.Errorf("attempt times (-want +got):\n%s", diff)
 		}
@@ -267,6 +270,10 @@ func TestRetryAfterPastTheDeadlineGivesUpAtOnce(t *testing.T) {
 					t.Fatalf("Post error = %v, want ErrExpired", err)
 				}
 				wantStatusError(t, err, 429)
+				// The message tells this apart from reaching the deadline.
+				if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "asked to wait") {
+					t.Errorf("Post error = %q, want DeadlineExceeded and a message saying the server asked to wait", err)
+				}
 				if diff := cmp.Diff(deliver.Receipt{Attempts: 1, Status: 429}, rec); diff != "" {
 					t.Errorf("Receipt (-want +got):\n%s", diff)
 				}
@@ -380,7 +387,10 @@ func TestCancelStopsAtOnceWithTheCause(t *testing.T) {
 	})
 }
 
-func TestZeroDeadlineRetriesUntilContextEnds(t *testing.T) {
+// A zero deadline leaves ctx's deadline in charge: Post retries until the
+// next wait would reach it, fits a final attempt before it rather than wait
+// in vain, and does not report the bounty's expiry.
+func TestZeroDeadlineRetriesUntilContextsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
@@ -389,8 +399,14 @@ func TestZeroDeadlineRetriesUntilContextEnds(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, deliver.ErrExpired) {
 			t.Fatalf("Post error = %v, want context.DeadlineExceeded and not ErrExpired", err)
 		}
-		if rec.Duration != 30*time.Second || rec.Attempts < 30 {
-			t.Errorf("Receipt = %+v, want >= 30 attempts over exactly 30s", rec)
+		wantStatusError(t, err, 500)
+		// Waits are 0.5s..1s: the final attempt starts with half of less
+		// than 1s left.
+		if rec.Duration <= 29500*time.Millisecond || rec.Duration >= 30*time.Second || rec.Attempts < 30 {
+			t.Errorf("Receipt = %+v, want >= 30 attempts over (29.5s, 30s)", rec)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("Post waited for ctx's deadline to pass")
 		}
 	})
 }
