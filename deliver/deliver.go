@@ -70,9 +70,6 @@ const (
 // (ErrNotPublic), the server's certificate failed verification, or the Client
 // is misconfigured (ErrBadConfig).
 var (
-	// ErrPermanent is pipeline.ErrPermanent, kept while its users move to
-	// it.
-	ErrPermanent = pipeline.ErrPermanent
 	// ErrNotPublic marks a connection a PublicOnly Client refused because
 	// the address dialled is not public (see Client.PublicOnly). The error
 	// names the address. It comes marked permanent: the same URL would be

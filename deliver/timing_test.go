@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/polyswarm/psengine/deliver"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 const answerURL = "https://polyswarm.example/v1/bounties/7/answer"
@@ -463,7 +464,7 @@ func TestRetryableAndPermanentStatuses(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			s := &script{replies: []reply{statusBody(code, "bid must be an integer"), status(200)}}
 			rec, err := client(s).Post(t.Context(), answerURL, answer, time.Now().Add(time.Hour))
-			if !errors.Is(err, deliver.ErrPermanent) || errors.Is(err, deliver.ErrExpired) {
+			if !errors.Is(err, pipeline.ErrPermanent) || errors.Is(err, deliver.ErrExpired) {
 				t.Fatalf("status %d: Post error = %v, want ErrPermanent only", code, err)
 			}
 			wantStatusError(t, err, code)
@@ -549,7 +550,7 @@ func TestUnusableURLIsPermanentWithoutAnAttempt(t *testing.T) {
 	for _, u := range []string{"", "ftp://polyswarm.example/answer", "/v1/answer", "https://", "http://[::1", "file:///etc/passwd"} {
 		s := &script{replies: []reply{status(200)}}
 		rec, err := client(s).Post(context.Background(), u, answer, time.Time{})
-		if !errors.Is(err, deliver.ErrPermanent) {
+		if !errors.Is(err, pipeline.ErrPermanent) {
 			t.Errorf("Post(%q) error = %v, want ErrPermanent", u, err)
 		}
 		if rec.Attempts != 0 || len(s.starts) != 0 {
