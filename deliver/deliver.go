@@ -276,18 +276,22 @@ func (c *Client) post(ctx context.Context, rawURL string, body []byte, deadline 
 	}
 
 	rctx, expires := ctx, false
+	var effective time.Time
 	if !deadline.IsZero() {
-		effective := deadline.Add(-c.Margin)
+		effective = deadline.Add(-c.Margin)
 		var cancel context.CancelFunc
 		rctx, cancel = context.WithDeadline(ctx, effective)
 		defer cancel()
 		dl, _ := rctx.Deadline()
 		expires = dl.Equal(effective) // not an earlier deadline of ctx's
 	}
-	attempt := func(ctx context.Context, _ struct{}) (struct{}, error) {
+	// Retry's context is ctx ending at effective. An attempt's derives from
+	// ctx itself and ends at effective or earlier, so it ends with Retry's
+	// without registering as its child (an allocation per Post).
+	attempt := func(context.Context, struct{}) (struct{}, error) {
 		rec.Attempts++
 		var err error
-		rec.Status, err = c.attempt(ctx, tmpl)
+		rec.Status, err = c.attempt(ctx, tmpl, effective)
 		if err != nil && !errors.Is(err, pipeline.ErrPermanent) {
 			log.Warn("deliver: attempt failed", "attempt", rec.Attempts, "status", rec.Status, "err", err)
 		}
@@ -308,13 +312,17 @@ func (c *Client) post(ctx context.Context, rawURL string, body []byte, deadline 
 	return err
 }
 
-// attempt sends one POST, allowed until the attempt timeout or ctx's
-// deadline, and returns the answer's status with nil for a 2xx, or an error
+// attempt sends one POST, allowed until the attempt timeout or notAfter (if
+// not zero), whichever comes first, and returns the answer's status with nil for a 2xx, or an error
 // [pipeline.Retry] understands: marked [pipeline.Permanent], or carrying the
 // answer's Retry-After as a [pipeline.RetryAfter] hint. It reads a capped part
 // of the answer's body and closes it before returning.
-func (c *Client) attempt(ctx context.Context, tmpl *http.Request) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout())
+func (c *Client) attempt(ctx context.Context, tmpl *http.Request, notAfter time.Time) (int, error) {
+	end := time.Now().Add(c.attemptTimeout())
+	if !notAfter.IsZero() && notAfter.Before(end) {
+		end = notAfter
+	}
+	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 
 	// A shallow copy shares the template's URL and headers, which neither
