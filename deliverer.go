@@ -3,7 +3,6 @@ package psengine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/polyswarm/psengine/deliver"
 )
@@ -11,10 +10,9 @@ import (
 // HTTPDeliverer returns the Deliverer the engine uses by default: the
 // answer as JSON, POSTed by c to the bounty's response URL and retried on
 // transient failures until the bounty's expiration (see deliver.Client).
-// A failure c reports as permanent (deliver.ErrPermanent) is returned
-// wrapping ErrPermanent, so that a broker does not redeliver the bounty.
-// Use it to configure delivery (a PublicOnly client, timeouts) with
-// WithDeliverer.
+// A failure c reports as permanent already wraps ErrPermanent, so that a
+// broker does not redeliver the bounty. Use it to configure delivery (a
+// PublicOnly client, timeouts) with WithDeliverer.
 func HTTPDeliverer(c *deliver.Client) Deliverer {
 	if c == nil {
 		c = &deliver.Client{}
@@ -33,8 +31,5 @@ func (d *httpDeliverer) Deliver(ctx context.Context, b Bounty, answer Answer) er
 		return Permanent(err)
 	}
 	_, err = d.client.Post(ctx, b.ResponseURL, body, b.Expiration)
-	if err != nil && errors.Is(err, deliver.ErrPermanent) {
-		return Permanent(err)
-	}
 	return err
 }

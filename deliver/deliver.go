@@ -2,11 +2,11 @@
 //
 // A [Client] sends the document as given (Content-Type application/json) and
 // retries transient failures — connection errors, per-attempt timeouts, 408,
-// 429 and 5xx — with exponential backoff and equal jitter until a 2xx answer,
-// a permanent failure or the bounty's deadline. It never POSTs again once it
-// has seen a 2xx answer. Other answers (3xx, and 4xx other than 408 and 429)
-// are permanent: one attempt only, reported as an error wrapping
-// [ErrPermanent] and a [*StatusError].
+// 429 and 5xx — with [pipeline.Retry], exponential backoff and equal jitter,
+// until a 2xx answer, a permanent failure or the bounty's deadline. It never
+// POSTs again once it has seen a 2xx answer. Other answers (3xx, and 4xx
+// other than 408 and 429) are permanent: one attempt only, reported as an
+// error wrapping [pipeline.ErrPermanent] and a [*StatusError].
 //
 // Retrying after a timeout means a receiver may see the same answer twice if
 // it accepted the first one but its reply was lost; this is inherent to
@@ -18,7 +18,8 @@
 // the network cannot make the engine POST into its own network.
 //
 // The package depends on the rest of psengine only for
-// [fetch.PublicAddress], the one definition of a public address.
+// [fetch.PublicAddress], the one definition of a public address, and for
+// pipeline's retry engine and permanent-error marker.
 package deliver
 
 import (
@@ -30,7 +31,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 // Defaults for the zero values of [Client] fields.
@@ -63,26 +64,26 @@ const (
 	maxRedirects = 10
 )
 
+// A delivery that must not be retried fails with an error wrapping
+// [pipeline.ErrPermanent]: the receiver rejected the answer (3xx, or 4xx
+// other than 408 and 429), the URL is unusable, its address is not public
+// (ErrNotPublic), the server's certificate failed verification, or the Client
+// is misconfigured (ErrBadConfig).
 var (
-	// ErrPermanent marks a delivery that must not be retried: the receiver
-	// rejected the answer (3xx, or 4xx other than 408 and 429), the URL is
-	// unusable, its address is not public (ErrNotPublic), the server's
-	// certificate failed verification, or the Client is misconfigured
-	// (ErrBadConfig).
-	ErrPermanent = errors.New("deliver: permanent delivery failure")
 	// ErrNotPublic marks a connection a PublicOnly Client refused because
 	// the address dialled is not public (see Client.PublicOnly). The error
-	// names the address. It comes wrapped with ErrPermanent: the same URL
-	// would be refused again.
+	// names the address. It comes marked permanent: the same URL would be
+	// refused again.
 	ErrNotPublic = errors.New("deliver: not a public address")
 	// ErrBadConfig marks a Client whose fields contradict each other
-	// (PublicOnly with HTTP set). Post returns it, wrapped with
-	// ErrPermanent, before any attempt. A programming error in the host.
+	// (PublicOnly with HTTP set). Post returns it, marked permanent, before
+	// any attempt. A programming error in the host.
 	ErrBadConfig = errors.New("deliver: invalid client configuration")
 	// ErrExpired marks a delivery that did not succeed before the deadline
-	// (less the Client's Margin). The error also wraps the last attempt's
-	// error, if any attempt was made.
-	ErrExpired = errors.New("deliver: deadline passed before the answer was accepted")
+	// (less the Client's Margin), or gave up because the next wait would
+	// have reached it. The error also wraps context.DeadlineExceeded and the
+	// last attempt's error, if any attempt was made; its message says which.
+	ErrExpired = errors.New("deliver: answer not accepted before the deadline")
 )
 
 // StatusError is a non-2xx answer from the response URL.
@@ -137,7 +138,8 @@ type Client struct {
 	// Margin makes Post stop this long before the deadline passed to it,
 	// leaving the receiver time to process the answer. Zero means none.
 	Margin time.Duration
-	// Logger receives a record per retry and per failure. Nil discards.
+	// Logger receives a record per failed attempt and one for the outcome.
+	// Nil discards.
 	Logger *slog.Logger
 	// UserAgent is sent with each request. Empty means DefaultUserAgent.
 	UserAgent string
@@ -147,8 +149,8 @@ type Client struct {
 	// response URL cannot make the engine POST into its own network. The
 	// address actually dialled is judged, so neither a DNS answer nor a 307
 	// or 308 redirect gets around it. A refusal is permanent: Post returns
-	// an error wrapping ErrPermanent and ErrNotPublic, naming the address,
-	// after that one attempt, and nothing reaches the address.
+	// an error wrapping pipeline.ErrPermanent and ErrNotPublic, naming the
+	// address, after that one attempt, and nothing reaches the address.
 	//
 	// It applies to the default client (HTTP nil), which then uses no proxy:
 	// a proxy would connect on our behalf, unchecked. With a client of your
@@ -226,141 +228,96 @@ func followBodyKeepingRedirects(req *http.Request, via []*http.Request) error {
 
 // Post sends body (a JSON document, posted as given) to rawURL with
 // Content-Type application/json until a 2xx answer, a permanent failure, or
-// the deadline less c.Margin; a zero deadline means until ctx ends. It blocks;
+// the deadline less c.Margin; a zero deadline means until ctx ends (or until
+// the next wait would reach ctx's deadline: see pipeline.Retry). It blocks;
 // canceling ctx stops it at once, with an error wrapping ctx's cause. It never
 // POSTs again after any 2xx answer, and the Receipt is filled in on every
-// return.
+// return. The retries are [pipeline.Retry]'s.
 //
-// It returns nil on a 2xx answer. It returns an error wrapping ErrPermanent
-// and a *StatusError for a 3xx or for a 4xx other than 408 and 429, after that
-// single attempt; ErrPermanent and ErrNotPublic for an address PublicOnly
-// refuses, after that attempt; ErrPermanent and ErrBadConfig, before any
-// attempt, for PublicOnly with HTTP set; ErrPermanent alone (with the cause)
+// It returns nil on a 2xx answer. Permanent failures wrap
+// [pipeline.ErrPermanent] (which psengine.ErrPermanent is): a *StatusError
+// for a 3xx or for a 4xx other than 408 and 429, after that single attempt;
+// ErrNotPublic for an address PublicOnly refuses, after that attempt;
+// ErrBadConfig, before any attempt, for PublicOnly with HTTP set; the cause
 // for a URL that is not absolute http(s) or a certificate that fails
-// verification. It returns an
-// error wrapping ErrExpired, and the last attempt's error, when the deadline
-// passes first — including when the receiver's Retry-After points at or
-// past the deadline, in which case Post gives up at once rather than wait.
+// verification. It returns an error wrapping ErrExpired,
+// context.DeadlineExceeded and the last attempt's error when the deadline
+// passes first, or would pass during the next wait: when the receiver's
+// Retry-After points at or past the deadline, Post gives up at once rather
+// than wait, and says so in the message.
 //
 // Retry-After (delay-seconds or an HTTP date) on a retryable answer sets the
 // least wait before the next attempt. When the next backoff wait would
-// reach the deadline, Post instead makes one final attempt, started so that
-// it has min(AttemptTimeout, half the remaining time) left.
+// reach the deadline (or ctx's deadline), Post instead makes one final
+// attempt, started so that it has min(AttemptTimeout, half the remaining
+// time) left.
 //
 // Work that outlives an HTTP request should pass its own context, such as
 // context.WithoutCancel(requestContext), and rely on the deadline.
 func (c *Client) Post(ctx context.Context, rawURL string, body []byte, deadline time.Time) (Receipt, error) {
 	start := time.Now()
 	var rec Receipt
-	done := func(err error) (Receipt, error) {
-		rec.Duration = time.Since(start)
-		return rec, err
-	}
+	err := c.post(ctx, rawURL, body, deadline, &rec)
+	rec.Duration = time.Since(start)
+	return rec, err
+}
 
+func (c *Client) post(ctx context.Context, rawURL string, body []byte, deadline time.Time, rec *Receipt) error {
 	if c.PublicOnly && c.HTTP != nil {
-		return done(fmt.Errorf("%w: %w: PublicOnly applies to the default client; set fetch.PublicOnlyControl on the HTTP client's dialer instead",
-			ErrPermanent, ErrBadConfig))
+		return pipeline.Permanent(fmt.Errorf("%w: PublicOnly applies to the default client; set fetch.PublicOnlyControl on the HTTP client's dialer instead", ErrBadConfig))
 	}
 	tmpl, err := c.newRequest(rawURL, body)
 	if err != nil {
-		return done(fmt.Errorf("%w: %w", ErrPermanent, err))
+		return pipeline.Permanent(err)
 	}
 	log := discard
 	if c.Logger != nil {
 		log = c.Logger.With("url", redact(tmpl.URL))
 	}
 
-	// effective is when Post stops trying. Each attempt's context ends at
-	// the earlier of it and the attempt's timeout, and each wait is cut
-	// short of it, so no context spans the whole call.
+	rctx, expires := ctx, false
 	var effective time.Time
 	if !deadline.IsZero() {
 		effective = deadline.Add(-c.Margin)
-		if !start.Before(effective) {
-			return done(fmt.Errorf("%w: deadline %s already passed", ErrExpired, effective.UTC().Format(time.RFC3339Nano)))
-		}
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithDeadline(ctx, effective)
+		defer cancel()
+		dl, _ := rctx.Deadline()
+		expires = dl.Equal(effective) // not an earlier deadline of ctx's
 	}
-	pastDeadline := func() bool { return !effective.IsZero() && !time.Now().Before(effective) }
-
-	expired := func(last error) (Receipt, error) {
-		log.Warn("deliver: gave up at deadline", "attempts", rec.Attempts, "status", rec.Status, "err", last)
-		return done(fmt.Errorf("%w (%d attempts): %w", ErrExpired, rec.Attempts, last))
-	}
-	canceled := func(last error) (Receipt, error) {
-		cause := context.Cause(ctx)
-		if last == nil {
-			return done(fmt.Errorf("deliver: %w (%d attempts)", cause, rec.Attempts))
-		}
-		return done(fmt.Errorf("deliver: %w (%d attempts): %w", cause, rec.Attempts, last))
-	}
-
-	final := false
-	var last error
-	for {
-		if ctx.Err() != nil {
-			return canceled(last)
-		}
+	// Retry's context is ctx ending at effective. An attempt's derives from
+	// ctx itself and ends at effective or earlier, so it ends with Retry's
+	// without registering as its child (an allocation per Post).
+	attempt := func(context.Context, struct{}) (struct{}, error) {
 		rec.Attempts++
-		res := c.attempt(ctx, tmpl, body, effective)
-		rec.Status, last = res.status, res.err
-		switch {
-		case res.outcome == succeeded:
-			log.Debug("deliver: answer accepted", "attempts", rec.Attempts, "status", res.status)
-			return done(nil)
-		case res.outcome == permanent:
-			log.Warn("deliver: answer rejected", "attempts", rec.Attempts, "status", res.status, "err", res.err)
-			return done(fmt.Errorf("%w: %w", ErrPermanent, res.err))
-		case ctx.Err() != nil:
-			return canceled(res.err)
-		case final || pastDeadline():
-			return expired(res.err)
+		var err error
+		rec.Status, err = c.attempt(ctx, tmpl, effective)
+		if err != nil && !errors.Is(err, pipeline.ErrPermanent) {
+			log.Warn("deliver: attempt failed", "attempt", rec.Attempts, "status", rec.Status, "err", err)
 		}
-
-		wait := c.backoff(rec.Attempts)
-		serverAsked := false
-		if res.retryAfter > wait {
-			wait, serverAsked = res.retryAfter, true
-		}
-		if !effective.IsZero() {
-			remaining := time.Until(effective)
-			if wait >= remaining {
-				if serverAsked || remaining <= 0 {
-					return expired(res.err)
-				}
-				wait = remaining - min(c.attemptTimeout(), remaining/2)
-				final = true
-			}
-		}
-		log.Warn("deliver: attempt failed, will retry", "attempt", rec.Attempts, "status", res.status, "err", res.err, "wait", wait)
-
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-		}
+		return struct{}{}, err
 	}
-}
-
-type outcome int
-
-const (
-	retryable outcome = iota
-	succeeded
-	permanent
-)
-
-type attemptResult struct {
-	outcome    outcome
-	status     int
-	err        error
-	retryAfter time.Duration
+	_, err = pipeline.Retry(c.backoff(), attempt)(rctx, struct{}{})
+	switch {
+	case err == nil:
+		log.Debug("deliver: answer accepted", "attempts", rec.Attempts, "status", rec.Status)
+	case errors.Is(err, pipeline.ErrPermanent):
+		log.Warn("deliver: answer rejected", "attempts", rec.Attempts, "status", rec.Status, "err", err)
+	case ctx.Err() == nil && expires && errors.Is(err, context.DeadlineExceeded):
+		log.Warn("deliver: gave up at deadline", "attempts", rec.Attempts, "status", rec.Status, "err", err)
+		return fmt.Errorf("%w: %w", ErrExpired, err)
+	default:
+		return fmt.Errorf("deliver: %w", err)
+	}
+	return err
 }
 
 // attempt sends one POST, allowed until the attempt timeout or notAfter (if
-// not zero), whichever comes first, and classifies the answer. It reads a
-// capped part of the answer's body and closes it before returning.
-func (c *Client) attempt(ctx context.Context, tmpl *http.Request, body []byte, notAfter time.Time) attemptResult {
+// not zero), whichever comes first, and returns the answer's status with nil for a 2xx, or an error
+// [pipeline.Retry] understands: marked [pipeline.Permanent], or carrying the
+// answer's Retry-After as a [pipeline.RetryAfter] hint. It reads a capped part
+// of the answer's body and closes it before returning.
+func (c *Client) attempt(ctx context.Context, tmpl *http.Request, notAfter time.Time) (int, error) {
 	end := time.Now().Add(c.attemptTimeout())
 	if !notAfter.IsZero() && notAfter.Before(end) {
 		end = notAfter
@@ -377,9 +334,9 @@ func (c *Client) attempt(ctx context.Context, tmpl *http.Request, body []byte, n
 	if err != nil {
 		redactURLError(err)
 		if isPermanentTransportError(err) {
-			return attemptResult{outcome: permanent, err: err}
+			return 0, pipeline.Permanent(err)
 		}
-		return attemptResult{outcome: retryable, err: err}
+		return 0, err
 	}
 	defer resp.Body.Close()
 
@@ -387,22 +344,20 @@ func (c *Client) attempt(ctx context.Context, tmpl *http.Request, body []byte, n
 	if code >= 200 && code < 300 {
 		// The answer is accepted whatever happens to the rest of the body.
 		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
-		return attemptResult{outcome: succeeded, status: code}
+		return code, nil
 	}
 
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit-errorBodyLimit)
-	res := attemptResult{status: code, err: &StatusError{Code: code, Body: string(head)}}
+	err = &StatusError{Code: code, Body: string(head)}
 	switch {
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500 && code <= 599:
-		res.outcome = retryable
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			res.retryAfter = d
+			return code, pipeline.RetryAfter(d, err)
 		}
-	default:
-		res.outcome = permanent
+		return code, err
 	}
-	return res
+	return code, pipeline.Permanent(err)
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds (1*DIGIT) or an
@@ -437,26 +392,19 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// backoff returns the jittered wait before retry n (n >= 1).
-func (c *Client) backoff(n int) time.Duration {
-	lo, hi := c.MinBackoff, c.MaxBackoff
-	if lo <= 0 {
-		lo = DefaultMinBackoff
+// backoff is the Client's schedule: equal jitter, [b/2, b] before retry n
+// with b = min(MaxBackoff, MinBackoff·2^(n-1)), and a final attempt fitted
+// before the deadline.
+func (c *Client) backoff() pipeline.Backoff {
+	b := pipeline.Backoff{Initial: c.MinBackoff, Max: c.MaxBackoff, Multiplier: 2, Jitter: 0.5, JitterDown: true, FinalAttempt: c.attemptTimeout()}
+	if b.Initial <= 0 {
+		b.Initial = DefaultMinBackoff
 	}
-	if hi <= 0 {
-		hi = DefaultMaxBackoff
+	if b.Max <= 0 {
+		b.Max = DefaultMaxBackoff
 	}
-	hi = max(hi, lo)
-	b := lo
-	for i := 1; i < n && b < hi; i++ {
-		if b > hi/2 {
-			b = hi
-			break
-		}
-		b *= 2
-	}
-	half := b / 2
-	return half + rand.N(b-half+1)
+	b.Max = max(b.Max, b.Initial)
+	return b
 }
 
 func (c *Client) attemptTimeout() time.Duration {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine/deliver"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 func ExampleClient_Post() {
@@ -47,7 +48,7 @@ func ExampleClient_publicOnly() {
 
 	c := &deliver.Client{PublicOnly: true}
 	rec, err := c.Post(context.Background(), srv.URL+"/answer", []byte(`{"verdict":"benign"}`), time.Now().Add(time.Minute))
-	fmt.Println("permanent:", errors.Is(err, deliver.ErrPermanent), "not public:", errors.Is(err, deliver.ErrNotPublic))
+	fmt.Println("permanent:", errors.Is(err, pipeline.ErrPermanent), "not public:", errors.Is(err, deliver.ErrNotPublic))
 	fmt.Println("attempts:", rec.Attempts, "status:", rec.Status)
 	// Output:
 	// permanent: true not public: true

@@ -19,9 +19,9 @@ func TestBackoffGrowsWithinEqualJitterBounds(t *testing.T) {
 		n := i + 1
 		distinct := map[time.Duration]bool{}
 		for range 500 {
-			d := c.backoff(n)
+			d := c.backoff().Delay(n)
 			if d < ceil/2 || d > ceil {
-				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", n, d, ceil/2, ceil)
+				t.Fatalf("backoff().Delay(%d) = %v, want within [%v, %v]", n, d, ceil/2, ceil)
 			}
 			distinct[d] = true
 		}
@@ -47,8 +47,8 @@ func TestBackoffDefaultsAndOddSettings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 100 {
-				if d := tt.c.backoff(tt.n); d < tt.lo || d > tt.hi {
-					t.Fatalf("backoff(%d) = %v, want within [%v, %v]", tt.n, d, tt.lo, tt.hi)
+				if d := tt.c.backoff().Delay(tt.n); d < tt.lo || d > tt.hi {
+					t.Fatalf("backoff().Delay(%d) = %v, want within [%v, %v]", tt.n, d, tt.lo, tt.hi)
 				}
 			}
 		})

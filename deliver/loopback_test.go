@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/polyswarm/psengine/deliver"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 // receiver is a response_url: it answers each POST with the next status of
@@ -110,7 +111,7 @@ func TestLoopback400IsOneAttempt(t *testing.T) {
 	defer srv.Close()
 
 	rec, err := fast(t).Post(t.Context(), srv.URL, answer, time.Now().Add(time.Minute))
-	if !errors.Is(err, deliver.ErrPermanent) {
+	if !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Post error = %v, want ErrPermanent", err)
 	}
 	var se *deliver.StatusError
@@ -294,7 +295,7 @@ func TestLoopbackRedirects(t *testing.T) {
 
 	// 302 would make net/http re-send as a GET without the answer.
 	rec, err = c.Post(t.Context(), srv.URL+"/found", answer, time.Now().Add(time.Minute))
-	if !errors.Is(err, deliver.ErrPermanent) {
+	if !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("302: Post error = %v, want ErrPermanent", err)
 	}
 	if requests, _ := rv.counts(); requests != 1 || rec.Status != 302 {

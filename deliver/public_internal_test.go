@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 // isPublic judges the address dialled, whatever its form.
@@ -77,8 +79,8 @@ func TestPublicOnlyJudgesRedirectTargets(t *testing.T) {
 		defer hc.CloseIdleConnections() // the bubble waits for the origin connection's goroutines
 		c := &Client{HTTP: hc}
 		rec, err := c.Post(t.Context(), origin.URL+"/answer", []byte(`{}`), time.Now().Add(time.Hour))
-		if !errors.Is(err, ErrPermanent) || !errors.Is(err, ErrNotPublic) {
-			t.Fatalf("Post error = %v, want ErrPermanent and ErrNotPublic", err)
+		if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, ErrNotPublic) {
+			t.Fatalf("Post error = %v, want pipeline.ErrPermanent and ErrNotPublic", err)
 		}
 		if rec.Attempts != 1 || rec.Duration != 0 {
 			t.Errorf("Receipt = %+v, want 1 attempt and no wait", rec)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 // A PublicOnly Client refuses a loopback response URL at once: one attempt
@@ -36,7 +37,7 @@ func TestPublicOnlyRefusesLoopbackAtOnce(t *testing.T) {
 			var logs bytes.Buffer
 			c := &deliver.Client{PublicOnly: true, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 			rec, err := c.Post(t.Context(), u, answer, time.Now().Add(time.Hour))
-			if !errors.Is(err, deliver.ErrPermanent) || !errors.Is(err, deliver.ErrNotPublic) || errors.Is(err, deliver.ErrExpired) {
+			if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, deliver.ErrNotPublic) || errors.Is(err, deliver.ErrExpired) {
 				t.Fatalf("Post(%s) error = %v, want ErrPermanent and ErrNotPublic", u, err)
 			}
 			if !strings.Contains(err.Error(), "not a public address: 127.0.0.1") {
@@ -71,7 +72,7 @@ func TestPublicOnlyRefusesNamesResolvingToLoopback(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // bounds the test should the refusal be retried
 	defer cancel()
 	rec, err := c.Post(ctx, "http://localhost:"+port+"/answer", answer, time.Time{})
-	if !errors.Is(err, deliver.ErrPermanent) || !errors.Is(err, deliver.ErrNotPublic) {
+	if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, deliver.ErrNotPublic) {
 		t.Fatalf("Post error = %v, want ErrPermanent and ErrNotPublic", err)
 	}
 	if requests, _ := rv.counts(); rec.Attempts != 1 || requests != 0 {
@@ -103,7 +104,7 @@ func TestPublicOnlyWithOwnHTTPIsBadConfig(t *testing.T) {
 
 	c := &deliver.Client{PublicOnly: true, HTTP: srv.Client()}
 	rec, err := c.Post(t.Context(), srv.URL, answer, time.Now().Add(time.Minute))
-	if !errors.Is(err, deliver.ErrPermanent) || !errors.Is(err, deliver.ErrBadConfig) {
+	if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, deliver.ErrBadConfig) {
 		t.Fatalf("Post error = %v, want ErrPermanent and ErrBadConfig", err)
 	}
 	if !strings.Contains(err.Error(), "fetch.PublicOnlyControl") {
@@ -126,7 +127,7 @@ func TestOwnHTTPWithFetchControlIsPermanent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := &deliver.Client{HTTP: &http.Client{Transport: tr}}
 		rec, err := c.Post(t.Context(), srv.URL, answer, time.Now().Add(time.Hour))
-		if !errors.Is(err, deliver.ErrPermanent) || !errors.Is(err, fetch.ErrNotAllowed) {
+		if !errors.Is(err, pipeline.ErrPermanent) || !errors.Is(err, fetch.ErrNotAllowed) {
 			t.Fatalf("Post error = %v, want ErrPermanent and fetch.ErrNotAllowed", err)
 		}
 		if diff := cmp.Diff(deliver.Receipt{Attempts: 1}, rec); diff != "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/polyswarm/psengine/deliver"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
 const answerURL = "https://polyswarm.example/v1/bounties/7/answer"
@@ -178,6 +179,9 @@ func TestFinalAttemptIsFittedBeforeTheDeadline(t *testing.T) {
 		if !errors.Is(err, deliver.ErrExpired) {
 			t.Fatalf("Post error = %v, want ErrExpired", err)
 		}
+		if msg := err.Error(); !strings.Contains(msg, "final attempt") || strings.Contains(msg, "asked to wait") {
+			t.Errorf("Post error = %q, want it to say the final attempt failed", msg)
+		}
 		if diff := cmp.Diff([]time.Duration{0, 16 * time.Second}, s.offsets(t0)); diff != "" {
 			t.Errorf("attempt times (-want +got):\n%s", diff)
 		}
@@ -267,6 +271,10 @@ func TestRetryAfterPastTheDeadlineGivesUpAtOnce(t *testing.T) {
 					t.Fatalf("Post error = %v, want ErrExpired", err)
 				}
 				wantStatusError(t, err, 429)
+				// The message tells this apart from reaching the deadline.
+				if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "asked to wait") {
+					t.Errorf("Post error = %q, want DeadlineExceeded and a message saying the server asked to wait", err)
+				}
 				if diff := cmp.Diff(deliver.Receipt{Attempts: 1, Status: 429}, rec); diff != "" {
 					t.Errorf("Receipt (-want +got):\n%s", diff)
 				}
@@ -380,7 +388,10 @@ func TestCancelStopsAtOnceWithTheCause(t *testing.T) {
 	})
 }
 
-func TestZeroDeadlineRetriesUntilContextEnds(t *testing.T) {
+// A zero deadline leaves ctx's deadline in charge: Post retries until the
+// next wait would reach it, fits a final attempt before it rather than wait
+// in vain, and does not report the bounty's expiry.
+func TestZeroDeadlineRetriesUntilContextsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
@@ -389,8 +400,14 @@ func TestZeroDeadlineRetriesUntilContextEnds(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, deliver.ErrExpired) {
 			t.Fatalf("Post error = %v, want context.DeadlineExceeded and not ErrExpired", err)
 		}
-		if rec.Duration != 30*time.Second || rec.Attempts < 30 {
-			t.Errorf("Receipt = %+v, want >= 30 attempts over exactly 30s", rec)
+		wantStatusError(t, err, 500)
+		// Waits are 0.5s..1s: the final attempt starts with half of less
+		// than 1s left.
+		if rec.Duration <= 29500*time.Millisecond || rec.Duration >= 30*time.Second || rec.Attempts < 30 {
+			t.Errorf("Receipt = %+v, want >= 30 attempts over (29.5s, 30s)", rec)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("Post waited for ctx's deadline to pass")
 		}
 	})
 }
@@ -447,7 +464,7 @@ func TestRetryableAndPermanentStatuses(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			s := &script{replies: []reply{statusBody(code, "bid must be an integer"), status(200)}}
 			rec, err := client(s).Post(t.Context(), answerURL, answer, time.Now().Add(time.Hour))
-			if !errors.Is(err, deliver.ErrPermanent) || errors.Is(err, deliver.ErrExpired) {
+			if !errors.Is(err, pipeline.ErrPermanent) || errors.Is(err, deliver.ErrExpired) {
 				t.Fatalf("status %d: Post error = %v, want ErrPermanent only", code, err)
 			}
 			wantStatusError(t, err, code)
@@ -533,7 +550,7 @@ func TestUnusableURLIsPermanentWithoutAnAttempt(t *testing.T) {
 	for _, u := range []string{"", "ftp://polyswarm.example/answer", "/v1/answer", "https://", "http://[::1", "file:///etc/passwd"} {
 		s := &script{replies: []reply{status(200)}}
 		rec, err := client(s).Post(context.Background(), u, answer, time.Time{})
-		if !errors.Is(err, deliver.ErrPermanent) {
+		if !errors.Is(err, pipeline.ErrPermanent) {
 			t.Errorf("Post(%q) error = %v, want ErrPermanent", u, err)
 		}
 		if rec.Attempts != 0 || len(s.starts) != 0 {

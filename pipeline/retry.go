@@ -31,9 +31,20 @@ type Backoff struct {
 	// Jitter spreads each delay uniformly over ±Jitter of its value; 0 means
 	// 0.2, a negative value means no jitter, values above 1 mean 1.
 	Jitter float64
+	// JitterDown makes the jitter only shorten delays: each delay, capped at
+	// Max first, is drawn uniformly from ((1-Jitter)·d, d]. Delays then never
+	// exceed the schedule and stay spread once capped; Jitter 0.5 is "equal
+	// jitter" and 1 "full jitter".
+	JitterDown bool
 	// MaxAttempts bounds the number of calls, the first one included;
 	// <= 0 means no bound (retry until the context ends), 1 means no retry.
 	MaxAttempts int
+	// FinalAttempt, when > 0, lets [Retry] fit one last call before the
+	// context's deadline when the next delay would reach it: Retry waits
+	// only until min(FinalAttempt, half the time left) remains, and stops
+	// after that call if it fails too. Set it to the time a call needs. Zero
+	// means Retry stops at once. RetryAfter hints are never shortened.
+	FinalAttempt time.Duration
 }
 
 // Default values of a zero [Backoff].
@@ -70,13 +81,16 @@ func (b Backoff) normalized() Backoff {
 
 // Delay returns how long to wait before retry number attempt (1 is the first
 // retry, that is the wait after the first failed call): Initial ×
-// Multiplier^(attempt-1), jittered, capped at Max. attempt < 1 counts as 1.
-// It is safe for concurrent use.
+// Multiplier^(attempt-1), jittered, capped at Max (before the jitter with
+// JitterDown). attempt < 1 counts as 1. It is safe for concurrent use.
 func (b Backoff) Delay(attempt int) time.Duration {
 	b = b.normalized()
 	attempt = max(attempt, 1)
 	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(attempt-1))
-	if b.Jitter > 0 {
+	switch {
+	case b.JitterDown:
+		d = min(d, float64(b.Max)) * (1 - b.Jitter*rand.Float64())
+	case b.Jitter > 0:
 		d *= 1 + b.Jitter*(2*rand.Float64()-1)
 	}
 	if d >= float64(b.Max) || math.IsInf(d, 0) || math.IsNaN(d) {
@@ -141,13 +155,21 @@ func WithAttempt(ctx context.Context, n int) context.Context {
 // wraps [ErrExhausted] and the last error), or ctx ends (the error wraps
 // context.Cause(ctx) and the last error; ctx is checked before each call and
 // during each wait). Between calls it waits b.Delay(n) or, when the error
-// carries a [RetryAfter] hint, the longer of the two. Inside s, [Attempt]
-// returns the attempt number. Panics in s are not recovered: wrap s with
-// [Recover] to retry them.
+// carries a [RetryAfter] hint, the longer of the two.
+//
+// When ctx has a deadline and the wait would reach it, Retry does not wait in
+// vain: it returns at once an error wrapping context.DeadlineExceeded and the
+// last error, whose message says whether a RetryAfter hint or the backoff
+// reached the deadline. With b.FinalAttempt set, a backoff wait is shortened
+// instead to fit one final call (see [Backoff]).
+//
+// Inside s, [Attempt] returns the attempt number. Panics in s are not
+// recovered: wrap s with [Recover] to retry them.
 func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
 	return func(ctx context.Context, in In) (Out, error) {
 		var zero Out
 		var last error
+		final := false
 		for attempt := 1; ; attempt++ {
 			if ctx.Err() != nil {
 				return zero, stopped(ctx, attempt-1, last)
@@ -166,9 +188,23 @@ func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
 			if ctx.Err() != nil {
 				return zero, stopped(ctx, attempt, last)
 			}
-			wait := b.Delay(attempt)
-			if ra, ok := errors.AsType[*RetryAfterError](err); ok {
-				wait = max(wait, ra.Wait)
+			if final {
+				return zero, tooLate(attempt, "the final attempt before the deadline failed", last)
+			}
+			wait, hinted := b.Delay(attempt), false
+			if ra, ok := errors.AsType[*RetryAfterError](err); ok && ra.Wait > wait {
+				wait, hinted = ra.Wait, true
+			}
+			if deadline, ok := ctx.Deadline(); ok {
+				if left := time.Until(deadline); wait >= left {
+					switch {
+					case hinted:
+						return zero, tooLate(attempt, fmt.Sprintf("asked to wait %v, the deadline is in %v", wait, left), last)
+					case b.FinalAttempt <= 0 || left <= 0:
+						return zero, tooLate(attempt, fmt.Sprintf("the next wait, %v, reaches the deadline in %v", wait, left), last)
+					}
+					wait, final = left-min(b.FinalAttempt, left/2), true
+				}
 			}
 			t := time.NewTimer(wait)
 			select {
@@ -179,6 +215,12 @@ func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
 			}
 		}
 	}
+}
+
+// tooLate is Retry's error when the wait before the next attempt reaches the
+// context's deadline.
+func tooLate(attempts int, why string, last error) error {
+	return fmt.Errorf("pipeline: retry stopped after %d attempts: %s: %w; last error: %w", attempts, why, context.DeadlineExceeded, last)
 }
 
 func stopped(ctx context.Context, attempts int, last error) error {

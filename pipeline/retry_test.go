@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -70,6 +71,45 @@ func TestBackoffOddSettings(t *testing.T) {
 				t.Fatalf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestBackoffJitterDown(t *testing.T) {
+	// Equal jitter: [b/2, b] with b = min(3s, 100ms·2^(n-1)).
+	b := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 3 * time.Second, Jitter: 0.5, JitterDown: true}
+	ms := time.Millisecond
+	for i, ceil := range []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3 * time.Second, 3 * time.Second, 3 * time.Second} {
+		n := i + 1
+		distinct := map[time.Duration]bool{}
+		for range 500 {
+			d := b.Delay(n)
+			if d < ceil/2 || d > ceil {
+				t.Fatalf("Delay(%d) = %v, want within [%v, %v]", n, d, ceil/2, ceil)
+			}
+			distinct[d] = true
+		}
+		// Capped delays keep their spread too.
+		if len(distinct) < 10 {
+			t.Errorf("Delay(%d) took only %d distinct values in 500 draws: no jitter?", n, len(distinct))
+		}
+	}
+	tests := []struct {
+		name   string
+		b      pipeline.Backoff
+		n      int
+		lo, hi time.Duration
+	}{
+		{"full jitter", pipeline.Backoff{Initial: time.Second, Jitter: 1, JitterDown: true}, 3, 0, 4 * time.Second},
+		{"no jitter", pipeline.Backoff{Initial: time.Second, Jitter: -1, JitterDown: true}, 3, 4 * time.Second, 4 * time.Second},
+		{"huge max does not overflow", pipeline.Backoff{Initial: time.Second, Max: math.MaxInt64, Jitter: 0.5, JitterDown: true}, 200, math.MaxInt64 / 2, math.MaxInt64},
+		{"nanosecond max", pipeline.Backoff{Initial: 1, Max: 1, Jitter: 0.5, JitterDown: true}, 3, 0, 1},
+	}
+	for _, tt := range tests {
+		for range 100 {
+			if d := tt.b.Delay(tt.n); d < tt.lo || d > tt.hi {
+				t.Fatalf("%s: Delay(%d) = %v, want within [%v, %v]", tt.name, tt.n, d, tt.lo, tt.hi)
+			}
+		}
 	}
 }
 
@@ -145,19 +185,104 @@ func TestRetryMaxAttempts(t *testing.T) {
 func TestRetryStopsWhenContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &flaky{succeedAt: 1000, err: errBoom, start: time.Now()}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
+		cause := errors.New("shutdown")
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(10*time.Second, func() { cancel(cause) })
 		b := pipeline.Backoff{Initial: time.Second, Jitter: -1}
 		_, err := pipeline.Retry(b, f.stage)(ctx, "x")
-		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
-			t.Errorf("err = %v; want both the deadline and the last error", err)
+		if !errors.Is(err, cause) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v; want both the cause and the last error", err)
 		}
 		// Calls at 0, 1, 3, 7; the next would be at 15 > 10.
 		if diff := cmp.Diff([]int{1, 2, 3, 4}, f.calls); diff != "" {
 			t.Errorf("attempts (-want +got):\n%s", diff)
 		}
 		if elapsed := time.Since(f.start); elapsed != 10*time.Second {
-			t.Errorf("returned after %v; want at the 10s deadline", elapsed)
+			t.Errorf("returned after %v; want when ctx was canceled, at 10s", elapsed)
+		}
+	})
+}
+
+func TestRetryDoesNotWaitPastTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 1000, err: errBoom, start: time.Now()}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		b := pipeline.Backoff{Initial: time.Second, Jitter: -1}
+		_, err := pipeline.Retry(b, f.stage)(ctx, "x")
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v; want both DeadlineExceeded and the last error", err)
+		}
+		if !strings.Contains(err.Error(), "the next wait, 8s, reaches the deadline in 3s") {
+			t.Errorf("err = %q; want it to name the wait and the time left", err)
+		}
+		// Calls at 0, 1, 3, 7; the next would be at 15 > 10: no wait for nothing.
+		if diff := cmp.Diff([]int{1, 2, 3, 4}, f.calls); diff != "" {
+			t.Errorf("attempts (-want +got):\n%s", diff)
+		}
+		if elapsed := time.Since(f.start); elapsed != 7*time.Second {
+			t.Errorf("returned after %v; want at once after the 4th call, at 7s", elapsed)
+		}
+		if ctx.Err() != nil {
+			t.Error("ctx already ended: Retry waited for it")
+		}
+	})
+}
+
+func TestRetryAfterHintPastTheDeadlineStopsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		for _, hint := range []time.Duration{10 * time.Second, time.Hour} {
+			f := &flaky{succeedAt: 2, err: pipeline.RetryAfter(hint, errBoom), start: time.Now()}
+			// FinalAttempt shortens backoff waits only, never a hint.
+			b := pipeline.Backoff{Initial: time.Millisecond, FinalAttempt: time.Second}
+			_, err := pipeline.Retry(b, f.stage)(ctx, "x")
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
+				t.Errorf("hint %v: err = %v; want DeadlineExceeded and the last error", hint, err)
+			}
+			if want := "asked to wait " + hint.String() + ", the deadline is in 10s"; !strings.Contains(err.Error(), want) {
+				t.Errorf("hint %v: err = %q; want it to contain %q", hint, err, want)
+			}
+			if len(f.calls) != 1 || time.Since(f.start) != 0 {
+				t.Errorf("hint %v: %d calls over %v; want 1 call and no wait", hint, len(f.calls), time.Since(f.start))
+			}
+		}
+	})
+}
+
+func TestRetryFitsAFinalAttemptBeforeTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{succeedAt: 1000, err: errBoom, start: time.Now()}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		// Calls at 0 and 8; the next wait (16s) would end at 24 > 20, so a
+		// final call starts with min(4s, 12s/2) left, at 16, and is the last.
+		b := pipeline.Backoff{Initial: 8 * time.Second, Jitter: -1, FinalAttempt: 4 * time.Second}
+		_, err := pipeline.Retry(b, f.stage)(ctx, "x")
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v; want DeadlineExceeded and the last error", err)
+		}
+		if !strings.Contains(err.Error(), "the final attempt before the deadline failed") {
+			t.Errorf("err = %q; want it to say the final attempt failed", err)
+		}
+		if diff := cmp.Diff([]time.Duration{0, 8 * time.Second, 16 * time.Second}, f.at); diff != "" {
+			t.Errorf("call times (-want +got):\n%s", diff)
+		}
+		if elapsed := time.Since(f.start); elapsed != 16*time.Second {
+			t.Errorf("returned after %v; want right after the final call, at 16s", elapsed)
+		}
+
+		// Less time left than FinalAttempt: the final call gets half of it.
+		f = &flaky{succeedAt: 2, err: errBoom, start: time.Now()}
+		ctx, cancel = context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		b = pipeline.Backoff{Initial: time.Minute, Jitter: -1, FinalAttempt: 4 * time.Second}
+		if _, err := pipeline.Retry(b, f.stage)(ctx, "x"); err != nil {
+			t.Fatalf("Retry: %v; want the final call's success", err)
+		}
+		if diff := cmp.Diff([]time.Duration{0, 1500 * time.Millisecond}, f.at); diff != "" {
+			t.Errorf("call times (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"sync"
 	"testing"
@@ -66,9 +65,6 @@ func newRig(t *testing.T, scan func(ctx context.Context, content string) error, 
 			return psengine.Permanent(err)
 		}
 		_, err = client.Post(ctx, b.ResponseURL, body, b.Expiration)
-		if errors.Is(err, deliver.ErrPermanent) {
-			return psengine.Permanent(err)
-		}
 		return err
 	})
 
