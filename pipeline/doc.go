@@ -28,8 +28,9 @@
 // # Retry
 //
 // [Retry] calls a stage again after a jittered exponential [Backoff] until it
-// succeeds, returns an error marked [Permanent], runs out of attempts or the
-// context ends. A stage can ask for a longer wait with [RetryAfter] and learn
+// succeeds, returns an error marked [Permanent], runs out of attempts, the
+// context ends, or the next wait would reach the context's deadline (then it
+// stops at once, after an optional final attempt: Backoff.FinalAttempt). A stage can ask for a longer wait with [RetryAfter] and learn
 // which attempt it is in with [Attempt].
 //
 // # Concurrency
