@@ -87,7 +87,7 @@ func middle() {
 	select {}
 }
 
-func start(t *testing.T, output func(string)) *child.Process {
+func start(t *testing.T, output func(int, string)) *child.Process {
 	t.Helper()
 	p, err := child.Start(child.Config{Name: "child-test", Args: []string{"-test.run=^$"}, Output: output})
 	if err != nil {
@@ -129,9 +129,9 @@ func TestSendRecv(t *testing.T) {
 func TestOutputLines(t *testing.T) {
 	var mu sync.Mutex
 	var lines []string
-	p := start(t, func(line string) {
+	p := start(t, func(pid int, line string) {
 		mu.Lock()
-		lines = append(lines, line)
+		lines = append(lines, fmt.Sprint(pid, " ", line))
 		mu.Unlock()
 	})
 	if err := p.Send(command{Op: "print", Text: "hi"}); err != nil {
@@ -146,8 +146,9 @@ func TestOutputLines(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	got := strings.Join(lines, "|")
-	if !strings.Contains(got, "to stdout: hi") || !strings.Contains(got, "to stderr: hi") {
-		t.Errorf("lines %q, want both the stdout and the stderr line", lines)
+	pid := fmt.Sprint(p.Pid(), " ")
+	if !strings.Contains(got, pid+"to stdout: hi") || !strings.Contains(got, pid+"to stderr: hi") {
+		t.Errorf("lines %q, want both the stdout and the stderr line, with the child's pid", lines)
 	}
 }
 

@@ -8,7 +8,7 @@ type Config struct {
 	Path   string
 	Args   []string
 	Env    []string
-	Output func(line string)
+	Output func(pid int, line string)
 }
 
 // Process is a running child; not supported on this platform.

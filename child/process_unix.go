@@ -29,9 +29,9 @@ type Config struct {
 	// Env is added to the parent's environment (KEY=VALUE).
 	Env []string
 	// Output receives each line the child writes to its stdout or stderr,
-	// without the line end; nil discards them. It is called from one
-	// goroutine per child.
-	Output func(line string)
+	// without the line end, with the child's pid; nil discards them. It is
+	// called from one goroutine per child.
+	Output func(pid int, line string)
 }
 
 // Process is a running child. Its methods are safe for concurrent use,
@@ -91,7 +91,13 @@ func Start(cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("child: start %s: %w", path, err)
 	}
 	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), output: outR, exited: make(chan struct{})}
-	p.readers.Go(func() { readLines(outR, cfg.Output) })
+	p.readers.Go(func() {
+		readLines(outR, func(line string) {
+			if cfg.Output != nil {
+				cfg.Output(cmd.Process.Pid, line)
+			}
+		})
+	})
 	go p.reap()
 	return p, nil
 }
@@ -118,9 +124,7 @@ func readLines(r io.Reader, fn func(string)) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20) // longer lines are cut
 	for sc.Scan() {
-		if fn != nil {
-			fn(strings.TrimRight(sc.Text(), "\r"))
-		}
+		fn(strings.TrimRight(sc.Text(), "\r"))
 	}
 }
 
