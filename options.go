@@ -86,6 +86,7 @@ type config struct {
 	discardSet     bool // WithDiscardExpired was given: the environment does not override it
 	dirs           *envdirs.Dirs
 	getenv         func(string) string
+	process        *ProcessConfig // WithProcessWorkers
 }
 
 // WithName names the engine (used for its base directories, logs, and as

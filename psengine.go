@@ -67,6 +67,7 @@ type Engine struct {
 	stopIntake   context.CancelFunc
 	stopHard     context.CancelCauseFunc
 	abandoned    atomic.Int32 // scans walked away from that have not returned
+	procs        *children    // WithProcessWorkers
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -128,6 +129,10 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.intake, e.stopIntake = context.WithCancel(context.Background())
 	e.hard, e.stopHard = context.WithCancelCause(context.Background())
+	if cfg.process != nil {
+		e.procs = &children{cfg: *cfg.process}
+	}
+	e.takeOverAsChild()
 	return e
 }
 
@@ -204,6 +209,11 @@ func (e *Engine) start(ctx context.Context) error {
 	})
 	env.head = head
 	e.env.Store(&env)
+	if e.procs != nil {
+		if err := e.startChildren(ctx, env); err != nil {
+			return err
+		}
+	}
 
 	log.Info("engine started", "engine", e.cfg.name, "workers", e.cfg.workers,
 		"product", head.Product, "vendor_version", head.Scanner.VendorVersion)
@@ -674,7 +684,9 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	// released.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if t, ok := e.orig.(WorkerTeardown); ok {
+	if e.procs != nil {
+		e.stopChildren(tctx) // each runs its own WorkerTeardown
+	} else if t, ok := e.orig.(WorkerTeardown); ok {
 		for _, w := range e.workers {
 			if !w.ready {
 				continue

@@ -103,7 +103,10 @@ func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, conte
 			_ = t.content.Close()
 		}
 	}()
-	env, err := e.workerEnv(rctx, w)
+	env, err := e.env.Load(), error(nil)
+	if e.procs == nil { // with the process backend, workers set up in their children
+		env, err = e.workerEnv(rctx, w)
+	}
 	if err == nil {
 		t.env = env
 		err = runSteps(rctx, e.front, t, true)
@@ -223,7 +226,13 @@ func (e *Engine) scanStep(ctx context.Context, t *task) (*task, error) {
 	if t.decided {
 		return t, nil
 	}
-	a, err := e.scan(ctx, t.worker, *t.env, t.artifact)
+	var a Analysis
+	var err error
+	if e.procs != nil {
+		a, err = e.scanInChild(ctx, t.worker, t.artifact)
+	} else {
+		a, err = e.scan(ctx, t.worker, *t.env, t.artifact)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says

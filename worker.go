@@ -27,6 +27,11 @@ type worker struct {
 	env   Env  // the worker's own Env, valid when ready
 	base  *Env // the engine Env it was built on
 	ready bool
+
+	// With the process backend: the worker's child, or the replacement
+	// being started.
+	child *childWorker
+	next  chan started
 }
 
 // workerEnv sets w up on first use (and after a scan walked away from took

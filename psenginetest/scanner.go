@@ -32,7 +32,9 @@ const hangLimit = 10 * time.Second
 // plus an empty and a random artifact, that the scanner
 //
 //   - runs inside an engine (setup, head, workers) and its answers are valid
-//     for PolySwarm, with the expected verdicts;
+//     for PolySwarm, with the expected verdicts, both in-process and with
+//     the process backend (each scan in a child process: see
+//     ProcessWorkers);
 //   - is pure: the same artifact twice gives the same analysis;
 //   - is safe for concurrent use (run your tests with -race);
 //   - returns promptly when its context is cancelled or past its deadline;
@@ -41,6 +43,10 @@ const hangLimit = 10 * time.Second
 // opts are passed to the engine (WithDirs, WithGetenv...).
 func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengine.Option) {
 	t.Helper()
+	if InChild() { // a worker child of the "answers/process" subtest: serve it
+		Engine(t, s, append([]psengine.Option{psengine.WithWorkers(2), ProcessWorkers(t, psengine.ProcessConfig{})}, opts...)...)
+		t.Fatal("psenginetest: a worker child's engine returned from New")
+	}
 	random := make([]byte, 4096)
 	_, _ = rand.Read(random)
 	cases = append(append([]Case(nil), cases...),
@@ -82,7 +88,7 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 		return s.Scan(ctx, env, a)
 	}
 
-	t.Run("answers", func(t *testing.T) {
+	answers := func(t *testing.T, engine *psengine.Engine) {
 		for _, c := range cases {
 			t.Run(c.Name, func(t *testing.T) {
 				b := Bounty(c.Data)
@@ -104,6 +110,15 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 				}
 			})
 		}
+	}
+	t.Run("answers", func(t *testing.T) {
+		t.Run("local", func(t *testing.T) { answers(t, engine) })
+		t.Run("process", func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("-short: no child processes")
+			}
+			answers(t, Engine(t, s, append([]psengine.Option{psengine.WithWorkers(2), ProcessWorkers(t, psengine.ProcessConfig{})}, opts...)...))
+		})
 	})
 
 	t.Run("pure", func(t *testing.T) {

@@ -1,0 +1,191 @@
+//go:build linux
+
+package psengine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
+)
+
+// crashy misbehaves as its artifact says, and otherwise answers benign
+// with its process id (metadata "pid"), so that tests see where it ran.
+var crashy = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	b, _ := a.Bytes()
+	switch string(b) {
+	case "panic in a goroutine":
+		go func() { panic("scanner bug in a goroutine") }()
+		time.Sleep(time.Minute)
+	case "exit":
+		os.Exit(7)
+	case "sigkill":
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Minute)
+	case "hang":
+		select {} // ignores ctx
+	case "allocate":
+		hog := make([][]byte, 0, 64)
+		for range 64 { // 512 MiB, touched
+			chunk := make([]byte, 8<<20)
+			for i := 0; i < len(chunk); i += 4096 {
+				chunk[i] = 1
+			}
+			hog = append(hog, chunk)
+		}
+		time.Sleep(time.Minute)
+		return psengine.Analysis{Verdict: psengine.Malicious, Metadata: psengine.Metadata{MalwareFamily: fmt.Sprint(len(hog))}}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Benign, Metadata: psengine.Metadata{Extra: map[string]any{"pid": os.Getpid()}}}, nil
+})
+
+func pidOf(t *testing.T, res psengine.Result) int {
+	t.Helper()
+	switch n := res.Analysis.Metadata.Extra["pid"].(type) {
+	case int: // scanned in this process
+		return n
+	case float64: // from a child: metadata crosses as the JSON it is delivered as
+		return int(n)
+	}
+	t.Fatalf("no pid in %+v (err %v)", res.Analysis, res.Err)
+	return 0
+}
+
+// Each misbehaving scan costs only its own bounty: answered unknown with a
+// typed error; every other bounty is answered in a child (never in the
+// parent), and when the engine is shut down no child is left.
+func TestProcessBackendSurvivesCrashes(t *testing.T) {
+	var mu sync.Mutex
+	var hooked []error
+	e := newEngine(t, crashy, psengine.WithWorkers(2), psengine.WithTimeout(2*time.Second),
+		psenginetest.ProcessWorkers(t, psengine.ProcessConfig{MaxChildMemory: 256 << 20}),
+		psengine.OnError(func(_ context.Context, res psengine.Result) {
+			mu.Lock()
+			hooked = append(hooked, res.Err)
+			mu.Unlock()
+		}))
+	bad := map[string]error{
+		"panic in a goroutine": psengine.ErrWorkerDied,
+		"exit":                 psengine.ErrWorkerDied,
+		"sigkill":              psengine.ErrWorkerDied,
+		"hang":                 psengine.ErrTimeout,
+		"allocate":             psengine.ErrMemoryLimit,
+	}
+	var inputs []string
+	for name := range bad {
+		inputs = append(inputs, name, "fine "+name)
+	}
+	uris := make([]string, len(inputs))
+	for i, in := range inputs {
+		uris[i] = psenginetest.DataURI([]byte(in))
+	}
+	pids := map[int]bool{}
+	for i, res := range e.AnalyzeAll(context.Background(), uris) {
+		if want, ok := bad[inputs[i]]; ok {
+			if !errors.Is(res.Err, want) || !res.Answered || res.Analysis.Verdict != psengine.Unknown {
+				t.Errorf("%s: %v, %+v; want an unknown answer for %v", inputs[i], res.Err, res.Analysis, want)
+			}
+			continue
+		}
+		if res.Err != nil || res.Analysis.Verdict != psengine.Benign {
+			t.Errorf("%s: %v, %+v; want benign", inputs[i], res.Err, res.Analysis)
+			continue
+		}
+		pids[pidOf(t, res)] = true
+	}
+	if pids[os.Getpid()] {
+		t.Errorf("a scan ran in the parent")
+	}
+	mu.Lock()
+	if len(hooked) != len(bad) {
+		t.Errorf("%d errors reported to the hooks, want %d: %v", len(hooked), len(bad), hooked)
+	}
+	mu.Unlock()
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for pid := range pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			t.Errorf("child %d still exists after Shutdown (running or a zombie)", pid)
+		}
+	}
+	if kids := childrenOf(os.Getpid()); len(kids) != 0 {
+		t.Errorf("processes left behind: %v", kids)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// With one worker and at most two tasks per child, eight scans run in at
+// least four children.
+func TestProcessBackendMaxTasksPerChild(t *testing.T) {
+	e := newEngine(t, crashy, psengine.WithWorkers(1), psenginetest.ProcessWorkers(t, psengine.ProcessConfig{MaxTasksPerChild: 2}))
+	pids := map[int]int{}
+	for i := range 8 {
+		res := psenginetest.Analyze(t, e, fmt.Appendf(nil, "artifact %d", i))
+		pids[pidOf(t, res)]++
+	}
+	if len(pids) < 4 || pids[os.Getpid()] > 0 {
+		t.Errorf("scans per pid %v: want at least 4 children, none in the parent (%d)", pids, os.Getpid())
+	}
+	for pid, n := range pids {
+		if n > 2 {
+			t.Errorf("child %d scanned %d artifacts, more than 2", pid, n)
+		}
+	}
+}
+
+// A value EngineSetup stores that cannot cross to a child is an error at
+// Start, naming its key, not a surprise at scan time.
+func TestProcessBackendRefusesLocalOnlyEnv(t *testing.T) {
+	s := struct {
+		psengine.Scanner
+		psengine.EngineSetup
+	}{crashy, setupFunc(func(_ context.Context, env psengine.Env) (psengine.Env, error) {
+		return localOnlyKey.With(env, localOnly{n: 1}), nil
+	})}
+	e := newEngine(t, s, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	err := e.Start(context.Background())
+	if !errors.Is(err, psengine.ErrSetup) || !strings.Contains(err.Error(), "test.localOnly") || !strings.Contains(err.Error(), "unexported field n") {
+		t.Fatalf("Start = %v; want ErrSetup naming the key and the field", err)
+	}
+}
+
+type localOnly struct{ n int }
+
+var localOnlyKey = psengine.NewKey[localOnly]("test.localOnly")
+
+type setupFunc func(context.Context, psengine.Env) (psengine.Env, error)
+
+func (f setupFunc) SetupEngine(ctx context.Context, env psengine.Env) (psengine.Env, error) {
+	return f(ctx, env)
+}
