@@ -1,6 +1,7 @@
 package psengine_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -26,6 +27,14 @@ func mustID(t *testing.T, digits string) psengine.BountyID {
 var bountyCmp = cmp.Options{
 	cmp.AllowUnexported(psengine.BountyID{}),
 }
+
+// sameJSON compares raw JSON as json.Marshal writes it (compact, HTML
+// escaped): metadata is kept as received and written back in that form.
+var sameJSON = cmp.Comparer(func(a, b json.RawMessage) bool {
+	ca, errA := json.Marshal(a)
+	cb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ca, cb)
+})
 
 func TestParseBountyShapes(t *testing.T) {
 	exp := time.Date(2021, 2, 19, 10, 13, 47, 36168000, time.UTC)
@@ -112,13 +121,22 @@ func TestParseBountyErrors(t *testing.T) {
 		name, in, field string
 	}{
 		{"not json", `{"id":`, ""},
+		{"not an object", `[1,2]`, ""},
+		{"a string, not an object", `"x"`, ""},
+		{"trailing garbage", `{"id":1,"artifact_uri":"x"} x`, ""},
+		{"null", `null`, "id"},
 		{"missing id", `{"artifact_type":"file","artifact_uri":"x"}`, "id"},
+		{"null id and guid", `{"id":null,"guid":null,"artifact_type":"file","artifact_uri":"x"}`, "id"},
+		{"blank string id", `{"id":" ","artifact_type":"file","artifact_uri":"x"}`, "id"},
+		{"object id", `{"id":{},"artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"float id", `{"id":1.5,"artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"negative id", `{"id":-1,"artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"empty string id", `{"id":"","artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"bad casing", `{"id":1,"artifact_type":"fIlE","artifact_uri":"x"}`, "artifact_type"},
 		{"unknown type", `{"id":1,"artifact_type":"blob","artifact_uri":"x"}`, "artifact_type"},
 		{"missing uri", `{"id":1,"artifact_type":"file"}`, "artifact_uri"},
+		{"empty uri", `{"id":1,"artifact_type":"file","artifact_uri":"","artifact_url":null}`, "artifact_uri"},
+		{"null uri", `{"id":1,"artifact_type":"file","artifact_uri":null}`, "artifact_uri"},
 		{"bad sha", `{"id":1,"artifact_type":"file","artifact_uri":"x","sha256":"abc"}`, "sha256"},
 		{"bad expiration", `{"id":1,"artifact_type":"file","artifact_uri":"x","expiration":"tomorrow"}`, "expiration"},
 		{"bad phase", `{"id":1,"artifact_type":"file","artifact_uri":"x","phase":"voting"}`, "phase"},
@@ -126,6 +144,10 @@ func TestParseBountyErrors(t *testing.T) {
 		{"min above max", `{"id":1,"artifact_type":"file","artifact_uri":"x","rules":{"min_allowed_bid":5,"max_allowed_bid":4}}`, "rules"},
 		{"metadata not an object", `{"id":1,"artifact_type":"file","artifact_uri":"x","metadata":[1]}`, "metadata"},
 		{"wrong type", `{"id":1,"artifact_type":5,"artifact_uri":"x"}`, "artifact_type"},
+		{"uri of the wrong type", `{"id":1,"artifact_type":"file","artifact_uri":["x"]}`, "artifact_uri"},
+		{"bad duration", `{"id":1,"artifact_type":"file","artifact_uri":"x","duration":"soon"}`, "duration"},
+		{"bad tasked_at", `{"id":1,"artifact_type":"file","artifact_uri":"x","tasked_at":"yesterday"}`, "tasked_at"},
+		{"tasked_at beyond float64", `{"id":1,"artifact_type":"file","artifact_uri":"x","tasked_at":-1e400}`, "tasked_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,9 +155,12 @@ func TestParseBountyErrors(t *testing.T) {
 			if !errors.Is(err, psengine.ErrMalformedBounty) {
 				t.Fatalf("ParseBounty(%s) = %v, want ErrMalformedBounty", tt.in, err)
 			}
-			var be *psengine.BountyError
-			if !errors.As(err, &be) || be.Field != tt.field {
-				t.Errorf("error %v: field %q, want %q", err, be.Field, tt.field)
+			be, ok := errors.AsType[*psengine.BountyError](err)
+			if !ok || be.Field != tt.field {
+				t.Fatalf("error %v: want a *BountyError for field %q", err, tt.field)
+			}
+			if be.Reason == "" || (tt.field != "" && !strings.Contains(err.Error(), tt.field+": ")) {
+				t.Errorf("error %q does not say which field and why", err)
 			}
 		})
 	}
@@ -146,6 +171,7 @@ func TestBountyRoundTrip(t *testing.T) {
 	for _, in := range []string{
 		`{"id":123456789012345678901234567890,"artifact_type":"URL","artifact_uri":"https://x.test/","expiration":"2021-02-19T10:13:47.036168","phase":"arbitration","metadata":{"k":"v"}}`,
 		`{"id":"a-b","artifact_type":"file","artifact_uri":"data:,x","sha256":"` + sha + `","rules":{"min_allowed_bid":"1","max_allowed_bid":2e18},"duration":7}`,
+		`{"id":"7","artifact_type":"file","artifact_uri":"data:,x","metadata": { "k" : [ "<v>" , 1 ] } }`,
 	} {
 		b, err := psengine.ParseBounty([]byte(in))
 		if err != nil {
@@ -159,7 +185,7 @@ func TestBountyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("re-parse %s: %v", out, err)
 		}
-		if diff := cmp.Diff(b, again, bountyCmp); diff != "" {
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON); diff != "" {
 			t.Errorf("round trip mismatch (-first +second):\n%s", diff)
 		}
 		if b.ID.IsNumber() && !strings.HasPrefix(string(out), `{"id":123456789012345678901234567890,`) {
@@ -190,18 +216,53 @@ func TestLocalBounty(t *testing.T) {
 	}
 }
 
+// syntaxCases are inputs at the corners of JSON syntax and of encoding/json's
+// decoding (case-folded keys, repeated keys, escapes, bad UTF-8, depth).
+var syntaxCases = []string{
+	`{"id":1,"artifact_type":"FILE","artifact_uri":"https://x/a","rules":{"min_allowed_bid":1,"max_allowed_bid":2}}`,
+	`{"ID":"a","Artifact_Type":"url","ARTIFACT_URI":"u","\u0073ha256":"ab","ſha256":"cd","mimetype":null}`,
+	`{"id":1,"artifact_uri":"u","rules":{"min_allowed_bid":1},"rules":{"max_allowed_bid":2}}`,
+	`{"id":1,"artifact_uri":"u","phase":"\ud83d\ude00 \ud83d x \ude00 \\ \/ \b\f\n\r\t \u00e9"}`,
+	"{\"id\":1,\"artifact_uri\":\"bad \xff utf8 \xe2\x82\"}",
+	`{"artifact_type":[1,{"a":null}]}`, `{"rules":true}`, `[1,2]`, `"x"`, `5`, `true`,
+	` { "id" : 1 , "artifact_uri" : "u" , "metadata" : { "a" : [ 1 , -2.5e+3 , "x<&>\u2028" ] } , "expiration" : 1.5 } `,
+	`{"id":1} x`, `{"id":1,}`, `{"id"}`, `{"id":}`, `{"id":01}`, `{"id":-}`, `{"id":1.}`, `{"id":1e}`,
+	`{"id":"\x"}`, `{"id":"\u12"}`, "{\"id\":\"a\x01\"}", `{"id":tru}`, `{`, ``, `   `,
+	`{"a":[}`, `{"a":[1 2]}`, `{"a":{"b" 1}}`, `{1:2}`,
+	`{"artifact_url":"https://y","guid":"g","sha256":"` + strings.Repeat("AB", 32) + `"}`,
+	// encoding/json's depth limit (10,000), just within and just over.
+	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}}`,
+	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
+}
+
+// FuzzParseBounty: ParseBounty agrees with encoding/json on what is JSON, and
+// what it accepts validates and survives a round trip through MarshalJSON.
 func FuzzParseBounty(f *testing.F) {
 	f.Add([]byte(`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T10:13:47.036168"}`))
 	f.Add([]byte(`{"guid":"x","artifact_type":"URL","artifact_url":"u","metadata":{"sha256":null},"rules":{"min_allowed_bid":1e18}}`))
 	f.Add([]byte(`{"id":99999999999999999999,"artifact_type":"File","artifact_uri":"data:,x","duration":"3","phase":"Arbitration"}`))
 	f.Add([]byte(`null`))
+	for _, c := range syntaxCases {
+		f.Add([]byte(c))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := psengine.ParseBounty(data)
 		if err != nil {
-			if !errors.Is(err, psengine.ErrMalformedBounty) {
-				t.Fatalf("error %v is not ErrMalformedBounty", err)
+			be, ok := errors.AsType[*psengine.BountyError](err)
+			if !ok || !errors.Is(err, psengine.ErrMalformedBounty) {
+				t.Fatalf("error %v is not a *BountyError wrapping ErrMalformedBounty", err)
+			}
+			// Only input that is not a JSON object (null reads as {}) fails
+			// without naming a field.
+			trimmed := bytes.TrimSpace(data)
+			object := json.Valid(data) && (trimmed[0] == '{' || string(trimmed) == "null")
+			if (be.Field != "") != object {
+				t.Fatalf("%q: error %v; json.Valid = %v", data, err, json.Valid(data))
 			}
 			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("%q: accepted, but encoding/json says it is not JSON", data)
 		}
 		if err := b.Validate(); err != nil {
 			t.Fatalf("parsed bounty does not validate: %v", err)
@@ -214,7 +275,7 @@ func FuzzParseBounty(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
-		if diff := cmp.Diff(b, again, bountyCmp); diff != "" {
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON); diff != "" {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
