@@ -28,14 +28,13 @@ const (
 	URLArtifact ArtifactType = "url"
 )
 
-// ParseArtifactType accepts the casings seen on the wire: file, FILE, File,
-// url, URL, Url. Any other spelling is an error.
+// ParseArtifactType accepts file and url in any casing (strings.EqualFold).
+// Any other word, the empty string included, is an error.
 func ParseArtifactType(s string) (ArtifactType, error) {
-	switch s {
-	case "file", "FILE", "File":
-		return FileArtifact, nil
-	case "url", "URL", "Url":
-		return URLArtifact, nil
+	for _, t := range []ArtifactType{FileArtifact, URLArtifact} {
+		if strings.EqualFold(s, string(t)) {
+			return t, nil
+		}
 	}
 	return "", fmt.Errorf("%q is neither file nor url", s)
 }
@@ -48,14 +47,16 @@ const (
 	Arbitration Phase = "arbitration"
 )
 
-// parsePhase accepts assertion and arbitration in any casing; "" is
-// Assertion.
+// parsePhase accepts assertion and arbitration in any casing, with or
+// without the "_window" suffix of older payloads; "" is Assertion.
 func parsePhase(s string) (Phase, error) {
-	switch strings.ToLower(s) {
-	case "", "assertion":
+	if s == "" {
 		return Assertion, nil
-	case "arbitration":
-		return Arbitration, nil
+	}
+	for _, p := range []Phase{Assertion, Arbitration} {
+		if strings.EqualFold(s, string(p)) || strings.EqualFold(s, string(p)+"_window") {
+			return p, nil
+		}
 	}
 	return "", fmt.Errorf("%q is neither assertion nor arbitration", s)
 }
@@ -137,12 +138,15 @@ type Bounty struct {
 	ID           BountyID
 	ArtifactType ArtifactType
 	ArtifactURI  string
-	SHA256       string    // lowercase hex of the artifact bytes; "" when not given
-	MIMEType     string    // "" when not given
-	Expiration   time.Time // the answer is due by then; zero: no deadline
-	ResponseURL  string    // where the answer is POSTed; "" for local bounties
-	Rules        bid.Rules // ParseBounty fills bid.DefaultRules when absent; zero means the same
-	Phase        Phase     // Assertion or Arbitration; "" means Assertion
+	SHA256       string // lowercase hex of the artifact bytes; "" when not given
+	MIMEType     string // "" when not given
+	// Expiration is when the answer is due. It is zero when the bounty gave
+	// none or one that could not be read (ParseBounty does not fail on it):
+	// the engine then applies its default window and logs that it did.
+	Expiration  time.Time
+	ResponseURL string    // where the answer is POSTed; "" for local bounties
+	Rules       bid.Rules // ParseBounty fills bid.DefaultRules when absent; zero means the same
+	Phase       Phase     // Assertion or Arbitration; "" means Assertion
 	// Metadata is the bounty's metadata object as received (nil when absent).
 	Metadata json.RawMessage
 	Duration time.Duration // 0 when not given
@@ -172,12 +176,28 @@ func fieldErr(field string, err error) error {
 	return &BountyError{Field: field, Reason: err.Error()}
 }
 
-// ParseBounty parses one bounty from JSON with encoding/json, accepting every
-// form of PROTOCOL §1: integer ids beyond 2^53 and string ids, legacy names
-// (guid, artifact_url), any accepted casing of artifact_type, sha256 and
-// mimetype top level or under metadata, the four expiration forms, duration
-// as a number or a string. Object keys match case-insensitively, the last of
-// repeated keys wins, unknown fields are ignored. Errors are *BountyError.
+// ParseBounty parses one bounty from JSON with encoding/json, liberal in what
+// it accepts (PROTOCOL §1):
+//   - id: a JSON integer of any size (kept as digits) or a string such as a
+//     UUID (kept as a string, even if numeric); legacy name guid;
+//   - artifact_type: file or url in any casing; missing, null or "" is file;
+//   - artifact_uri: legacy name artifact_url;
+//   - sha256 and mimetype: top level, else under metadata;
+//   - expiration: RFC 3339, a zone as +0000, no zone (UTC), or seconds since
+//     the epoch; missing, null, empty or unreadable leaves it zero;
+//   - rules: missing, null, {} or [] are bid.DefaultRules, and a missing or
+//     zero amount takes its default (bid.Rules.OrDefault);
+//   - phase: assertion or arbitration in any casing, with or without a
+//     "_window" suffix; missing, null or "" is assertion;
+//   - duration: seconds as a number or a string; unknown fields are ignored.
+//
+// Object keys match case-insensitively, the last of repeated keys wins. It
+// fails, with a *BountyError naming the field, on input that is not a JSON
+// object, on a missing id or artifact URI, and on a value that is present but
+// wrong: another artifact type or phase, a sha256 that is not 64 hex digits,
+// a response_url that is not http(s), rules that are not valid bid.Rules,
+// metadata that is not an object, a string field of another JSON type, an
+// unreadable duration or tasked_at.
 func ParseBounty(data []byte) (Bounty, error) {
 	var b Bounty
 	err := b.UnmarshalJSON(data)
@@ -236,11 +256,11 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		return fieldErr("id", err)
 	}
 
-	if w.ArtifactType == "" {
-		return &BountyError{Field: "artifact_type", Reason: "missing"}
-	}
-	if out.ArtifactType, err = ParseArtifactType(w.ArtifactType); err != nil {
-		return fieldErr("artifact_type", err)
+	out.ArtifactType = FileArtifact
+	if w.ArtifactType != "" {
+		if out.ArtifactType, err = ParseArtifactType(w.ArtifactType); err != nil {
+			return fieldErr("artifact_type", err)
+		}
 	}
 	out.ArtifactURI = cmp.Or(w.ArtifactURI, w.ArtifactURL)
 	if out.ArtifactURI == "" {
@@ -272,9 +292,7 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 	}
 
 	if present(w.Expiration) {
-		if out.Expiration, err = parseTimestamp(w.Expiration); err != nil {
-			return fieldErr("expiration", err)
-		}
+		out.Expiration, _ = parseTimestamp(w.Expiration) // unreadable: zero, a default window
 	}
 	if present(w.TaskedAt) {
 		if out.TaskedAt, err = parseTimestamp(w.TaskedAt); err != nil {
@@ -305,17 +323,24 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// parseRules reads the rules object; missing and null are the defaults, and
-// so is each amount left out.
+// parseRules reads the rules object; missing, null, {} and [] are the
+// defaults, and so is each amount left out.
 func parseRules(raw json.RawMessage) (bid.Rules, error) {
 	var r bid.Rules
-	if present(raw) {
+	if present(raw) && !emptyArray(raw) {
 		if err := r.UnmarshalJSON(raw); err != nil {
 			return bid.Rules{}, err
 		}
 	}
 	r = r.OrDefault()
 	return r, r.Validate()
+}
+
+// emptyArray reports whether raw is an empty JSON array, which some
+// producers write for an empty object.
+func emptyArray(raw json.RawMessage) bool {
+	var list []any
+	return raw[0] == '[' && json.Unmarshal(raw, &list) == nil && len(list) == 0
 }
 
 // timestamp layouts seen on the wire; a missing zone means UTC.
