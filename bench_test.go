@@ -201,6 +201,30 @@ type plainBounty struct {
 	TaskedAt     string          `json:"tasked_at"`
 }
 
+// BenchmarkParseBounty decodes the same 1 KiB bounty as a plain struct
+// ("plain") and with ParseBounty, one side per sub-benchmark so that each
+// can run in a process of its own (to compare CPU time, e.g. under
+// /usr/bin/time with -benchtime Nx).
+func BenchmarkParseBounty(b *testing.B) {
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var p plainBounty
+			if err := json.Unmarshal(sampleBountyJSON, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ParseBounty", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := psengine.ParseBounty(sampleBountyJSON); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkParseBountyPaired reports ParseBounty's time against a plain
 // struct decode of the same 1 KiB bounty as "x-baseline".
 func BenchmarkParseBountyPaired(b *testing.B) {

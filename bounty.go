@@ -2,6 +2,7 @@ package psengine
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/polyswarm/psengine/bid"
 )
@@ -28,16 +28,15 @@ const (
 	URLArtifact ArtifactType = "url"
 )
 
-// ParseArtifactType accepts the casings seen on the wire: file, FILE, File,
-// url, URL, Url. Any other spelling is an error.
+// ParseArtifactType accepts file and url in any casing (strings.EqualFold).
+// Any other word, the empty string included, is an error.
 func ParseArtifactType(s string) (ArtifactType, error) {
-	switch s {
-	case "file", "FILE", "File":
-		return FileArtifact, nil
-	case "url", "URL", "Url":
-		return URLArtifact, nil
+	for _, t := range []ArtifactType{FileArtifact, URLArtifact} {
+		if strings.EqualFold(s, string(t)) {
+			return t, nil
+		}
 	}
-	return "", fmt.Errorf("artifact_type %q is neither file nor url", s)
+	return "", fmt.Errorf("%q is neither file nor url", s)
 }
 
 // Phase is the bounty's phase: assertions carry a bid, arbitration votes do not.
@@ -47,6 +46,20 @@ const (
 	Assertion   Phase = "assertion"
 	Arbitration Phase = "arbitration"
 )
+
+// parsePhase accepts assertion and arbitration in any casing, with or
+// without the "_window" suffix of older payloads; "" is Assertion.
+func parsePhase(s string) (Phase, error) {
+	if s == "" {
+		return Assertion, nil
+	}
+	for _, p := range []Phase{Assertion, Arbitration} {
+		if strings.EqualFold(s, string(p)) || strings.EqualFold(s, string(p)+"_window") {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q is neither assertion nor arbitration", s)
+}
 
 // BountyID is a bounty's id as received: an integer of any size or a string
 // such as a UUID. It is echoed back exactly as it came.
@@ -58,7 +71,7 @@ type BountyID struct {
 // NumberID returns the id for an integer given in decimal digits.
 func NumberID(digits string) (BountyID, error) {
 	if !isDigits(digits) {
-		return BountyID{}, fmt.Errorf("id %q is not a non-negative integer", digits)
+		return BountyID{}, fmt.Errorf("%q is not a non-negative integer", digits)
 	}
 	return BountyID{raw: digits, number: true}, nil
 }
@@ -84,18 +97,18 @@ func (id BountyID) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON accepts a JSON integer (any size, kept as digits) or a
-// non-empty string.
+// string that is not blank (kept as a string, even if it holds digits).
 func (id *BountyID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		s, err := jsonString(b)
-		if err != nil {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
 		if strings.TrimSpace(s) == "" {
-			return errors.New("id is an empty string")
+			return errors.New("is a blank string")
 		}
-		*id = BountyID{raw: s}
+		*id = StringID(s)
 		return nil
 	}
 	n, err := NumberID(string(b))
@@ -125,12 +138,15 @@ type Bounty struct {
 	ID           BountyID
 	ArtifactType ArtifactType
 	ArtifactURI  string
-	SHA256       string    // lowercase hex of the artifact bytes; "" when not given
-	MIMEType     string    // "" when not given
-	Expiration   time.Time // the answer is due by then; zero: no deadline
-	ResponseURL  string    // where the answer is POSTed; "" for local bounties
-	Rules        bid.Rules // ParseBounty fills bid.DefaultRules when absent; zero means the same
-	Phase        Phase     // Assertion or Arbitration
+	SHA256       string // lowercase hex of the artifact bytes; "" when not given
+	MIMEType     string // "" when not given
+	// Expiration is when the answer is due. It is zero when the bounty gave
+	// none or one that could not be read (ParseBounty does not fail on it):
+	// the engine then applies its default window and logs that it did.
+	Expiration  time.Time
+	ResponseURL string    // where the answer is POSTed; "" for local bounties
+	Rules       bid.Rules // ParseBounty fills bid.DefaultRules when absent; zero means the same
+	Phase       Phase     // Assertion or Arbitration; "" means Assertion
 	// Metadata is the bounty's metadata object as received (nil when absent).
 	Metadata json.RawMessage
 	Duration time.Duration // 0 when not given
@@ -160,52 +176,66 @@ func fieldErr(field string, err error) error {
 	return &BountyError{Field: field, Reason: err.Error()}
 }
 
-// ParseBounty parses one bounty from JSON, accepting every form of
-// PROTOCOL §1: integer ids beyond 2^53 and string ids, legacy names (guid,
-// artifact_url), any accepted casing of artifact_type, sha256 and mimetype
-// top level or under metadata, the four expiration forms, duration as a
-// number or a string. Unknown fields are ignored. Errors are *BountyError.
+// ParseBounty parses one bounty from JSON with encoding/json, liberal in what
+// it accepts (PROTOCOL §1):
+//   - id: a JSON integer of any size (kept as digits) or a string such as a
+//     UUID (kept as a string, even if numeric); legacy name guid;
+//   - artifact_type: file or url in any casing; missing, null or "" is file;
+//   - artifact_uri: legacy name artifact_url;
+//   - sha256 and mimetype: top level, else under metadata;
+//   - expiration: RFC 3339, a zone as +0000, no zone (UTC), or seconds since
+//     the epoch; missing, null, empty or unreadable leaves it zero;
+//   - rules: missing, null, {} or [] are bid.DefaultRules, and a missing or
+//     zero amount takes its default (bid.Rules.OrDefault);
+//   - phase: assertion or arbitration in any casing, with or without a
+//     "_window" suffix; missing, null or "" is assertion;
+//   - duration: seconds as a number or a string; unknown fields are ignored.
+//
+// Object keys match case-insensitively, the last of repeated keys wins. It
+// fails, with a *BountyError naming the field, on input that is not a JSON
+// object, on a missing id or artifact URI, and on a value that is present but
+// wrong: another artifact type or phase, a sha256 that is not 64 hex digits,
+// a response_url that is not http(s), rules that are not valid bid.Rules,
+// metadata that is not an object, a string field of another JSON type, an
+// unreadable duration or tasked_at.
 func ParseBounty(data []byte) (Bounty, error) {
 	var b Bounty
 	err := b.UnmarshalJSON(data)
 	return b, err
 }
 
-// wireRules splits the rules object in the bounty's single decoding pass.
-type wireRules struct {
-	Min json.RawMessage `json:"min_allowed_bid"`
-	Max json.RawMessage `json:"max_allowed_bid"`
-}
-
+// wireBounty is a bounty as it arrives. Values needing more than a string
+// are kept raw and read once the JSON is known to be valid.
 type wireBounty struct {
 	ID           json.RawMessage `json:"id"`
 	GUID         json.RawMessage `json:"guid"`
-	ArtifactType *string         `json:"artifact_type"`
-	ArtifactURI  *string         `json:"artifact_uri"`
-	ArtifactURL  *string         `json:"artifact_url"`
-	SHA256       *string         `json:"sha256"`
-	MIMEType     *string         `json:"mimetype"`
+	ArtifactType string          `json:"artifact_type"`
+	ArtifactURI  string          `json:"artifact_uri"`
+	ArtifactURL  string          `json:"artifact_url"`
+	SHA256       string          `json:"sha256"`
+	MIMEType     string          `json:"mimetype"`
 	Expiration   json.RawMessage `json:"expiration"`
-	ResponseURL  *string         `json:"response_url"`
-	Rules        *wireRules      `json:"rules"`
-	Phase        *string         `json:"phase"`
+	ResponseURL  string          `json:"response_url"`
+	Rules        json.RawMessage `json:"rules"`
+	Phase        string          `json:"phase"`
 	Metadata     json.RawMessage `json:"metadata"`
 	Duration     json.RawMessage `json:"duration"`
 	TaskedAt     json.RawMessage `json:"tasked_at"`
 }
 
+// present reports whether a raw value was given and is not null.
 func present(raw json.RawMessage) bool {
-	return len(raw) > 0 && string(bytes.TrimSpace(raw)) != "null"
+	return len(raw) > 0 && string(raw) != "null"
 }
 
 // UnmarshalJSON implements json.Unmarshaler; see ParseBounty.
 func (b *Bounty) UnmarshalJSON(data []byte) error {
 	var w wireBounty
-	if err := decodeWire(data, &w); err != nil {
-		var typ *wireTypeError
+	if err := json.Unmarshal(data, &w); err != nil {
+		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &typ) && typ.Field != "":
-			return &BountyError{Field: typ.Field, Reason: "has the wrong JSON type (" + typ.Value + ")"}
+			return &BountyError{Field: typ.Field, Reason: "is a JSON " + typ.Value + ", not a string"}
 		case errors.As(err, &typ):
 			return &BountyError{Reason: "not a JSON object: " + typ.Value}
 		default:
@@ -213,73 +243,56 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		}
 	}
 	var out Bounty
+	var err error
 
 	idRaw := w.ID
 	if !present(idRaw) {
 		idRaw = w.GUID
 	}
 	if !present(idRaw) {
-		return &BountyError{Field: "id", Reason: "missing"}
+		return &BountyError{Field: "id", Reason: "missing (neither id nor guid given)"}
 	}
 	if err := out.ID.UnmarshalJSON(idRaw); err != nil {
 		return fieldErr("id", err)
 	}
 
-	if w.ArtifactType == nil {
-		return &BountyError{Field: "artifact_type", Reason: "missing"}
+	out.ArtifactType = FileArtifact
+	if w.ArtifactType != "" {
+		if out.ArtifactType, err = ParseArtifactType(w.ArtifactType); err != nil {
+			return fieldErr("artifact_type", err)
+		}
 	}
-	t, err := ParseArtifactType(*w.ArtifactType)
-	if err != nil {
-		return fieldErr("artifact_type", err)
-	}
-	out.ArtifactType = t
-
-	switch {
-	case w.ArtifactURI != nil && *w.ArtifactURI != "":
-		out.ArtifactURI = *w.ArtifactURI
-	case w.ArtifactURL != nil && *w.ArtifactURL != "":
-		out.ArtifactURI = *w.ArtifactURL
-	default:
-		return &BountyError{Field: "artifact_uri", Reason: "missing"}
+	out.ArtifactURI = cmp.Or(w.ArtifactURI, w.ArtifactURL)
+	if out.ArtifactURI == "" {
+		return &BountyError{Field: "artifact_uri", Reason: "missing (neither artifact_uri nor artifact_url given)"}
 	}
 
-	var meta struct {
-		SHA256   *string `json:"sha256"`
-		MIMEType *string `json:"mimetype"`
-	}
+	out.SHA256, out.MIMEType = w.SHA256, w.MIMEType
 	if present(w.Metadata) {
-		trimmed := bytes.TrimSpace(w.Metadata)
-		if trimmed[0] != '{' {
+		if w.Metadata[0] != '{' {
 			return &BountyError{Field: "metadata", Reason: "is not an object"}
 		}
-		if w.SHA256 == nil || *w.SHA256 == "" || w.MIMEType == nil || *w.MIMEType == "" {
-			_ = json.Unmarshal(trimmed, &meta) // best effort: odd types under metadata are not ours to refuse
+		if out.SHA256 == "" || out.MIMEType == "" {
+			var meta struct {
+				SHA256   string `json:"sha256"`
+				MIMEType string `json:"mimetype"`
+			}
+			_ = json.Unmarshal(w.Metadata, &meta) // best effort: odd types under metadata are not ours to refuse
+			out.SHA256 = cmp.Or(out.SHA256, meta.SHA256)
+			out.MIMEType = cmp.Or(out.MIMEType, meta.MIMEType)
 		}
-		out.Metadata = canonicalJSON(trimmed)
+		out.Metadata = w.Metadata
 	}
-	sha := w.SHA256
-	if sha == nil || *sha == "" {
-		sha = meta.SHA256
-	}
-	if sha != nil && *sha != "" {
-		s := strings.ToLower(strings.TrimSpace(*sha))
-		if len(s) != 64 || !isHex(s) {
-			return &BountyError{Field: "sha256", Reason: fmt.Sprintf("%q is not 64 hex digits", *sha)}
+	if out.SHA256 != "" {
+		s := strings.ToLower(strings.TrimSpace(out.SHA256))
+		if _, err := hex.DecodeString(s); err != nil || len(s) != 64 {
+			return &BountyError{Field: "sha256", Reason: fmt.Sprintf("%q is not 64 hex digits", out.SHA256)}
 		}
 		out.SHA256 = s
 	}
-	mt := w.MIMEType
-	if mt == nil || *mt == "" {
-		mt = meta.MIMEType
-	}
-	if mt != nil {
-		out.MIMEType = *mt
-	}
 
 	if present(w.Expiration) {
-		if out.Expiration, err = parseTimestamp(w.Expiration); err != nil {
-			return fieldErr("expiration", err)
-		}
+		out.Expiration, _ = parseTimestamp(w.Expiration) // unreadable: zero, a default window
 	}
 	if present(w.TaskedAt) {
 		if out.TaskedAt, err = parseTimestamp(w.TaskedAt); err != nil {
@@ -292,166 +305,94 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		}
 	}
 
-	if w.ResponseURL != nil && *w.ResponseURL != "" {
-		u, err := url.Parse(*w.ResponseURL)
+	if w.ResponseURL != "" {
+		u, err := url.Parse(w.ResponseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &BountyError{Field: "response_url", Reason: fmt.Sprintf("%q is not an http(s) URL", *w.ResponseURL)}
+			return &BountyError{Field: "response_url", Reason: fmt.Sprintf("%q is not an http(s) URL", w.ResponseURL)}
 		}
-		out.ResponseURL = *w.ResponseURL
+		out.ResponseURL = w.ResponseURL
 	}
 
-	if w.Rules != nil {
-		if out.Rules, err = bid.RulesFromJSON(w.Rules.Min, w.Rules.Max); err != nil {
-			return fieldErr("rules", err)
-		}
-	}
-	out.Rules = out.Rules.OrDefault()
-	if err := out.Rules.Validate(); err != nil {
+	if out.Rules, err = parseRules(w.Rules); err != nil {
 		return fieldErr("rules", err)
 	}
-
-	out.Phase = Assertion
-	if w.Phase != nil && *w.Phase != "" {
-		switch strings.ToLower(*w.Phase) {
-		case "assertion":
-		case "arbitration":
-			out.Phase = Arbitration
-		default:
-			return &BountyError{Field: "phase", Reason: fmt.Sprintf("%q is neither assertion nor arbitration", *w.Phase)}
-		}
+	if out.Phase, err = parsePhase(w.Phase); err != nil {
+		return fieldErr("phase", err)
 	}
 	*b = out
 	return nil
 }
 
-// canonicalJSON returns valid JSON raw in the form encoding/json writes
-// it (compact, HTML-escaped), so that what is echoed back reads back the
-// same. Input already in that form is returned as is.
-func canonicalJSON(raw []byte) []byte {
-	if !needsCanonical(raw) {
-		return append(json.RawMessage(nil), raw...)
-	}
-	var compact, escaped bytes.Buffer
-	_ = json.Compact(&compact, raw) // raw was validated by the decoder
-	json.HTMLEscape(&escaped, compact.Bytes())
-	return escaped.Bytes()
-}
-
-// needsCanonical reports whether raw holds white space or a character that
-// encoding/json escapes (<, >, &, U+2028, U+2029): a byte scan, no rune decoding.
-func needsCanonical(raw []byte) bool {
-	for _, c := range raw {
-		switch c {
-		case ' ', '\t', '\r', '\n', '<', '>', '&':
-			return true
-		case 0xe2: // first byte of U+2028 and U+2029 (and of other runes: rare)
-			return true
+// parseRules reads the rules object; missing, null, {} and [] are the
+// defaults, and so is each amount left out.
+func parseRules(raw json.RawMessage) (bid.Rules, error) {
+	var r bid.Rules
+	if present(raw) && !emptyArray(raw) {
+		if err := r.UnmarshalJSON(raw); err != nil {
+			return bid.Rules{}, err
 		}
 	}
-	return false
+	r = r.OrDefault()
+	return r, r.Validate()
 }
 
-// jsonString returns the string a JSON string literal holds; the decoder
-// validated it already, so only escapes need real work.
-func jsonString(raw []byte) (string, error) {
-	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-		return string(raw[1 : len(raw)-1]), nil
-	}
-	var s string
-	err := json.Unmarshal(raw, &s)
-	return s, err
-}
-
-func isHex(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil
+// emptyArray reports whether raw is an empty JSON array, which some
+// producers write for an empty object.
+func emptyArray(raw json.RawMessage) bool {
+	var list []any
+	return raw[0] == '[' && json.Unmarshal(raw, &list) == nil && len(list) == 0
 }
 
 // timestamp layouts seen on the wire; a missing zone means UTC.
 var timestampLayouts = []string{
+	"2006-01-02T15:04:05.999999999",
 	time.RFC3339Nano,
 	"2006-01-02T15:04:05.999999999Z0700",
-	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999",
 	"2006-01-02 15:04:05.999999999Z07:00",
 	"2006-01-02 15:04:05.999999999Z0700",
-	"2006-01-02 15:04:05.999999999",
 }
 
+// parseTimestamp reads a timestamp given as a string in one of
+// timestampLayouts or as a number of seconds since the epoch.
 func parseTimestamp(raw json.RawMessage) (time.Time, error) {
-	raw = bytes.TrimSpace(raw)
-	if raw[0] != '"' {
-		// Seconds since the epoch, as a number.
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
-			return time.Time{}, fmt.Errorf("%s is not a timestamp", raw)
+	var v any
+	_ = json.Unmarshal(raw, &v) // raw is valid JSON; a number beyond float64 stays nil
+	switch v := v.(type) {
+	case string:
+		s := strings.TrimSpace(v)
+		for _, layout := range timestampLayouts {
+			if t, err := time.Parse(layout, s); err == nil {
+				return t.UTC(), nil
+			}
 		}
-		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
-	}
-	s, err := jsonString(raw)
-	if err != nil {
-		return time.Time{}, err
-	}
-	s = strings.TrimSpace(s)
-	if layout := timestampLayout(s); layout != "" {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
+	case float64:
+		if math.Abs(v) <= 1e11 {
+			sec, frac := math.Modf(v)
+			return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
 		}
 	}
-	for _, layout := range timestampLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not a timestamp", s)
+	return time.Time{}, fmt.Errorf("%.64s is not a timestamp", raw)
 }
 
-// timestampLayout guesses the layout of s from its shape, so that the
-// usual forms parse in one attempt ("" when unsure).
-func timestampLayout(s string) string {
-	if len(s) < 19 || (s[10] != 'T' && s[10] != ' ') {
-		return ""
-	}
-	sep := s[10] == ' '
-	tail := s[19:]
-	var layout string
-	switch {
-	case strings.HasSuffix(tail, "Z"):
-		layout = time.RFC3339Nano
-	case len(tail) >= 6 && (tail[len(tail)-6] == '+' || tail[len(tail)-6] == '-') && tail[len(tail)-3] == ':':
-		layout = time.RFC3339Nano
-	case len(tail) >= 5 && (tail[len(tail)-5] == '+' || tail[len(tail)-5] == '-'):
-		layout = "2006-01-02T15:04:05.999999999Z0700"
-	case strings.IndexAny(tail, "+-Z") < 0:
-		layout = "2006-01-02T15:04:05.999999999"
-	default:
-		return ""
-	}
-	if sep {
-		layout = strings.Replace(layout, "T", " ", 1)
-	}
-	return layout
-}
-
+// parseSeconds reads a non-negative number of seconds given as a JSON number
+// or a string; decimal forms are read exactly, to the nanosecond.
 func parseSeconds(raw json.RawMessage) (time.Duration, error) {
-	raw = bytes.TrimSpace(raw)
 	s := string(raw)
 	if raw[0] == '"' {
-		var err error
-		if s, err = jsonString(raw); err != nil {
+		if err := json.Unmarshal(raw, &s); err != nil {
 			return 0, err
 		}
 	}
 	s = strings.TrimSpace(s)
-	if !strings.ContainsAny(s, "eE") {
-		// Decimal seconds: parsed exactly.
-		if d, err := time.ParseDuration(s + "s"); err == nil && d >= 0 && !strings.HasPrefix(s, "+") {
+	if !strings.ContainsAny(s, "eE") && !strings.HasPrefix(s, "+") {
+		if d, err := time.ParseDuration(s + "s"); err == nil && d >= 0 {
 			return d, nil
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || f < 0 || f > 1e9 {
-		return 0, fmt.Errorf("%q is not a number of seconds", s)
+		return 0, fmt.Errorf("%.64q is not a number of seconds", s)
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }

@@ -1,11 +1,14 @@
 package psengine_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
@@ -26,6 +29,14 @@ func mustID(t *testing.T, digits string) psengine.BountyID {
 var bountyCmp = cmp.Options{
 	cmp.AllowUnexported(psengine.BountyID{}),
 }
+
+// sameJSON compares raw JSON as json.Marshal writes it (compact, HTML
+// escaped): metadata is kept as received and written back in that form.
+var sameJSON = cmp.Comparer(func(a, b json.RawMessage) bool {
+	ca, errA := json.Marshal(a)
+	cb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ca, cb)
+})
 
 func TestParseBountyShapes(t *testing.T) {
 	exp := time.Date(2021, 2, 19, 10, 13, 47, 36168000, time.UTC)
@@ -107,25 +118,170 @@ func TestParseBountyShapes(t *testing.T) {
 	}
 }
 
+// TestParseBountyLiberal: the shapes PolySwarm's own reference code accepts
+// (issue 12) parse, into the bounty they mean, and that bounty validates.
+func TestParseBountyLiberal(t *testing.T) {
+	base := psengine.Bounty{
+		ID:           mustID(t, "1"),
+		ArtifactType: psengine.FileArtifact,
+		ArtifactURI:  "https://example.test/a",
+		Rules:        bid.DefaultRules,
+		Phase:        psengine.Assertion,
+	}
+	with := func(f func(*psengine.Bounty)) psengine.Bounty { b := base; f(&b); return b }
+	arbitration := with(func(b *psengine.Bounty) { b.Phase = psengine.Arbitration })
+	url := with(func(b *psengine.Bounty) { b.ArtifactType = psengine.URLArtifact })
+	rules := func(r bid.Rules) psengine.Bounty { return with(func(b *psengine.Bounty) { b.Rules = r }) }
+	id := func(id psengine.BountyID) psengine.Bounty { return with(func(b *psengine.Bounty) { b.ID = id }) }
+	const uri = `"artifact_uri":"https://example.test/a"`
+	tests := []struct {
+		name, fields string // fields go beside id and artifact_uri
+		want         psengine.Bounty
+	}{
+		{"phase missing", ``, base},
+		{"phase null", `"phase":null`, base},
+		{"phase empty", `"phase":""`, base},
+		{"phase upper case", `"phase":"ASSERTION"`, base},
+		{"phase mixed case", `"phase":"Arbitration"`, arbitration},
+		{"phase assertion_window", `"phase":"assertion_window"`, base},
+		{"phase arbitration_window", `"phase":"arbitration_window"`, arbitration},
+		{"phase Arbitration_WINDOW", `"phase":"Arbitration_WINDOW"`, arbitration},
+
+		{"rules missing", ``, base},
+		{"rules null", `"rules":null`, base},
+		{"rules {}", `"rules":{}`, base},
+		{"rules []", `"rules":[]`, base},
+		{"rules [ ]", `"rules":[ ]`, base},
+		{"rules { }", `"rules":{ }`, base},
+		{"rules with null amounts", `"rules":{"min_allowed_bid":null,"max_allowed_bid":null}`, base},
+		{"rules with unknown fields only", `"rules":{"currency":"nct"}`, base},
+		{"rules with min only", `"rules":{"min_allowed_bid":1000}`, rules(bid.Rules{Min: 1000, Max: bid.DefaultRules.Max})},
+		{"rules with min only, above the default max", `"rules":{"min_allowed_bid":2000000000000000000}`,
+			rules(bid.Rules{Min: 2 * bid.NCT, Max: 2 * bid.NCT})},
+		{"rules with max only", `"rules":{"max_allowed_bid":2000000000000000000}`, rules(bid.Rules{Min: bid.DefaultRules.Min, Max: 2 * bid.NCT})},
+		{"rules with max only, below the default min", `"rules":{"max_allowed_bid":1000}`, rules(bid.Rules{Min: 1000, Max: 1000})},
+
+		{"expiration missing", ``, base},
+		{"expiration null", `"expiration":null`, base},
+		{"expiration empty", `"expiration":""`, base},
+		{"expiration unreadable", `"expiration":"tomorrow"`, base},
+		{"expiration of another JSON type", `"expiration":{"at":"noon"}`, base},
+		{"expiration out of range", `"expiration":1e300`, base},
+		{"expiration beyond float64", `"expiration":1e400`, base},
+		{"expiration in seconds since the epoch", `"expiration":1613729627.5`,
+			with(func(b *psengine.Bounty) { b.Expiration = time.Date(2021, 2, 19, 10, 13, 47, 5e8, time.UTC) })},
+
+		{"artifact_type missing", ``, base},
+		{"artifact_type null", `"artifact_type":null`, base},
+		{"artifact_type empty", `"artifact_type":""`, base},
+		{"artifact_type fIlE", `"artifact_type":"fIlE"`, base},
+		{"artifact_type uRL", `"artifact_type":"uRL"`, url},
+
+		{"unknown fields", `"brand_new":{"a":[1,null]},"other":7`, base},
+		{"keys in another case", `"Phase":"arbitration","ARTIFACT_TYPE":"url"`,
+			with(func(b *psengine.Bounty) { b.Phase, b.ArtifactType = psengine.Arbitration, psengine.URLArtifact })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := `{"id":1,` + uri
+			if tt.fields != "" {
+				in += "," + tt.fields
+			}
+			got, err := psengine.ParseBounty([]byte(in + "}"))
+			if err != nil {
+				t.Fatalf("ParseBounty(%s): %v", in, err)
+			}
+			if diff := cmp.Diff(tt.want, got, bountyCmp); diff != "" {
+				t.Errorf("ParseBounty(%s) mismatch (-want +got):\n%s", in, diff)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+
+	// Ids: JSON numbers of any size, numeric strings and other strings, each
+	// echoed back as it came.
+	for _, tt := range []struct {
+		in, echo string
+		want     psengine.Bounty
+	}{
+		{`1`, `1`, base},
+		{`340282366920938463463374607431768211457`, `340282366920938463463374607431768211457`,
+			id(mustID(t, "340282366920938463463374607431768211457"))},
+		{`"12345"`, `"12345"`, id(psengine.StringID("12345"))},
+		{`"6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"`, `"6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"`,
+			id(psengine.StringID("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"))},
+		{`" spaced "`, `" spaced "`, id(psengine.StringID(" spaced "))},
+	} {
+		got, err := psengine.ParseBounty([]byte(`{"id":` + tt.in + `,` + uri + `}`))
+		if err != nil {
+			t.Fatalf("id %s: %v", tt.in, err)
+		}
+		if diff := cmp.Diff(tt.want, got, bountyCmp); diff != "" {
+			t.Errorf("id %s: mismatch (-want +got):\n%s", tt.in, diff)
+		}
+		out, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(out), `{"id":`+tt.echo+`,`) {
+			t.Errorf("id %s echoed as %s", tt.in, out)
+		}
+	}
+}
+
+// TestValidatePhase: Validate agrees with ParseBounty that no phase is an
+// assertion, and refuses what ParseBounty refuses.
+func TestValidatePhase(t *testing.T) {
+	b := psengine.Bounty{ID: mustID(t, "1"), ArtifactType: psengine.FileArtifact, ArtifactURI: "x"}
+	if err := b.Validate(); err != nil || b.IsVote() {
+		t.Errorf("phase \"\": Validate = %v, IsVote = %v; want an assertion", err, b.IsVote())
+	}
+	out, err := json.Marshal(b)
+	if err != nil || !strings.Contains(string(out), `"phase":"assertion"`) {
+		t.Errorf("phase \"\" written as %s (%v)", out, err)
+	}
+	b.Phase = "voting"
+	if err := b.Validate(); !errors.Is(err, psengine.ErrMalformedBounty) {
+		t.Errorf("phase voting: Validate = %v", err)
+	}
+}
+
 func TestParseBountyErrors(t *testing.T) {
 	tests := []struct {
 		name, in, field string
 	}{
 		{"not json", `{"id":`, ""},
+		{"not an object", `[1,2]`, ""},
+		{"a string, not an object", `"x"`, ""},
+		{"trailing garbage", `{"id":1,"artifact_uri":"x"} x`, ""},
+		{"null", `null`, "id"},
 		{"missing id", `{"artifact_type":"file","artifact_uri":"x"}`, "id"},
+		{"null id and guid", `{"id":null,"guid":null,"artifact_type":"file","artifact_uri":"x"}`, "id"},
+		{"blank string id", `{"id":" ","artifact_uri":"x"}`, "id"},
+		{"object id", `{"id":{},"artifact_uri":"x"}`, "id"},
 		{"float id", `{"id":1.5,"artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"negative id", `{"id":-1,"artifact_type":"file","artifact_uri":"x"}`, "id"},
 		{"empty string id", `{"id":"","artifact_type":"file","artifact_uri":"x"}`, "id"},
-		{"bad casing", `{"id":1,"artifact_type":"fIlE","artifact_uri":"x"}`, "artifact_type"},
 		{"unknown type", `{"id":1,"artifact_type":"blob","artifact_uri":"x"}`, "artifact_type"},
 		{"missing uri", `{"id":1,"artifact_type":"file"}`, "artifact_uri"},
+		{"empty uri", `{"id":1,"artifact_uri":"","artifact_url":null}`, "artifact_uri"},
+		{"null uri", `{"id":1,"artifact_uri":null}`, "artifact_uri"},
 		{"bad sha", `{"id":1,"artifact_type":"file","artifact_uri":"x","sha256":"abc"}`, "sha256"},
-		{"bad expiration", `{"id":1,"artifact_type":"file","artifact_uri":"x","expiration":"tomorrow"}`, "expiration"},
 		{"bad phase", `{"id":1,"artifact_type":"file","artifact_uri":"x","phase":"voting"}`, "phase"},
+		{"bare _window phase", `{"id":1,"artifact_uri":"x","phase":"_window"}`, "phase"},
+		{"rules a non-empty array", `{"id":1,"artifact_uri":"x","rules":[1]}`, "rules"},
+		{"rules a string", `{"id":1,"artifact_uri":"x","rules":"x"}`, "rules"},
+		{"negative min", `{"id":1,"artifact_uri":"x","rules":{"min_allowed_bid":-1}}`, "rules"},
 		{"bad response url", `{"id":1,"artifact_type":"file","artifact_uri":"x","response_url":"ftp://x"}`, "response_url"},
 		{"min above max", `{"id":1,"artifact_type":"file","artifact_uri":"x","rules":{"min_allowed_bid":5,"max_allowed_bid":4}}`, "rules"},
 		{"metadata not an object", `{"id":1,"artifact_type":"file","artifact_uri":"x","metadata":[1]}`, "metadata"},
 		{"wrong type", `{"id":1,"artifact_type":5,"artifact_uri":"x"}`, "artifact_type"},
+		{"uri of the wrong type", `{"id":1,"artifact_uri":["x"]}`, "artifact_uri"},
+		{"bad duration", `{"id":1,"artifact_uri":"x","duration":"soon"}`, "duration"},
+		{"bad tasked_at", `{"id":1,"artifact_uri":"x","tasked_at":"yesterday"}`, "tasked_at"},
+		{"tasked_at beyond float64", `{"id":1,"artifact_uri":"x","tasked_at":-1e400}`, "tasked_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,9 +289,12 @@ func TestParseBountyErrors(t *testing.T) {
 			if !errors.Is(err, psengine.ErrMalformedBounty) {
 				t.Fatalf("ParseBounty(%s) = %v, want ErrMalformedBounty", tt.in, err)
 			}
-			var be *psengine.BountyError
-			if !errors.As(err, &be) || be.Field != tt.field {
-				t.Errorf("error %v: field %q, want %q", err, be.Field, tt.field)
+			be, ok := errors.AsType[*psengine.BountyError](err)
+			if !ok || be.Field != tt.field {
+				t.Fatalf("error %v: want a *BountyError for field %q", err, tt.field)
+			}
+			if be.Reason == "" || (tt.field != "" && !strings.Contains(err.Error(), tt.field+": ")) {
+				t.Errorf("error %q does not say which field and why", err)
 			}
 		})
 	}
@@ -146,6 +305,7 @@ func TestBountyRoundTrip(t *testing.T) {
 	for _, in := range []string{
 		`{"id":123456789012345678901234567890,"artifact_type":"URL","artifact_uri":"https://x.test/","expiration":"2021-02-19T10:13:47.036168","phase":"arbitration","metadata":{"k":"v"}}`,
 		`{"id":"a-b","artifact_type":"file","artifact_uri":"data:,x","sha256":"` + sha + `","rules":{"min_allowed_bid":"1","max_allowed_bid":2e18},"duration":7}`,
+		`{"id":"7","artifact_uri":"data:,x","metadata": { "k" : [ "<v>" , 1 ] } }`,
 	} {
 		b, err := psengine.ParseBounty([]byte(in))
 		if err != nil {
@@ -159,7 +319,7 @@ func TestBountyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("re-parse %s: %v", out, err)
 		}
-		if diff := cmp.Diff(b, again, bountyCmp); diff != "" {
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON); diff != "" {
 			t.Errorf("round trip mismatch (-first +second):\n%s", diff)
 		}
 		if b.ID.IsNumber() && !strings.HasPrefix(string(out), `{"id":123456789012345678901234567890,`) {
@@ -190,18 +350,54 @@ func TestLocalBounty(t *testing.T) {
 	}
 }
 
+// syntaxCases are inputs at the corners of JSON syntax and of encoding/json's
+// decoding (case-folded keys, repeated keys, escapes, bad UTF-8, depth).
+var syntaxCases = []string{
+	`{"id":1,"artifact_type":"FILE","artifact_uri":"https://x/a","rules":{"min_allowed_bid":1,"max_allowed_bid":2}}`,
+	`{"ID":"a","Artifact_Type":"url","ARTIFACT_URI":"u","\u0073ha256":"ab","ſha256":"cd","mimetype":null}`,
+	`{"id":1,"artifact_uri":"u","rules":{"min_allowed_bid":1},"rules":{"max_allowed_bid":2}}`,
+	`{"id":1,"artifact_uri":"u","phase":"\ud83d\ude00 \ud83d x \ude00 \\ \/ \b\f\n\r\t \u00e9"}`,
+	"{\"id\":1,\"artifact_uri\":\"bad \xff utf8 \xe2\x82\"}",
+	`{"artifact_type":[1,{"a":null}]}`, `{"rules":true}`, `[1,2]`, `"x"`, `5`, `true`,
+	` { "id" : 1 , "artifact_uri" : "u" , "metadata" : { "a" : [ 1 , -2.5e+3 , "x<&>\u2028" ] } , "expiration" : 1.5 } `,
+	`{"id":1} x`, `{"id":1,}`, `{"id"}`, `{"id":}`, `{"id":01}`, `{"id":-}`, `{"id":1.}`, `{"id":1e}`,
+	`{"id":"\x"}`, `{"id":"\u12"}`, "{\"id\":\"a\x01\"}", `{"id":tru}`, `{`, ``, `   `,
+	`{"a":[}`, `{"a":[1 2]}`, `{"a":{"b" 1}}`, `{1:2}`,
+	`{"artifact_url":"https://y","guid":"g","sha256":"` + strings.Repeat("AB", 32) + `"}`,
+	// encoding/json's depth limit (10,000), just within and just over.
+	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}}`,
+	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
+}
+
+// FuzzParseBounty: ParseBounty agrees with encoding/json on what is JSON, and
+// what it accepts validates and survives a round trip through MarshalJSON.
 func FuzzParseBounty(f *testing.F) {
 	f.Add([]byte(`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T10:13:47.036168"}`))
 	f.Add([]byte(`{"guid":"x","artifact_type":"URL","artifact_url":"u","metadata":{"sha256":null},"rules":{"min_allowed_bid":1e18}}`))
-	f.Add([]byte(`{"id":99999999999999999999,"artifact_type":"File","artifact_uri":"data:,x","duration":"3","phase":"Arbitration"}`))
+	f.Add([]byte(`{"id":99999999999999999999,"artifact_type":"File","artifact_uri":"data:,x","duration":"3","phase":"Arbitration_window"}`))
+	f.Add([]byte(`{"id":"7","artifact_uri":"u","rules":[],"expiration":"","phase":null}`))
 	f.Add([]byte(`null`))
+	for _, c := range syntaxCases {
+		f.Add([]byte(c))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := psengine.ParseBounty(data)
 		if err != nil {
-			if !errors.Is(err, psengine.ErrMalformedBounty) {
-				t.Fatalf("error %v is not ErrMalformedBounty", err)
+			be, ok := errors.AsType[*psengine.BountyError](err)
+			if !ok || !errors.Is(err, psengine.ErrMalformedBounty) {
+				t.Fatalf("error %v is not a *BountyError wrapping ErrMalformedBounty", err)
+			}
+			// Only input that is not a JSON object (null reads as {}) fails
+			// without naming a field.
+			trimmed := bytes.TrimSpace(data)
+			object := json.Valid(data) && (trimmed[0] == '{' || string(trimmed) == "null")
+			if (be.Field != "") != object {
+				t.Fatalf("%q: error %v; json.Valid = %v", data, err, json.Valid(data))
 			}
 			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("%q: accepted, but encoding/json says it is not JSON", data)
 		}
 		if err := b.Validate(); err != nil {
 			t.Fatalf("parsed bounty does not validate: %v", err)
@@ -214,8 +410,91 @@ func FuzzParseBounty(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
-		if diff := cmp.Diff(b, again, bountyCmp); diff != "" {
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON); diff != "" {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+// FuzzParseBountyFields builds bounties from arbitrary field values and holds
+// ParseBounty to the liberal rules of issue 12: only an id, an artifact type
+// or a phase that cannot mean anything is refused; the expiration never is.
+func FuzzParseBountyFields(f *testing.F) {
+	f.Add("1", true, "FILE", "Assertion_Window", "", uint8(0), "extra")
+	f.Add("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f", false, "", "", "2021-02-19T10:13:47.036168", uint8(1), "")
+	f.Add("12", false, "uRl", "ARBITRATION", "tomorrow", uint8(2), "")
+	f.Add(" ", false, "blob", "voting", "1970-01-01T00:00:00+0000", uint8(3), "")
+	f.Add("18446744073709551617", true, "file", "arbitration_window", "x", uint8(4), "")
+	f.Fuzz(func(t *testing.T, id string, number bool, typ, phase, expiration string, rulesShape uint8, extra string) {
+		for _, s := range []string{id, typ, phase, expiration, extra} {
+			if !utf8.ValidString(s) {
+				t.Skip() // encoding/json would write U+FFFD: another value
+			}
+		}
+		fields := map[string]any{
+			"artifact_uri": "https://x.test/a", "artifact_type": typ, "phase": phase,
+			"expiration": expiration, "x-" + extra: extra,
+		}
+		number = number && id != "" && strings.Trim(id, "0123456789") == "" && (id == "0" || id[0] != '0')
+		if number {
+			fields["id"] = json.Number(id)
+		} else {
+			fields["id"] = id
+		}
+		shapes := []any{nil, json.RawMessage(`{}`), json.RawMessage(`[]`), json.RawMessage(`null`),
+			json.RawMessage(`{"min_allowed_bid":"5"}`), json.RawMessage(`{"max_allowed_bid":5}`)}
+		wantRules := []bid.Rules{bid.DefaultRules, bid.DefaultRules, bid.DefaultRules, bid.DefaultRules,
+			{Min: 5, Max: bid.DefaultRules.Max}, {Min: 5, Max: 5}}
+		if r := int(rulesShape) % len(shapes); r > 0 {
+			fields["rules"] = shapes[r]
+		}
+		data, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		var bad []string // the fields that must be refused
+		if strings.TrimSpace(id) == "" {
+			bad = append(bad, "id")
+		}
+		wantType := psengine.FileArtifact
+		switch {
+		case typ == "" || strings.EqualFold(typ, "file"):
+		case strings.EqualFold(typ, "url"):
+			wantType = psengine.URLArtifact
+		default:
+			bad = append(bad, "artifact_type")
+		}
+		wantPhase := psengine.Assertion
+		switch {
+		case phase == "" || strings.EqualFold(phase, "assertion") || strings.EqualFold(phase, "assertion_window"):
+		case strings.EqualFold(phase, "arbitration") || strings.EqualFold(phase, "arbitration_window"):
+			wantPhase = psengine.Arbitration
+		default:
+			bad = append(bad, "phase")
+		}
+
+		b, err := psengine.ParseBounty(data)
+		if len(bad) > 0 {
+			be, ok := errors.AsType[*psengine.BountyError](err)
+			if !ok || !slices.Contains(bad, be.Field) {
+				t.Fatalf("%s: error %v, want one about %v", data, err, bad)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", data, err)
+		}
+		wantID := psengine.StringID(id)
+		if number {
+			wantID = mustID(t, id)
+		}
+		if b.ID != wantID || b.ArtifactType != wantType || b.Phase != wantPhase ||
+			b.Rules != wantRules[int(rulesShape)%len(shapes)] {
+			t.Fatalf("%s: parsed as %+v", data, b)
+		}
+		if err := b.Validate(); err != nil {
+			t.Fatalf("%s: Validate: %v", data, err)
 		}
 	})
 }

@@ -80,7 +80,7 @@ func ExampleParseBounty() {
 	fmt.Println(errors.Is(err, psengine.ErrMalformedBounty), err)
 	// Output:
 	// 123456789012345678901234567890 file 2021-02-19 10:13:47.036168 +0000 UTC assertion
-	// true malformed bounty: artifact_type: artifact_type "blob" is neither file nor url
+	// true malformed bounty: artifact_type: "blob" is neither file nor url
 }
 
 func ExampleNewAnswer() {

@@ -57,7 +57,7 @@ func Example() {
 	// 200 {"status":"OK"}
 	// 202 {"status":"ACCEPTED"}
 	// 200 {"status":"DUPLICATE"}
-	// 400 {"status":"REJECTED","error":"malformed bounty: artifact_type: missing"}
+	// 400 {"status":"REJECTED","error":"malformed bounty: artifact_uri: missing (neither artifact_uri nor artifact_url given)"}
 }
 
 // Sign computes the signature header PolySwarm sends; a ping with an empty

@@ -93,7 +93,7 @@ func TestStatusCodes(t *testing.T) {
 			return signed("bounty", "d-4", []byte(`{"id":1,"artifact_type":"file","expiration":"2030-01-01T00:00:00Z"}`))
 		}, want: answer{Code: 400, Status: "REJECTED", Error: true}},
 		{name: "bounty with a bad artifact_type", req: func() *http.Request {
-			return signed("bounty", "d-4", []byte(`{"id":1,"artifact_type":"fIlE","artifact_uri":"https://x.test/a"}`))
+			return signed("bounty", "d-4", []byte(`{"id":1,"artifact_type":"blob","artifact_uri":"https://x.test/a"}`))
 		}, want: answer{Code: 400, Status: "REJECTED", Error: true}},
 		{name: "delivery id too long", req: func() *http.Request {
 			return signed("bounty", strings.Repeat("d", webhook.MaxDeliveryIDLen+1), body)
