@@ -117,7 +117,11 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 			if testing.Short() {
 				t.Skip("-short: no child processes")
 			}
-			answers(t, Engine(t, s, append([]psengine.Option{psengine.WithWorkers(2), ProcessWorkers(t, psengine.ProcessConfig{})}, opts...)...))
+			pe := Engine(t, s, append([]psengine.Option{psengine.WithWorkers(2), ProcessWorkers(t, psengine.ProcessConfig{})}, opts...)...)
+			if err := pe.Start(ctx); err != nil {
+				t.Fatalf("engine start with the process backend: %v", err)
+			}
+			answers(t, pe)
 		})
 	})
 

@@ -1,6 +1,8 @@
 package winex
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -214,4 +216,30 @@ func (w *Wine) checkPrefix(initialised bool) error {
 func (w *Wine) initialised() bool {
 	_, err := os.Stat(filepath.Join(w.Prefix, "system.reg"))
 	return err == nil
+}
+
+// wineConfig is what a Wine is, without the state of a server it started.
+type wineConfig struct {
+	Loader, Server, PathCmd, Prefix, Debug, Locale, TZ string
+	Env                                                []string
+}
+
+// GobEncode encodes w's configuration: a Wine decoded elsewhere (in another
+// process) runs programs in the same prefix, but does not own the
+// persistent server w may have started (StopServer there stops nothing it
+// started).
+func (w *Wine) GobEncode() ([]byte, error) {
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(wineConfig{w.Loader, w.Server, w.PathCmd, w.Prefix, w.Debug, w.Locale, w.TZ, w.Env})
+	return buf.Bytes(), err
+}
+
+// GobDecode sets w's configuration from GobEncode's output.
+func (w *Wine) GobDecode(data []byte) error {
+	var c wineConfig
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil {
+		return err
+	}
+	w.Loader, w.Server, w.PathCmd, w.Prefix, w.Debug, w.Locale, w.TZ, w.Env = c.Loader, c.Server, c.PathCmd, c.Prefix, c.Debug, c.Locale, c.TZ, c.Env
+	return nil
 }

@@ -101,12 +101,14 @@ var (
 
 // session is what engine setup prepares, read-only from then on and shared
 // by every worker.
+// Its fields are exported so that it reaches worker child processes (the
+// process backend) as it is.
 type session struct {
-	wine *winex.Wine
-	// sharedServer: a persistent wineserver this engine did not start serves
+	Wine *winex.Wine
+	// SharedServer: a persistent wineserver this engine did not start serves
 	// the prefix; teardown leaves it running.
-	sharedServer  bool
-	vendorVersion string
+	SharedServer  bool
+	VendorVersion string
 }
 
 var sessionKey = psengine.NewKey[*session]("winescan.session")
@@ -143,7 +145,7 @@ func (s Scanner) sessionFor(env psengine.Env) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{wine: w}, nil
+	return &session{Wine: w}, nil
 }
 
 // SetupEngine initialises the prefix when needed (slow the first time),
@@ -171,18 +173,18 @@ func (s Scanner) SetupEngine(ctx context.Context, env psengine.Env) (psengine.En
 		defer cancel()
 		return env, errors.Join(err, w.StopServer(sctx))
 	}
-	sess := &session{wine: w}
+	sess := &session{Wine: w}
 	start = time.Now()
 	switch err := w.StartServer(ctx); {
 	case errors.Is(err, winex.ErrServerRunning):
-		sess.sharedServer = true
+		sess.SharedServer = true
 		log.Info("using the persistent wineserver already serving the prefix", "prefix", w.Prefix)
 	case err != nil:
 		return fail(err)
 	default:
 		log.Info("persistent wineserver started", "prefix", w.Prefix, "took", time.Since(start).Round(time.Millisecond))
 	}
-	if sess.vendorVersion, _, err = windowsVersion(ctx, w); err != nil {
+	if sess.VendorVersion, _, err = windowsVersion(ctx, w); err != nil {
 		return fail(err)
 	}
 	return sessionKey.With(env, sess), nil
@@ -192,14 +194,14 @@ func (s Scanner) SetupEngine(ctx context.Context, env psengine.Env) (psengine.En
 // ends any Wine program still running in the prefix.
 func (s Scanner) TeardownEngine(ctx context.Context, env psengine.Env) error {
 	sess, ok := sessionKey.Value(env)
-	if !ok || sess.sharedServer {
+	if !ok || sess.SharedServer {
 		return nil
 	}
 	start := time.Now()
-	if err := sess.wine.StopServer(ctx); err != nil {
+	if err := sess.Wine.StopServer(ctx); err != nil {
 		return err
 	}
-	env.Logger().Info("persistent wineserver stopped", "prefix", sess.wine.Prefix, "took", time.Since(start).Round(time.Millisecond))
+	env.Logger().Info("persistent wineserver stopped", "prefix", sess.Wine.Prefix, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -212,9 +214,9 @@ func (s Scanner) Describe(ctx context.Context, env psengine.Env) (psengine.Metad
 	if err != nil {
 		return psengine.Metadata{}, err
 	}
-	v := sess.vendorVersion
+	v := sess.VendorVersion
 	if v == "" {
-		if v, _, err = windowsVersion(ctx, sess.wine); err != nil {
+		if v, _, err = windowsVersion(ctx, sess.Wine); err != nil {
 			return psengine.Metadata{}, err
 		}
 	}
@@ -255,7 +257,7 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 	if err != nil {
 		return psengine.Analysis{}, err
 	}
-	res, err := scanPath(ctx, sess.wine, env.Dirs(), path)
+	res, err := scanPath(ctx, sess.Wine, env.Dirs(), path)
 	if err != nil {
 		return psengine.Analysis{}, err
 	}
@@ -405,7 +407,7 @@ func (s Scanner) Commands() []psengine.Command {
 				if err != nil {
 					return nil, err
 				}
-				res, err := scanPath(ctx, sess.wine, env.Dirs(), args[0])
+				res, err := scanPath(ctx, sess.Wine, env.Dirs(), args[0])
 				if err != nil {
 					return nil, err
 				}
@@ -426,11 +428,11 @@ func (s Scanner) Commands() []psengine.Command {
 				if err != nil {
 					return nil, err
 				}
-				v, out, err := windowsVersion(ctx, sess.wine)
+				v, out, err := windowsVersion(ctx, sess.Wine)
 				if err != nil {
 					return nil, err
 				}
-				return map[string]string{"vendor_version": v, "output": out, "prefix": sess.wine.Prefix}, nil
+				return map[string]string{"vendor_version": v, "output": out, "prefix": sess.Wine.Prefix}, nil
 			},
 		},
 	}

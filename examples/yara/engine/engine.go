@@ -125,7 +125,7 @@ type Compiled struct {
 	Yarac       string   // the yarac program
 	YaraVersion string   // "4.2.3"
 	NoMatch     psengine.Verdict
-	dir         string // temp dir holding Path
+	Dir         string // the temp directory holding Path, which Remove deletes
 }
 
 var compiledKey = psengine.NewKey[*Compiled]("yara.compiled")
@@ -185,10 +185,10 @@ func (s Scanner) Compile(ctx context.Context, env psengine.Env) (*Compiled, erro
 	}
 	c.YaraVersion = strings.TrimSpace(ver.Stdout)
 
-	if c.dir, err = os.MkdirTemp(env.Dirs().Temp, env.Dirs().TempPrefix+"yara-"); err != nil {
+	if c.Dir, err = os.MkdirTemp(env.Dirs().Temp, env.Dirs().TempPrefix+"yara-"); err != nil {
 		return nil, fmt.Errorf("yara: compiling the rules: %w", err)
 	}
-	c.Path = filepath.Join(c.dir, "rules.yarc")
+	c.Path = filepath.Join(c.Dir, "rules.yarc")
 	res, err := winex.Run(ctx, winex.Cmd{Path: c.Yarac, Args: append(slices.Clone(c.Files), c.Path)})
 	switch {
 	case err != nil:
@@ -219,10 +219,10 @@ func errorLines(out string) string {
 
 // Remove deletes the compiled rules.
 func (c *Compiled) Remove() error {
-	if c.dir == "" {
+	if c.Dir == "" {
 		return nil
 	}
-	return os.RemoveAll(c.dir)
+	return os.RemoveAll(c.Dir)
 }
 
 func (s Scanner) programs(env psengine.Env) (yara, yarac string, err error) {

@@ -1,0 +1,5 @@
+package winex
+
+import "syscall"
+
+func parentDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
