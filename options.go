@@ -87,6 +87,7 @@ type config struct {
 	dirs           *envdirs.Dirs
 	getenv         func(string) string
 	process        *ProcessConfig // WithProcessWorkers
+	window         time.Duration  // WithDefaultWindow
 }
 
 // WithName names the engine (used for its base directories, logs, and as
@@ -141,6 +142,17 @@ func WithDeliveryMargin(d time.Duration) Option {
 		panic(fmt.Sprintf("psengine: WithDeliveryMargin(%v): negative", d))
 	}
 	return opt(fmt.Sprintf("WithDeliveryMargin(%v)", d), func(c *config) { c.margin = d })
+}
+
+// WithDefaultWindow sets how long a bounty without a usable expiration
+// (missing, empty or unparseable on the wire) has to be answered, from when
+// the engine takes it (Submit, AnalyzeBounty): its expiration is set then,
+// and logged (default DefaultLocalTTL, 5 minutes). d <= 0 panics.
+func WithDefaultWindow(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("psengine: WithDefaultWindow(%v): need a positive duration", d))
+	}
+	return opt(fmt.Sprintf("WithDefaultWindow(%v)", d), func(c *config) { c.window = d })
 }
 
 // WithLocalTTL sets how far ahead the expiration of a local bounty (made by

@@ -84,6 +84,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 		workers:        1,
 		margin:         DefaultDeliveryMargin,
 		localTTL:       DefaultLocalTTL,
+		window:         DefaultLocalTTL,
 		bidder:         LinearBid,
 		policy:         fetch.Remote(),
 		discardExpired: true,
@@ -493,6 +494,7 @@ func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
 	if job.Attempt < 1 {
 		job.Attempt = 1
 	}
+	job.Bounty = e.withWindow(ctx, job.Bounty, time.Now())
 	return e.broker.Submit(ctx, job)
 }
 
@@ -569,6 +571,17 @@ func (e *Engine) handle(ctx context.Context, job Job) error {
 		return res.Err
 	}
 	return nil
+}
+
+// withWindow gives a bounty without an expiration the default window
+// from now (see WithDefaultWindow), and logs it.
+func (e *Engine) withWindow(ctx context.Context, b Bounty, now time.Time) Bounty {
+	if b.Expiration.IsZero() {
+		b.Expiration = now.Add(e.cfg.window).UTC()
+		e.cfg.logger.InfoContext(ctx, "bounty without a usable expiration: answering within the default window",
+			"bounty", b.ID.String(), "window", e.cfg.window, "expiration", b.Expiration)
+	}
+	return b
 }
 
 func expired(b Bounty, now time.Time) bool {

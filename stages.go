@@ -82,6 +82,8 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 		return res
 	}
 	now := time.Now()
+	b = e.withWindow(ctx, b, now)
+	res.Bounty = b
 	if e.cfg.discardExpired && expired(b, now) {
 		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
 		e.finish(ctx, &res)

@@ -23,7 +23,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", false, "print each Bounty and Analysis as indented JSON")
 	asJSON := fs.Bool("json", false, "print one JSON object per artifact per line")
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
-	backend := fs.String("backend", "local", "where scans run: local, or a registered backend")
+	run := p.addRunFlags(fs, "local")
 	workers := fs.Int("workers", p.defaultWorkers(4), "artifacts analyzed at once")
 	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
@@ -33,9 +33,15 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usageError{"analyze needs at least one ARTIFACT"}
 	}
+	if err := run.check(p); err != nil {
+		return err
+	}
 	var connect Connector
-	if *backend != "local" {
-		if connect, err = p.connector(*backend, conns); err != nil {
+	if q := run.backend.queue; q != "local" {
+		if run.backend.process {
+			return usageError{"analyze --backend " + q + ",process: with a queue, the workers choose how scans run (worker --backend " + q + ",process)"}
+		}
+		if connect, err = p.connector(q, conns); err != nil {
 			return err
 		}
 	}
@@ -64,7 +70,11 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	} else {
 		// Bounties given on the command line are the operator's own: they
 		// may reference local files.
-		engine := p.engine(log, psengine.WithWorkers(*workers), psengine.WithFetchPolicy(fetch.Local()))
+		opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithFetchPolicy(fetch.Local())}, run.engineOptions()...)
+		if run.timeout > 0 {
+			opts = append(opts, psengine.WithLocalTTL(run.timeout+psengine.DefaultDeliveryMargin))
+		}
+		engine := p.engine(log, opts...)
 		defer shutdown(engine, log)
 		// A setup failure (broken rules, no scanner) is one error, not one per artifact.
 		if err := engine.Start(ctx); err != nil {

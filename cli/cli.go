@@ -29,6 +29,7 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/child"
 )
 
 // Program is one engine's command-line host.
@@ -110,6 +111,17 @@ func (e usageError) Error() string { return e.msg }
 // Errors are printed to Stderr as one line each, never as a Go panic trace.
 func (p *Program) Run(ctx context.Context, args []string) int {
 	p.defaults()
+	if _, ok := child.Marked(); ok {
+		// A worker child of this program's process backend: the engine
+		// serves its parent and exits (see psengine.WithProcessWorkers).
+		log, err := p.newLogger(slog.LevelInfo)
+		if err != nil {
+			log = slog.New(slog.NewTextHandler(p.Stderr, nil))
+		}
+		p.engine(log)
+		fmt.Fprintf(p.Stderr, "%s: started as a worker child of another engine\n", p.Name)
+		return 3
+	}
 	if len(args) == 0 {
 		p.usage()
 		return 2
@@ -151,24 +163,33 @@ var errReported = errors.New("failures reported")
 
 func (p *Program) usage() {
 	fmt.Fprintf(p.Stderr, `Usage:
-  %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] ARTIFACT...
+  %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
+          [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE] ARTIFACT...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
-      With --backend NAME the bounties go to that queue and workers anywhere
-      answer them; results are printed in argument order.
+      --backend process scans in child processes (this program, re-executed),
+      recycled after N scans or past SIZE of memory; a crash costs only the
+      artifact it held. With --backend NAME the bounties go to that queue and
+      workers anywhere answer them. Results are printed in argument order.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
-  %[1]s webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
-          [--insecure] [--allow-file] [--workers N] [--max-body BYTES]
+  %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
+          [--insecure] [--allow-file] [--allow-private] [--workers N] [--max-body BYTES]
+          [--drain DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
       Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
       port) and print "listening on http://ADDR". Signed bounties are answered
       202 and scanned; answers are POSTed to their response_url. The secret
       comes from --secret or PSENGINE_WEBHOOK_SECRET; without one the server
-      refuses to start unless --insecure. SIGINT or SIGTERM stop intake and
-      drain the queue before exiting.
-  %[1]s worker --backend NAME [--workers N] [--grace DURATION] [backend flags]
+      refuses to start unless --insecure. Artifacts and response URLs on
+      loopback, private and link-local addresses are refused unless
+      --allow-private. SIGINT or SIGTERM stop intake and drain the queue.
+  %[1]s worker --backend NAME[,process] [--workers N] [--grace DURATION] [--timeout DURATION]
+          [--max-tasks-per-child N] [--max-child-memory SIZE] [backend flags]
       Answer the bounties queued on the backend (by analyze or webhook on any
       machine) until SIGINT or SIGTERM, then let running scans finish.
+
+--timeout is the scan deadline of the artifacts analyze forges, and the
+window of bounties without a usable expiration (default 5m).
 
 Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
 PSENGINE_WEBHOOK_SECRET, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.

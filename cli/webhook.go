@@ -35,7 +35,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	port := fs.Int("p", DefaultWebhookPort, "TCP port to listen on; 0 picks a free one")
 	fs.IntVar(port, "port", DefaultWebhookPort, "same as -p")
 	addr := fs.String("addr", "", "host or IP to listen on (default: every interface; 127.0.0.1 without a secret)")
-	backend := fs.String("backend", "local", "where scans run: local, or a registered backend")
+	run := p.addRunFlags(fs, "local")
 	secretFlag := fs.String("secret", "", "webhook secret (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
 	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
@@ -59,14 +59,22 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return usageError{"--max-body must be at least 1"}
 	case *drain <= 0:
 		return usageError{"--drain must be positive"}
-	case *allowFile && *backend != "local":
-		return usageError{"--allow-file applies to --backend local only: workers use their own fetch policy"}
-	case *allowPrivate && *backend != "local":
-		return usageError{"--allow-private applies to --backend local only: workers use their own fetch policy"}
+	}
+	if err := run.check(p); err != nil {
+		return err
+	}
+	queue := run.backend.queue
+	switch {
+	case *allowFile && queue != "local":
+		return usageError{"--allow-file applies to --backend local or process only: workers use their own fetch policy"}
+	case *allowPrivate && queue != "local":
+		return usageError{"--allow-private applies to --backend local or process only: workers use their own fetch policy"}
+	case run.backend.process && queue != "local":
+		return usageError{"webhook --backend " + queue + ",process: with a queue, the workers choose how scans run (worker --backend " + queue + ",process)"}
 	}
 	var connect Connector
-	if *backend != "local" {
-		if connect, err = p.connector(*backend, conns); err != nil {
+	if queue != "local" {
+		if connect, err = p.connector(queue, conns); err != nil {
 			return err
 		}
 	}
@@ -84,7 +92,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return err
 	}
 
-	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate)
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate, run.engineOptions())
 	if err != nil {
 		return err
 	}
@@ -106,7 +114,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 
 // intake returns what the handler submits to and how to stop it once the
 // server is closed: the local engine (drained), or a backend session.
-func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile, allowPrivate bool) (webhook.Submitter, func(context.Context) error, error) {
+func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile, allowPrivate bool, runOpts []psengine.Option) (webhook.Submitter, func(context.Context) error, error) {
 	if connect != nil {
 		sess, err := connect(ctx, log)
 		if err != nil {
@@ -123,7 +131,7 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 	// --allow-private, its Deliverer.
 	policy := fetch.Remote()
 	policy.PublicOnly = !allowPrivate
-	opts := []psengine.Option{psengine.WithWorkers(workers)}
+	opts := append([]psengine.Option{psengine.WithWorkers(workers)}, runOpts...)
 	if allowPrivate {
 		log.Warn("bounties may reference artifacts and response URLs on private addresses (--allow-private)")
 	} else {

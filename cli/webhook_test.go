@@ -65,7 +65,11 @@ func TestWebhookWithBackend(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
-	go func() { code <- p.Run(ctx, []string{"webhook", "--backend", "fake", "--addr", "127.0.0.1", "-p", "0"}) }()
+	go func() {
+		c := p.Run(ctx, []string{"webhook", "--backend", "fake", "--addr", "127.0.0.1", "-p", "0"})
+		stdout.Close() // ends listeningURL's drain
+		code <- c
+	}()
 
 	base := listeningURL(t, out, &stderr)
 	if code := postBounty(t, base, psenginetest.Bounty([]byte("x"), psenginetest.WithID("77")), "d-77", "s"); code != http.StatusAccepted {
@@ -93,7 +97,7 @@ func TestWebhookUsage(t *testing.T) {
 		{[]string{"webhook"}, "", "no webhook secret"},
 		{[]string{"webhook", "-p", "70000"}, "s", "want a port"},
 		{[]string{"webhook", "--backend", "nats"}, "s", `--backend "nats"`},
-		{[]string{"webhook", "--backend", "fake", "--allow-file"}, "s", "--allow-file applies to --backend local only"},
+		{[]string{"webhook", "--backend", "fake", "--allow-file"}, "s", "--allow-file applies to --backend local or process only"},
 		{[]string{"webhook", "extra"}, "s", "takes no arguments"},
 	} {
 		var stderr bytes.Buffer

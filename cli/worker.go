@@ -19,7 +19,7 @@ import (
 func (p *Program) worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	backend := fs.String("backend", "", "the queue to serve: "+p.backendNames())
+	run := p.addRunFlags(fs, "")
 	workers := fs.Int("workers", p.defaultWorkers(runtime.NumCPU()), "bounties scanned at once")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGINT or SIGTERM, how long running scans may finish")
 	conns := p.backendFlags(fs)
@@ -30,13 +30,17 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	if len(rest) > 0 {
 		return usageError{fmt.Sprintf("worker takes no arguments, got %q", rest)}
 	}
-	if *backend == "" {
-		return usageError{"worker needs --backend: " + p.backendNames()}
+	if err := run.check(p); err != nil {
+		return err
+	}
+	backend := run.backend.queue
+	if backend == "" || backend == "local" {
+		return usageError{"worker needs --backend naming a queue (NAME or NAME,process): " + p.backendNames()}
 	}
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
 	}
-	connect, err := p.connector(*backend, conns)
+	connect, err := p.connector(backend, conns)
 	if err != nil {
 		return err
 	}
@@ -54,6 +58,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 		}
 	}()
 	opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithBroker(sess.Broker())}, sess.WorkerOptions()...)
+	opts = append(opts, run.engineOptions()...)
 	engine := p.engine(log, opts...)
 	defer shutdown(engine, log)
 	if err := engine.Start(ctx); err != nil {
@@ -82,7 +87,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 		case <-served:
 		}
 	})
-	log.Info("worker serving", "backend", *backend, "workers", *workers)
+	log.Info("worker serving", "backend", run.backend.String(), "workers", *workers)
 	err = engine.Serve(serveCtx)
 	close(served)
 	stopOnSignal()
