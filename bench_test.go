@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -303,4 +305,67 @@ func BenchmarkAnalyzeAll(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkProcessBackend: Analyze of small data: artifacts with the scans
+// in a warm child process (WithProcessWorkers) against in-process, one
+// worker each. The per-bounty overhead of the process backend is the
+// difference of the two ns/op (wall) and cpu-ns/op (CPU time of the parent
+// and its children: the children are reaped before the CPU is read).
+func BenchmarkProcessBackend(b *testing.B) {
+	uris := dataURIs(b, 64, 256)
+	for _, backend := range []string{"local", "process"} {
+		b.Run(backend, func(b *testing.B) {
+			opts := []psengine.Option{benchDirs(b)}
+			if backend == "process" {
+				opts = append(opts, psenginetest.ProcessWorkers(b, psengine.ProcessConfig{}))
+			}
+			e := psengine.New(zeroScanner, opts...)
+			ctx := context.Background()
+			if err := e.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			stop := psenginetest.MeasureCPU(b)
+			for i := 0; b.Loop(); i++ {
+				if res, err := e.Analyze(ctx, uris[i%len(uris)]); err != nil || !res.Answered {
+					b.Fatal(err)
+				}
+			}
+			if err := e.Shutdown(ctx); err != nil { // reaps the children: their CPU counts
+				b.Fatal(err)
+			}
+			stop()
+		})
+	}
+}
+
+// BenchmarkChildReplaced: a child dies in a scan; how long until its
+// replacement has answered the next bounty, from the start of the fatal
+// scan. Reports the median as "ms-replaced" (target: at most 50).
+func BenchmarkChildReplaced(b *testing.B) {
+	dying := psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+		if b, _ := a.Bytes(); string(b) == "exit" {
+			os.Exit(9)
+		}
+		return psengine.Analysis{Verdict: psengine.Unknown}, nil
+	})
+	e := psengine.New(dying, benchDirs(b), psenginetest.ProcessWorkers(b, psengine.ProcessConfig{}))
+	defer e.Shutdown(context.Background())
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if res, _ := e.Analyze(ctx, "data:,exit"); !errors.Is(res.Err, psengine.ErrWorkerDied) {
+			b.Fatalf("the dying scan: %v", res.Err)
+		}
+		if res, err := e.Analyze(ctx, "data:,fine"); err != nil || !res.Answered {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "ms-replaced")
 }

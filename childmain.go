@@ -60,43 +60,46 @@ func (e *Engine) serveChild(c *child.Conn) int {
 		return 3
 	}
 
-	// A reader passes scans on and cancels the running one on request.
-	scans := make(chan scanRequest)
+	// This goroutine reads the parent's messages; each scan runs on a
+	// goroutine of its own, which sends its result (the parent sends the
+	// next scan only then). A Cancel cancels the running scan's ctx.
+	var running sync.WaitGroup
 	var mu sync.Mutex
 	cancels := map[uint64]context.CancelCauseFunc{}
-	go func() {
-		defer close(scans)
-		for {
-			var m toChild
-			if err := c.Recv(&m); err != nil {
-				return // the parent retires us (or is gone)
-			}
-			switch {
-			case m.Scan != nil:
-				scans <- *m.Scan
-			case m.Cancel != 0:
-				mu.Lock()
-				if cancel := cancels[m.Cancel]; cancel != nil {
-					cancel(errCancelledByParent)
-				}
-				mu.Unlock()
-			}
+	for {
+		var m toChild
+		if err := c.Recv(&m); err != nil {
+			break // the parent retires us (or is gone)
 		}
-	}()
-	for req := range scans {
-		sctx, cancel := context.WithCancelCause(ctx)
-		mu.Lock()
-		cancels[req.ID] = cancel
-		mu.Unlock()
-		res := e.childScan(sctx, *wenv, req)
-		mu.Lock()
-		delete(cancels, req.ID)
-		mu.Unlock()
-		cancel(nil)
-		if err := c.Send(fromChild{Result: &res}); err != nil {
-			break
+		switch {
+		case m.Scan != nil:
+			req := *m.Scan
+			sctx, cancel := context.WithCancelCause(ctx)
+			mu.Lock()
+			cancels[req.ID] = cancel
+			mu.Unlock()
+			running.Go(func() {
+				// What is sent if the scan calls runtime.Goexit: the
+				// deferred code runs, then the goroutine ends.
+				res := scanResult{ID: req.ID, Err: toWireError(pipeline.ErrGoexit)}
+				defer func() {
+					mu.Lock()
+					delete(cancels, req.ID)
+					mu.Unlock()
+					cancel(nil)
+					_ = c.Send(fromChild{Result: &res})
+				}()
+				res = e.childScan(sctx, *wenv, req)
+			})
+		case m.Cancel != 0:
+			mu.Lock()
+			if cancel := cancels[m.Cancel]; cancel != nil {
+				cancel(errCancelledByParent)
+			}
+			mu.Unlock()
 		}
 	}
+	running.Wait()
 	if t, ok := e.orig.(WorkerTeardown); ok {
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -128,11 +131,12 @@ func (e *Engine) childScan(ctx context.Context, env Env, req scanRequest) scanRe
 		ctx, cancel = context.WithDeadlineCause(ctx, req.Deadline, ErrTimeout)
 		defer cancel()
 	}
-	// Panics and runtime.Goexit are caught as in-process; a scan that
-	// ignores its ctx is the parent's to end, by killing this process.
-	out, err := pipeline.Bounded(time.Hour, func(ctx context.Context, a Artifact) (Analysis, error) {
-		return e.scanner.Scan(ctx, env, a)
-	})(ctx, a)
+	// A panic becomes an error; a scan that ignores its ctx is the
+	// parent's to end, by killing this process.
+	var out Analysis
+	if perr := pipeline.Protect(func() { out, err = e.scanner.Scan(ctx, env, a) }); perr != nil {
+		err = perr
+	}
 	if err == nil {
 		res.Analysis, err = toWireAnalysis(out)
 	}

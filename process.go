@@ -392,11 +392,14 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 			}
 			cw.tasks++
 			e.afterChildScan(w, cw)
+			if r.Err != nil {
+				return Analysis{}, r.Err.err()
+			}
 			out, err := r.Analysis.analysis()
 			if err != nil {
 				return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
 			}
-			return out, r.Err.err()
+			return out, nil
 		case <-cw.gone:
 			e.replaceChild(w)
 			return Analysis{}, fmt.Errorf("%w during the scan: %w", ErrWorkerDied, cw.goneErr)

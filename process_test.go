@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/pipeline"
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
@@ -188,4 +190,23 @@ type setupFunc func(context.Context, psengine.Env) (psengine.Env, error)
 
 func (f setupFunc) SetupEngine(ctx context.Context, env psengine.Env) (psengine.Env, error) {
 	return f(ctx, env)
+}
+
+// A runtime.Goexit in a child's scan is a failed scan; the child goes on.
+func TestProcessBackendGoexit(t *testing.T) {
+	s := psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+		if b, _ := a.Bytes(); string(b) == "goexit" {
+			runtime.Goexit()
+		}
+		return psengine.Analysis{Verdict: psengine.Benign, Metadata: psengine.Metadata{Extra: map[string]any{"pid": os.Getpid()}}}, nil
+	})
+	e := newEngine(t, s, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	res, err := e.Analyze(context.Background(), "data:,goexit")
+	if !errors.Is(err, psengine.ErrScan) || !errors.Is(err, pipeline.ErrGoexit) || res.Analysis.Verdict != psengine.Unknown {
+		t.Fatalf("Goexit: %v, %+v", err, res.Analysis)
+	}
+	first := pidOf(t, psenginetest.Analyze(t, e, []byte("a")))
+	if second := pidOf(t, psenginetest.Analyze(t, e, []byte("b"))); first != second || first == os.Getpid() {
+		t.Errorf("pids %d then %d (parent %d): want the same child", first, second, os.Getpid())
+	}
 }

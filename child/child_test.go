@@ -219,3 +219,7 @@ func waitGone(t *testing.T, pid int) {
 	}
 	t.Errorf("process %d still alive", pid)
 }
+
+func startB(b *testing.B) (*child.Process, error) {
+	return child.Start(child.Config{Name: "child-test", Args: []string{"-test.run=^$"}})
+}

@@ -5,6 +5,7 @@ package main_test
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -63,4 +64,47 @@ func BenchmarkLargeFile(b *testing.B) {
 	}
 	b.ReportMetric(float64(ours)/float64(theirs), "x-openssl")
 	b.ReportMetric(float64(maxRSS)/1024, "MiB-maxrss")
+}
+
+// BenchmarkProcessBackendFiles runs the whole `eicar analyze --json
+// --workers 4` process over 1,000 small files with --backend process and
+// with --backend local in each iteration, and reports the wall-time ratio
+// as "x-local" (target <= 1.5) and the CPU-time ratio (the process and its
+// children) as "x-local-cpu".
+func BenchmarkProcessBackendFiles(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "eicar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	files := make([]string, 1000)
+	for i := range files {
+		files[i] = filepath.Join(dir, fmt.Sprintf("f%04d", i))
+		buf := make([]byte, 512)
+		_, _ = rand.Read(buf)
+		if err := os.WriteFile(files[i], buf, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(backend string) (wall, cpu time.Duration) {
+		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--workers", "4", "--backend", backend}, files...)...)
+		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &out
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("%s: %v\n%s", backend, err, out.Bytes())
+		}
+		return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	var procWall, procCPU, localWall, localCPU time.Duration
+	for b.Loop() {
+		w, c := run("process")
+		procWall, procCPU = procWall+w, procCPU+c
+		w, c = run("local")
+		localWall, localCPU = localWall+w, localCPU+c
+	}
+	b.ReportMetric(float64(procWall)/float64(localWall), "x-local")
+	b.ReportMetric(float64(procCPU)/float64(localCPU), "x-local-cpu")
+	b.ReportMetric(float64(localWall)/float64(b.N)/float64(time.Millisecond), "ms-local")
 }
