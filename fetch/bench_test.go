@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/psenginetest"
 )
 
 // BenchmarkDataURI compares Fetch of a 4 KiB base64 data: URI with a
@@ -98,6 +99,47 @@ func BenchmarkLocalFile(b *testing.B) {
 			}
 			f.Close()
 			_ = hex.EncodeToString(h.Sum(nil))
+		}
+	})
+}
+
+// BenchmarkSmallLocalFiles compares Fetch then View of 1 KiB local files
+// (what the engine does for a path) with os.ReadFile and sha256 of the same
+// files, in CPU time.
+func BenchmarkSmallLocalFiles(b *testing.B) {
+	dir := b.TempDir()
+	paths := make([]string, 64)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprint(i))
+		if err := os.WriteFile(paths[i], randomBytes(1024, uint64(i)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("fetch", func(b *testing.B) {
+		p := fetch.Local()
+		defer psenginetest.MeasureCPU(b)()
+		for i := 0; b.Loop(); i++ {
+			c, err := p.Fetch(b.Context(), paths[i%len(paths)], "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if v, err := c.View(1 << 20); err != nil || len(v) != 1024 || len(c.SHA256()) != 64 {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+	b.Run("hand", func(b *testing.B) {
+		defer psenginetest.MeasureCPU(b)()
+		for i := 0; b.Loop(); i++ {
+			data, err := os.ReadFile(paths[i%len(paths)])
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			if len(data) != 1024 || len(hex.EncodeToString(sum[:])) != 64 {
+				b.Fatal("short read")
+			}
 		}
 	})
 }

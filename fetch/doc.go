@@ -16,8 +16,11 @@
 // buffering beyond it), keeps the first HeadSize bytes for type detection,
 // and holds the bytes in memory up to Policy.MemoryLimit or spills them to a
 // temp file (mode 0600, under Policy.TempDir, named with Policy.TempPrefix).
-// A local regular file is never copied: it is hashed in place and
-// Content.Path returns it; later reads check it has not changed (ErrChanged).
+// A local regular file is never copied to disk: it is hashed in place and
+// Content.Path returns it, after checking it has not changed (ErrChanged). A
+// file of at most Policy.MemoryLimit is read into memory in that same pass
+// and its bytes are served from there; a larger one is read again from disk,
+// with the same check.
 //
 // # Lifetime
 //

@@ -1,0 +1,6 @@
+package fetch
+
+import "os"
+
+// openFile opens path for reading.
+func openFile(path string) (*os.File, error) { return os.Open(path) }
