@@ -431,19 +431,28 @@ func (l limits) readFile(ctx context.Context, f *os.File, abs string, fi os.File
 }
 
 // fetchData decodes a data: URI. Base64 that the standard decoder accepts
-// and that fits in memory is decoded in one call; anything else (other
-// alphabets, percent-escapes, spaces, large payloads) is validated, then
-// streamed through spool.
+// and that fits in memory is decoded in one call; larger base64 that starts
+// as plain standard base64 is streamed through spool by stdBase64Reader,
+// in large chunks; anything else (other alphabets, percent-escapes, spaces)
+// is validated, then streamed through spool by the lenient decoder.
 func (l limits) fetchData(ctx context.Context, uri string) (*Content, error) {
 	h, err := parseDataHeader(uri, false)
 	if err != nil {
 		return nil, err
 	}
 	if h.base64 {
-		if n := decodedLen(h.payload); int64(n) <= l.memCap {
+		n := decodedLen(h.payload)
+		if int64(n) <= l.memCap {
 			buf := make([]byte, n)
 			if n, err := base64.StdEncoding.Decode(buf, []byte(h.payload)); err == nil {
 				return l.memData(buf[:n])
+			}
+		} else if int64(len(h.payload)/4*3+2) <= l.max { // no payload this long can decode past max
+			// n is the size when the payload is plain all along, else an
+			// overestimate: content spills from the first byte in any case
+			// (even should it turn out to fit in memory after all).
+			if r := newStdBase64Reader(h.payload, h.payloadAt, stdChunk); r.plainStart() {
+				return l.spool(ctx, r, int64(n), "data: URI")
 			}
 		}
 	} else if int64(len(h.payload)) <= l.memCap && strings.IndexByte(h.payload, '%') < 0 {
