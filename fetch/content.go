@@ -246,8 +246,9 @@ func writeTemp(dir, prefix string, b []byte) (string, error) {
 	return f.Name(), nil
 }
 
-// createTemp creates a 0600 temp file in dir (os.TempDir() when empty) whose
-// name starts with prefix (the default prefix when empty).
+// createTemp creates a 0600 temp file in dir (os.TempDir() when empty) named
+// prefix (the default prefix when empty), the process ID, "-" and a random
+// part, so that RemoveStale can tell whose it is.
 func createTemp(dir, prefix string) (*os.File, error) {
 	if dir == "" {
 		dir = os.TempDir()
@@ -255,7 +256,7 @@ func createTemp(dir, prefix string) (*os.File, error) {
 	if prefix == "" {
 		prefix = defaultTempPrefix()
 	}
-	f, err := os.CreateTemp(dir, prefix+"*")
+	f, err := os.CreateTemp(dir, prefix+pidDash+"*")
 	if err != nil {
 		return nil, fmt.Errorf("%w: creating temp file: %w", ErrUnreachable, err)
 	}

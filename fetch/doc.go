@@ -26,7 +26,10 @@
 //
 // A Content is immutable and safe for concurrent use. Close removes its temp
 // files; call it when done, typically with defer right after Fetch. On any
-// error Fetch leaves nothing behind.
+// error Fetch leaves nothing behind. Temp file names carry the creating
+// process's ID, so that the files a crashed process left can be told from
+// those of live ones: RemoveStale, which the engine calls at Start, removes
+// the former.
 //
 // # Errors
 //

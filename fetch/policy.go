@@ -61,8 +61,9 @@ type Policy struct {
 	// TempDir is where temp files go; "" means os.TempDir() (which honours
 	// $TMPDIR), evaluated at each Fetch.
 	TempDir string
-	// TempPrefix starts temp file names; "" means $TMPPREFIX if set, else
-	// DefaultTempPrefix. Only its last path element is used (so a
+	// TempPrefix starts temp file names, which go on with the process ID,
+	// "-" and a random part (see RemoveStale); "" means $TMPPREFIX if set,
+	// else DefaultTempPrefix. Only its last path element is used (so a
 	// zsh-style TMPPREFIX=/tmp/zsh gives "zsh").
 	TempPrefix string
 	// Client performs http and https fetches; nil means a shared client with
