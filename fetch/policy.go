@@ -536,12 +536,17 @@ func (p Policy) fetchHTTP(ctx context.Context, l limits, u *url.URL) (*Content, 
 	req.Header.Set("User-Agent", "psengine-fetch")
 	resp, err := c.Do(req)
 	if err != nil {
+		var notPublic *notPublicError
 		switch {
 		case ctx.Err() != nil:
 			return nil, cancelledError(ctx, "GET "+what)
 		case refused != "" && errors.Is(err, ErrNotAllowed):
 			return nil, fmt.Errorf("%w: GET %s redirects to scheme %q", ErrNotAllowed, what, refused)
-		case errors.Is(err, ErrNotAllowed): // PublicOnlyControl refused the address
+		case errors.As(err, &notPublic): // PublicOnlyControl refused the address
+			e := *notPublic
+			e.get = "GET " + what
+			return nil, &e
+		case errors.Is(err, ErrNotAllowed): // the host's CheckRedirect or Transport refused
 			return nil, fmt.Errorf("GET %s: %w", what, unwrapURLError(err))
 		}
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnreachable, what, unwrapURLError(err))
