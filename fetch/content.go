@@ -20,7 +20,9 @@ const HeadSize = 4096
 //   - in memory (up to Policy.MemoryLimit, or FromBytes);
 //   - in a temp file of its own (larger content that was streamed: HTTP,
 //     stdin, data:, custom schemes);
-//   - in the original local file it was fetched from, never copied.
+//   - in the original local file it was fetched from, never copied (a file
+//     of at most MemoryLimit is also held in memory, read in the pass that
+//     hashed it, and its bytes are served from there).
 //
 // Close removes any temp file; call it when done (a deferred Close also runs
 // when the caller panics). The zero Content is not usable: get one from
@@ -73,8 +75,9 @@ func (c *Content) Head() []byte { return c.head }
 // call is independent and calls may run concurrently. The reader also
 // implements io.ReaderAt and io.Seeker. Close the reader when done (closing
 // the Content does not invalidate readers already open). Errors: ErrClosed
-// after Close; ErrChanged when the original local file was modified since it
-// was hashed; ErrUnreachable when a file cannot be opened.
+// after Close; ErrChanged when the original local file, read again from
+// disk (content not held in memory), was modified since it was hashed;
+// ErrUnreachable when a file cannot be opened.
 func (c *Content) Open() (io.ReadCloser, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -197,7 +200,7 @@ func (c *Content) Close() error {
 // openLocal opens the original local file and checks that it is still the
 // one that was hashed: same file, size and modification time.
 func (c *Content) openLocal() (*os.File, error) {
-	f, err := os.Open(c.local)
+	f, err := openFile(c.local)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("%w: %w", ErrChanged, err)
@@ -243,8 +246,9 @@ func writeTemp(dir, prefix string, b []byte) (string, error) {
 	return f.Name(), nil
 }
 
-// createTemp creates a 0600 temp file in dir (os.TempDir() when empty) whose
-// name starts with prefix (the default prefix when empty).
+// createTemp creates a 0600 temp file in dir (os.TempDir() when empty) named
+// prefix (the default prefix when empty), the process ID, "-" and a random
+// part, so that RemoveStale can tell whose it is.
 func createTemp(dir, prefix string) (*os.File, error) {
 	if dir == "" {
 		dir = os.TempDir()
@@ -252,7 +256,7 @@ func createTemp(dir, prefix string) (*os.File, error) {
 	if prefix == "" {
 		prefix = defaultTempPrefix()
 	}
-	f, err := os.CreateTemp(dir, prefix+"*")
+	f, err := os.CreateTemp(dir, prefix+pidDash+"*")
 	if err != nil {
 		return nil, fmt.Errorf("%w: creating temp file: %w", ErrUnreachable, err)
 	}

@@ -472,3 +472,80 @@ func (r *base64Reader) fill() {
 	r.nch = copy(r.chars[:], r.chars[use:r.nch])
 	r.pend = r.out[:n]
 }
+
+// stdChunk is how many payload characters stdBase64Reader decodes at once
+// (48 KiB decoded).
+const stdChunk = 64 << 10
+
+// stdBase64Reader decodes a base64 payload to the same bytes, and fails with
+// the same errors, as ParseDataURI's validation followed by its Reader, but
+// fast while the payload is plain standard base64: chunks of stdChunk
+// characters of the standard alphabet, the last of which may be any input
+// base64.StdEncoding accepts (padding, line breaks). Those it decodes with
+// base64.StdEncoding. From the first chunk that is anything else, it
+// validates what is left with scanPayload and decodes it with base64Reader:
+// every chunk before was whole quanta without padding, so the lenient
+// decoding of the rest continues it exactly.
+type stdBase64Reader struct {
+	src     string        // payload not yet decoded
+	at      int           // offset of src in the URI, for error messages
+	chunk   int           // characters per chunk, a multiple of 4
+	in      []byte        // a chunk of src, copied for Decode
+	out     []byte        // backing array of pend
+	pend    []byte        // decoded bytes not yet returned
+	lenient *base64Reader // decodes the rest once a chunk was not plain
+	err     error         // sticky: the rest is malformed
+}
+
+func newStdBase64Reader(payload string, at, chunk int) *stdBase64Reader {
+	n := min(len(payload), chunk)
+	return &stdBase64Reader{src: payload, at: at, chunk: chunk, in: make([]byte, n), out: make([]byte, n/4*3+3)}
+}
+
+func (r *stdBase64Reader) Read(p []byte) (int, error) {
+	if len(r.pend) == 0 && r.lenient == nil && r.err == nil && r.src != "" {
+		r.next()
+	}
+	switch {
+	case len(r.pend) > 0:
+		n := copy(p, r.pend)
+		r.pend = r.pend[n:]
+		return n, nil
+	case r.err != nil:
+		return 0, r.err
+	case r.lenient != nil:
+		return r.lenient.Read(p)
+	}
+	return 0, io.EOF
+}
+
+// next decodes the next chunk into pend or, when it is not plain standard
+// base64, hands the rest of the payload to the lenient decoder.
+func (r *stdBase64Reader) next() {
+	c := min(len(r.src), r.chunk)
+	last := c == len(r.src)
+	n, err := base64.StdEncoding.Decode(r.out, r.in[:copy(r.in, r.src[:c])])
+	// A chunk before the last must decode to exactly c/4*3 bytes: no line
+	// breaks and no padding, which would shift the quanta after it.
+	if err == nil && (last || n == c/4*3) {
+		r.pend = r.out[:n]
+		r.src, r.at = r.src[c:], r.at+c
+		return
+	}
+	if _, err := scanPayload(r.src, true, r.at); err != nil {
+		r.err = err
+		return
+	}
+	r.lenient = &base64Reader{src: r.src}
+}
+
+// plainStart decodes the first chunk and reports whether it was plain
+// standard base64 (a reader for which it is not decodes just as well, with
+// the lenient decoder only).
+func (r *stdBase64Reader) plainStart() bool {
+	if r.src == "" {
+		return false
+	}
+	r.next()
+	return r.lenient == nil && r.err == nil
+}

@@ -220,3 +220,52 @@ func FuzzParseDataURI(f *testing.F) {
 		}
 	})
 }
+
+// TestFetchLargeDataURIFallsBack: a large base64 payload that starts as
+// plain standard base64 (decoded in large chunks) and later is not (line
+// breaks, the URL alphabet, spaces, padding in the middle, a bad character)
+// is fetched to the bytes ParseDataURI decodes, or fails with its error, and
+// leaves no temp file behind.
+func TestFetchLargeDataURIFallsBack(t *testing.T) {
+	payload := randomBytes(600_000, 23)
+	std := base64.StdEncoding.EncodeToString(payload)
+	const at = 200_001 * 4 / 3 // past the first chunks, on a quantum boundary
+	var lines strings.Builder
+	lines.WriteString(std[:at])
+	for i := at; i < len(std); i += 76 {
+		lines.WriteString(std[i:min(i+76, len(std))] + "\r\n")
+	}
+	mime := lines.String()
+	tests := map[string]string{
+		"plain":                    std,
+		"plain without padding":    strings.TrimRight(std, "="),
+		"line breaks later":        mime,
+		"URL alphabet later":       std[:at] + base64.RawURLEncoding.EncodeToString(payload)[at:],
+		"a space later":            std[:at] + " " + std[at:],
+		"a space mid-quantum":      std[:at+1] + " " + std[at+1:],
+		"a percent-escape later":   std[:at] + "%" + hexByte(std[at]) + std[at+1:],
+		"padding in the middle":    std[:at] + "QQ==" + std[at:],
+		"a bad character later":    std[:at] + "*" + std[at:],
+		"one character left over":  std + "Q",
+		"line breaks from the top": mime[at:],
+	}
+	for name, enc := range tests {
+		t.Run(name, func(t *testing.T) {
+			uri := "data:application/octet-stream;base64," + enc
+			want, perr := parse(t, uri)
+			p, dir := testPolicy(t)
+			p.MemoryLimit = 64 << 10
+			c, err := p.Fetch(t.Context(), uri, "")
+			switch {
+			case perr != nil && (err == nil || err.Error() != perr.Error()):
+				t.Errorf("Fetch: %v; ParseDataURI: %v", err, perr)
+			case perr == nil && err != nil:
+				t.Errorf("Fetch: %v; ParseDataURI accepts it", err)
+			case perr == nil:
+				checkContent(t, c, []byte(want.Payload))
+				c.Close()
+			}
+			assertEmptyDir(t, dir)
+		})
+	}
+}

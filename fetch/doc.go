@@ -16,14 +16,20 @@
 // buffering beyond it), keeps the first HeadSize bytes for type detection,
 // and holds the bytes in memory up to Policy.MemoryLimit or spills them to a
 // temp file (mode 0600, under Policy.TempDir, named with Policy.TempPrefix).
-// A local regular file is never copied: it is hashed in place and
-// Content.Path returns it; later reads check it has not changed (ErrChanged).
+// A local regular file is never copied to disk: it is hashed in place and
+// Content.Path returns it, after checking it has not changed (ErrChanged). A
+// file of at most Policy.MemoryLimit is read into memory in that same pass
+// and its bytes are served from there; a larger one is read again from disk,
+// with the same check.
 //
 // # Lifetime
 //
 // A Content is immutable and safe for concurrent use. Close removes its temp
 // files; call it when done, typically with defer right after Fetch. On any
-// error Fetch leaves nothing behind.
+// error Fetch leaves nothing behind. Temp file names carry the creating
+// process's ID, so that the files a crashed process left can be told from
+// those of live ones: RemoveStale, which the engine calls at Start, removes
+// the former.
 //
 // # Errors
 //

@@ -7,12 +7,20 @@ import (
 
 // Error kinds. Every error returned by this package matches exactly one of
 // these with errors.Is (a cancelled fetch matches context.Canceled or
-// context.DeadlineExceeded instead). Where the details matter, a typed error
-// carries them: *TooLargeError, *StatusError and *ChecksumError.
+// context.DeadlineExceeded instead), except that ErrNotPublic refines
+// ErrNotAllowed: an error matching it matches ErrNotAllowed too. Where the
+// details matter, a typed error carries them: *TooLargeError, *StatusError
+// and *ChecksumError.
 var (
 	// ErrNotAllowed: the URI's scheme is refused by the Policy (or has no
-	// source at all). The message names the scheme.
+	// source at all), or its address is (ErrNotPublic). The message names
+	// the scheme or the address.
 	ErrNotAllowed = errors.New("fetch: scheme not allowed")
+	// ErrNotPublic: a connection to an address that is not public (see
+	// PublicAddress) was refused, by Policy.PublicOnly or PublicOnlyControl.
+	// Errors matching it also match ErrNotAllowed; their message says
+	// "refused", names the address and says what kind it is.
+	ErrNotPublic = errors.New("fetch: refused: not a public address")
 	// ErrTooLarge: the content is larger than the limit; see *TooLargeError.
 	ErrTooLarge = errors.New("fetch: content too large")
 	// ErrUnreachable: the source could not be read: connection or DNS failure,

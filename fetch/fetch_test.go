@@ -136,6 +136,8 @@ func TestFetchLocalFileIsNotCopied(t *testing.T) {
 	}
 }
 
+// A local file over the memory limit is read again from disk: every read
+// checks it is still the file that was hashed.
 func TestFetchLocalFileChanged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sample.bin")
 	write := func(s string) {
@@ -145,7 +147,9 @@ func TestFetchLocalFileChanged(t *testing.T) {
 	}
 	write("original")
 	fetchIt := func() *fetch.Content {
-		c, err := fetch.Open(t.Context(), path)
+		p := fetch.Local()
+		p.MemoryLimit = 4 // "original" is not held in memory
+		c, err := p.Fetch(t.Context(), path, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,6 +185,84 @@ func TestFetchLocalFileChanged(t *testing.T) {
 	c = fetchIt()
 	os.Remove(path)
 	checkChanged(c, "removed")
+}
+
+// A local file of at most the memory limit is read once, as it is hashed:
+// its bytes stay the ones hashed whatever happens to the file, and Path,
+// which hands out the file itself, reports a change.
+func TestFetchSmallLocalFileHeldInMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sample.bin")
+	want := []byte("original")
+	for _, how := range []string{"rewritten", "removed"} {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := fetch.Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Path(); err != nil || got != path {
+			t.Errorf("Path() = %q, %v; want the original file %q", got, err, path)
+		}
+		switch how {
+		case "rewritten":
+			fi, _ := os.Stat(path)
+			if err := os.WriteFile(path, []byte("modified"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(path, fi.ModTime(), fi.ModTime().Add(1e9))
+		case "removed":
+			os.Remove(path)
+		}
+		checkHeld := func() {
+			t.Helper()
+			if got := contentBytes(t, c); !bytesEqual(got, want) {
+				t.Errorf("%s: Open() read %q, want the hashed %q", how, got, want)
+			}
+			if got, err := c.Bytes(100); err != nil || !bytesEqual(got, want) {
+				t.Errorf("%s: Bytes() = %q, %v; want the hashed %q", how, got, err, want)
+			}
+			if got, err := c.View(100); err != nil || !bytesEqual(got, want) {
+				t.Errorf("%s: View() = %q, %v; want the hashed %q", how, got, err, want)
+			}
+		}
+		checkHeld()
+		if _, err := c.Path(); !errors.Is(err, fetch.ErrChanged) {
+			t.Errorf("%s: Path() = %v, want ErrChanged", how, err)
+		}
+		if c.SHA256() != sha(want) || c.Size() != int64(len(want)) || string(c.Head()) != string(want) {
+			t.Errorf("%s: sha %s size %d head %q; want those of %q", how, c.SHA256(), c.Size(), c.Head(), want)
+		}
+		c.Close()
+	}
+}
+
+// The memory limit is inclusive: a file of exactly MemoryLimit bytes is held
+// in memory, one byte more is read again from disk.
+func TestFetchLocalFileMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	for size, held := range map[int]bool{999: true, 1000: true, 1001: false} {
+		path := filepath.Join(dir, fmt.Sprint(size))
+		want := randomBytes(size, uint64(size))
+		if err := os.WriteFile(path, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := fetch.Local()
+		p.MemoryLimit = 1000
+		c, err := p.Fetch(t.Context(), path, sha(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(path)
+		got, err := c.Bytes(int64(size))
+		if held && (err != nil || !bytesEqual(got, want)) {
+			t.Errorf("%d bytes: Bytes() after the file was removed = %d bytes, %v; want it held in memory", size, len(got), err)
+		}
+		if !held && !errors.Is(err, fetch.ErrChanged) {
+			t.Errorf("%d bytes: Bytes() after the file was removed = %d bytes, %v; want ErrChanged (read from disk)", size, len(got), err)
+		}
+		c.Close()
+	}
 }
 
 func TestFetchFIFOIsStreamed(t *testing.T) {

@@ -53,14 +53,17 @@ type Policy struct {
 	// 0 means DefaultMaxSize; negative is invalid.
 	MaxSize int64
 	// MemoryLimit: content up to this size stays in memory; larger content
-	// is spilled to a temp file as it is read. Local files are never copied.
+	// is spilled to a temp file as it is read. Local files are never copied
+	// to disk (one of at most this size is read into memory as it is
+	// hashed, and Content.Path still returns the file itself).
 	// 0 means DefaultMemoryLimit; negative is invalid.
 	MemoryLimit int64
 	// TempDir is where temp files go; "" means os.TempDir() (which honours
 	// $TMPDIR), evaluated at each Fetch.
 	TempDir string
-	// TempPrefix starts temp file names; "" means $TMPPREFIX if set, else
-	// DefaultTempPrefix. Only its last path element is used (so a
+	// TempPrefix starts temp file names, which go on with the process ID,
+	// "-" and a random part (see RemoveStale); "" means $TMPPREFIX if set,
+	// else DefaultTempPrefix. Only its last path element is used (so a
 	// zsh-style TMPPREFIX=/tmp/zsh gives "zsh").
 	TempPrefix string
 	// Client performs http and https fetches; nil means a shared client with
@@ -109,7 +112,8 @@ func Open(ctx context.Context, uri string) (*Content, error) {
 
 // Fetch reads uri once, streaming: hashing, capping, keeping the head and,
 // over MemoryLimit, spilling to a temp file, all in one pass. A local regular
-// file is not copied: it is hashed in one pass and Content.Path returns it.
+// file is not copied to disk: it is hashed in one pass (which keeps it in
+// memory when it is at most MemoryLimit) and Content.Path returns it.
 //
 // uri is one of:
 //   - "-": the Policy's Stdin ("stdin" scheme);
@@ -356,13 +360,16 @@ func filePath(u *url.URL) (string, error) {
 }
 
 // fetchFile hashes a local regular file in place, or streams any other
-// readable file (a FIFO, a device) like stdin.
+// readable file (a FIFO, a device) like stdin. A regular file of at most
+// the memory limit is read into memory in the same pass (one open, one
+// read), so that reading its bytes later does not read it again; Path still
+// returns the file itself.
 func (l limits) fetchFile(ctx context.Context, path string) (*Content, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	f, err := os.Open(abs)
+	f, err := openFile(abs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
@@ -378,6 +385,8 @@ func (l limits) fetchFile(ctx context.Context, path string) (*Content, error) {
 		return l.spool(ctx, f, -1, abs)
 	case before.Size() > l.max:
 		return nil, &TooLargeError{Limit: l.max, Size: before.Size()}
+	case before.Size() <= l.memCap:
+		return l.readFile(ctx, f, abs, before)
 	}
 	p, err := l.hashFile(ctx, f, abs)
 	if err != nil {
@@ -394,20 +403,57 @@ func (l limits) fetchFile(ctx context.Context, path string) (*Content, error) {
 		tempDir: l.dir, tempPrefix: l.prefix}, nil
 }
 
+// readFile reads a small regular file into memory and hashes it. It asks for
+// one byte more than the size Stat gave, to notice a file that grew, and
+// stops at the end of the file, or as soon as a read falls short with
+// exactly that size in hand (the file then ended there: one read is enough).
+// A file that changes during or after the read keeps the bytes read (which
+// the hash covers), and Path, which hands out the file itself, reports
+// ErrChanged since the file is no longer in the state Stat saw.
+func (l limits) readFile(ctx context.Context, f *os.File, abs string, fi os.FileInfo) (*Content, error) {
+	p := pass{ctx: ctx, what: abs}
+	buf := make([]byte, fi.Size()+1)
+	n := 0
+	for n < len(buf) {
+		m, err := p.read(f, buf[n:])
+		n += m
+		if err == io.EOF || int64(n) == fi.Size() {
+			break
+		} else if err != nil {
+			return nil, p.fail(err)
+		}
+	}
+	if int64(n) != fi.Size() {
+		return nil, fmt.Errorf("%w: %s changed while it was read", ErrChanged, abs)
+	}
+	c := newMemContent(buf[:n:n], sha256Hex(buf[:n]), l.dir, l.prefix)
+	c.local, c.localInfo = abs, fi
+	return c, nil
+}
+
 // fetchData decodes a data: URI. Base64 that the standard decoder accepts
-// and that fits in memory is decoded in one call; anything else (other
-// alphabets, percent-escapes, spaces, large payloads) is validated, then
-// streamed through spool.
+// and that fits in memory is decoded in one call; larger base64 that starts
+// as plain standard base64 is streamed through spool by stdBase64Reader,
+// in large chunks; anything else (other alphabets, percent-escapes, spaces)
+// is validated, then streamed through spool by the lenient decoder.
 func (l limits) fetchData(ctx context.Context, uri string) (*Content, error) {
 	h, err := parseDataHeader(uri, false)
 	if err != nil {
 		return nil, err
 	}
 	if h.base64 {
-		if n := decodedLen(h.payload); int64(n) <= l.memCap {
+		n := decodedLen(h.payload)
+		if int64(n) <= l.memCap {
 			buf := make([]byte, n)
 			if n, err := base64.StdEncoding.Decode(buf, []byte(h.payload)); err == nil {
 				return l.memData(buf[:n])
+			}
+		} else if int64(len(h.payload)/4*3+2) <= l.max { // no payload this long can decode past max
+			// n is the size when the payload is plain all along, else an
+			// overestimate: content spills from the first byte in any case
+			// (even should it turn out to fit in memory after all).
+			if r := newStdBase64Reader(h.payload, h.payloadAt, stdChunk); r.plainStart() {
+				return l.spool(ctx, r, int64(n), "data: URI")
 			}
 		}
 	} else if int64(len(h.payload)) <= l.memCap && strings.IndexByte(h.payload, '%') < 0 {
@@ -490,12 +536,17 @@ func (p Policy) fetchHTTP(ctx context.Context, l limits, u *url.URL) (*Content, 
 	req.Header.Set("User-Agent", "psengine-fetch")
 	resp, err := c.Do(req)
 	if err != nil {
+		var notPublic *notPublicError
 		switch {
 		case ctx.Err() != nil:
 			return nil, cancelledError(ctx, "GET "+what)
 		case refused != "" && errors.Is(err, ErrNotAllowed):
 			return nil, fmt.Errorf("%w: GET %s redirects to scheme %q", ErrNotAllowed, what, refused)
-		case errors.Is(err, ErrNotAllowed): // PublicOnlyControl refused the address
+		case errors.As(err, &notPublic): // PublicOnlyControl refused the address
+			e := *notPublic
+			e.get = "GET " + what
+			return nil, &e
+		case errors.Is(err, ErrNotAllowed): // the host's CheckRedirect or Transport refused
 			return nil, fmt.Errorf("GET %s: %w", what, unwrapURLError(err))
 		}
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnreachable, what, unwrapURLError(err))

@@ -29,21 +29,67 @@ func PublicAddress(a netip.Addr) bool {
 
 var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
 
+// addressKind names the kind of address a, which PublicAddress rejects, is.
+func addressKind(a netip.Addr) string {
+	a = a.Unmap()
+	switch {
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsPrivate():
+		return "a private address"
+	case a.Is4() && sharedAddressSpace.Contains(a):
+		return "a shared (carrier-grade NAT) address"
+	case a.IsLinkLocalUnicast():
+		return "a link-local address"
+	case a.IsUnspecified():
+		return "the unspecified address"
+	case a.IsMulticast(): // link-local and interface-local ones too
+		return "a multicast address"
+	}
+	return "not a public address"
+}
+
 // PublicOnlyControl is a net.Dialer Control function that refuses to
-// connect to an address PublicAddress rejects, with an error wrapping
-// ErrNotAllowed. It judges the address actually dialled, so neither a DNS
+// connect to an address PublicAddress rejects, with an error matching
+// ErrNotPublic (and so ErrNotAllowed) whose message names the address and
+// its kind. It judges the address actually dialled, so neither a DNS
 // answer nor a redirect gets around it. Hosts with their own http.Client
 // set it on their Transport's dialer to get what Policy.PublicOnly gives
 // the default client.
 func PublicOnlyControl(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: cannot judge address %q: %w", ErrNotAllowed, address, err)
+		return &notPublicError{addr: address, err: err}
 	}
 	if !PublicAddress(ap.Addr()) {
-		return fmt.Errorf("%w: %s is not a public address", ErrNotAllowed, ap.Addr())
+		return &notPublicError{addr: ap.Addr().String(), kind: addressKind(ap.Addr())}
 	}
 	return nil
+}
+
+// notPublicError is a connection PublicOnlyControl refused. It matches
+// ErrNotPublic and ErrNotAllowed.
+type notPublicError struct {
+	addr string // the address dialled
+	kind string // what kind of address it is ("a loopback address"...)
+	err  error  // why it could not be judged, instead
+	get  string // "GET url" when known, for Fetch's message
+}
+
+func (e *notPublicError) Error() string {
+	get := ""
+	if e.get != "" {
+		get = e.get + ": "
+	}
+	if e.err != nil {
+		return fmt.Sprintf("fetch: refused: %scannot tell whether %q is a public address: %v", get, e.addr, e.err)
+	}
+	return fmt.Sprintf("fetch: refused: %s%s is not a public address (%s; only public addresses are fetched, see fetch.Policy.PublicOnly)",
+		get, e.addr, e.kind)
+}
+
+func (e *notPublicError) Is(target error) bool {
+	return target == ErrNotPublic || target == ErrNotAllowed
 }
 
 // publicClient is the default client with PublicOnlyControl on its dialer.
