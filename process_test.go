@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
 	"github.com/polyswarm/psengine/psenginetest"
 )
@@ -208,5 +211,35 @@ func TestProcessBackendGoexit(t *testing.T) {
 	first := pidOf(t, psenginetest.Analyze(t, e, []byte("a")))
 	if second := pidOf(t, psenginetest.Analyze(t, e, []byte("b"))); first != second || first == os.Getpid() {
 		t.Errorf("pids %d then %d (parent %d): want the same child", first, second, os.Getpid())
+	}
+}
+
+// At start the engine removes the temp files a crashed run left under its
+// prefix (their process is gone), and only those.
+func TestStartRemovesStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run true: %v", err)
+	}
+	dead := cmd.ProcessState.Pid()
+	stale := filepath.Join(dir, fmt.Sprintf("%s%d-42", fetch.DefaultTempPrefix, dead))
+	live := filepath.Join(dir, fmt.Sprintf("%s%d-42", fetch.DefaultTempPrefix, os.Getpid()))
+	for _, f := range []string{stale, live} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := fetch.Remote()
+	p.TempDir = dir
+	e := newEngine(t, marker, psengine.WithFetchPolicy(p))
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a dead run's temp file is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live process's temp file was removed: %v", err)
 	}
 }

@@ -179,6 +179,16 @@ func (e *Engine) start(ctx context.Context) error {
 		dirs = d
 	}
 	env := Env{dirs: dirs, logger: log, name: e.cfg.name}
+	// Temp files a crashed run of an engine left (their process is gone).
+	for _, p := range []fetch.Policy{e.cfg.policy, e.cfg.localPolicy} {
+		removed, err := fetch.RemoveStale(p.TempDir, p.TempPrefix)
+		if err != nil {
+			log.WarnContext(ctx, "removing stale temp files", "err", err)
+		}
+		for _, f := range removed {
+			log.InfoContext(ctx, "removed a temp file a crashed run left", "path", f)
+		}
+	}
 
 	if s, ok := e.orig.(EngineSetup); ok {
 		var out Env
