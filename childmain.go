@@ -60,46 +60,24 @@ func (e *Engine) serveChild(c *child.Conn) int {
 		return 3
 	}
 
-	// This goroutine reads the parent's messages; each scan runs on a
-	// goroutine of its own, which sends its result (the parent sends the
-	// next scan only then). A Cancel cancels the running scan's ctx.
-	var running sync.WaitGroup
-	var mu sync.Mutex
-	cancels := map[uint64]context.CancelCauseFunc{}
+	// One goroutine reads the parent's scans and runs each at once, with
+	// no hand-over; a runtime.Goexit in a scan ends it, and the next one
+	// reads on. Cancels come on the control stream, which a watcher reads
+	// meanwhile.
+	r := &childReader{e: e, c: c, env: *wenv, cancels: map[uint64]context.CancelCauseFunc{}}
+	go r.watch()
 	for {
-		var m toChild
-		if err := c.Recv(&m); err != nil {
-			break // the parent retires us (or is gone)
-		}
-		switch {
-		case m.Scan != nil:
-			req := *m.Scan
-			sctx, cancel := context.WithCancelCause(ctx)
-			mu.Lock()
-			cancels[req.ID] = cancel
-			mu.Unlock()
-			running.Go(func() {
-				// What is sent if the scan calls runtime.Goexit: the
-				// deferred code runs, then the goroutine ends.
-				res := scanResult{ID: req.ID, Err: toWireError(pipeline.ErrGoexit)}
-				defer func() {
-					mu.Lock()
-					delete(cancels, req.ID)
-					mu.Unlock()
-					cancel(nil)
-					_ = c.Send(fromChild{Result: &res})
-				}()
-				res = e.childScan(sctx, *wenv, req)
-			})
-		case m.Cancel != 0:
-			mu.Lock()
-			if cancel := cancels[m.Cancel]; cancel != nil {
-				cancel(errCancelledByParent)
-			}
-			mu.Unlock()
+		ended := false
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ended = r.loop()
+		}()
+		<-done
+		if ended {
+			break
 		}
 	}
-	running.Wait()
 	if t, ok := e.orig.(WorkerTeardown); ok {
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -116,6 +94,63 @@ func (e *Engine) serveChild(c *child.Conn) int {
 }
 
 var errCancelledByParent = errors.New("psengine: the engine cancelled the scan")
+
+// childReader reads a worker child's messages and runs its scans.
+type childReader struct {
+	e       *Engine
+	c       *child.Conn
+	env     Env
+	mu      sync.Mutex
+	cancels map[uint64]context.CancelCauseFunc
+}
+
+// loop runs the scans the parent sends, one after the other, until the
+// parent ends the stream (true), or a scan calls runtime.Goexit (then
+// loop does not return).
+func (r *childReader) loop() bool {
+	for {
+		var m toChild
+		if err := r.c.Recv(&m); err != nil {
+			return true // the parent retires us (or is gone)
+		}
+		if m.Scan != nil {
+			r.scan(*m.Scan)
+		}
+	}
+}
+
+// watch cancels the scans the parent asks to, until the control stream ends.
+func (r *childReader) watch() {
+	for {
+		var m toChild
+		if err := r.c.RecvControl(&m); err != nil {
+			return
+		}
+		r.mu.Lock()
+		if cancel := r.cancels[m.Cancel]; cancel != nil {
+			cancel(errCancelledByParent)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// scan runs one scan and sends its result, also when the scan calls
+// runtime.Goexit (from a deferred call: the goroutine then ends).
+func (r *childReader) scan(req scanRequest) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	r.mu.Lock()
+	r.cancels[req.ID] = cancel
+	r.mu.Unlock()
+	res := scanResult{ID: req.ID, Err: toWireError(pipeline.ErrGoexit)}
+	defer func() {
+		r.mu.Lock()
+		delete(r.cancels, req.ID)
+		r.mu.Unlock()
+		cancel(nil)
+		_ = r.c.Send(fromChild{Result: &res})
+	}()
+	res = r.e.childScan(ctx, r.env, req)
+}
 
 // childScan runs one scan in a child, bounded by the request's deadline.
 func (e *Engine) childScan(ctx context.Context, env Env, req scanRequest) scanResult {

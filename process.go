@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/polyswarm/psengine/bid"
@@ -191,14 +192,13 @@ type remoteError struct {
 func (e remoteError) Error() string { return e.msg }
 func (e remoteError) Unwrap() error { return e.kind }
 
-// childWorker is a worker's child process.
+// childWorker is a worker's child process. Only the goroutine holding its
+// worker uses it, and reads its messages itself: no goroutine of ours
+// stands between the child's reply and the bounty waiting for it.
 type childWorker struct {
-	p       *child.Process
-	results chan scanResult // from the reader
-	gone    chan struct{}   // closed when the child's stream ended
-	goneErr error           // how it ended, set before gone is closed
-	tasks   int
-	lastID  uint64
+	p      *child.Process
+	tasks  int
+	lastID uint64
 }
 
 // children is the process backend's side of the Engine.
@@ -216,60 +216,46 @@ func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error
 	if err != nil {
 		return nil, err
 	}
-	cw := &childWorker{p: p, results: make(chan scanResult, 1), gone: make(chan struct{})}
-	ready := make(chan childReady, 1)
-	go cw.read(ready)
-	stop := context.AfterFunc(ctx, p.Kill)
-	defer stop()
-	if err := p.Send(toChild{Hello: &childHello{Env: e.procs.snapshot}}); err != nil {
-		<-cw.gone
-		return nil, fmt.Errorf("worker %d: child %d: %w", w.id, p.Pid(), cw.goneErr)
+	cw := &childWorker{p: p}
+	defer context.AfterFunc(ctx, p.Kill)()
+	var m fromChild
+	err = p.Send(toChild{Hello: &childHello{Env: e.procs.snapshot}})
+	if err == nil {
+		err = p.Recv(&m)
 	}
-	select {
-	case r := <-ready:
-		if r.Err != "" {
-			_ = p.CloseInput()
-			<-cw.gone
-			return nil, fmt.Errorf("worker %d: child %d: %s", w.id, p.Pid(), r.Err)
-		}
-	case <-cw.gone:
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return nil, fmt.Errorf("worker %d: child %d did not start: %w", w.id, p.Pid(), cw.goneErr)
+	switch {
+	case err == nil && m.Ready == nil:
+		err = errors.New("its first message is not Ready")
+	case err == nil && m.Ready.Err != "":
+		_ = p.CloseInput()
+		_ = p.Wait()
+		return nil, fmt.Errorf("worker %d: child %d: %s", w.id, p.Pid(), m.Ready.Err)
+	case err == nil:
+		e.cfg.logger.Debug("worker child ready", "worker", w.id, "child_pid", p.Pid())
+		return cw, nil
 	}
-	e.cfg.logger.Debug("worker child ready", "worker", w.id, "child_pid", p.Pid())
-	return cw, nil
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	} else {
+		err = cw.ended(err)
+	}
+	p.Kill()
+	_ = p.Wait()
+	return nil, fmt.Errorf("worker %d: child %d did not start: %w", w.id, p.Pid(), err)
 }
 
-// read receives the child's messages until its stream ends, then records
-// how the child ended.
-func (cw *childWorker) read(ready chan<- childReady) {
-	var end error
-	for {
-		var m fromChild
-		if err := cw.p.Recv(&m); err != nil {
-			end = err
-			break
-		}
-		switch {
-		case m.Ready != nil:
-			ready <- *m.Ready
-		case m.Result != nil:
-			cw.results <- *m.Result
-		}
-	}
-	err := cw.p.Wait()
-	switch {
-	case err != nil:
-		cw.goneErr = err
-	case !child.IsGone(end):
-		cw.goneErr = fmt.Errorf("child %d: bad message: %w", cw.p.Pid(), end)
+// ended says how cw's child ended, after a Send or Recv failed with err:
+// its exit status or signal, or the bad message.
+func (cw *childWorker) ended(err error) error {
+	if !child.IsGone(err) { // a message we cannot read: no more trust
 		cw.p.Kill()
-	default:
-		cw.goneErr = fmt.Errorf("child %d exited", cw.p.Pid())
+		_ = cw.p.Wait()
+		return fmt.Errorf("child %d: bad message: %w", cw.p.Pid(), err)
 	}
-	close(cw.gone)
+	if werr := cw.p.Wait(); werr != nil {
+		return werr
+	}
+	return fmt.Errorf("child %d exited", cw.p.Pid())
 }
 
 // childOutput logs a line a child wrote: its log records (JSON, see
@@ -346,23 +332,31 @@ func (e *Engine) retireChild(cw *childWorker, why string) {
 		t := time.NewTimer(30 * time.Second)
 		defer t.Stop()
 		select {
-		case <-cw.gone:
+		case <-cw.p.Exited():
 		case <-t.C:
 			cw.p.Kill()
-			<-cw.gone
 		}
+		_ = cw.p.Wait()
 	})
 }
 
 // scanInChild runs the scan of a in w's child. It returns the child's
 // result; when the child dies, an error wrapping ErrWorkerDied; when ctx
-// ends, the child gets ScanGrace to return, after which its process group
-// is killed and the error wraps pipeline.ErrAbandoned. A dead or killed
-// child is replaced.
+// ends, the child is asked to cancel the scan and gets ScanGrace to return,
+// after which its process group is killed and the error wraps
+// pipeline.ErrAbandoned. A dead or killed child is replaced.
 func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analysis, error) {
 	cw, err := e.childFor(ctx, w)
 	if err != nil {
 		return Analysis{}, err
+	}
+	select {
+	case <-cw.p.Exited(): // died while idle
+		e.replaceChild(w)
+		if cw, err = e.childFor(ctx, w); err != nil {
+			return Analysis{}, err
+		}
+	default:
 	}
 	req, err := wireArtifactOf(a)
 	if err != nil {
@@ -371,60 +365,77 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 	cw.lastID++
 	id := cw.lastID
 	deadline, _ := ctx.Deadline()
-	if err := cw.p.Send(toChild{Scan: &scanRequest{ID: id, Artifact: req, Deadline: deadline}}); err != nil {
-		<-cw.gone
-		e.replaceChild(w)
-		return Analysis{}, fmt.Errorf("%w: %w", ErrWorkerDied, cw.goneErr)
-	}
-	var memory <-chan time.Time
-	if max := e.procs.cfg.MaxChildMemory; max > 0 {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		memory = t.C
-	}
-	done := ctx.Done()
-	var grace <-chan time.Time
-	for {
-		select {
-		case r := <-cw.results:
-			if r.ID != id {
-				continue // a scan walked away from earlier cannot be: the child was killed
-			}
-			cw.tasks++
-			e.afterChildScan(w, cw)
-			if r.Err != nil {
-				return Analysis{}, r.Err.err()
-			}
-			out, err := r.Analysis.analysis()
-			if err != nil {
-				return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
-			}
-			return out, nil
-		case <-cw.gone:
-			e.replaceChild(w)
-			return Analysis{}, fmt.Errorf("%w during the scan: %w", ErrWorkerDied, cw.goneErr)
-		case <-memory:
-			if rss, err := cw.p.RSS(); err == nil && rss > e.procs.cfg.MaxChildMemory {
-				cw.p.Kill()
-				<-cw.gone
-				e.replaceChild(w)
-				return Analysis{}, fmt.Errorf("%w: %w: child %d used %d bytes, over the %d allowed; killed",
-					ErrWorkerDied, ErrMemoryLimit, cw.p.Pid(), rss, e.procs.cfg.MaxChildMemory)
-			}
-		case <-done:
-			done = nil
-			_ = cw.p.Send(toChild{Cancel: id})
-			t := time.NewTimer(e.grace())
-			defer t.Stop()
-			grace = t.C
-		case <-grace:
+
+	// Why the child was killed, if it was: set before the kill.
+	var killed atomic.Pointer[error]
+	kill := func(why error) {
+		if killed.CompareAndSwap(nil, &why) {
 			cw.p.Kill()
-			<-cw.gone
-			e.replaceChild(w)
-			return Analysis{}, fmt.Errorf("%w: the scan did not return %v after its context ended (%w); its child process was killed",
-				pipeline.ErrAbandoned, e.grace(), context.Cause(ctx))
 		}
 	}
+	var grace *time.Timer
+	var mu sync.Mutex
+	defer context.AfterFunc(ctx, func() {
+		_ = cw.p.SendControl(toChild{Cancel: id})
+		mu.Lock()
+		defer mu.Unlock()
+		grace = time.AfterFunc(e.grace(), func() {
+			kill(fmt.Errorf("%w: the scan did not return %v after its context ended (%w); its child process was killed",
+				pipeline.ErrAbandoned, e.grace(), context.Cause(ctx)))
+		})
+	})()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
+	if max := e.procs.cfg.MaxChildMemory; max > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				if rss, err := cw.p.RSS(); err == nil && rss > max {
+					kill(fmt.Errorf("%w: %w: child %d used %d bytes, over the %d allowed; killed", ErrWorkerDied, ErrMemoryLimit, cw.p.Pid(), rss, max))
+					return
+				}
+			}
+		}()
+	}
+
+	var m fromChild
+	err = cw.p.Send(toChild{Scan: &scanRequest{ID: id, Artifact: req, Deadline: deadline}})
+	for err == nil && (m.Result == nil || m.Result.ID != id) {
+		m = fromChild{}
+		err = cw.p.Recv(&m)
+	}
+	if err != nil {
+		ended := cw.ended(err)
+		e.replaceChild(w)
+		if why := killed.Load(); why != nil {
+			return Analysis{}, *why
+		}
+		return Analysis{}, fmt.Errorf("%w during the scan: %w", ErrWorkerDied, ended)
+	}
+	r := m.Result
+	cw.tasks++
+	e.afterChildScan(w, cw)
+	if r.Err != nil {
+		return Analysis{}, r.Err.err()
+	}
+	out, err := r.Analysis.analysis()
+	if err != nil {
+		return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
+	}
+	return out, nil
 }
 
 // afterChildScan retires cw after a scan when it has done its share of

@@ -45,9 +45,18 @@ type conn struct {
 	once sync.Once
 }
 
+// newConn makes a conn reading in and writing out; either may be nil for a
+// stream one way.
 func newConn(in, out *os.File) *conn {
-	w := bufio.NewWriterSize(out, 64<<10)
-	return &conn{in: in, out: out, dec: gob.NewDecoder(bufio.NewReaderSize(in, 64<<10)), w: w, enc: gob.NewEncoder(w)}
+	c := &conn{in: in, out: out}
+	if in != nil {
+		c.dec = gob.NewDecoder(bufio.NewReaderSize(in, 64<<10))
+	}
+	if out != nil {
+		c.w = bufio.NewWriterSize(out, 64<<10)
+		c.enc = gob.NewEncoder(c.w)
+	}
+	return c
 }
 
 // send encodes v and flushes it to the other side. It is safe for
@@ -70,12 +79,21 @@ func (c *conn) recv(v any) error { return c.dec.Decode(v) }
 // returns io.EOF.
 func (c *conn) closeOut() error {
 	var err error
-	c.once.Do(func() { err = c.out.Close() })
+	c.once.Do(func() {
+		if c.out != nil {
+			err = c.out.Close()
+		}
+	})
 	return err
 }
 
-// Conn is the child's end of the message stream (see Attach).
-type Conn struct{ c *conn }
+// Conn is the child's end of the streams (see Attach).
+type Conn struct{ c, control *conn }
+
+// RecvControl receives the parent's next control value (Process.SendControl)
+// into v. Only one goroutine at a time may call it; io.EOF means the parent
+// is retiring the child or is gone.
+func (c *Conn) RecvControl(v any) error { return c.control.recv(v) }
 
 // Send sends v to the parent. It is safe for concurrent use.
 func (c *Conn) Send(v any) error { return c.c.send(v) }
@@ -90,6 +108,7 @@ func (c *Conn) Close() error {
 	if cerr := c.c.in.Close(); err == nil {
 		err = cerr
 	}
+	_ = c.control.in.Close()
 	return err
 }
 

@@ -37,9 +37,10 @@ type Config struct {
 // Process is a running child. Its methods are safe for concurrent use,
 // except Recv, which one goroutine at a time may call.
 type Process struct {
-	cmd    *exec.Cmd
-	conn   *conn
-	output *os.File // the read end of the child's stdout and stderr
+	cmd     *exec.Cmd
+	conn    *conn
+	control *conn    // parent to child only
+	output  *os.File // the read end of the child's stdout and stderr
 
 	exited  chan struct{} // closed once the child was reaped
 	waitErr error
@@ -78,19 +79,31 @@ func Start(cfg Config) (*Process, error) {
 		closeAll(toChildR, toChildW, fromChildR, fromChildW)
 		return nil, fmt.Errorf("child: %w", err)
 	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		closeAll(toChildR, toChildW, fromChildR, fromChildW, outR, outW)
+		return nil, fmt.Errorf("child: %w", err)
+	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(append(withoutMarker(os.Environ()), cfg.Env...), EnvMarker+"="+cfg.Name)
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.ExtraFiles = []*os.File{toChildR, fromChildW} // the child's fds 3 and 4
+	cmd.ExtraFiles = []*os.File{toChildR, fromChildW, ctlR} // the child's fds 3, 4 and 5
 	cmd.SysProcAttr = sysProcAttr()
 	err = cmd.Start()
-	closeAll(toChildR, fromChildW, outW) // the child's ends: the child holds them now
+	closeAll(toChildR, fromChildW, outW, ctlR) // the child's ends: the child holds them now
 	if err != nil {
-		closeAll(toChildW, fromChildR, outR)
+		closeAll(toChildW, fromChildR, outR, ctlW)
 		return nil, fmt.Errorf("child: start %s: %w", path, err)
 	}
-	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), output: outR, exited: make(chan struct{})}
+	// The message pipes in blocking mode (Fd sets it): a goroutine waiting
+	// for the child's reply blocks its thread in read(2), which the kernel
+	// wakes directly, instead of parking on the poller, which costs several
+	// thread wake-ups per message on a busy machine.
+	fromChildR.Fd()
+	toChildW.Fd()
+	ctlW.Fd()
+	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), control: newConn(nil, ctlW), output: outR, exited: make(chan struct{})}
 	p.readers.Go(func() {
 		readLines(outR, func(line string) {
 			if cfg.Output != nil {
@@ -139,6 +152,7 @@ func (p *Process) reap() {
 	p.mu.Unlock()
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // ESRCH: nothing left
 	_ = p.conn.closeOut()
+	_ = p.control.closeOut()
 	done := make(chan struct{})
 	go func() { p.readers.Wait(); close(done) }()
 	select {
@@ -162,9 +176,17 @@ func (p *Process) Send(v any) error { return p.conn.send(v) }
 // returns an error for which IsGone is true.
 func (p *Process) Recv(v any) error { return p.conn.recv(v) }
 
+// SendControl sends v to the child on the control stream, apart from the
+// messages: a child reads it (Conn.RecvControl) even while it is busy with
+// a message (to cancel it, say).
+func (p *Process) SendControl(v any) error { return p.control.send(v) }
+
 // CloseInput ends the child's input: a child that reads it sees io.EOF and
 // retires (tears down and exits).
-func (p *Process) CloseInput() error { return p.conn.closeOut() }
+func (p *Process) CloseInput() error {
+	_ = p.control.closeOut()
+	return p.conn.closeOut()
+}
 
 // Kill kills the child's whole process group at once (SIGKILL): the child
 // and everything it started that stayed in its group.
@@ -229,14 +251,16 @@ func Attach(name string) (c *Conn, ok bool, err error) {
 		return nil, false, nil
 	}
 	_ = os.Unsetenv(EnvMarker)
-	for _, fd := range []int{3, 4} {
-		syscall.CloseOnExec(fd) // programs the child starts must not hold the stream
+	for _, fd := range []int{3, 4, 5} {
+		syscall.CloseOnExec(fd) // programs the child starts must not hold the streams
 	}
-	in, out := os.NewFile(3, "from-parent"), os.NewFile(4, "to-parent")
-	if in == nil || out == nil {
-		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3 and 4)")
+	// The descriptors come in blocking mode: a read blocks its thread,
+	// which the kernel wakes directly when the parent writes.
+	in, out, ctl := os.NewFile(3, "from-parent"), os.NewFile(4, "to-parent"), os.NewFile(5, "control")
+	if in == nil || out == nil || ctl == nil {
+		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3, 4 and 5)")
 	}
-	return &Conn{c: newConn(in, out)}, true, nil
+	return &Conn{c: newConn(in, out), control: newConn(ctl, nil)}, true, nil
 }
 
 // Marked reports whether this process was started as a worker child (of
