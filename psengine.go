@@ -419,19 +419,53 @@ func (e *Engine) withWorker(ctx context.Context, fn func(w *worker) Result) Resu
 	return fn(w)
 }
 
-// bountyContext returns the context of a bounty's fetch and scan: it has
-// parent's values and ends when parent does, when Shutdown gives up (cause
-// ErrShutdown), or at deadline unless it is zero. At the deadline its Err,
-// and that of every context derived from it, is context.DeadlineExceeded,
-// with ErrTimeout as the cause.
-func (e *Engine) bountyContext(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(parent)
-	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+// bountyContext returns the context of a bounty's fetch and scan on w: it
+// has parent's values and ends when parent does, at deadline unless it is
+// zero, or when Shutdown gives up (which cancels w's). At the deadline its
+// Err, and that of every context derived from it, is
+// context.DeadlineExceeded, with ErrTimeout as the cause. The caller calls
+// the returned function when the bounty is done.
+func (e *Engine) bountyContext(parent context.Context, w *worker, deadline time.Time) (context.Context, context.CancelFunc) {
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if deadline.IsZero() {
-		return ctx, func() { stop(); cancel(nil) }
+		ctx, cancel = context.WithCancel(parent)
+	} else {
+		ctx, cancel = context.WithDeadlineCause(parent, deadline, ErrTimeout)
 	}
-	dctx, dcancel := context.WithDeadlineCause(ctx, deadline, ErrTimeout)
-	return dctx, func() { dcancel(); stop(); cancel(nil) }
+	w.mu.Lock()
+	w.cancel = cancel
+	w.mu.Unlock()
+	if e.hard.Err() != nil { // Shutdown gave up before w.cancel was set
+		cancel()
+	}
+	return ctx, func() {
+		w.mu.Lock()
+		w.cancel = nil
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
+// cancelRunning cancels the bounty every worker is processing (when
+// Shutdown gives up).
+func (e *Engine) cancelRunning() {
+	for _, w := range e.workers {
+		w.mu.Lock()
+		if w.cancel != nil {
+			w.cancel()
+		}
+		w.mu.Unlock()
+	}
+}
+
+// givenUp is the cause of a bounty's end that is not its deadline: the
+// caller's (or consumer's) cause, or ErrShutdown when Shutdown gave up.
+func (e *Engine) givenUp(ctx context.Context) error {
+	if e.hard.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return ErrShutdown
+	}
+	return context.Cause(ctx)
 }
 
 // scanDeadline is the deadline of fetch and scan for a bounty expiring at
@@ -460,7 +494,7 @@ func (e *Engine) scanDeadline(expiration, now time.Time) time.Time {
 // its bounty and processes it.
 func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) Result {
 	now := time.Now()
-	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now))
+	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(now.Add(e.cfg.localTTL), now))
 	defer cancel()
 	var content *fetch.Content
 	var mime string
@@ -692,6 +726,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
 		e.stopHard(ErrShutdown)
+		e.cancelRunning()
 		if e.ownBroker != nil {
 			for _, job := range e.ownBroker.Abandon() {
 				res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}

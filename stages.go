@@ -89,7 +89,7 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 		e.finish(ctx, &res)
 		return res
 	}
-	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(b.Expiration, now))
+	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(b.Expiration, now))
 	defer cancel()
 	return e.runBounty(ctx, rctx, w, b, nil, "")
 }
@@ -118,7 +118,7 @@ func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, conte
 		// The caller, the consumer or Shutdown gave up on this bounty
 		// (not its deadline): no answer, so that a broker hands it to
 		// another worker rather than take an "unknown" for it.
-		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", context.Cause(rctx))
+		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", e.givenUp(rctx))
 		e.finish(ctx, &res)
 		return res
 	}

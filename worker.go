@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,9 @@ type worker struct {
 	env   Env  // the worker's own Env, valid when ready
 	base  *Env // the engine Env it was built on
 	ready bool
+
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the bounty in progress, for Shutdown
 
 	// With the process backend: the worker's child, or the replacement
 	// being started.
