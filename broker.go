@@ -2,6 +2,8 @@ package psengine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,11 +16,48 @@ import (
 type Job struct {
 	// ID identifies the job for deduplication: the bounty's id unless the
 	// submitter chose otherwise (a webhook delivery id, say).
-	ID     string
+	ID string
+	// Key identifies the bounty by its content (see BountyKey; Submit sets
+	// it when it is empty): a broker takes a job whose Key it has taken
+	// before, and still remembers, as a duplicate, as it does a repeated ID.
+	// Brokers remember keys at least until the bounty's expiration.
+	Key    string
 	Bounty Bounty
 	// Attempt is 1 on the first delivery of the job and grows by one with
 	// each redelivery.
 	Attempt int
+	// Answer, when set, is the answer the engine already gave this bounty
+	// and asked the broker to keep (see AnswerKeeper) before delivering it:
+	// the delivery did not finish (the worker stopped or died), and the
+	// engine delivers this answer again rather than scanning again.
+	Answer *Analysis
+}
+
+// BountyKey identifies a bounty by what it asks, whatever delivery brought
+// it: its id, its artifact (the sha256 when given, else the URI) and its
+// phase. PolySwarm's signature does not cover the delivery id, so a replayed
+// body under a new delivery id has the same key.
+func BountyKey(b Bounty) string {
+	artifact := b.SHA256
+	if artifact == "" {
+		sum := sha256.Sum256([]byte(b.ArtifactURI))
+		artifact = "uri:" + hex.EncodeToString(sum[:16])
+	}
+	phase := b.Phase
+	if phase == "" {
+		phase = Assertion
+	}
+	return b.ID.String() + "/" + artifact + "/" + string(phase)
+}
+
+// AnswerKeeper is a Broker that keeps a job's answer for its redeliveries:
+// the engine calls KeepAnswer once it has the answer and before it delivers
+// it, so that a worker that stops or dies during the delivery costs a new
+// POST, never a second scan. KeepAnswer returns once the answer is kept as
+// durably as the job itself; the job's later deliveries carry it in
+// Job.Answer until the job is acknowledged.
+type AnswerKeeper interface {
+	KeepAnswer(ctx context.Context, job Job, answer Analysis) error
 }
 
 // Handler processes one job. Returning nil acknowledges it (the engine

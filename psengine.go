@@ -535,6 +535,9 @@ func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
+	if job.Key == "" {
+		job.Key = BountyKey(job.Bounty)
+	}
 	if job.Attempt < 1 {
 		job.Attempt = 1
 	}
