@@ -387,13 +387,32 @@ func Validate(b Bounty, a Analysis) error {
 			}
 		}
 	}
-	if len(m.Extra) > 0 {
-		if _, err := m.marshal(a.Confidence); err != nil {
+	// The size: exactly when the metadata may be large, as its text
+	// bounds it from below (escaping only adds).
+	text := len(m.MalwareFamily) + len(m.Error) + len(m.Product) + len(m.Scanner.Version) +
+		len(m.Scanner.VendorVersion) + len(m.Scanner.SignaturesVersion)
+	for _, list := range [][]string{m.Comments, m.Domains, m.IPAddresses} {
+		for _, s := range list {
+			text += len(s) + 3
+		}
+	}
+	if len(m.Extra) > 0 || text > MaxAnswerSize/8 {
+		data, err := json.Marshal(NewAnswer(b, a))
+		if err != nil {
 			return &ValidationError{"metadata", err.Error()}
+		}
+		if len(data) > MaxAnswerSize {
+			return &ValidationError{"metadata", fmt.Sprintf("the answer is %d bytes of JSON, over the %d-byte limit", len(data), MaxAnswerSize)}
 		}
 	}
 	return nil
 }
+
+// MaxAnswerSize is the largest answer the engine delivers, in bytes of
+// JSON: an analysis whose answer would be larger is refused by Validate,
+// and the engine answers unknown instead, saying why in metadata.error.
+// Large reports belong elsewhere (a link in the metadata).
+const MaxAnswerSize = 64 << 10
 
 func isProductName(s string) bool {
 	prev := byte('-') // no leading, trailing or doubled hyphen

@@ -831,3 +831,91 @@ func TestPublicOnlyPolicyAnswersCannotFetch(t *testing.T) {
 		t.Errorf("metadata.error %q does not say why", res.Analysis.Metadata.Error)
 	}
 }
+
+// countingScanner counts its scans.
+func countScans(n *atomic.Int32) psengine.Scanner {
+	return psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+		n.Add(1)
+		return psengine.Analysis{Verdict: psengine.Malicious}, nil
+	})
+}
+
+// A bounty is scanned once: an answer refused with 429 and a Retry-After
+// beyond the expiration ends the delivery at once (reported to the error
+// hooks), and one refused with 500 forever is POSTed again until the
+// expiration, never scanned again.
+func TestOneScanWhateverTheDelivery(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		respond func(w http.ResponseWriter)
+		minPOST int32
+	}{
+		{"429 Retry-After past the expiration", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}, 1},
+		{"500 forever", func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) }, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var posts, scans atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				posts.Add(1)
+				c.respond(w)
+			}))
+			defer srv.Close()
+			reported := make(chan error, 4)
+			broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
+			e := newEngine(t, countScans(&scans), psengine.WithBroker(broker), psengine.WithDeliveryMargin(100*time.Millisecond),
+				psengine.OnError(func(_ context.Context, res psengine.Result) { reported <- res.Err }))
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			served := make(chan error, 1)
+			go func() { served <- e.Serve(ctx) }()
+			b := psenginetest.Bounty([]byte("x"), psenginetest.WithResponseURL(srv.URL+"/answer"), psenginetest.WithExpiration(time.Now().Add(2*time.Second)))
+			if err := e.Submit(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-reported:
+				if !errors.Is(err, psengine.ErrDeliver) {
+					t.Errorf("reported %v, want ErrDeliver", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the failed delivery was not reported")
+			}
+			time.Sleep(300 * time.Millisecond) // a redelivery, if any, would come now
+			if n := scans.Load(); n != 1 {
+				t.Errorf("%d scans, want 1", n)
+			}
+			if n := posts.Load(); n < c.minPOST {
+				t.Errorf("%d POSTs, want at least %d", n, c.minPOST)
+			}
+			if broker.Len() != 0 {
+				t.Errorf("the job is still queued")
+			}
+			stop()
+			<-served
+		})
+	}
+}
+
+// A bounty with less than the delivery margin left is scanned within what
+// remains, never past its expiration.
+func TestScanWithinWhatRemains(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var deadline time.Time
+		s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+			deadline, _ = ctx.Deadline()
+			return psengine.Analysis{Verdict: psengine.Unknown}, nil
+		})
+		e := psengine.New(s, testDirs(t), psengine.WithDeliveryMargin(5*time.Second))
+		exp := time.Now().Add(2 * time.Second)
+		if _, err := e.AnalyzeBounty(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(exp))); err != nil {
+			t.Fatal(err)
+		}
+		if !deadline.Equal(exp) {
+			t.Errorf("scan deadline %v, want the expiration %v", deadline, exp)
+		}
+		_ = e.Shutdown(context.Background())
+	})
+}

@@ -26,9 +26,10 @@ import (
 const (
 	DefaultDeliveryMargin = 5 * time.Second
 	DefaultLocalTTL       = 5 * time.Minute
-	// LateScanWindow is how long a scan may take when its bounty's
-	// expiration (less the delivery margin) has already passed, which
-	// happens only with WithDiscardExpired(false) (WithTimeout still caps it).
+	// LateScanWindow is how long a scan may take when its bounty has
+	// already expired, which happens only with WithDiscardExpired(false)
+	// (WithTimeout still caps it). A bounty with less than the delivery
+	// margin left is scanned within what remains.
 	LateScanWindow = 30 * time.Second
 )
 
@@ -337,7 +338,7 @@ func (e *Engine) AnalyzeArtifact(ctx context.Context, t ArtifactType, uri string
 // It blocks until the answer is delivered or given up, and honours ctx.
 // The error is res.Err (see Analyze).
 func (e *Engine) AnalyzeBounty(ctx context.Context, b Bounty) (Result, error) {
-	res := e.call(ctx, func(w *worker) Result { return e.process(ctx, w, b) })
+	res := e.call(ctx, func(w *worker) Result { return e.process(ctx, w, b, nil) })
 	return res, res.Err
 }
 
@@ -475,11 +476,16 @@ func (e *Engine) scanDeadline(expiration, now time.Time) time.Time {
 	var deadline time.Time
 	if !expiration.IsZero() {
 		deadline = expiration.Add(-e.cfg.margin)
-		if !deadline.After(now) {
-			// Expired, or too close to expiring, yet scanned anyway
-			// (WithDiscardExpired(false)): the answer is late whatever
-			// happens, so give the scan LateScanWindow rather than none.
+		switch {
+		case !expiration.After(now):
+			// Expired, yet scanned anyway (WithDiscardExpired(false)):
+			// the answer is late whatever happens, so give the scan
+			// LateScanWindow rather than none.
 			deadline = now.Add(LateScanWindow)
+		case !deadline.After(now):
+			// Less than the delivery margin left: scan within what
+			// remains, never past the expiration.
+			deadline = expiration
 		}
 	}
 	if e.cfg.timeout > 0 {
@@ -509,7 +515,7 @@ func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, ur
 		mime = DetectMIMEType(content.Head())
 	}
 	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
-	return e.runBounty(ctx, rctx, w, b, content, mime)
+	return e.runBounty(ctx, rctx, w, b, content, mime, nil)
 }
 
 // Submit queues b on the broker and returns once the broker accepted it;
@@ -603,8 +609,15 @@ func (e *Engine) handler(run context.Context) Handler {
 // handle answers the job's bounty. It returns an error (redeliver) only when
 // the answer could not be delivered for a reason a later attempt may fix and
 // the bounty has not expired, or the bounty was given up on unanswered.
+//
+// A bounty is scanned once: once it has its answer, the job is handed back
+// only when Shutdown interrupted the delivery, and then, with a broker that
+// keeps answers (AnswerKeeper), its next delivery carries the answer, which
+// is delivered again without a scan. A delivery that failed otherwise
+// (refused, the expiration reached, a Retry-After beyond it) is final: it
+// is reported to the error hooks, and the job is not queued again.
 func (e *Engine) handle(ctx context.Context, job Job) error {
-	res := e.withWorker(ctx, func(w *worker) Result { return e.process(ctx, w, job.Bounty) })
+	res := e.withWorker(ctx, func(w *worker) Result { return e.process(ctx, w, job.Bounty, &job) })
 	switch {
 	case res.Err == nil:
 		return nil
@@ -614,8 +627,8 @@ func (e *Engine) handle(ctx context.Context, job Job) error {
 		return Permanent(res.Err)
 	case !res.Answered:
 		return nil // discarded by policy (expired), reported to the hooks
-	case errors.Is(res.Err, ErrDeliver) && !errors.Is(res.Err, ErrPermanent) && !expired(job.Bounty, time.Now()) && e.hard.Err() == nil:
-		return res.Err
+	case !res.Delivered && res.Bounty.ResponseURL != "" && e.hard.Err() != nil && !expired(res.Bounty, time.Now()):
+		return res.Err // Shutdown cut the delivery short
 	}
 	return nil
 }

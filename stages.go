@@ -21,6 +21,7 @@ type task struct {
 	mimetype string // detected already (local inputs), else ""
 	analysis Analysis
 	decided  bool // the answer is settled (a special result): skip the scan
+	job      *Job // the broker's job that brought the bounty, if any
 }
 
 // step is one named stage of the engine's pipeline. Each is a thin adapter
@@ -73,8 +74,9 @@ func runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error
 	return nil
 }
 
-// process answers one bounty on worker w.
-func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
+// process answers one bounty on worker w; job is the broker's job that
+// brought it, if any (see handle).
+func (e *Engine) process(ctx context.Context, w *worker, b Bounty, job *Job) Result {
 	res := Result{Bounty: b}
 	if err := b.Validate(); err != nil {
 		res.Err = err
@@ -89,17 +91,24 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty) Result {
 		e.finish(ctx, &res)
 		return res
 	}
+	if job != nil && job.Answer != nil {
+		// Answered already; the delivery did not finish: deliver again.
+		e.cfg.logger.InfoContext(ctx, "delivering the answer kept for a bounty, without scanning it again", "bounty", b.ID.String(), "attempt", job.Attempt)
+		res.Analysis, res.Answered = *job.Answer, true
+		e.deliverAndFinish(ctx, &res)
+		return res
+	}
 	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(b.Expiration, now))
 	defer cancel()
-	return e.runBounty(ctx, rctx, w, b, nil, "")
+	return e.runBounty(ctx, rctx, w, b, nil, "", job)
 }
 
 // runBounty answers b on w: the front steps under rctx (the bounty's
 // deadline), unless content, already fetched (mime detected from it), is
 // given: runBounty owns it from then on; then bid, enrich, validate, the
 // delivery and the hooks under ctx (see conclude).
-func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, content *fetch.Content, mime string) Result {
-	t := &task{worker: w, bounty: b, content: content, mimetype: mime}
+func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, content *fetch.Content, mime string, job *Job) Result {
+	t := &task{worker: w, bounty: b, content: content, mimetype: mime, job: job}
 	defer func() {
 		if t.content != nil {
 			_ = t.content.Close()
@@ -144,7 +153,20 @@ func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
 		}
 	}
 	res.Analysis = t.analysis
-	if b := t.bounty; b.ResponseURL != "" {
+	if keeper, ok := e.broker.(AnswerKeeper); ok && t.job != nil && t.bounty.ResponseURL != "" {
+		// Kept before delivering: should the delivery not finish, the
+		// job comes back with its answer, not to be scanned again.
+		if err := keeper.KeepAnswer(ctx, *t.job, res.Analysis); err != nil {
+			e.cfg.logger.WarnContext(ctx, "the broker did not keep the answer; a redelivery would scan again", "bounty", t.bounty.ID.String(), "err", err)
+		}
+	}
+	e.deliverAndFinish(ctx, res)
+}
+
+// deliverAndFinish delivers res's answer when its bounty has a response
+// URL, then logs and runs the hooks.
+func (e *Engine) deliverAndFinish(ctx context.Context, res *Result) {
+	if b := res.Bounty; b.ResponseURL != "" {
 		if err := e.deliver(ctx, b, res.Analysis); err != nil {
 			res.Err = errors.Join(res.Err, err)
 		} else {

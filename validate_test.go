@@ -1,9 +1,12 @@
 package psengine_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -89,5 +92,37 @@ func TestScoreAndLikelihoodStayOffTheWire(t *testing.T) {
 	a.Score, a.Likelihood = 0, bid.NotSpecified
 	if diff := cmp.Diff(a, back, psenginetest.AnalysisOptions); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+// An answer over MaxAnswerSize is refused, and the engine answers unknown
+// with the reason instead of delivering it.
+func TestOversizedAnswer(t *testing.T) {
+	b := psenginetest.Bounty([]byte("x"))
+	domains := make([]string, 0, 5000)
+	for i := range 5000 {
+		domains = append(domains, fmt.Sprintf("host-%04d.example.com", i))
+	}
+	big := psengine.Analysis{Verdict: psengine.Malicious, Bid: b.Rules.OrDefault().Min, Metadata: psengine.Metadata{Domains: domains}}
+	var verr *psengine.ValidationError
+	if err := psengine.Validate(b, big); !errors.As(err, &verr) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("Validate = %v, want a size ValidationError", err)
+	}
+	huge := psengine.Analysis{Verdict: psengine.Malicious, Bid: b.Rules.OrDefault().Min,
+		Metadata: psengine.Metadata{Extra: map[string]any{"report": strings.Repeat("x", psengine.MaxAnswerSize)}}}
+	if err := psengine.Validate(b, huge); !errors.As(err, &verr) {
+		t.Fatalf("Validate(huge extra) = %v, want a size ValidationError", err)
+	}
+	small := psengine.Analysis{Verdict: psengine.Malicious, Bid: b.Rules.OrDefault().Min, Metadata: psengine.Metadata{Domains: domains[:100]}}
+	if err := psengine.Validate(b, small); err != nil {
+		t.Fatalf("Validate(100 domains) = %v", err)
+	}
+
+	e := psenginetest.Engine(t, psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+		return psengine.Analysis{Verdict: psengine.Malicious, Metadata: psengine.Metadata{Domains: domains}}, nil
+	}))
+	res, err := e.AnalyzeBounty(context.Background(), b)
+	if !errors.Is(err, psengine.ErrInvalidAnalysis) || res.Analysis.Verdict != psengine.Unknown || !strings.Contains(res.Analysis.Metadata.Error, "limit") {
+		t.Fatalf("engine: %v, %+v; want unknown with the reason", err, res.Analysis.Metadata.Error)
 	}
 }
