@@ -5,7 +5,6 @@ import (
 	"encoding"
 	"encoding/gob"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -173,5 +172,3 @@ func (s envSnapshot) env() (Env, error) {
 	}
 	return env, nil
 }
-
-var errNoProcess = errors.New("psengine: the process backend is not available here")
