@@ -34,7 +34,7 @@ func (v Verdict) Valid() bool {
 func (v Verdict) bids() bool { return v == Malicious || v == Benign }
 
 // Analysis is what a scanner says about an artifact, and, once the engine
-// has bid, stamped and validated it, the answer to the bounty (PROTOCOL §3).
+// has bid, stamped and validated it, the answer to the bounty (docs/PROTOCOL.md §3).
 //
 // A scanner sets Verdict, optionally Metadata and one of Confidence, Score
 // and Likelihood: how sure it is, on whichever scale it thinks in. Bid is
@@ -280,7 +280,7 @@ func (a *Analysis) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Comments of the special results (PROTOCOL §3).
+// Comments of the special results (docs/PROTOCOL.md §3).
 const (
 	CommentSkipped             = "SKIPPED"
 	CommentEncrypted           = "SKIPPED:ENCRYPTED"

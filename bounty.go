@@ -131,7 +131,7 @@ func isDigits(s string) bool {
 	return true
 }
 
-// Bounty is a request to scan one artifact (PROTOCOL §1). Parse it with
+// Bounty is a request to scan one artifact (docs/PROTOCOL.md §1). Parse it with
 // ParseBounty or json.Unmarshal, which accept every variant seen on the wire;
 // json.Marshal writes the documented form.
 type Bounty struct {
@@ -177,7 +177,7 @@ func fieldErr(field string, err error) error {
 }
 
 // ParseBounty parses one bounty from JSON with encoding/json, liberal in what
-// it accepts (PROTOCOL §1):
+// it accepts (docs/PROTOCOL.md §1):
 //   - id: a JSON integer of any size (kept as digits) or a string such as a
 //     UUID (kept as a string, even if numeric); legacy name guid;
 //   - artifact_type: file or url in any casing; missing, null or "" is file;

@@ -35,7 +35,7 @@ func yaraEscape(s string) string {
 	return b.String()
 }
 
-// Records exactly as yara 4.2.3 printed them (see REALWORLD.md and the
+// Records exactly as yara 4.2.3 (Debian 12) printed them (see the
 // integration tests, which check the real program).
 func TestParseMatch(t *testing.T) {
 	for _, tc := range []struct {
