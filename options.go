@@ -9,6 +9,8 @@ import (
 	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // An Option configures an Engine. Options print readably (%v).
@@ -88,6 +90,8 @@ type config struct {
 	getenv         func(string) string
 	process        *ProcessConfig // WithProcessWorkers
 	window         time.Duration  // WithDefaultWindow
+	meters         metric.MeterProvider
+	tracers        trace.TracerProvider
 }
 
 // WithName names the engine (used for its base directories, logs, and as
@@ -142,6 +146,20 @@ func WithDeliveryMargin(d time.Duration) Option {
 		panic(fmt.Sprintf("psengine: WithDeliveryMargin(%v): negative", d))
 	}
 	return opt(fmt.Sprintf("WithDeliveryMargin(%v)", d), func(c *config) { c.margin = d })
+}
+
+// WithMeterProvider sets where the engine's metrics go (default: the global
+// MeterProvider of go.opentelemetry.io/otel). See the package
+// documentation's Telemetry section for the instruments.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return opt("WithMeterProvider(...)", func(c *config) { c.meters = mp })
+}
+
+// WithTracerProvider sets where the engine's spans go (default: the global
+// TracerProvider of go.opentelemetry.io/otel): a span per bounty, with a
+// child span per step.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return opt("WithTracerProvider(...)", func(c *config) { c.tracers = tp })
 }
 
 // WithDefaultWindow sets how long a bounty without a usable expiration

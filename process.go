@@ -14,6 +14,8 @@ import (
 	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/child"
 	"github.com/polyswarm/psengine/pipeline"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // ErrWorkerDied: the child process scanning the bounty died (a panic in a
@@ -310,7 +312,8 @@ type started struct {
 // replaceChild forgets w's child, which has ended or is being retired, and
 // starts its replacement in the background, so that it is ready (or
 // nearly) when w's next bounty comes.
-func (e *Engine) replaceChild(w *worker) {
+func (e *Engine) replaceChild(w *worker, reason string) {
+	e.tel.childRestarts.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
 	w.child = nil
 	if e.hard.Err() != nil || e.intake.Err() != nil && e.ownBroker == nil {
 		return // shutting down: the next use, if any, starts one
@@ -352,7 +355,7 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 	}
 	select {
 	case <-cw.p.Exited(): // died while idle
-		e.replaceChild(w)
+		e.replaceChild(w, "died")
 		if cw, err = e.childFor(ctx, w); err != nil {
 			return Analysis{}, err
 		}
@@ -419,10 +422,11 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 	}
 	if err != nil {
 		ended := cw.ended(err)
-		e.replaceChild(w)
 		if why := killed.Load(); why != nil {
+			e.replaceChild(w, "killed")
 			return Analysis{}, *why
 		}
+		e.replaceChild(w, "died")
 		return Analysis{}, fmt.Errorf("%w during the scan: %w", ErrWorkerDied, ended)
 	}
 	r := m.Result
@@ -452,7 +456,7 @@ func (e *Engine) afterChildScan(w *worker, cw *childWorker) {
 	}
 	if why != "" {
 		e.retireChild(cw, why)
-		e.replaceChild(w)
+		e.replaceChild(w, "recycled")
 	}
 }
 

@@ -69,6 +69,7 @@ type Engine struct {
 	stopHard     context.CancelCauseFunc
 	abandoned    atomic.Int32 // scans walked away from that have not returned
 	procs        *children    // WithProcessWorkers
+	tel          telemetry
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -135,6 +136,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 		e.procs = &children{cfg: *cfg.process}
 	}
 	e.takeOverAsChild()
+	e.tel = e.newTelemetry()
 	return e
 }
 
@@ -498,7 +500,9 @@ func (e *Engine) scanDeadline(expiration, now time.Time) time.Time {
 
 // analyzeLocal fetches a local input under its bounty's deadline, forges
 // its bounty and processes it.
-func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) Result {
+func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) (res Result) {
+	ctx, span := e.tel.startBounty(ctx, Bounty{ArtifactType: t, ArtifactURI: uri})
+	defer func() { e.tel.endBounty(ctx, span, res) }()
 	now := time.Now()
 	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(now.Add(e.cfg.localTTL), now))
 	defer cancel()
@@ -506,12 +510,14 @@ func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, ur
 	var mime string
 	if t == URLArtifact {
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
-	} else {
+	} else if err := e.tel.step(rctx, "fetch", func(ctx context.Context) error {
 		var err error
-		content, err = e.cfg.localPolicy.Fetch(rctx, uri, "")
-		if err != nil {
-			return Result{Err: kind(ErrFetch, err)}
-		}
+		content, err = e.cfg.localPolicy.Fetch(ctx, uri, "")
+		return err
+	}); err != nil {
+		return Result{Bounty: Bounty{ArtifactType: t, ArtifactURI: uri}, Err: kind(ErrFetch, err)}
+	} else {
+		e.tel.fetchBytes.Add(ctx, content.Size())
 		mime = DetectMIMEType(content.Head())
 	}
 	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)

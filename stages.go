@@ -29,13 +29,18 @@ type task struct {
 // policy's Fetch, NewArtifact, the scanner's Acceptor, the Scanner itself,
 // the BidStrategy, Validate.
 type step struct {
-	name string
-	run  pipeline.Stage[*task, *task] // panics recovered
+	name   string
+	run    pipeline.Stage[*task, *task] // panics recovered
+	traced bool                         // in a span of its own (see telemetry.go)
 }
 
 func newStep(name string, s pipeline.Stage[*task, *task]) step {
-	return step{name: name, run: pipeline.Recover(s)}
+	return step{name: name, run: pipeline.Recover(s), traced: tracedSteps[name]}
 }
+
+// tracedSteps are the steps with a span of their own; the others are
+// instants next to a fetch or a scan, not worth a span's cost.
+var tracedSteps = map[string]bool{"fetch": true, "identify": true, "scan": true, "bid": true}
 
 // frontSteps lead to the scanner's analysis; they run under the bounty's
 // deadline, each only while it has not passed.
@@ -59,7 +64,7 @@ func (e *Engine) backSteps() []step {
 
 // runSteps runs steps in order on t until one fails; with stopOnDone, it
 // stops too when ctx ends between two steps.
-func runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error {
+func (e *Engine) runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error {
 	for _, s := range steps {
 		if stopOnDone && ctx.Err() != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
@@ -67,7 +72,16 @@ func runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error
 			}
 			return context.Cause(ctx)
 		}
-		if _, err := s.run(ctx, t); err != nil {
+		if !s.traced {
+			if _, err := s.run(ctx, t); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := e.tel.step(ctx, s.name, func(ctx context.Context) error {
+			_, err := s.run(ctx, t)
+			return err
+		}); err != nil {
 			return err
 		}
 	}
@@ -76,8 +90,10 @@ func runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error
 
 // process answers one bounty on worker w; job is the broker's job that
 // brought it, if any (see handle).
-func (e *Engine) process(ctx context.Context, w *worker, b Bounty, job *Job) Result {
-	res := Result{Bounty: b}
+func (e *Engine) process(ctx context.Context, w *worker, b Bounty, job *Job) (res Result) {
+	ctx, span := e.tel.startBounty(ctx, b)
+	defer func() { e.tel.endBounty(ctx, span, res) }()
+	res = Result{Bounty: b}
 	if err := b.Validate(); err != nil {
 		res.Err = err
 		e.finish(ctx, &res)
@@ -120,7 +136,7 @@ func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, conte
 	}
 	if err == nil {
 		t.env = env
-		err = runSteps(rctx, e.front, t, true)
+		err = e.runSteps(rctx, e.front, t, true)
 	}
 	res := Result{Bounty: b, Err: err}
 	if err != nil && rctx.Err() != nil && !errors.Is(context.Cause(rctx), ErrTimeout) {
@@ -144,11 +160,11 @@ func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
 	if res.Err != nil && !t.decided {
 		t.analysis = answerFor(res.Err)
 	}
-	if verr := runSteps(ctx, e.back, t, false); verr != nil {
+	if verr := e.runSteps(ctx, e.back, t, false); verr != nil {
 		// The scanner's analysis would be refused: answer unknown instead.
 		res.Err = errors.Join(res.Err, verr)
 		t.analysis = Skipped(verr)
-		if err := runSteps(ctx, e.back, t, false); err != nil { // cannot fail for a special result
+		if err := e.runSteps(ctx, e.back, t, false); err != nil { // cannot fail for a special result
 			res.Err = errors.Join(res.Err, err)
 		}
 	}
@@ -167,7 +183,9 @@ func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
 // URL, then logs and runs the hooks.
 func (e *Engine) deliverAndFinish(ctx context.Context, res *Result) {
 	if b := res.Bounty; b.ResponseURL != "" {
-		if err := e.deliver(ctx, b, res.Analysis); err != nil {
+		err := e.tel.step(ctx, "deliver", func(ctx context.Context) error { return e.deliver(ctx, b, res.Analysis) })
+		e.tel.delivered(ctx, err)
+		if err != nil {
 			res.Err = errors.Join(res.Err, err)
 		} else {
 			res.Delivered = true
@@ -219,6 +237,7 @@ func (e *Engine) fetchStep(ctx context.Context, t *task) (*task, error) {
 			}
 			return t, kind(ErrFetch, err)
 		}
+		e.tel.fetchBytes.Add(ctx, c.Size())
 		t.content = c
 	}
 	return t, nil
@@ -252,11 +271,13 @@ func (e *Engine) scanStep(ctx context.Context, t *task) (*task, error) {
 	}
 	var a Analysis
 	var err error
+	start := time.Now()
 	if e.procs != nil {
 		a, err = e.scanInChild(ctx, t.worker, t.artifact)
 	} else {
 		a, err = e.scan(ctx, t.worker, *t.env, t.artifact)
 	}
+	e.tel.scanned(ctx, time.Since(start))
 	if err != nil {
 		switch {
 		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
