@@ -51,7 +51,7 @@ func (e *Engine) serveChild(c *child.Conn) int {
 	e.env.Store(&env)
 	w := &worker{id: os.Getpid()}
 	ctx := context.Background()
-	wenv, err := e.workerEnv(ctx, w)
+	wenv, err := e.workerEnv(ctx, w, &env)
 	if err != nil {
 		_ = c.Send(fromChild{Ready: &childReady{Err: err.Error()}})
 		return 4

@@ -28,8 +28,17 @@
 // worker: state no other worker sees, such as a connection), Describer (the
 // engine's head: product and versions, gathered once), Acceptor (which
 // artifacts it handles), Commander (functions exposed to the host),
-// Updater (new definitions, swapped in atomically), EngineTeardown, and the
-// hooks SuccessHook and ErrorHook.
+// Updater (new definitions, swapped in atomically), SelfTester (checks new
+// definitions before they serve), Releaser (frees definitions no scan uses
+// any more), HealthChecker (readiness, Engine.Ready), EngineTeardown, and
+// the hooks SuccessHook and ErrorHook.
+//
+// # Telemetry
+//
+// The engine speaks OpenTelemetry through its API only: a span per bounty
+// with a child span per stage, and the metrics listed with
+// WithMeterProvider. Nothing is recorded unless the host configures
+// providers (WithMeterProvider, WithTracerProvider, or the globals).
 //
 // # Running an engine
 //

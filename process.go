@@ -199,15 +199,15 @@ func (e remoteError) Unwrap() error { return e.kind }
 // stands between the child's reply and the bounty waiting for it.
 type childWorker struct {
 	p      *child.Process
+	gen    *generation // the Env it was given
 	tasks  int
 	lastID uint64
 }
 
 // children is the process backend's side of the Engine.
 type children struct {
-	cfg      ProcessConfig
-	snapshot envSnapshot
-	wg       sync.WaitGroup // replacements starting, children retiring
+	cfg ProcessConfig
+	wg  sync.WaitGroup // replacements starting, children retiring
 }
 
 // startChild starts a child for w and waits until it is set up (or ctx
@@ -218,10 +218,13 @@ func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error
 	if err != nil {
 		return nil, err
 	}
-	cw := &childWorker{p: p}
+	e.envs.mu.Lock()
+	gen := e.envs.current
+	e.envs.mu.Unlock()
+	cw := &childWorker{p: p, gen: gen}
 	defer context.AfterFunc(ctx, p.Kill)()
 	var m fromChild
-	err = p.Send(toChild{Hello: &childHello{Env: e.procs.snapshot}})
+	err = p.Send(toChild{Hello: &childHello{Env: gen.snapshot}})
 	if err == nil {
 		err = p.Recv(&m)
 	}
@@ -361,6 +364,13 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 		}
 	default:
 	}
+	if e.envs.currentIs(cw.gen) == false { // an update replaced its Env
+		e.retireChild(cw, "an update replaced its Env")
+		w.child = nil
+		if cw, err = e.childFor(ctx, w); err != nil {
+			return Analysis{}, err
+		}
+	}
 	req, err := wireArtifactOf(a)
 	if err != nil {
 		return Analysis{}, err
@@ -498,14 +508,9 @@ func (e *Engine) stopChildren(ctx context.Context) {
 	}
 }
 
-// startChildren checks that env can cross to children, then starts one
-// child per worker and waits until all are set up.
-func (e *Engine) startChildren(ctx context.Context, env Env) error {
-	snap, err := env.snapshot()
-	if err != nil {
-		return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
-	}
-	e.procs.snapshot = snap
+// startChildren starts one child per worker and waits until all are set
+// up.
+func (e *Engine) startChildren(ctx context.Context) error {
 	errs := make([]error, len(e.workers))
 	var wg sync.WaitGroup
 	for i, w := range e.workers {

@@ -243,3 +243,23 @@ func TestStartRemovesStaleTempFiles(t *testing.T) {
 		t.Errorf("a live process's temp file was removed: %v", err)
 	}
 }
+
+// After an update, children move to the new Env: the next scans run in
+// children given it.
+func TestProcessBackendUpdate(t *testing.T) {
+	v := &versioned{}
+	e := newEngine(t, v, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	if res := psenginetest.Analyze(t, e, []byte("a")); res.Analysis.Metadata.MalwareFamily != "v1" {
+		t.Fatalf("before: %+v", res.Analysis.Metadata)
+	}
+	v.next.Store("v2")
+	if err := e.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		res := psenginetest.Analyze(t, e, fmt.Appendf(nil, "b%d", i))
+		if m := res.Analysis.Metadata; m.MalwareFamily != "v2" || m.Scanner.SignaturesVersion != "v2" {
+			t.Errorf("after the update: %+v", m)
+		}
+	}
+}

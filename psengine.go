@@ -46,7 +46,8 @@ type Engine struct {
 	front, back []step
 
 	startOnce sync.Once
-	startErr  error
+	startErr  error       // Start's result, to read once started is true
+	started   atomic.Bool // Start has returned
 	env       atomic.Pointer[Env]
 
 	slots   chan *worker // the free workers
@@ -70,6 +71,7 @@ type Engine struct {
 	abandoned    atomic.Int32 // scans walked away from that have not returned
 	procs        *children    // WithProcessWorkers
 	tel          telemetry
+	envs         envs // the Env generations (see Update)
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -162,7 +164,10 @@ func localPolicy(p fetch.Policy) fetch.Policy {
 // return the first call's result. ctx bounds the setup only. Analyze,
 // AnalyzeBounty, Submit, Serve and Command call Start themselves.
 func (e *Engine) Start(ctx context.Context) error {
-	e.startOnce.Do(func() { e.startErr = e.start(ctx) })
+	e.startOnce.Do(func() {
+		e.startErr = e.start(ctx)
+		e.started.Store(true)
+	})
 	return e.startErr
 }
 
@@ -205,26 +210,20 @@ func (e *Engine) start(ctx context.Context) error {
 		env = out
 	}
 
-	head := e.cfg.meta
-	if d, ok := e.orig.(Describer); ok {
-		var m Metadata
-		var err error
-		if perr := pipeline.Protect(func() { m, err = d.Describe(ctx, env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
-			return kind(ErrSetup, fmt.Errorf("describe: %w", err))
-		}
-		head = head.merge(m)
+	head, err := e.head(ctx, env)
+	if err != nil {
+		return kind(ErrSetup, fmt.Errorf("describe: %w", err))
 	}
-	head = head.merge(Metadata{
-		Product: ProductName(e.cfg.name),
-		Scanner: ScannerInfo{Environment: e.defaultEnvironment()},
-	})
 	env.head = head
-	e.env.Store(&env)
+	var snap envSnapshot
 	if e.procs != nil {
-		if err := e.startChildren(ctx, env); err != nil {
+		if snap, err = env.snapshot(); err != nil {
+			return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
+		}
+	}
+	e.setEnv(&env, snap)
+	if e.procs != nil {
+		if err := e.startChildren(ctx); err != nil {
 			return err
 		}
 	}
@@ -687,32 +686,6 @@ func (e *Engine) Commands() []Command {
 	return cmds
 }
 
-// Update asks the scanner (an Updater) for new definitions and swaps in the
-// Env it returns; scans already running keep the old one, each worker
-// moves to the new one with its next bounty. Without an Updater it does
-// nothing.
-func (e *Engine) Update(ctx context.Context) error {
-	u, ok := e.orig.(Updater)
-	if !ok {
-		return nil
-	}
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	cur := e.Env()
-	var next Env
-	var err error
-	if perr := pipeline.Protect(func() { next, err = u.Update(ctx, cur) }); perr != nil {
-		err = perr
-	}
-	if err != nil {
-		return fmt.Errorf("psengine: update: %w", err)
-	}
-	next.head, next.name, next.logger = cur.head, cur.name, cur.logger
-	e.env.Store(&next)
-	return nil
-}
-
 // Shutdown stops intake (Submit and the Analyze calls answer ErrClosed,
 // Serve's consumers take no new job), lets queued and running bounties
 // finish and deliver, then tears the workers and the engine down. If ctx
@@ -783,6 +756,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	if n := e.abandoned.Load(); n > 0 {
 		errs = append(errs, fmt.Errorf("psengine: %d scans that ignore their context are still running: each tears down its worker Env when it returns; the engine is not torn down", n))
 	} else if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil {
+		e.envs.release.Wait()
 		var err error
 		if perr := pipeline.Protect(func() { err = t.TeardownEngine(tctx, e.Env()) }); perr != nil {
 			err = perr

@@ -14,7 +14,8 @@ import "context"
 // Everything else a scanner may need is optional, one small interface each,
 // found by type assertion on the value given to New: EngineSetup,
 // WorkerSetup, WorkerTeardown, EngineTeardown, Describer, Acceptor,
-// Commander, Updater, SuccessHook and ErrorHook.
+// Commander, Updater, SelfTester, Releaser, HealthChecker, SuccessHook and
+// ErrorHook.
 type Scanner interface {
 	Scan(ctx context.Context, env Env, a Artifact) (Analysis, error)
 }
@@ -84,8 +85,11 @@ type Commander interface {
 	Commands() []Command
 }
 
-// Updater refreshes the engine's definitions and returns the new Env; the
-// engine swaps it in atomically (scans already running keep the old one).
+// Updater refreshes the engine's definitions and returns the new Env: a
+// candidate, which the engine describes (Describer) and checks
+// (SelfTester) before it swaps it in atomically (scans already running
+// keep the old one, released by a Releaser when the last of them ends);
+// see Engine.Update.
 type Updater interface {
 	Update(ctx context.Context, env Env) (Env, error)
 }

@@ -21,7 +21,8 @@ type task struct {
 	mimetype string // detected already (local inputs), else ""
 	analysis Analysis
 	decided  bool // the answer is settled (a special result): skip the scan
-	job      *Job // the broker's job that brought the bounty, if any
+	job      *Job        // the broker's job that brought the bounty, if any
+	gen      *generation // the engine Env it is answered with
 }
 
 // step is one named stage of the engine's pipeline. Each is a thin adapter
@@ -124,15 +125,16 @@ func (e *Engine) process(ctx context.Context, w *worker, b Bounty, job *Job) (re
 // given: runBounty owns it from then on; then bid, enrich, validate, the
 // delivery and the hooks under ctx (see conclude).
 func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, content *fetch.Content, mime string, job *Job) Result {
-	t := &task{worker: w, bounty: b, content: content, mimetype: mime, job: job}
+	t := &task{worker: w, bounty: b, content: content, mimetype: mime, job: job, gen: e.acquireEnv()}
 	defer func() {
 		if t.content != nil {
 			_ = t.content.Close()
 		}
+		e.releaseEnv(t.gen)
 	}()
-	env, err := e.env.Load(), error(nil)
+	env, err := t.gen.env, error(nil)
 	if e.procs == nil { // with the process backend, workers set up in their children
-		env, err = e.workerEnv(rctx, w)
+		env, err = e.workerEnv(rctx, w, t.gen.env)
 	}
 	if err == nil {
 		t.env = env
@@ -275,7 +277,7 @@ func (e *Engine) scanStep(ctx context.Context, t *task) (*task, error) {
 	if e.procs != nil {
 		a, err = e.scanInChild(ctx, t.worker, t.artifact)
 	} else {
-		a, err = e.scan(ctx, t.worker, *t.env, t.artifact)
+		a, err = e.scan(ctx, t.worker, *t.env, t.artifact, t.gen)
 	}
 	e.tel.scanned(ctx, time.Since(start))
 	if err != nil {
@@ -312,7 +314,7 @@ func (e *Engine) bidStep(_ context.Context, t *task) (*task, error) {
 
 // enrichStep stamps the engine's head metadata under the analysis.
 func (e *Engine) enrichStep(_ context.Context, t *task) (*task, error) {
-	t.analysis.Metadata = t.analysis.Metadata.merge(e.env.Load().head)
+	t.analysis.Metadata = t.analysis.Metadata.merge(e.headOf(t))
 	return t, nil
 }
 
@@ -382,4 +384,12 @@ func (e *Engine) runHook(ctx context.Context, name string, fn func()) {
 		}
 		e.cfg.logger.ErrorContext(ctx, "hook panicked", attrs...)
 	}
+}
+
+// headOf is the head of the Env t's bounty is answered with.
+func (e *Engine) headOf(t *task) Metadata {
+	if t.gen != nil {
+		return t.gen.env.head
+	}
+	return e.Env().head
 }

@@ -40,8 +40,7 @@ type worker struct {
 
 // workerEnv sets w up on first use (and after a scan walked away from took
 // its Env), and re-bases it on the engine's Env when an update replaced that.
-func (e *Engine) workerEnv(ctx context.Context, w *worker) (*Env, error) {
-	cur := e.env.Load()
+func (e *Engine) workerEnv(ctx context.Context, w *worker, cur *Env) (*Env, error) {
 	if w.ready {
 		if w.base != cur { // Update swapped the engine's Env
 			w.env, w.base = w.env.rebase(*w.base, *cur), cur
@@ -79,22 +78,25 @@ const (
 // its Env, which the abandoned scan may still be using: the scan tears it
 // down (WorkerTeardown) when it returns, and the worker's next bounty sets
 // up a new one.
-func (e *Engine) scan(ctx context.Context, w *worker, env Env, a Artifact) (Analysis, error) {
+func (e *Engine) scan(ctx context.Context, w *worker, env Env, a Artifact, gen *generation) (Analysis, error) {
 	var state atomic.Int32
 	out, err := pipeline.Bounded(e.grace(), func(ctx context.Context, a Artifact) (Analysis, error) {
 		defer func() {
 			if !state.CompareAndSwap(scanRunning, scanReturned) {
 				e.retire(env)
+				e.releaseEnv(gen)
 			}
 		}()
 		return e.scanner.Scan(ctx, env, a)
 	})(ctx, a)
 	if errors.Is(err, pipeline.ErrAbandoned) {
 		e.abandoned.Add(1)
+		e.holdEnv(gen) // the abandoned scan still uses it
 		if state.CompareAndSwap(scanRunning, scanAbandoned) {
 			w.ready = false
 		} else {
 			e.abandoned.Add(-1) // it returned just now: its Env is free again
+			e.releaseEnv(gen)
 		}
 		err = fmt.Errorf("%w: the scan did not return %v after its context ended (%w)", pipeline.ErrAbandoned, e.grace(), context.Cause(ctx))
 	}

@@ -1,0 +1,238 @@
+package psengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/polyswarm/psengine/pipeline"
+)
+
+// SelfTester checks an Env before it serves: the engine calls it with the
+// candidate an Updater returned (for instance: the EICAR sample must still
+// be detected). An error drops the candidate; the last good Env keeps
+// serving.
+type SelfTester interface {
+	SelfTest(ctx context.Context, env Env) error
+}
+
+// Releaser releases what an Env holds (compiled rules in a temp file, a
+// loaded database) once the engine no longer uses it: an Env an update
+// replaced, when the last bounty that used it has ended, and a candidate
+// that failed its checks. The Env the engine ends with is EngineTeardown's.
+type Releaser interface {
+	Release(ctx context.Context, env Env) error
+}
+
+// HealthChecker says whether the scanner can scan now: its daemon answers,
+// its rules are loaded, its Wine prefix is usable. Engine.Ready asks it.
+// Bounties are scanned (and answered unknown if they fail) whatever it says.
+type HealthChecker interface {
+	CheckHealth(ctx context.Context, env Env) error
+}
+
+// ErrNotReady is wrapped by the error Ready returns when the engine is not
+// ready to answer bounties.
+var ErrNotReady = errors.New("psengine: not ready")
+
+// Ready reports whether the engine can answer bounties now: nil once it has
+// started, while it is not shutting down, and while its scanner, if it is a
+// HealthChecker, says it is healthy. Otherwise the error wraps ErrNotReady
+// and says why. It does not start the engine.
+func (e *Engine) Ready(ctx context.Context) error {
+	switch {
+	case e.intake.Err() != nil:
+		return fmt.Errorf("%w: shutting down", ErrNotReady)
+	case !e.started.Load():
+		return fmt.Errorf("%w: not started", ErrNotReady)
+	case e.startErr != nil:
+		return fmt.Errorf("%w: %w", ErrNotReady, e.startErr)
+	}
+	if h, ok := e.orig.(HealthChecker); ok {
+		var err error
+		if perr := pipeline.Protect(func() { err = h.CheckHealth(ctx, e.Env()) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			return fmt.Errorf("%w: the scanner is not healthy: %w", ErrNotReady, err)
+		}
+	}
+	return nil
+}
+
+// generation is one Env the engine serves with: the one Start built, then
+// each that an Update swapped in. It counts the bounties that use it, so
+// that it is released once it was replaced and the last of them ended.
+type generation struct {
+	env      *Env
+	snapshot envSnapshot // for children (process backend)
+	refs     int         // bounties using it; guarded by envs.mu
+}
+
+// envs holds the current generation.
+type envs struct {
+	mu      sync.Mutex
+	current *generation
+	update  sync.Mutex     // one update at a time
+	release sync.WaitGroup // releases under way
+}
+
+// currentIs reports whether g is the current generation.
+func (v *envs) currentIs(g *generation) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.current == g
+}
+
+// setEnv makes env the current generation (at Start, and by Update) and
+// returns the one it replaces, if that one is now unused.
+func (e *Engine) setEnv(env *Env, snap envSnapshot) (unused *generation) {
+	g := &generation{env: env, snapshot: snap}
+	e.envs.mu.Lock()
+	old := e.envs.current
+	e.envs.current = g
+	e.env.Store(env)
+	e.envs.mu.Unlock()
+	if old != nil && old.refs == 0 {
+		return old
+	}
+	return nil
+}
+
+// acquireEnv returns the current generation, counting one more bounty
+// using it; releaseEnv ends that.
+func (e *Engine) acquireEnv() *generation {
+	e.envs.mu.Lock()
+	defer e.envs.mu.Unlock()
+	g := e.envs.current
+	g.refs++
+	return g
+}
+
+func (e *Engine) holdEnv(g *generation) {
+	e.envs.mu.Lock()
+	g.refs++
+	e.envs.mu.Unlock()
+}
+
+func (e *Engine) releaseEnv(g *generation) {
+	e.envs.mu.Lock()
+	g.refs--
+	unused := g.refs == 0 && g != e.envs.current
+	e.envs.mu.Unlock()
+	if unused {
+		e.retireEnv(g.env, "replaced by an update")
+	}
+}
+
+// retireEnv releases env (Releaser) in the background.
+func (e *Engine) retireEnv(env *Env, why string) {
+	r, ok := e.orig.(Releaser)
+	if !ok {
+		return
+	}
+	e.envs.release.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var err error
+		if perr := pipeline.Protect(func() { err = r.Release(ctx, *env) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			e.cfg.logger.Error("releasing an Env", "why", why, "err", err)
+		}
+	})
+}
+
+// Update asks the scanner (an Updater) for new definitions: a candidate
+// Env. The engine refreshes the head from it (Describer), checks it
+// (SelfTester) and, when both succeed, swaps it in atomically: bounties
+// already running finish with the old Env, which is released (Releaser)
+// when the last of them ends; each worker moves to the new one with its
+// next bounty (with the process backend, children are replaced after their
+// current scan); answers carry the head, signatures_version included, of
+// the Env that scanned them. A candidate that fails is released, and the
+// last good Env keeps serving: the error says why. Updates are counted
+// (psengine_updates_total) and logged. Without an Updater, Update does
+// nothing. Concurrent calls run one after the other.
+func (e *Engine) Update(ctx context.Context) (err error) {
+	u, ok := e.orig.(Updater)
+	if !ok {
+		return nil
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	e.envs.update.Lock()
+	defer e.envs.update.Unlock()
+	log := e.cfg.logger
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "failed"
+			log.ErrorContext(ctx, "definitions update failed; the last good definitions keep serving", "err", err)
+		}
+		e.tel.updates.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+	}()
+	cur := e.Env()
+	var next Env
+	if perr := pipeline.Protect(func() { next, err = u.Update(ctx, cur) }); perr != nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("psengine: update: %w", err)
+	}
+	next.name, next.logger = cur.name, cur.logger
+	if next.head, err = e.head(ctx, next); err != nil {
+		e.retireEnv(&next, "a failed update")
+		return fmt.Errorf("psengine: update: the candidate's head: %w", err)
+	}
+	if t, ok := e.orig.(SelfTester); ok {
+		if perr := pipeline.Protect(func() { err = t.SelfTest(ctx, next) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			e.retireEnv(&next, "a failed update")
+			return fmt.Errorf("psengine: update: the candidate failed its self-test: %w", err)
+		}
+	}
+	var snap envSnapshot
+	if e.procs != nil {
+		if snap, err = next.snapshot(); err != nil {
+			e.retireEnv(&next, "a failed update")
+			return fmt.Errorf("psengine: update: %w", err)
+		}
+	}
+	if old := e.setEnv(&next, snap); old != nil {
+		e.retireEnv(old.env, "replaced by an update")
+	}
+	log.InfoContext(ctx, "definitions updated", "signatures_version", next.head.Scanner.SignaturesVersion,
+		"was", cur.head.Scanner.SignaturesVersion, "vendor_version", next.head.Scanner.VendorVersion)
+	return nil
+}
+
+// head gathers the engine's head for env: the options' metadata, the
+// scanner's Describe, the defaults.
+func (e *Engine) head(ctx context.Context, env Env) (Metadata, error) {
+	head := e.cfg.meta
+	if d, ok := e.orig.(Describer); ok {
+		var m Metadata
+		var err error
+		if perr := pipeline.Protect(func() { m, err = d.Describe(ctx, env) }); perr != nil {
+			err = perr
+		}
+		if err != nil {
+			return Metadata{}, err
+		}
+		head = head.merge(m)
+	}
+	return head.merge(Metadata{
+		Product: ProductName(e.cfg.name),
+		Scanner: ScannerInfo{Environment: e.defaultEnvironment()},
+	}), nil
+}

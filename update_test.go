@@ -1,0 +1,161 @@
+package psengine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
+)
+
+var rulesKey = psengine.NewKey[string]("test.rules")
+
+// versioned is a scanner whose definitions are a version string: Update
+// moves to the next one, unless told to fail; the self-test refuses
+// "broken"; releases are counted.
+type versioned struct {
+	next     atomic.Value // string: the version Update returns
+	mu       sync.Mutex
+	released []string
+	healthy  atomic.Bool
+	block    chan struct{} // when set, scans of "slow" wait on it
+}
+
+func (v *versioned) SetupEngine(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return rulesKey.With(env, "v1"), nil
+}
+
+func (v *versioned) Update(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	next, _ := v.next.Load().(string)
+	if next == "" {
+		return env, errors.New("no new definitions")
+	}
+	return rulesKey.With(env, next), nil
+}
+
+func (v *versioned) Describe(_ context.Context, env psengine.Env) (psengine.Metadata, error) {
+	return psengine.Metadata{Scanner: psengine.ScannerInfo{SignaturesVersion: rulesKey.Must(env)}}, nil
+}
+
+func (v *versioned) SelfTest(_ context.Context, env psengine.Env) error {
+	if rulesKey.Must(env) == "broken" {
+		return errors.New("the EICAR sample is no longer detected")
+	}
+	return nil
+}
+
+func (v *versioned) Release(_ context.Context, env psengine.Env) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.released = append(v.released, rulesKey.Must(env))
+	return nil
+}
+
+func (v *versioned) CheckHealth(context.Context, psengine.Env) error {
+	if !v.healthy.Load() {
+		return errors.New("daemon down")
+	}
+	return nil
+}
+
+func (v *versioned) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	if b, _ := a.Bytes(); string(b) == "slow" && v.block != nil {
+		<-v.block
+	}
+	return psengine.Analysis{Verdict: psengine.Malicious, Metadata: psengine.Metadata{MalwareFamily: rulesKey.Must(env)}}, nil
+}
+
+func (v *versioned) releasedVersions() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.released...)
+}
+
+// An update swaps the definitions in, refreshes the head (answers carry the
+// version that scanned them), keeps the old ones until their last scan
+// ends, and a candidate that fails its self-test is dropped.
+func TestUpdateLifecycle(t *testing.T) {
+	v := &versioned{block: make(chan struct{})}
+	e := newEngine(t, v, psengine.WithWorkers(2))
+	ctx := context.Background()
+	if res := psenginetest.Analyze(t, e, []byte("a")); res.Analysis.Metadata.Scanner.SignaturesVersion != "v1" {
+		t.Fatalf("before: %+v", res.Analysis.Metadata)
+	}
+
+	// A scan under v1 is running while v2 comes in.
+	slow := make(chan psengine.Result, 1)
+	go func() { slow <- psenginetest.Analyze(t, e, []byte("slow")) }()
+	time.Sleep(50 * time.Millisecond)
+	v.next.Store("v2")
+	if err := e.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Env().Head().Scanner.SignaturesVersion; got != "v2" {
+		t.Errorf("head after the update: %q, want v2", got)
+	}
+	res := psenginetest.Analyze(t, e, []byte("b"))
+	if m := res.Analysis.Metadata; m.MalwareFamily != "v2" || m.Scanner.SignaturesVersion != "v2" {
+		t.Errorf("after: %+v", m)
+	}
+	if r := v.releasedVersions(); len(r) != 0 {
+		t.Errorf("released %v while a scan still uses v1", r)
+	}
+	close(v.block)
+	old := <-slow
+	if m := old.Analysis.Metadata; m.MalwareFamily != "v1" || m.Scanner.SignaturesVersion != "v1" {
+		t.Errorf("the scan that started under v1 answered %+v; want v1 throughout", m)
+	}
+	waitFor(t, func() bool { r := v.releasedVersions(); return len(r) == 1 && r[0] == "v1" })
+
+	// A broken candidate is dropped; v2 keeps serving.
+	v.next.Store("broken")
+	if err := e.Update(ctx); err == nil {
+		t.Fatal("a candidate failing its self-test was swapped in")
+	}
+	waitFor(t, func() bool { r := v.releasedVersions(); return len(r) == 2 && r[1] == "broken" })
+	if res := psenginetest.Analyze(t, e, []byte("c")); res.Analysis.Metadata.MalwareFamily != "v2" {
+		t.Errorf("after a failed update: %+v", res.Analysis.Metadata)
+	}
+}
+
+// Ready: not before Start, then as the scanner's health says, never while
+// shutting down.
+func TestReady(t *testing.T) {
+	v := &versioned{}
+	e := newEngine(t, v)
+	ctx := context.Background()
+	if err := e.Ready(ctx); !errors.Is(err, psengine.ErrNotReady) {
+		t.Errorf("before Start: %v", err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ready(ctx); !errors.Is(err, psengine.ErrNotReady) {
+		t.Errorf("unhealthy: %v", err)
+	}
+	v.healthy.Store(true)
+	if err := e.Ready(ctx); err != nil {
+		t.Errorf("healthy: %v", err)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ready(ctx); !errors.Is(err, psengine.ErrNotReady) {
+		t.Errorf("after Shutdown: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal(fmt.Sprint("condition not met in 10s"))
+}
