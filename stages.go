@@ -20,7 +20,7 @@ type task struct {
 	artifact Artifact
 	mimetype string // detected already (local inputs), else ""
 	analysis Analysis
-	decided  bool // the answer is settled (a special result): skip the scan
+	decided  bool        // the answer is settled (a special result): skip the scan
 	job      *Job        // the broker's job that brought the bounty, if any
 	gen      *generation // the engine Env it is answered with
 }
