@@ -121,27 +121,37 @@ type wireArtifact struct {
 	Data     []byte
 }
 
-// wireAnalysis is an Analysis on its way back; the metadata travels as the
-// JSON it will be delivered as.
+// wireAnalysis is an Analysis on its way back. The metadata's extra keys
+// (any values) travel as the JSON they will be delivered as.
 type wireAnalysis struct {
 	Verdict    Verdict
 	Confidence float64
 	Score      float64
 	Likelihood bid.Likelihood
 	Bid        int64
-	Metadata   []byte
+	Metadata   Metadata // without Extra
+	Extra      []byte   // Metadata.Extra as JSON, when it has keys
 }
 
 func toWireAnalysis(a Analysis) (wireAnalysis, error) {
-	meta, err := json.Marshal(a.Metadata)
-	return wireAnalysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-		Likelihood: a.Likelihood, Bid: a.Bid, Metadata: meta}, err
+	w := wireAnalysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+		Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
+	w.Metadata.Extra = nil
+	var err error
+	if len(a.Metadata.Extra) > 0 {
+		w.Extra, err = json.Marshal(a.Metadata.Extra)
+	}
+	return w, err
 }
 
 func (w wireAnalysis) analysis() (Analysis, error) {
-	a := Analysis{Verdict: w.Verdict, Confidence: w.Confidence, Score: w.Score, Likelihood: w.Likelihood, Bid: w.Bid}
-	err := json.Unmarshal(w.Metadata, &a.Metadata)
-	return a, err
+	a := Analysis{Verdict: w.Verdict, Confidence: w.Confidence, Score: w.Score, Likelihood: w.Likelihood, Bid: w.Bid, Metadata: w.Metadata}
+	if len(w.Extra) > 0 {
+		if err := json.Unmarshal(w.Extra, &a.Metadata.Extra); err != nil {
+			return Analysis{}, err
+		}
+	}
+	return a, nil
 }
 
 // wireError is a scan's error on its way back: its message, and what the
