@@ -230,3 +230,38 @@ func TestWebhookProcessBackendSurvivesCrashes(t *testing.T) {
 	}
 	checkLeftovers(t, pids, tmp)
 }
+
+// `analyze --workers 1 --max-tasks-per-child 2`: eight artifacts are
+// scanned in at least four children, none in the parent.
+func TestAnalyzeMaxTasksPerChild(t *testing.T) {
+	tmp, inputs := t.TempDir(), t.TempDir()
+	args := []string{"analyze", "--json", "--backend", "process", "--workers", "1", "--max-tasks-per-child", "2"}
+	for i := range 8 {
+		path := fmt.Sprintf("%s/fine-%d", inputs, i)
+		if err := os.WriteFile(path, fmt.Appendf(nil, "fine %d", i), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, path)
+	}
+	cmd := crashyCommand(t, tmp, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("analyze: %v\nstderr:\n%s", err, stderr.String())
+	}
+	pids := map[int]int{}
+	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var line struct {
+			Analysis struct{ Metadata map[string]any }
+		}
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		pid, _ := line.Analysis.Metadata["pid"].(float64)
+		pids[int(pid)]++
+	}
+	if len(pids) < 4 || pids[cmd.Process.Pid] > 0 || pids[0] > 0 {
+		t.Errorf("scans per pid %v: want at least 4 children and none in the parent (%d)", pids, cmd.Process.Pid)
+	}
+	checkLeftovers(t, map[int]bool{}, tmp)
+}

@@ -28,12 +28,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // run runs the program with CLAMD_ADDRESS=addr and returns its exit status,
 // stdout and stderr.
 func run(t *testing.T, addr string, args ...string) (int, string, string) {
+	return runWith(t, addr, nil, args...)
+}
+
+// runWith is run with extra engine options.
+func runWith(t *testing.T, addr string, opts []psengine.Option, args ...string) (int, string, string) {
 	t.Helper()
 	home := t.TempDir()
 	env := map[string]string{
 		"CLAMD_ADDRESS": addr, "PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "error",
 	}
 	p := program(func(k string) string { return env[k] })
+	p.Options = append(p.Options, opts...)
 	var stdout, stderr bytes.Buffer
 	p.Stdout, p.Stderr = &stdout, &stderr
 	code := p.Run(context.Background(), args)
@@ -61,6 +67,22 @@ func parseLines(t *testing.T, out string) []line {
 // `clamav analyze --json` over the 44 clamav-testfiles, EICAR, a
 // hash-signed generated file and a clean file.
 func TestAnalyzeTestfiles(t *testing.T) {
+	for _, backend := range []string{"local", "process"} {
+		t.Run(backend, func(t *testing.T) { analyzeTestfiles(t, backend) })
+	}
+}
+
+// analyzeTestfiles runs the scans in-process, or in worker child processes
+// (this test binary, re-executed to serve the engine: it starts no daemon
+// of its own).
+func analyzeTestfiles(t *testing.T, backend string) {
+	var opts []psengine.Option
+	if backend == "process" {
+		if psenginetest.InChild() {
+			program(os.Getenv).Run(context.Background(), nil) // serves the parent, then exits
+		}
+		opts = append(opts, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	}
 	cfg := clamdtest.StandardSignatures(t)
 	generated := make([]byte, 2048)
 	_, _ = rand.Read(generated)
@@ -83,7 +105,7 @@ func TestAnalyzeTestfiles(t *testing.T) {
 		t.Fatalf("clamscan detects the clean file: %v", ref[clean])
 	}
 
-	code, out, errOut := run(t, d.Address.String(), append([]string{"analyze", "--json"}, append(signed, clean)...)...)
+	code, out, errOut := runWith(t, d.Address.String(), opts, append([]string{"analyze", "--json"}, append(signed, clean)...)...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}

@@ -159,7 +159,15 @@ func TestAnalyzeAcceptance(t *testing.T) {
 	}
 	clean := psenginetest.File(t, "clean file.txt", []byte("nothing to see here\r\n"))
 
-	stdout, stderr, code := p.run(t, "analyze", "--json", eicar, clean)
+	for _, backend := range []string{"local", "process"} {
+		t.Run(backend, func(t *testing.T) { analyzeAcceptance(t, p, backend, prefix, eicar, clean) })
+	}
+}
+
+// analyzeAcceptance runs `analyze` with its scans in-process, or in worker
+// child processes (the winescan binary itself).
+func analyzeAcceptance(t *testing.T, p program, backend, prefix, eicar, clean string) {
+	stdout, stderr, code := p.run(t, "analyze", "--json", "--backend", backend, eicar, clean)
 	if code != 0 {
 		t.Fatalf("analyze exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -196,6 +204,9 @@ func TestAnalyzeAcceptance(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("logs lack %q:\n%s", want, stderr)
 		}
+	}
+	if backend != "local" {
+		return // the commands below run without a backend
 	}
 
 	t.Run("commands ver", func(t *testing.T) {

@@ -49,6 +49,11 @@ rule Tester_Rule : tester
 // run runs the program in-process with env and returns its exit status,
 // stdout and stderr.
 func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	return runWith(t, env, nil, args...)
+}
+
+// runWith is run with extra engine options.
+func runWith(t *testing.T, env map[string]string, opts []psengine.Option, args ...string) (int, string, string) {
 	t.Helper()
 	home := t.TempDir()
 	full := map[string]string{"PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "error"}
@@ -56,6 +61,7 @@ func run(t *testing.T, env map[string]string, args ...string) (int, string, stri
 		full[k] = v
 	}
 	p := program(func(k string) string { return full[k] })
+	p.Options = append(p.Options, opts...)
 	var stdout, stderr bytes.Buffer
 	p.Stdout, p.Stderr = &stdout, &stderr
 	code := p.Run(context.Background(), args)
@@ -78,8 +84,23 @@ func TestAnalyzeByTheTestersRules(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, backend := range []string{"local", "process"} {
+		t.Run(backend, func(t *testing.T) { analyzeByTheTestersRules(t, backend, rulesFile, hit, miss) })
+	}
+}
+
+// analyzeByTheTestersRules runs the scans in-process, or in worker child
+// processes (this test binary, re-executed to serve the engine).
+func analyzeByTheTestersRules(t *testing.T, backend, rulesFile, hit, miss string) {
+	var opts []psengine.Option
+	if backend == "process" {
+		if psenginetest.InChild() {
+			program(os.Getenv).Run(context.Background(), nil) // serves the parent, then exits
+		}
+		opts = append(opts, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	}
 	for _, noMatch := range []string{"", "benign"} {
-		code, out, errOut := run(t, map[string]string{"YARA_RULES": rulesFile, "YARA_NO_MATCH": noMatch}, "analyze", "--json", hit, miss)
+		code, out, errOut := runWith(t, map[string]string{"YARA_RULES": rulesFile, "YARA_NO_MATCH": noMatch}, opts, "analyze", "--json", hit, miss)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
