@@ -364,6 +364,11 @@ var syntaxCases = []string{
 	`{"id":"\x"}`, `{"id":"\u12"}`, "{\"id\":\"a\x01\"}", `{"id":tru}`, `{`, ``, `   `,
 	`{"a":[}`, `{"a":[1 2]}`, `{"a":{"b" 1}}`, `{1:2}`,
 	`{"artifact_url":"https://y","guid":"g","sha256":"` + strings.Repeat("AB", 32) + `"}`,
+	// Repeated keys, the last null; escaped and folded keys (K is U+212A).
+	`{"id":1,"id":null,"guid":"g","artifact_uri":"u","expiration":"2021-02-19T10:13:47Z","expiration":null,"duration":"5","Duration":null}`,
+	`{"id":"\u0031","artifact_uri":"u","tasked_at":1e3,"TASKED_AT":"2021-02-19 10:13:47+0100","rules":{"min_allowed_bid":1},"rules":[]}`,
+	`{"id":1,"artifact_uri":"a","artifact_uri":"","artifact_url":"b","response_url":"http://x\u002fy","metadata":{"mimetype":"m","sha256":5}}`,
+	"{\"\u0069d\":\"\u00e9\\ud800\",\"artifact_uri\":\"u\xc3\",\"artifact_\u0074ype\":\"\u212a\"}",
 	// encoding/json's depth limit (10,000), just within and just over.
 	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}}`,
 	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
@@ -399,6 +404,7 @@ func FuzzParseBounty(f *testing.F) {
 		if !json.Valid(data) {
 			t.Fatalf("%q: accepted, but encoding/json says it is not JSON", data)
 		}
+		sameAsEncodingJSON(t, data, b)
 		if err := b.Validate(); err != nil {
 			t.Fatalf("parsed bounty does not validate: %v", err)
 		}
@@ -414,6 +420,97 @@ func FuzzParseBounty(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// sameAsEncodingJSON checks that b holds what encoding/json reads from data
+// under each key: the same strings (escapes, bad UTF-8, case-folded and
+// repeated keys), the same metadata bytes, and for the values ParseBounty
+// interprets, the same value as when ParseBounty reads the one that
+// encoding/json picked alone.
+func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
+	t.Helper()
+	var ref struct {
+		ID           json.RawMessage `json:"id"`
+		GUID         json.RawMessage `json:"guid"`
+		ArtifactType string          `json:"artifact_type"`
+		ArtifactURI  string          `json:"artifact_uri"`
+		ArtifactURL  string          `json:"artifact_url"`
+		SHA256       string          `json:"sha256"`
+		MIMEType     string          `json:"mimetype"`
+		Expiration   json.RawMessage `json:"expiration"`
+		ResponseURL  string          `json:"response_url"`
+		Rules        json.RawMessage `json:"rules"`
+		Phase        string          `json:"phase"`
+		Metadata     json.RawMessage `json:"metadata"`
+		Duration     json.RawMessage `json:"duration"`
+		TaskedAt     json.RawMessage `json:"tasked_at"`
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatalf("%q: accepted, but encoding/json: %v", data, err)
+	}
+	given := func(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+	id := ref.ID
+	if !given(id) {
+		id = ref.GUID
+	}
+	var wantID psengine.BountyID
+	if id[0] == '"' {
+		var s string
+		if err := json.Unmarshal(id, &s); err != nil {
+			t.Fatal(err)
+		}
+		wantID = psengine.StringID(s)
+	} else {
+		wantID = mustID(t, string(id))
+	}
+	var meta struct {
+		SHA256   string `json:"sha256"`
+		MIMEType string `json:"mimetype"`
+	}
+	if given(ref.Metadata) {
+		_ = json.Unmarshal(ref.Metadata, &meta)
+	} else {
+		ref.Metadata = nil
+	}
+	wantType := psengine.FileArtifact
+	if strings.EqualFold(ref.ArtifactType, "url") {
+		wantType = psengine.URLArtifact
+	}
+	wantPhase := psengine.Assertion
+	if strings.EqualFold(ref.Phase, "arbitration") || strings.EqualFold(ref.Phase, "arbitration_window") {
+		wantPhase = psengine.Arbitration
+	}
+	or := func(a, b string) string {
+		if a != "" {
+			return a
+		}
+		return b
+	}
+	want := psengine.Bounty{
+		ID: wantID, ArtifactType: wantType, ArtifactURI: or(ref.ArtifactURI, ref.ArtifactURL),
+		SHA256:      strings.ToLower(strings.TrimSpace(or(ref.SHA256, meta.SHA256))),
+		MIMEType:    or(ref.MIMEType, meta.MIMEType),
+		ResponseURL: ref.ResponseURL, Phase: wantPhase, Metadata: ref.Metadata,
+	}
+	// Each interpreted value, alone in a bounty.
+	alone := func(key string, raw json.RawMessage) psengine.Bounty {
+		t.Helper()
+		if raw == nil {
+			raw = json.RawMessage("null")
+		}
+		one, err := psengine.ParseBounty([]byte(`{"id":1,"artifact_uri":"u","` + key + `":` + string(raw) + `}`))
+		if err != nil {
+			t.Fatalf("%q: accepted, but its %s %s alone: %v", data, key, raw, err)
+		}
+		return one
+	}
+	want.Expiration = alone("expiration", ref.Expiration).Expiration
+	want.TaskedAt = alone("tasked_at", ref.TaskedAt).TaskedAt
+	want.Duration = alone("duration", ref.Duration).Duration
+	want.Rules = alone("rules", ref.Rules).Rules
+	if diff := cmp.Diff(want, b, bountyCmp); diff != "" {
+		t.Fatalf("%q: not what encoding/json reads (-encoding/json +ParseBounty):\n%s", data, diff)
+	}
 }
 
 // FuzzParseBountyFields builds bounties from arbitrary field values and holds
