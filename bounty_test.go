@@ -367,6 +367,7 @@ var syntaxCases = []string{
 	// Repeated keys, the last null; escaped and folded keys (K is U+212A).
 	`{"id":1,"id":null,"guid":"g","artifact_uri":"u","expiration":"2021-02-19T10:13:47Z","expiration":null,"duration":"5","Duration":null}`,
 	`{"id":"\u0031","artifact_uri":"u","tasked_at":1e3,"TASKED_AT":"2021-02-19 10:13:47+0100","rules":{"min_allowed_bid":1},"rules":[]}`,
+	`{"id":1,"artifact_uri":"u","rules":{"min_allowed_bid":5,"MIN_allowed_bid":null,"max_allowed_bid":"7","max_allowed_bid":6}}`,
 	`{"id":1,"artifact_uri":"a","artifact_uri":"","artifact_url":"b","response_url":"http://x\u002fy","metadata":{"mimetype":"m","sha256":5}}`,
 	"{\"\u0069d\":\"\u00e9\\ud800\",\"artifact_uri\":\"u\xc3\",\"artifact_\u0074ype\":\"\u212a\"}",
 	// encoding/json's depth limit (10,000), just within and just over.
@@ -424,9 +425,9 @@ func FuzzParseBounty(f *testing.F) {
 
 // sameAsEncodingJSON checks that b holds what encoding/json reads from data
 // under each key: the same strings (escapes, bad UTF-8, case-folded and
-// repeated keys), the same metadata bytes, and for the values ParseBounty
-// interprets, the same value as when ParseBounty reads the one that
-// encoding/json picked alone.
+// repeated keys), the same metadata bytes and rules, and for the other
+// values ParseBounty interprets, the same value as when ParseBounty reads
+// the one that encoding/json picked alone.
 func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 	t.Helper()
 	var ref struct {
@@ -507,7 +508,15 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 	want.Expiration = alone("expiration", ref.Expiration).Expiration
 	want.TaskedAt = alone("tasked_at", ref.TaskedAt).TaskedAt
 	want.Duration = alone("duration", ref.Duration).Duration
-	want.Rules = alone("rules", ref.Rules).Rules
+	// The rules as bid.Rules reads them with encoding/json.
+	var list []any
+	if !given(ref.Rules) || (ref.Rules[0] == '[' && json.Unmarshal(ref.Rules, &list) == nil && len(list) == 0) {
+		want.Rules = bid.DefaultRules
+	} else if err := want.Rules.UnmarshalJSON(ref.Rules); err != nil {
+		t.Fatalf("%q: accepted, but bid.Rules says of %s: %v", data, ref.Rules, err)
+	} else {
+		want.Rules = want.Rules.OrDefault()
+	}
 	if diff := cmp.Diff(want, b, bountyCmp); diff != "" {
 		t.Fatalf("%q: not what encoding/json reads (-encoding/json +ParseBounty):\n%s", data, diff)
 	}
