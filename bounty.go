@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/polyswarm/psengine/bid"
 )
 
@@ -177,8 +178,8 @@ func fieldErr(field string, err error) error {
 	return &BountyError{Field: field, Reason: err.Error()}
 }
 
-// ParseBounty parses one bounty from JSON with encoding/json, liberal in what
-// it accepts (PROTOCOL §1):
+// ParseBounty parses one bounty from JSON as encoding/json reads it, liberal
+// in what it accepts (PROTOCOL §1):
 //   - id: a JSON integer of any size (kept as digits) or a string such as a
 //     UUID (kept as a string, even if numeric); legacy name guid;
 //   - artifact_type: file or url in any casing; missing, null or "" is file;
@@ -291,8 +292,18 @@ func present(raw json.RawMessage) bool {
 }
 
 // UnmarshalJSON implements json.Unmarshaler; see ParseBounty.
+//
+// The object is decoded by github.com/goccy/go-json, which reads values as
+// encoding/json does, in a fraction of its time. What it refuses is decoded
+// again by encoding/json, which has the last word on what is wrong: the
+// errors are the ones encoding/json reports (go-json names the field of a
+// type error by the key as written, not as declared).
 func (b *Bounty) UnmarshalJSON(data []byte) error {
 	w := wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
+	if gojson.Unmarshal(data, &w) == nil {
+		return b.fromWire(&w)
+	}
+	w = wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
 	if err := json.Unmarshal(data, &w); err != nil {
 		var typ *json.UnmarshalTypeError
 		switch {
@@ -304,6 +315,11 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 			return &BountyError{Reason: "not JSON: " + err.Error()}
 		}
 	}
+	return b.fromWire(&w)
+}
+
+// fromWire checks w and sets *b from it.
+func (b *Bounty) fromWire(w *wireBounty) error {
 	var out Bounty
 	var err error
 
@@ -384,11 +400,24 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 }
 
 // parseRules reads the rules object; missing, null, {} and [] are the
-// defaults, and so is each amount left out.
+// defaults, and so is each amount left out. The object is split by
+// go-json, as the bounty, and the amounts read as bid.Rules.UnmarshalJSON
+// reads them; anything else is left to bid.Rules.UnmarshalJSON, which
+// says what is wrong.
 func parseRules(raw []byte) (bid.Rules, error) {
 	var r bid.Rules
 	if present(raw) && !emptyArray(raw) {
-		if err := r.UnmarshalJSON(raw); err != nil {
+		var amounts struct {
+			Min json.RawMessage `json:"min_allowed_bid"`
+			Max json.RawMessage `json:"max_allowed_bid"`
+		}
+		var err error
+		if raw[0] == '{' && gojson.Unmarshal(raw, &amounts) == nil {
+			r, err = bid.RulesFromJSON(amounts.Min, amounts.Max)
+		} else {
+			err = r.UnmarshalJSON(raw)
+		}
+		if err != nil {
 			return bid.Rules{}, err
 		}
 	}
