@@ -278,6 +278,7 @@ func TestParseBountyErrors(t *testing.T) {
 		{"min above max", `{"id":1,"artifact_type":"file","artifact_uri":"x","rules":{"min_allowed_bid":5,"max_allowed_bid":4}}`, "rules"},
 		{"metadata not an object", `{"id":1,"artifact_type":"file","artifact_uri":"x","metadata":[1]}`, "metadata"},
 		{"wrong type", `{"id":1,"artifact_type":5,"artifact_uri":"x"}`, "artifact_type"},
+		{"wrong type under a key in another case", `{"id":1,"Artifact_TYPE":5,"artifact_uri":"x"}`, "artifact_type"},
 		{"uri of the wrong type", `{"id":1,"artifact_uri":["x"]}`, "artifact_uri"},
 		{"bad duration", `{"id":1,"artifact_uri":"x","duration":"soon"}`, "duration"},
 		{"bad tasked_at", `{"id":1,"artifact_uri":"x","tasked_at":"yesterday"}`, "tasked_at"},
@@ -375,6 +376,10 @@ var syntaxCases = []string{
 	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
 }
 
+// bountyKeys are the keys of a bounty as documented, which errors name.
+var bountyKeys = []string{"id", "guid", "artifact_type", "artifact_uri", "artifact_url", "sha256", "mimetype",
+	"expiration", "response_url", "rules", "phase", "metadata", "duration", "tasked_at"}
+
 // FuzzParseBounty: ParseBounty agrees with encoding/json on what is JSON, and
 // what it accepts validates and survives a round trip through MarshalJSON.
 func FuzzParseBounty(f *testing.F) {
@@ -399,6 +404,9 @@ func FuzzParseBounty(f *testing.F) {
 			object := json.Valid(data) && (trimmed[0] == '{' || string(trimmed) == "null")
 			if (be.Field != "") != object {
 				t.Fatalf("%q: error %v; json.Valid = %v", data, err, json.Valid(data))
+			}
+			if be.Field != "" && !slices.Contains(bountyKeys, be.Field) {
+				t.Fatalf("%q: error %v names no field of a bounty", data, err)
 			}
 			return
 		}
