@@ -13,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/polyswarm/psengine/bid"
 )
 
@@ -101,8 +103,8 @@ func (id BountyID) MarshalJSON() ([]byte, error) {
 func (id *BountyID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		s, err := unquote(b)
+		if err != nil {
 			return err
 		}
 		if strings.TrimSpace(s) == "" {
@@ -176,8 +178,8 @@ func fieldErr(field string, err error) error {
 	return &BountyError{Field: field, Reason: err.Error()}
 }
 
-// ParseBounty parses one bounty from JSON with encoding/json, liberal in what
-// it accepts (docs/PROTOCOL.md §1):
+// ParseBounty parses one bounty from JSON as encoding/json reads it, liberal
+// in what it accepts (docs/PROTOCOL.md §1):
 //   - id: a JSON integer of any size (kept as digits) or a string such as a
 //     UUID (kept as a string, even if numeric); legacy name guid;
 //   - artifact_type: file or url in any casing; missing, null or "" is file;
@@ -204,23 +206,84 @@ func ParseBounty(data []byte) (Bounty, error) {
 	return b, err
 }
 
-// wireBounty is a bounty as it arrives. Values needing more than a string
-// are kept raw and read once the JSON is known to be valid.
+// wireBounty is a bounty as it arrives. The values that need more than a
+// string are read by their own UnmarshalJSON, in the decoder's one pass over
+// the input, and keep what went wrong for the checks that follow: they never
+// fail the decoder, which would then stop reporting the type errors of the
+// string fields, and the checks keep their order whatever the input's order.
 type wireBounty struct {
-	ID           json.RawMessage `json:"id"`
-	GUID         json.RawMessage `json:"guid"`
+	ID           idValue         `json:"id"`
+	GUID         idValue         `json:"guid"`
 	ArtifactType string          `json:"artifact_type"`
 	ArtifactURI  string          `json:"artifact_uri"`
 	ArtifactURL  string          `json:"artifact_url"`
 	SHA256       string          `json:"sha256"`
 	MIMEType     string          `json:"mimetype"`
-	Expiration   json.RawMessage `json:"expiration"`
+	Expiration   timeValue       `json:"expiration"`
 	ResponseURL  string          `json:"response_url"`
-	Rules        json.RawMessage `json:"rules"`
+	Rules        rulesValue      `json:"rules"`
 	Phase        string          `json:"phase"`
 	Metadata     json.RawMessage `json:"metadata"`
-	Duration     json.RawMessage `json:"duration"`
-	TaskedAt     json.RawMessage `json:"tasked_at"`
+	Duration     secondsValue    `json:"duration"`
+	TaskedAt     timeValue       `json:"tasked_at"`
+}
+
+// The decoder calls these with the value's JSON, null included, once per
+// occurrence of the key (the last one wins); they must not keep the bytes.
+
+// idValue is an id or guid: given when present and not null.
+type idValue struct {
+	given bool
+	id    BountyID
+	err   error
+}
+
+func (v *idValue) UnmarshalJSON(b []byte) error {
+	*v = idValue{given: present(b)}
+	if v.given {
+		v.err = v.id.UnmarshalJSON(b)
+	}
+	return nil
+}
+
+// timeValue is a timestamp; zero when missing or null.
+type timeValue struct {
+	t   time.Time
+	err error
+}
+
+func (v *timeValue) UnmarshalJSON(b []byte) error {
+	*v = timeValue{}
+	if present(b) {
+		v.t, v.err = parseTimestamp(b)
+	}
+	return nil
+}
+
+// secondsValue is a duration; zero when missing or null.
+type secondsValue struct {
+	d   time.Duration
+	err error
+}
+
+func (v *secondsValue) UnmarshalJSON(b []byte) error {
+	*v = secondsValue{}
+	if present(b) {
+		v.d, v.err = parseSeconds(b)
+	}
+	return nil
+}
+
+// rulesValue is the rules in force; the decoding starts it at
+// bid.DefaultRules, for a bounty without rules.
+type rulesValue struct {
+	r   bid.Rules
+	err error
+}
+
+func (v *rulesValue) UnmarshalJSON(b []byte) error {
+	v.r, v.err = parseRules(b)
+	return nil
 }
 
 // present reports whether a raw value was given and is not null.
@@ -229,8 +292,18 @@ func present(raw json.RawMessage) bool {
 }
 
 // UnmarshalJSON implements json.Unmarshaler; see ParseBounty.
+//
+// The object is decoded by github.com/goccy/go-json, which reads values as
+// encoding/json does, in a fraction of its time. What it refuses is decoded
+// again by encoding/json, which has the last word on what is wrong: the
+// errors are the ones encoding/json reports (go-json names the field of a
+// type error by the key as written, not as declared).
 func (b *Bounty) UnmarshalJSON(data []byte) error {
-	var w wireBounty
+	w := wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
+	if gojson.Unmarshal(data, &w) == nil {
+		return b.fromWire(&w)
+	}
+	w = wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
 	if err := json.Unmarshal(data, &w); err != nil {
 		var typ *json.UnmarshalTypeError
 		switch {
@@ -242,19 +315,25 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 			return &BountyError{Reason: "not JSON: " + err.Error()}
 		}
 	}
+	return b.fromWire(&w)
+}
+
+// fromWire checks w and sets *b from it.
+func (b *Bounty) fromWire(w *wireBounty) error {
 	var out Bounty
 	var err error
 
-	idRaw := w.ID
-	if !present(idRaw) {
-		idRaw = w.GUID
+	id := w.ID
+	if !id.given {
+		id = w.GUID
 	}
-	if !present(idRaw) {
+	if !id.given {
 		return &BountyError{Field: "id", Reason: "missing (neither id nor guid given)"}
 	}
-	if err := out.ID.UnmarshalJSON(idRaw); err != nil {
-		return fieldErr("id", err)
+	if id.err != nil {
+		return fieldErr("id", id.err)
 	}
+	out.ID = id.id
 
 	out.ArtifactType = FileArtifact
 	if w.ArtifactType != "" {
@@ -291,19 +370,15 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		out.SHA256 = s
 	}
 
-	if present(w.Expiration) {
-		out.Expiration, _ = parseTimestamp(w.Expiration) // unreadable: zero, a default window
+	out.Expiration = w.Expiration.t // unreadable: zero, a default window
+	if w.TaskedAt.err != nil {
+		return fieldErr("tasked_at", w.TaskedAt.err)
 	}
-	if present(w.TaskedAt) {
-		if out.TaskedAt, err = parseTimestamp(w.TaskedAt); err != nil {
-			return fieldErr("tasked_at", err)
-		}
+	out.TaskedAt = w.TaskedAt.t
+	if w.Duration.err != nil {
+		return fieldErr("duration", w.Duration.err)
 	}
-	if present(w.Duration) {
-		if out.Duration, err = parseSeconds(w.Duration); err != nil {
-			return fieldErr("duration", err)
-		}
-	}
+	out.Duration = w.Duration.d
 
 	if w.ResponseURL != "" {
 		u, err := url.Parse(w.ResponseURL)
@@ -313,9 +388,10 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 		out.ResponseURL = w.ResponseURL
 	}
 
-	if out.Rules, err = parseRules(w.Rules); err != nil {
-		return fieldErr("rules", err)
+	if w.Rules.err != nil {
+		return fieldErr("rules", w.Rules.err)
 	}
+	out.Rules = w.Rules.r
 	if out.Phase, err = parsePhase(w.Phase); err != nil {
 		return fieldErr("phase", err)
 	}
@@ -324,11 +400,24 @@ func (b *Bounty) UnmarshalJSON(data []byte) error {
 }
 
 // parseRules reads the rules object; missing, null, {} and [] are the
-// defaults, and so is each amount left out.
-func parseRules(raw json.RawMessage) (bid.Rules, error) {
+// defaults, and so is each amount left out. The object is split by
+// go-json, as the bounty, and the amounts read as bid.Rules.UnmarshalJSON
+// reads them; anything else is left to bid.Rules.UnmarshalJSON, which
+// says what is wrong.
+func parseRules(raw []byte) (bid.Rules, error) {
 	var r bid.Rules
 	if present(raw) && !emptyArray(raw) {
-		if err := r.UnmarshalJSON(raw); err != nil {
+		var amounts struct {
+			Min json.RawMessage `json:"min_allowed_bid"`
+			Max json.RawMessage `json:"max_allowed_bid"`
+		}
+		var err error
+		if raw[0] == '{' && gojson.Unmarshal(raw, &amounts) == nil {
+			r, err = bid.RulesFromJSON(amounts.Min, amounts.Max)
+		} else {
+			err = r.UnmarshalJSON(raw)
+		}
+		if err != nil {
 			return bid.Rules{}, err
 		}
 	}
@@ -338,9 +427,32 @@ func parseRules(raw json.RawMessage) (bid.Rules, error) {
 
 // emptyArray reports whether raw is an empty JSON array, which some
 // producers write for an empty object.
-func emptyArray(raw json.RawMessage) bool {
+func emptyArray(raw []byte) bool {
 	var list []any
 	return raw[0] == '[' && json.Unmarshal(raw, &list) == nil && len(list) == 0
+}
+
+// unquote returns the text of the JSON string raw. A string with no escape,
+// control character or invalid UTF-8 is its own text between the quotes;
+// the others are left to encoding/json.
+func unquote(raw []byte) (string, error) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		if s := raw[1 : n-1]; plainString(s) {
+			return string(s), nil
+		}
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+func plainString(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // timestamp layouts seen on the wire; a missing zone means UTC.
@@ -354,33 +466,34 @@ var timestampLayouts = []string{
 }
 
 // parseTimestamp reads a timestamp given as a string in one of
-// timestampLayouts or as a number of seconds since the epoch.
-func parseTimestamp(raw json.RawMessage) (time.Time, error) {
-	var v any
-	_ = json.Unmarshal(raw, &v) // raw is valid JSON; a number beyond float64 stays nil
-	switch v := v.(type) {
-	case string:
-		s := strings.TrimSpace(v)
-		for _, layout := range timestampLayouts {
-			if t, err := time.Parse(layout, s); err == nil {
-				return t.UTC(), nil
+// timestampLayouts or as a number of seconds since the epoch. raw is a
+// valid JSON value, not null.
+func parseTimestamp(raw []byte) (time.Time, error) {
+	if raw[0] == '"' {
+		if s, err := unquote(raw); err == nil {
+			s = strings.TrimSpace(s)
+			for _, layout := range timestampLayouts {
+				if t, err := time.Parse(layout, s); err == nil {
+					return t.UTC(), nil
+				}
 			}
 		}
-	case float64:
-		if math.Abs(v) <= 1e11 {
-			sec, frac := math.Modf(v)
-			return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
-		}
+	} else if v, err := strconv.ParseFloat(string(raw), 64); err == nil && math.Abs(v) <= 1e11 {
+		// Of the other JSON values only numbers parse, as encoding/json
+		// reads them into a float64 (beyond float64, an error).
+		sec, frac := math.Modf(v)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
 	}
 	return time.Time{}, fmt.Errorf("%.64s is not a timestamp", raw)
 }
 
 // parseSeconds reads a non-negative number of seconds given as a JSON number
 // or a string; decimal forms are read exactly, to the nanosecond.
-func parseSeconds(raw json.RawMessage) (time.Duration, error) {
+func parseSeconds(raw []byte) (time.Duration, error) {
 	s := string(raw)
 	if raw[0] == '"' {
-		if err := json.Unmarshal(raw, &s); err != nil {
+		var err error
+		if s, err = unquote(raw); err != nil {
 			return 0, err
 		}
 	}

@@ -278,6 +278,7 @@ func TestParseBountyErrors(t *testing.T) {
 		{"min above max", `{"id":1,"artifact_type":"file","artifact_uri":"x","rules":{"min_allowed_bid":5,"max_allowed_bid":4}}`, "rules"},
 		{"metadata not an object", `{"id":1,"artifact_type":"file","artifact_uri":"x","metadata":[1]}`, "metadata"},
 		{"wrong type", `{"id":1,"artifact_type":5,"artifact_uri":"x"}`, "artifact_type"},
+		{"wrong type under a key in another case", `{"id":1,"Artifact_TYPE":5,"artifact_uri":"x"}`, "artifact_type"},
 		{"uri of the wrong type", `{"id":1,"artifact_uri":["x"]}`, "artifact_uri"},
 		{"bad duration", `{"id":1,"artifact_uri":"x","duration":"soon"}`, "duration"},
 		{"bad tasked_at", `{"id":1,"artifact_uri":"x","tasked_at":"yesterday"}`, "tasked_at"},
@@ -364,10 +365,20 @@ var syntaxCases = []string{
 	`{"id":"\x"}`, `{"id":"\u12"}`, "{\"id\":\"a\x01\"}", `{"id":tru}`, `{`, ``, `   `,
 	`{"a":[}`, `{"a":[1 2]}`, `{"a":{"b" 1}}`, `{1:2}`,
 	`{"artifact_url":"https://y","guid":"g","sha256":"` + strings.Repeat("AB", 32) + `"}`,
+	// Repeated keys, the last null; escaped and folded keys (K is U+212A).
+	`{"id":1,"id":null,"guid":"g","artifact_uri":"u","expiration":"2021-02-19T10:13:47Z","expiration":null,"duration":"5","Duration":null}`,
+	`{"id":"\u0031","artifact_uri":"u","tasked_at":1e3,"TASKED_AT":"2021-02-19 10:13:47+0100","rules":{"min_allowed_bid":1},"rules":[]}`,
+	`{"id":1,"artifact_uri":"u","rules":{"min_allowed_bid":5,"MIN_allowed_bid":null,"max_allowed_bid":"7","max_allowed_bid":6}}`,
+	`{"id":1,"artifact_uri":"a","artifact_uri":"","artifact_url":"b","response_url":"http://x\u002fy","metadata":{"mimetype":"m","sha256":5}}`,
+	"{\"\u0069d\":\"\u00e9\\ud800\",\"artifact_uri\":\"u\xc3\",\"artifact_\u0074ype\":\"\u212a\"}",
 	// encoding/json's depth limit (10,000), just within and just over.
 	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}}`,
 	`{"id":1,"artifact_uri":"u","metadata":{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
 }
+
+// bountyKeys are the keys of a bounty as documented, which errors name.
+var bountyKeys = []string{"id", "guid", "artifact_type", "artifact_uri", "artifact_url", "sha256", "mimetype",
+	"expiration", "response_url", "rules", "phase", "metadata", "duration", "tasked_at"}
 
 // FuzzParseBounty: ParseBounty agrees with encoding/json on what is JSON, and
 // what it accepts validates and survives a round trip through MarshalJSON.
@@ -394,11 +405,15 @@ func FuzzParseBounty(f *testing.F) {
 			if (be.Field != "") != object {
 				t.Fatalf("%q: error %v; json.Valid = %v", data, err, json.Valid(data))
 			}
+			if be.Field != "" && !slices.Contains(bountyKeys, be.Field) {
+				t.Fatalf("%q: error %v names no field of a bounty", data, err)
+			}
 			return
 		}
 		if !json.Valid(data) {
 			t.Fatalf("%q: accepted, but encoding/json says it is not JSON", data)
 		}
+		sameAsEncodingJSON(t, data, b)
 		if err := b.Validate(); err != nil {
 			t.Fatalf("parsed bounty does not validate: %v", err)
 		}
@@ -414,6 +429,105 @@ func FuzzParseBounty(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// sameAsEncodingJSON checks that b holds what encoding/json reads from data
+// under each key: the same strings (escapes, bad UTF-8, case-folded and
+// repeated keys), the same metadata bytes and rules, and for the other
+// values ParseBounty interprets, the same value as when ParseBounty reads
+// the one that encoding/json picked alone.
+func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
+	t.Helper()
+	var ref struct {
+		ID           json.RawMessage `json:"id"`
+		GUID         json.RawMessage `json:"guid"`
+		ArtifactType string          `json:"artifact_type"`
+		ArtifactURI  string          `json:"artifact_uri"`
+		ArtifactURL  string          `json:"artifact_url"`
+		SHA256       string          `json:"sha256"`
+		MIMEType     string          `json:"mimetype"`
+		Expiration   json.RawMessage `json:"expiration"`
+		ResponseURL  string          `json:"response_url"`
+		Rules        json.RawMessage `json:"rules"`
+		Phase        string          `json:"phase"`
+		Metadata     json.RawMessage `json:"metadata"`
+		Duration     json.RawMessage `json:"duration"`
+		TaskedAt     json.RawMessage `json:"tasked_at"`
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatalf("%q: accepted, but encoding/json: %v", data, err)
+	}
+	given := func(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+	id := ref.ID
+	if !given(id) {
+		id = ref.GUID
+	}
+	var wantID psengine.BountyID
+	if id[0] == '"' {
+		var s string
+		if err := json.Unmarshal(id, &s); err != nil {
+			t.Fatal(err)
+		}
+		wantID = psengine.StringID(s)
+	} else {
+		wantID = mustID(t, string(id))
+	}
+	var meta struct {
+		SHA256   string `json:"sha256"`
+		MIMEType string `json:"mimetype"`
+	}
+	if given(ref.Metadata) {
+		_ = json.Unmarshal(ref.Metadata, &meta)
+	} else {
+		ref.Metadata = nil
+	}
+	wantType := psengine.FileArtifact
+	if strings.EqualFold(ref.ArtifactType, "url") {
+		wantType = psengine.URLArtifact
+	}
+	wantPhase := psengine.Assertion
+	if strings.EqualFold(ref.Phase, "arbitration") || strings.EqualFold(ref.Phase, "arbitration_window") {
+		wantPhase = psengine.Arbitration
+	}
+	or := func(a, b string) string {
+		if a != "" {
+			return a
+		}
+		return b
+	}
+	want := psengine.Bounty{
+		ID: wantID, ArtifactType: wantType, ArtifactURI: or(ref.ArtifactURI, ref.ArtifactURL),
+		SHA256:      strings.ToLower(strings.TrimSpace(or(ref.SHA256, meta.SHA256))),
+		MIMEType:    or(ref.MIMEType, meta.MIMEType),
+		ResponseURL: ref.ResponseURL, Phase: wantPhase, Metadata: ref.Metadata,
+	}
+	// Each interpreted value, alone in a bounty.
+	alone := func(key string, raw json.RawMessage) psengine.Bounty {
+		t.Helper()
+		if raw == nil {
+			raw = json.RawMessage("null")
+		}
+		one, err := psengine.ParseBounty([]byte(`{"id":1,"artifact_uri":"u","` + key + `":` + string(raw) + `}`))
+		if err != nil {
+			t.Fatalf("%q: accepted, but its %s %s alone: %v", data, key, raw, err)
+		}
+		return one
+	}
+	want.Expiration = alone("expiration", ref.Expiration).Expiration
+	want.TaskedAt = alone("tasked_at", ref.TaskedAt).TaskedAt
+	want.Duration = alone("duration", ref.Duration).Duration
+	// The rules as bid.Rules reads them with encoding/json.
+	var list []any
+	if !given(ref.Rules) || (ref.Rules[0] == '[' && json.Unmarshal(ref.Rules, &list) == nil && len(list) == 0) {
+		want.Rules = bid.DefaultRules
+	} else if err := want.Rules.UnmarshalJSON(ref.Rules); err != nil {
+		t.Fatalf("%q: accepted, but bid.Rules says of %s: %v", data, ref.Rules, err)
+	} else {
+		want.Rules = want.Rules.OrDefault()
+	}
+	if diff := cmp.Diff(want, b, bountyCmp); diff != "" {
+		t.Fatalf("%q: not what encoding/json reads (-encoding/json +ParseBounty):\n%s", data, diff)
+	}
 }
 
 // FuzzParseBountyFields builds bounties from arbitrary field values and holds
