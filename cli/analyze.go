@@ -29,6 +29,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
 	run := p.addRunFlags(fs, "local")
 	workers := fs.Int("workers", p.defaultWorkers(4), "artifacts analyzed at once")
+	inFlight := fs.Int("in-flight", DefaultInFlight, "with --backend NAME: bounties queued and not yet answered at once")
 	summaryFile := fs.String("summary-json", "", "write the run's summary as JSON to `FILE`")
 	noProgress := fs.Bool("no-progress", false, "no progress line, even on a terminal")
 	conns := p.backendFlags(fs)
@@ -53,6 +54,9 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	}
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
+	}
+	if *inFlight < 1 {
+		return usageError{"--in-flight must be at least 1"}
 	}
 	if *kind != "file" && *kind != "url" && *kind != "bounty" {
 		return usageError{fmt.Sprintf("-t %q: want file, url or bounty", *kind)}
@@ -80,7 +84,11 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 			return fmt.Errorf("analyze: %w", err)
 		}
 		defer sess.Close()
-		results = p.remoteResults(ctx, sess, log, *kind, inputs, batchConfig{})
+		ttl := psengine.DefaultLocalTTL
+		if run.timeout > 0 {
+			ttl = run.timeout + psengine.DefaultDeliveryMargin
+		}
+		results = p.remoteResults(ctx, sess, log, *kind, inputs, batchConfig{ttl: ttl, inFlight: *inFlight})
 	} else {
 		// Bounties given on the command line are the operator's own: they
 		// may reference local files.

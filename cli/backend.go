@@ -48,8 +48,15 @@ type Session interface {
 	// ones where workers can read it) and yields one Result per request, in
 	// request order, each as soon as it and those before it are answered.
 	// Requests not answered when ctx ends, or when the backend's own
-	// timeout passes, are yielded with Answered false and Err set.
-	// Stopping early abandons the wait.
+	// timeout passes, are yielded with Answered false and Err set: a
+	// request the queue refuses for want of room wraps
+	// psengine.ErrQueueFull, one that expired before a worker reached it
+	// psengine.ErrExpired (analyze submits both again). Stopping early
+	// abandons the wait.
+	//
+	// `analyze --backend` calls it several times on one session, and
+	// concurrently: it submits its artifacts in windows (--in-flight), each
+	// bounty forged with its own expiration when it is submitted.
 	Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.Result]
 	Close() error
 }

@@ -4,72 +4,293 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
+	"golang.org/x/sync/semaphore"
 )
 
-// batchConfig shapes `analyze --backend NAME`.
-type batchConfig struct{}
+// DefaultInFlight is the default of analyze's --in-flight: how many
+// bounties `analyze --backend NAME` keeps queued and unanswered at once.
+const DefaultInFlight = 64
 
-// remoteResults answers the arguments through a backend session, in
-// argument order. Arguments that cannot be turned into a bounty fail alone.
-func (p *Program) remoteResults(ctx context.Context, sess Session, _ *slog.Logger, kind string, ins []input, _ batchConfig) iter.Seq[analyzed] {
+// expiredResubmits bounds how often a forged bounty that expired in the
+// queue (no worker reached it in time) is forged again and resubmitted
+// before its failure is reported: a clock far off between this machine and
+// the workers would otherwise expire it forever.
+const expiredResubmits = 3
+
+// queueFullBackoff paces resubmissions to a full queue: a batch larger than
+// the queue can take waits for room, until the run is cancelled.
+var queueFullBackoff = pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// batchConfig shapes `analyze --backend NAME`.
+type batchConfig struct {
+	// ttl is each forged bounty's window from when a worker can be
+	// expected to reach it: --timeout plus the delivery margin, or
+	// psengine.DefaultLocalTTL.
+	ttl time.Duration
+	// inFlight bounds the bounties submitted and not yet answered.
+	inFlight int
+}
+
+// chunk is how many bounties go to the backend in one Session.Analyze call:
+// a few per window, so that the window refills while earlier ones are
+// answered, without one call (a results watch, for NATS) per bounty.
+func (c batchConfig) chunk() int { return min(max(c.inFlight/8, 1), 32) }
+
+// batch is one `analyze --backend NAME` run.
+type batch struct {
+	p     *Program
+	sess  Session
+	log   *slog.Logger
+	kind  string
+	cfg   batchConfig
+	ins   []input
+	slots []chan analyzed // one per input, each filled exactly once
+	sem   *semaphore.Weighted
+	wg    sync.WaitGroup
+
+	pending atomic.Int64 // submitted, not answered
+	rate    answerRate
+}
+
+// pendingReq is one input on its way through the backend.
+type pendingReq struct {
+	idx       int
+	req       Request
+	first     time.Time // first submission, for the time to answer
+	resubmits int       // after expiring in the queue
+	full      int       // submissions refused by a full queue, in a row
+}
+
+// remoteResults answers the inputs through a backend session and yields
+// their results in input order, each as soon as it and those before it
+// are answered. Each forged bounty gets its own expiration, from when a
+// worker can be expected to reach it: bounties are submitted in a window
+// of cfg.inFlight, each as the window has room, its expiration being the
+// time of its submission, plus the time the bounties ahead of it should
+// take at the rate answers have been coming back, plus cfg.ttl. One that
+// expires in the queue all the same is forged again and resubmitted (up to
+// expiredResubmits times); one a full queue refuses is resubmitted after a
+// pause, until ctx ends. Inputs that cannot be turned into a bounty fail
+// alone. Stopping early cancels what is left and waits for it.
+func (p *Program) remoteResults(ctx context.Context, sess Session, log *slog.Logger, kind string, ins []input, cfg batchConfig) iter.Seq[analyzed] {
 	return func(yield func(analyzed) bool) {
-		reqs := make([]Request, 0, len(ins))
-		failed := make([]psengine.Result, len(ins))
-		now := time.Now()
-		for i, in := range ins {
-			if in.err != nil {
-				failed[i] = psengine.Result{Err: in.err}
-				continue
-			}
-			req, err := p.request(ctx, kind, in.name, now)
-			if err != nil {
-				failed[i] = psengine.Result{Bounty: req.Bounty, Err: err}
-				continue
-			}
-			reqs = append(reqs, req)
+		ctx, cancel := context.WithCancel(ctx)
+		b := &batch{p: p, sess: sess, log: log, kind: kind, cfg: cfg, ins: ins,
+			slots: make([]chan analyzed, len(ins)), sem: semaphore.NewWeighted(int64(cfg.inFlight))}
+		for i := range b.slots {
+			b.slots[i] = make(chan analyzed, 1)
 		}
+		b.wg.Add(1)
+		go b.schedule(ctx)
 		defer func() {
-			for _, r := range reqs {
-				if r.Content != nil {
-					_ = r.Content.Close()
-				}
-			}
+			cancel()
+			b.wg.Wait()
 		}()
-		next, stop := iter.Pull(sess.Analyze(ctx, reqs))
-		defer stop()
-		for i := range ins {
-			res := failed[i]
-			if res.Err == nil {
-				var ok bool
-				if res, ok = next(); !ok {
-					res = psengine.Result{Err: fmt.Errorf("%w: the backend gave no result", psengine.ErrClosed)}
-				}
-			}
-			if !yield(analyzed{name: ins[i].name, res: res, took: max(time.Since(now), time.Nanosecond)}) {
+		for _, slot := range b.slots {
+			if !yield(<-slot) {
 				return
 			}
 		}
 	}
 }
 
+// schedule forges and submits the inputs in order as the window has room.
+func (b *batch) schedule(ctx context.Context) {
+	defer b.wg.Done()
+	n := b.cfg.chunk()
+	for i := 0; i < len(b.ins); i += n {
+		end := min(i+n, len(b.ins))
+		if err := b.sem.Acquire(ctx, int64(end-i)); err != nil {
+			for j := i; j < len(b.ins); j++ {
+				b.fill(j, psengine.Result{Err: context.Cause(ctx)}, 0)
+			}
+			return
+		}
+		var reqs []pendingReq
+		for j := i; j < end; j++ {
+			in := b.ins[j]
+			if in.err != nil {
+				b.fail(j, psengine.Result{Err: in.err})
+				continue
+			}
+			now := time.Now()
+			req, err := b.p.request(ctx, b.kind, in.name, now, b.window(now))
+			if err != nil {
+				b.fail(j, psengine.Result{Bounty: req.Bounty, Err: err})
+				continue
+			}
+			b.pending.Add(1)
+			reqs = append(reqs, pendingReq{idx: j, req: req, first: now})
+		}
+		if len(reqs) > 0 {
+			b.wg.Add(1)
+			go b.run(ctx, reqs)
+		}
+	}
+}
+
+// window is the lifetime to give a bounty forged now: the time the
+// bounties already waiting should take, plus the per-artifact window.
+func (b *batch) window(now time.Time) time.Duration {
+	return b.rate.wait(now, b.pending.Load()) + b.cfg.ttl
+}
+
+// run submits reqs (one Session.Analyze call), fills their slots as the
+// answers come, and resubmits those the queue expired or refused.
+func (b *batch) run(ctx context.Context, reqs []pendingReq) {
+	defer b.wg.Done()
+	all := reqs
+	defer func() {
+		for _, r := range all {
+			if r.req.Content != nil {
+				_ = r.req.Content.Close()
+			}
+		}
+	}()
+	for len(reqs) > 0 {
+		sub := make([]Request, len(reqs))
+		for k, r := range reqs {
+			sub[k] = r.req
+		}
+		var again []pendingReq
+		k := 0
+		for res := range b.sess.Analyze(ctx, sub) {
+			if k == len(reqs) {
+				break // more results than requests: a broken backend
+			}
+			r := reqs[k]
+			k++
+			if b.resubmit(ctx, &r, res) {
+				again = append(again, r)
+				continue
+			}
+			b.answer(r, res)
+		}
+		for ; k < len(reqs); k++ {
+			b.answer(reqs[k], psengine.Result{Bounty: reqs[k].req.Bounty,
+				Err: fmt.Errorf("%w: the backend gave no result", psengine.ErrClosed)})
+		}
+		if len(again) == 0 {
+			break
+		}
+		// A full queue drains as workers answer: pause before trying again.
+		if full := again[0].full; full > 0 {
+			t := time.NewTimer(queueFullBackoff.Delay(full))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+		}
+		now := time.Now()
+		for k := range again {
+			if b.kind != "bounty" { // a bounty file's expiration is its author's
+				again[k].req.Bounty.Expiration = now.Add(b.window(now)).UTC()
+			}
+		}
+		reqs = again
+	}
+}
+
+// resubmit tells whether r, whose backend result is res, goes to the queue
+// again: refused by a full queue (until ctx ends), or a bounty forged here
+// that expired before a worker reached it (up to expiredResubmits times).
+func (b *batch) resubmit(ctx context.Context, r *pendingReq, res psengine.Result) bool {
+	if res.Answered || ctx.Err() != nil {
+		return false
+	}
+	switch {
+	case errors.Is(res.Err, psengine.ErrQueueFull):
+		r.full++
+		return true
+	case errors.Is(res.Err, psengine.ErrExpired) && b.kind != "bounty" && r.resubmits < expiredResubmits:
+		r.resubmits++
+		r.full = 0
+		b.log.Warn("resubmitting a bounty that expired in the queue before a worker reached it",
+			"artifact", b.ins[r.idx].name, "resubmission", r.resubmits)
+		return true
+	}
+	return false
+}
+
+// answer fills r's slot with its result from the backend and frees its
+// place in the window.
+func (b *batch) answer(r pendingReq, res psengine.Result) {
+	now := time.Now()
+	b.pending.Add(-1)
+	if res.Answered {
+		b.rate.observe(now)
+	}
+	b.fill(r.idx, res, max(now.Sub(r.first), time.Nanosecond))
+	b.sem.Release(1)
+}
+
+// fail fills slot i with a failure before submission and frees its place
+// in the window.
+func (b *batch) fail(i int, res psengine.Result) {
+	b.fill(i, res, 0)
+	b.sem.Release(1)
+}
+
+func (b *batch) fill(i int, res psengine.Result, took time.Duration) {
+	b.slots[i] <- analyzed{name: b.ins[i].name, res: res, took: took}
+}
+
+// answerRate estimates how fast the workers answer, from the times of the
+// latest answers.
+type answerRate struct {
+	mu    sync.Mutex
+	times [32]time.Time // a ring
+	n     int           // answers seen
+}
+
+func (r *answerRate) observe(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.times[r.n%len(r.times)] = t
+	r.n++
+}
+
+// wait is how long ahead answers should take at the recent rate: zero
+// before two answers came back.
+func (r *answerRate) wait(now time.Time, ahead int64) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := min(r.n, len(r.times))
+	if seen < 2 || ahead <= 0 {
+		return 0
+	}
+	newest := r.times[(r.n-1)%len(r.times)]
+	oldest := r.times[(r.n-seen)%len(r.times)]
+	// Since the newest answer the workers may have slowed down: count the
+	// time since then as part of the span.
+	span := max(newest.Sub(oldest), 0) + max(now.Sub(newest), 0)
+	per := span / time.Duration(seen-1)
+	return per * time.Duration(ahead)
+}
+
 // request makes the bounty for one argument of `analyze --backend`, the
-// way Engine.Analyze forges local bounties, keeping the content of local
-// inputs for the backend to stage.
-func (p *Program) request(ctx context.Context, kind, arg string, now time.Time) (Request, error) {
+// way Engine.Analyze forges local bounties (with expiration now+ttl),
+// keeping the content of local inputs for the backend to stage.
+func (p *Program) request(ctx context.Context, kind, arg string, now time.Time, ttl time.Duration) (Request, error) {
 	local := fetch.Local()
 	local.Stdin = p.Stdin
 	switch kind {
 	case "url":
 		sum := sha256.Sum256([]byte(arg))
 		return Request{Bounty: psengine.LocalBounty(psengine.URLArtifact, arg, hex.EncodeToString(sum[:]),
-			psengine.URIListType, now, psengine.DefaultLocalTTL)}, nil
+			psengine.URIListType, now, ttl)}, nil
 	case "bounty":
 		b, err := p.readBounty(arg)
 		if err != nil {
@@ -88,7 +309,7 @@ func (p *Program) request(ctx context.Context, kind, arg string, now time.Time) 
 		if err != nil {
 			return Request{}, fmt.Errorf("%w: %w", psengine.ErrFetch, err)
 		}
-		b := psengine.LocalBounty(psengine.FileArtifact, arg, c.SHA256(), psengine.DetectMIMEType(c.Head()), now, psengine.DefaultLocalTTL)
+		b := psengine.LocalBounty(psengine.FileArtifact, arg, c.SHA256(), psengine.DetectMIMEType(c.Head()), now, ttl)
 		if !isLocalURI(arg) {
 			_ = c.Close() // http(s) and data: travel as they are
 			c = nil

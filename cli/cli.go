@@ -165,7 +165,7 @@ func (p *Program) usage() {
 	fmt.Fprintf(p.Stderr, `Usage:
   %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
           [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
-          [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
+          [--in-flight N] [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
       A directory stands for the files under it, walked recursively in path
@@ -177,7 +177,9 @@ func (p *Program) usage() {
       --backend process scans in child processes (this program, re-executed),
       recycled after N scans or past SIZE of memory; a crash costs only the
       artifact it held. With --backend NAME the bounties go to that queue and
-      workers anywhere answer them.
+      workers anywhere answer them: at most --in-flight (default 64) queued
+      at once, each forged with its own expiration (--timeout, or 5m, from
+      when a worker should reach it); a full queue is waited for.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
