@@ -78,11 +78,12 @@ type pendingReq struct {
 // worker can be expected to reach it: bounties are submitted in a window
 // of cfg.inFlight, each as the window has room, its expiration being the
 // time of its submission, plus the time the bounties ahead of it should
-// take at the rate answers have been coming back, plus cfg.ttl. One that
-// expires in the queue all the same is forged again and resubmitted (up to
-// expiredResubmits times); one a full queue refuses is resubmitted after a
-// pause, until ctx ends. Inputs that cannot be turned into a bounty fail
-// alone. Stopping early cancels what is left and waits for it.
+// take at the rate answers have been coming back (doubled), plus cfg.ttl.
+// One that expires in the queue all the same is forged again and
+// resubmitted (up to expiredResubmits times); one a full queue refuses is
+// resubmitted after a pause, until ctx ends. Inputs that cannot be turned
+// into a bounty fail alone. Stopping early cancels what is left and waits
+// for it.
 func (p *Program) remoteResults(ctx context.Context, sess Session, log *slog.Logger, kind string, ins []input, cfg batchConfig) iter.Seq[analyzed] {
 	return func(yield func(analyzed) bool) {
 		ctx, cancel := context.WithCancel(ctx)
@@ -213,6 +214,9 @@ func (b *batch) resubmit(ctx context.Context, r *pendingReq, res psengine.Result
 	switch {
 	case errors.Is(res.Err, psengine.ErrQueueFull):
 		r.full++
+		if r.full == 1 {
+			b.log.Debug("the queue is full: waiting for room", "artifact", b.ins[r.idx].name)
+		}
 		return true
 	case errors.Is(res.Err, psengine.ErrExpired) && b.kind != "bounty" && r.resubmits < expiredResubmits:
 		r.resubmits++
@@ -262,8 +266,11 @@ func (r *answerRate) observe(t time.Time) {
 	r.n++
 }
 
-// wait is how long ahead answers should take at the recent rate: zero
-// before two answers came back.
+// wait is how long the ahead answers should take at the recent rate,
+// doubled: workers slow down (a loaded machine, a big file), and a bounty
+// that expires too late only makes a vanished worker's absence longer to
+// notice, while one that expires too early is wasted or answered unknown.
+// Zero before two answers came back.
 func (r *answerRate) wait(now time.Time, ahead int64) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -277,7 +284,7 @@ func (r *answerRate) wait(now time.Time, ahead int64) time.Duration {
 	// time since then as part of the span.
 	span := max(newest.Sub(oldest), 0) + max(now.Sub(newest), 0)
 	per := span / time.Duration(seen-1)
-	return per * time.Duration(ahead)
+	return 2 * per * time.Duration(ahead)
 }
 
 // request makes the bounty for one argument of `analyze --backend`, the
