@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +24,6 @@ import (
 
 // sample is one real file of a known category.
 type sample struct {
-	name string
 	data []byte
 	want []string // categories it must be in (it may be in others)
 	not  []string // categories it must not be in
@@ -47,14 +45,18 @@ func needFile(t *testing.T, path string) []byte {
 	return b
 }
 
-var mimetypeDir = sync.OnceValues(func() (string, error) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/gabriel-vasile/mimetype").Output()
+// goOutput runs the go command (the tests run under it: it is on PATH).
+func goOutput(args ...string) (string, error) {
+	out, err := exec.Command("go", args...).Output()
 	return strings.TrimSpace(string(out)), err
-})
+}
+
+var (
+	mimetypeDir = sync.OnceValues(func() (string, error) {
+		return goOutput("list", "-m", "-f", "{{.Dir}}", "github.com/gabriel-vasile/mimetype")
+	})
+	goRoot = sync.OnceValues(func() (string, error) { return goOutput("env", "GOROOT") })
+)
 
 // mimetypeFile reads a file of the mimetype module's testdata (in the module
 // cache: the module is a dependency).
@@ -67,9 +69,15 @@ func mimetypeFile(t *testing.T, name string) []byte {
 	return needFile(t, filepath.Join(dir, "testdata", name))
 }
 
+// goSrcFile reads a file of Go's own sources (testdata of the standard
+// library).
 func goSrcFile(t *testing.T, rel string) []byte {
 	t.Helper()
-	return needFile(t, filepath.Join(runtime.GOROOT(), "src", rel))
+	root, err := goRoot()
+	if err != nil || root == "" {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return needFile(t, filepath.Join(root, "src", rel))
 }
 
 func base64File(t *testing.T, b []byte) []byte {
