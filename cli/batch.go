@@ -28,6 +28,13 @@ const DefaultInFlight = 64
 // the workers would otherwise expire it forever.
 const expiredResubmits = 3
 
+// ErrStalled: analyze --backend stopped submitting because no worker
+// showed a sign of life (an answer, or a bounty reported expired) for a
+// bounty's whole lifetime while one went unanswered: no worker serves the
+// queue, or they are stuck. Waiting a lifetime per window for the rest
+// would only make the run last hours.
+var ErrStalled = errors.New("not submitted: no worker answered during a bounty's lifetime")
+
 // queueFullBackoff paces resubmissions to a full queue: a batch larger than
 // the queue can take waits for room, until the run is cancelled.
 var queueFullBackoff = pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
@@ -61,6 +68,12 @@ type batch struct {
 
 	pending atomic.Int64 // submitted, not answered
 	rate    answerRate
+	// alive is the time (UnixNano) of the last sign of life of the
+	// workers: an answer, or a bounty reported expired (the start, first).
+	alive atomic.Int64
+	// stalled is set (an ErrStalled error) once a bounty went unanswered
+	// with no sign of life for cfg.ttl: nothing more is submitted.
+	stalled atomic.Pointer[error]
 }
 
 // pendingReq is one input on its way through the backend.
@@ -92,6 +105,7 @@ func (p *Program) remoteResults(ctx context.Context, sess Session, log *slog.Log
 		for i := range b.slots {
 			b.slots[i] = make(chan analyzed, 1)
 		}
+		b.alive.Store(time.Now().UnixNano())
 		b.wg.Add(1)
 		go b.schedule(ctx)
 		defer func() {
@@ -112,9 +126,18 @@ func (b *batch) schedule(ctx context.Context) {
 	n := b.cfg.chunk()
 	for i := 0; i < len(b.ins); i += n {
 		end := min(i+n, len(b.ins))
-		if err := b.sem.Acquire(ctx, int64(end-i)); err != nil {
+		err := b.sem.Acquire(ctx, int64(end-i))
+		if err == nil {
+			if stalled := b.stalled.Load(); stalled != nil {
+				b.sem.Release(int64(end - i))
+				err = *stalled
+			}
+		} else {
+			err = context.Cause(ctx)
+		}
+		if err != nil {
 			for j := i; j < len(b.ins); j++ {
-				b.fill(j, psengine.Result{Err: context.Cause(ctx)}, 0)
+				b.fill(j, psengine.Result{Err: err}, 0)
 			}
 			return
 		}
@@ -233,8 +256,18 @@ func (b *batch) resubmit(ctx context.Context, r *pendingReq, res psengine.Result
 func (b *batch) answer(r pendingReq, res psengine.Result) {
 	now := time.Now()
 	b.pending.Add(-1)
-	if res.Answered {
+	switch {
+	case res.Answered:
 		b.rate.observe(now)
+		b.alive.Store(now.UnixNano())
+	case errors.Is(res.Err, psengine.ErrExpired): // a worker saw it
+		b.alive.Store(now.UnixNano())
+	case res.Err != nil && !errors.Is(res.Err, psengine.ErrQueueFull) &&
+		now.Sub(time.Unix(0, b.alive.Load())) > b.cfg.ttl:
+		err := fmt.Errorf("%w (%v): %w", ErrStalled, b.cfg.ttl, res.Err)
+		if b.stalled.CompareAndSwap(nil, &err) {
+			b.log.Error("no worker answered during a bounty's lifetime: submitting no more", "lifetime", b.cfg.ttl, "err", res.Err)
+		}
 	}
 	b.fill(r.idx, res, max(now.Sub(r.first), time.Nanosecond))
 	b.sem.Release(1)

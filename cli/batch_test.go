@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"iter"
@@ -23,6 +24,7 @@ type fakeQueue struct {
 	workers  int
 	scan     time.Duration
 	capacity int
+	skew     time.Duration // the workers' clock is ahead by this much
 
 	mu        sync.Mutex
 	jobs      []fakeJob
@@ -94,7 +96,7 @@ func (s *queueSession) work() {
 			}
 		}
 		res := psengine.Result{Bounty: j.b}
-		if now := time.Now(); now.After(j.b.Expiration) {
+		if now := time.Now().Add(q.skew); now.After(j.b.Expiration) {
 			res.Err = fmt.Errorf("%w: at %v, %v late", psengine.ErrExpired, now, now.Sub(j.b.Expiration))
 		} else {
 			time.Sleep(q.scan)
@@ -117,6 +119,7 @@ func (s *queueSession) Analyze(ctx context.Context, reqs []Request) iter.Seq[pse
 	return func(yield func(psengine.Result) bool) {
 		done := make([]chan psengine.Result, len(reqs))
 		now := time.Now()
+		var latest time.Time
 		for i, r := range reqs {
 			done[i] = make(chan psengine.Result, 1)
 			q.mu.Lock()
@@ -132,17 +135,27 @@ func (s *queueSession) Analyze(ctx context.Context, reqs []Request) iter.Seq[pse
 			q.expiries[r.Bounty.Expiration] = true
 			q.jobs = append(q.jobs, fakeJob{b: r.Bounty, done: done[i]})
 			q.mu.Unlock()
+			if r.Bounty.Expiration.After(latest) {
+				latest = r.Bounty.Expiration
+			}
 			select {
 			case q.wake <- struct{}{}:
 			default:
 			}
 		}
+		// As natsq: the wait ends 30 s after the latest expiration.
+		wctx := ctx
+		if !latest.IsZero() {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithDeadlineCause(ctx, latest.Add(30*time.Second), errNoAnswer)
+			defer cancel()
+		}
 		for i := range done {
 			var res psengine.Result
 			select {
 			case res = <-done[i]:
-			case <-ctx.Done():
-				res = psengine.Result{Bounty: reqs[i].Bounty, Err: context.Cause(ctx)}
+			case <-wctx.Done():
+				res = psengine.Result{Bounty: reqs[i].Bounty, Err: context.Cause(wctx)}
 			}
 			if !yield(res) {
 				return
@@ -150,6 +163,8 @@ func (s *queueSession) Analyze(ctx context.Context, reqs []Request) iter.Seq[pse
 		}
 	}
 }
+
+var errNoAnswer = errors.New("fake: no answer 30s after the last bounty expired")
 
 // runBatch runs analyze --backend fake over n data: artifacts and checks
 // that every one is answered, in order.
@@ -261,9 +276,9 @@ func TestAnalyzeBackendResubmitsExpired(t *testing.T) {
 // resubmissions stop, and the failures are reported.
 func TestAnalyzeBackendGivesUpOnExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		q := &fakeQueue{workers: 1, scan: time.Second}
+		q := &fakeQueue{workers: 1, scan: time.Second, skew: time.Hour}
 		p, stdout, stderr := testProgram(t, byContent)
-		p.Backends = map[string]Backend{"fake": skewed{q}}
+		p.Backends = map[string]Backend{"fake": q}
 		if code := p.Run(context.Background(), []string{"analyze", "--backend", "fake", "data:,a", "data:,b"}); code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
@@ -271,26 +286,6 @@ func TestAnalyzeBackendGivesUpOnExpiry(t *testing.T) {
 			t.Errorf("%d expiries; stdout %q; stderr:\n%s", q.expired, stdout, stderr)
 		}
 	})
-}
-
-// skewed is a queue whose workers' clock is an hour ahead.
-type skewed struct{ q *fakeQueue }
-
-func (s skewed) Flags(fs *flag.FlagSet) Connector {
-	c := s.q.Flags(fs)
-	return func(ctx context.Context, log *slog.Logger) (Session, error) {
-		sess, err := c(ctx, log)
-		return skewedSession{sess.(*queueSession)}, err
-	}
-}
-
-type skewedSession struct{ *queueSession }
-
-func (s skewedSession) Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.Result] {
-	for i := range reqs {
-		reqs[i].Bounty.Expiration = reqs[i].Bounty.Expiration.Add(-time.Hour)
-	}
-	return s.queueSession.Analyze(ctx, reqs)
 }
 
 func TestAnalyzeInFlightUsage(t *testing.T) {
@@ -314,6 +309,39 @@ func TestAnalyzeBackendEstimatesTheWait(t *testing.T) {
 		}
 		if q.answered != 200 {
 			t.Errorf("%d answered", q.answered)
+		}
+	})
+}
+
+// With no worker serving the queue, the run ends once the first window's
+// bounties went unanswered for their lifetime: the rest are reported
+// unsubmitted, not waited for one lifetime per window.
+func TestAnalyzeBackendStopsWithoutWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := &fakeQueue{workers: 0}
+		p, stdout, stderr := testProgram(t, byContent)
+		p.Backends = map[string]Backend{"fake": q}
+		args := []string{"analyze", "--backend", "fake"}
+		for i := range 300 {
+			args = append(args, fmt.Sprintf("data:,n%d", i))
+		}
+		start := time.Now()
+		if code := p.Run(context.Background(), args); code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		if took := time.Since(start); took > psengine.DefaultLocalTTL+time.Minute {
+			t.Errorf("the run lasted %v with no worker", took)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("answers with no worker: %s", stdout)
+		}
+		e := stderr.String()
+		if n := strings.Count(e, "not submitted: no worker answered during a bounty's lifetime"); n != 300-DefaultInFlight ||
+			!strings.Contains(e, "data:,n0: "+errNoAnswer.Error()) {
+			t.Errorf("%d reported unsubmitted, want %d; stderr:\n%s", n, 300-DefaultInFlight, e)
+		}
+		if !strings.Contains(e, "stalled 236") {
+			t.Errorf("summary does not count the unsubmitted:\n%s", e)
 		}
 	})
 }

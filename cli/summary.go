@@ -77,6 +77,7 @@ var errorKinds = []struct {
 	{ErrSymlinkOutside, "symlink-outside"},
 	{ErrNotRegular, "not-regular"},
 	{ErrEmptyDir, "empty-dir"},
+	{ErrStalled, "stalled"},
 	{psengine.ErrMalformedBounty, "malformed-bounty"},
 	{psengine.ErrFetch, "fetch"},
 	{psengine.ErrUnsupported, "unsupported"},
