@@ -47,7 +47,7 @@ func newSummary(queued bool) *summary {
 
 func (s *summary) add(o analyzed) {
 	s.artifacts++
-	if o.took > 0 {
+	if o.took > 0 && o.res.Answered { // the time an answer took, not a wait given up
 		s.times = append(s.times, o.took)
 	}
 	if o.res.Err != nil {
