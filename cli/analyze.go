@@ -11,12 +11,16 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/pipeline"
 )
 
-// analyze answers each artifact and prints the results in argument order.
+// analyze answers each artifact and prints the results in argument order
+// (the files under a directory argument in path order), with progress on a
+// terminal and a summary of a batch.
 func (p *Program) analyze(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -25,6 +29,9 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
 	run := p.addRunFlags(fs, "local")
 	workers := fs.Int("workers", p.defaultWorkers(4), "artifacts analyzed at once")
+	inFlight := fs.Int("in-flight", DefaultInFlight, "with --backend NAME: bounties queued and not yet answered at once")
+	summaryFile := fs.String("summary-json", "", "write the run's summary as JSON to `FILE`")
+	noProgress := fs.Bool("no-progress", false, "no progress line, even on a terminal")
 	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -48,25 +55,40 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
 	}
+	if *inFlight < 1 {
+		return usageError{"--in-flight must be at least 1"}
+	}
 	if *kind != "file" && *kind != "url" && *kind != "bounty" {
 		return usageError{fmt.Sprintf("-t %q: want file, url or bounty", *kind)}
 	}
+	inputs := expandInputs(*kind, args)
+
+	var pr *progress
+	if len(inputs) > 1 && !*noProgress && isTerminal(p.Stderr) {
+		pr = newProgress(p.Stderr, len(inputs))
+		defer pr.finish()
+	}
+	stderr := pr.guard(p.Stderr)
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	log, err := p.newLogger(level)
+	log, err := p.newLoggerOn(stderr, isTerminal(p.Stderr), level)
 	if err != nil {
 		return err
 	}
-	var results iter.Seq[psengine.Result]
+	var results iter.Seq[analyzed]
 	if connect != nil {
 		sess, err := connect(ctx, log)
 		if err != nil {
 			return fmt.Errorf("analyze: %w", err)
 		}
 		defer sess.Close()
-		results = p.remoteResults(ctx, sess, *kind, args)
+		ttl := psengine.DefaultLocalTTL
+		if run.timeout > 0 {
+			ttl = run.timeout + psengine.DefaultDeliveryMargin
+		}
+		results = p.remoteResults(ctx, sess, log, *kind, inputs, batchConfig{ttl: ttl, inFlight: *inFlight})
 	} else {
 		// Bounties given on the command line are the operator's own: they
 		// may reference local files.
@@ -80,20 +102,39 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		if err := engine.Start(ctx); err != nil {
 			return err
 		}
-		results = p.results(ctx, engine, *kind, args)
+		results = p.localResults(ctx, engine, *kind, *workers, inputs)
 	}
+	sum := newSummary(connect != nil)
 	failed := 0
-	i := 0
-	for res := range results {
-		name := args[i]
-		i++
-		if !res.Answered {
+	var printErr error
+	stdoutShared := pr != nil && isTerminal(p.Stdout)
+	for o := range results {
+		sum.add(o)
+		if !o.res.Answered {
 			failed++
-			fmt.Fprintf(p.Stderr, "%s: %s: %s\n", p.Name, name, oneLine(res.Err))
-			continue
+			fmt.Fprintf(stderr, "%s: %s: %s\n", p.Name, o.name, oneLine(o.res.Err))
+		} else if printErr == nil {
+			// A special answer's cause (res.Err) was logged by the engine.
+			print := func() { printErr = p.printResult(o.name, o.res, *verbose, *asJSON) }
+			if stdoutShared {
+				pr.above(print)
+			} else {
+				print()
+			}
 		}
-		// A special answer's cause (res.Err) was logged by the engine.
-		if err := p.printResult(name, res, *verbose, *asJSON); err != nil {
+		pr.add()
+	}
+	pr.finish()
+	if printErr != nil {
+		return printErr
+	}
+	if len(inputs) > 1 {
+		if err := sum.write(p.Stderr); err != nil {
+			return err
+		}
+	}
+	if *summaryFile != "" {
+		if err := writeSummaryFile(*summaryFile, sum); err != nil {
 			return err
 		}
 	}
@@ -103,42 +144,62 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	return nil
 }
 
-// results answers the arguments in order, as they complete.
-func (p *Program) results(ctx context.Context, engine *psengine.Engine, kind string, args []string) iter.Seq[psengine.Result] {
-	switch kind {
-	case "bounty":
-		return func(yield func(psengine.Result) bool) {
-			// Unreadable bounty files fail alone; the others are answered.
-			bounties := make([]psengine.Bounty, len(args))
-			errs := make([]error, len(args))
-			for i, path := range args {
-				bounties[i], errs[i] = p.readBounty(path)
+// writeSummaryFile writes the summary as JSON to path.
+func writeSummaryFile(path string, sum *summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--summary-json: %w", err)
+	}
+	err = sum.writeJSON(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("--summary-json: %w", err)
+	}
+	return nil
+}
+
+// localResults answers the inputs on engine, workers at a time, and yields
+// their results in input order, each as soon as it and those before it
+// are ready. Unreadable bounty files, and the errors found walking a
+// directory, fail alone.
+func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, kind string, workers int, ins []input) iter.Seq[analyzed] {
+	t := psengine.FileArtifact
+	if kind == "url" {
+		t = psengine.URLArtifact
+	}
+	stage := func(ctx context.Context, in input) (analyzed, error) {
+		o := analyzed{name: in.name}
+		if in.err != nil {
+			o.res.Err = in.err
+			return o, nil
+		}
+		start := time.Now()
+		if kind == "bounty" {
+			b, err := p.readBounty(in.name)
+			if err != nil {
+				o.res = psengine.Result{Bounty: b, Err: err}
+				return o, nil
 			}
-			seq := func(yield func(psengine.Bounty) bool) {
-				for i := range bounties {
-					if errs[i] == nil && !yield(bounties[i]) {
-						return
-					}
-				}
+			o.res, _ = engine.AnalyzeBounty(ctx, b)
+		} else {
+			o.res, _ = engine.AnalyzeArtifact(ctx, t, in.name)
+		}
+		o.took = max(time.Since(start), time.Nanosecond)
+		return o, nil
+	}
+	return func(yield func(analyzed) bool) {
+		i := 0
+		for o, err := range pipeline.Stream(ctx, workers, slices.Values(ins), stage) {
+			if err != nil { // ctx ended before it started, or a panic outside the engine
+				o = analyzed{name: ins[min(i, len(ins)-1)].name, res: psengine.Result{Err: err}}
 			}
-			next, stop := iter.Pull(engine.AnalyzeBounties(ctx, seq))
-			defer stop()
-			for i := range args {
-				res := psengine.Result{Bounty: bounties[i], Err: errs[i]}
-				if errs[i] == nil {
-					res, _ = next()
-				}
-				if !yield(res) {
-					return
-				}
+			i++
+			if !yield(o) {
+				return
 			}
 		}
-	default:
-		t := psengine.FileArtifact
-		if kind == "url" {
-			t = psengine.URLArtifact
-		}
-		return engine.AnalyzeEach(ctx, t, slices.Values(args))
 	}
 }
 

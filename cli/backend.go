@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/fetch"
@@ -51,8 +48,15 @@ type Session interface {
 	// ones where workers can read it) and yields one Result per request, in
 	// request order, each as soon as it and those before it are answered.
 	// Requests not answered when ctx ends, or when the backend's own
-	// timeout passes, are yielded with Answered false and Err set.
-	// Stopping early abandons the wait.
+	// timeout passes, are yielded with Answered false and Err set: a
+	// request the queue refuses for want of room wraps
+	// psengine.ErrQueueFull, one that expired before a worker reached it
+	// psengine.ErrExpired (analyze submits both again). Stopping early
+	// abandons the wait.
+	//
+	// `analyze --backend` calls it several times on one session, and
+	// concurrently: it submits its artifacts in windows (--in-flight), each
+	// bounty forged with its own expiration when it is submitted.
 	Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.Result]
 	Close() error
 }
@@ -103,83 +107,6 @@ func (p *Program) connector(name string, conns map[string]Connector) (Connector,
 		return nil, usageError{fmt.Sprintf("--backend %q: this program knows %s", name, p.backendNames())}
 	}
 	return c, nil
-}
-
-// remoteResults answers the arguments through a backend session, in
-// argument order. Arguments that cannot be turned into a bounty fail alone.
-func (p *Program) remoteResults(ctx context.Context, sess Session, kind string, args []string) iter.Seq[psengine.Result] {
-	return func(yield func(psengine.Result) bool) {
-		reqs := make([]Request, 0, len(args))
-		failed := make([]psengine.Result, len(args))
-		now := time.Now()
-		for i, arg := range args {
-			req, err := p.request(ctx, kind, arg, now)
-			if err != nil {
-				failed[i] = psengine.Result{Bounty: req.Bounty, Err: err}
-				continue
-			}
-			reqs = append(reqs, req)
-		}
-		defer func() {
-			for _, r := range reqs {
-				if r.Content != nil {
-					_ = r.Content.Close()
-				}
-			}
-		}()
-		next, stop := iter.Pull(sess.Analyze(ctx, reqs))
-		defer stop()
-		for i := range args {
-			res := failed[i]
-			if res.Err == nil {
-				var ok bool
-				if res, ok = next(); !ok {
-					res = psengine.Result{Err: fmt.Errorf("%w: the backend gave no result", psengine.ErrClosed)}
-				}
-			}
-			if !yield(res) {
-				return
-			}
-		}
-	}
-}
-
-// request makes the bounty for one argument of `analyze --backend`, the
-// way Engine.Analyze forges local bounties, keeping the content of local
-// inputs for the backend to stage.
-func (p *Program) request(ctx context.Context, kind, arg string, now time.Time) (Request, error) {
-	local := fetch.Local()
-	local.Stdin = p.Stdin
-	switch kind {
-	case "url":
-		sum := sha256.Sum256([]byte(arg))
-		return Request{Bounty: psengine.LocalBounty(psengine.URLArtifact, arg, hex.EncodeToString(sum[:]),
-			psengine.URIListType, now, psengine.DefaultLocalTTL)}, nil
-	case "bounty":
-		b, err := p.readBounty(arg)
-		if err != nil {
-			return Request{}, err
-		}
-		if b.ArtifactType != psengine.FileArtifact || !isLocalURI(b.ArtifactURI) {
-			return Request{Bounty: b}, nil
-		}
-		c, err := local.Fetch(ctx, b.ArtifactURI, b.SHA256)
-		if err != nil {
-			return Request{Bounty: b}, fmt.Errorf("%w: %w", psengine.ErrFetch, err)
-		}
-		return Request{Bounty: b, Content: c}, nil
-	default:
-		c, err := local.Fetch(ctx, arg, "")
-		if err != nil {
-			return Request{}, fmt.Errorf("%w: %w", psengine.ErrFetch, err)
-		}
-		b := psengine.LocalBounty(psengine.FileArtifact, arg, c.SHA256(), psengine.DetectMIMEType(c.Head()), now, psengine.DefaultLocalTTL)
-		if !isLocalURI(arg) {
-			_ = c.Close() // http(s) and data: travel as they are
-			c = nil
-		}
-		return Request{Bounty: b, Content: c}, nil
-	}
 }
 
 // isLocalURI tells whether uri names something only this machine can read:

@@ -2,7 +2,7 @@
 // psengine.Scanner into a command-line tool with the subcommands of the
 // PolySwarm engine CLI:
 //
-//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] ARTIFACT...
+//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] [--summary-json FILE] ARTIFACT|DIR...
 //	ENGINE commands [NAME ARG...]
 //	ENGINE worker --backend NAME [--workers N] [backend flags]
 //	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
@@ -164,13 +164,22 @@ var errReported = errors.New("failures reported")
 func (p *Program) usage() {
 	fmt.Fprintf(p.Stderr, `Usage:
   %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
-          [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE] ARTIFACT...
+          [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
+          [--in-flight N] [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
+      A directory stands for the files under it, walked recursively in path
+      order; symbolic links are not followed out of it. Results are printed
+      in that order. On a terminal, stderr shows the progress (done/total,
+      rate, ETA); a batch of more than one artifact ends with a summary on
+      stderr (verdicts, errors by kind, bids, scan times), which
+      --summary-json also writes as JSON.
       --backend process scans in child processes (this program, re-executed),
       recycled after N scans or past SIZE of memory; a crash costs only the
       artifact it held. With --backend NAME the bounties go to that queue and
-      workers anywhere answer them. Results are printed in argument order.
+      workers anywhere answer them: at most --in-flight (default 64) queued
+      at once, each forged with its own expiration (--timeout, or 5m, from
+      when a worker should reach it); a full queue is waited for.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
@@ -224,6 +233,12 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // newLogger builds the logger: LOG_LEVEL, LOG_FORMAT, tint on a terminal.
 func (p *Program) newLogger(defaultLevel slog.Level) (*slog.Logger, error) {
+	return p.newLoggerOn(p.Stderr, isTerminal(p.Stderr), defaultLevel)
+}
+
+// newLoggerOn builds the logger writing to w, coloured when w is a
+// terminal (tty).
+func (p *Program) newLoggerOn(w io.Writer, tty bool, defaultLevel slog.Level) (*slog.Logger, error) {
 	level := defaultLevel
 	if v := p.Getenv("LOG_LEVEL"); v != "" {
 		if err := level.UnmarshalText([]byte(v)); err != nil {
@@ -232,12 +247,12 @@ func (p *Program) newLogger(defaultLevel slog.Level) (*slog.Logger, error) {
 	}
 	switch format := strings.ToLower(p.Getenv("LOG_FORMAT")); format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(p.Stderr, &slog.HandlerOptions{Level: level})), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
 	case "", "text":
-		if isTerminal(p.Stderr) {
-			return slog.New(tint.NewTextHandler(p.Stderr, &tint.Options{Level: level, TimeFormat: time.Kitchen})), nil
+		if tty {
+			return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, TimeFormat: time.Kitchen})), nil
 		}
-		return slog.New(slog.NewTextHandler(p.Stderr, &slog.HandlerOptions{Level: level})), nil
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
 	default:
 		return nil, usageError{fmt.Sprintf("LOG_FORMAT=%q: want text or json", format)}
 	}

@@ -138,7 +138,7 @@ func TestAcceptance(t *testing.T) {
 	env := []string{"PSENGINE_HOME=" + t.TempDir(), "PSENGINE_RUNTIME_DIR=" + t.TempDir(), "LOG_FORMAT=text", "LOG_LEVEL=info"}
 	common := []string{"--backend", "nats", "--nats-url", url, "--nats-ack-wait", "5s"}
 	began := time.Now()
-	analyze := start(t, env, eicarBin, append(append([]string{"analyze"}, common...), files...)...)
+	analyze := start(t, env, eicarBin, append(append([]string{"analyze", "--in-flight", "200"}, common...), files...)...)
 
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -9,3 +9,6 @@ func SetTransientServerWait(d time.Duration) (restore func()) {
 	transientServerWait = d
 	return func() { transientServerWait = old }
 }
+
+// PersistentForever exposes persistentForever.
+var PersistentForever = persistentForever

@@ -69,10 +69,16 @@ func (w *Wine) InitPrefix(ctx context.Context) error {
 //
 // The server detaches into a session of its own (setsid), so the group kill
 // of a scan never reaches it; StopServer stops it. It is not a child of this
-// process: init collects its exit status. A server that an earlier run
-// started on demand is waited for (it exits with its last client); one that
-// keeps running (someone else's persistent server) gives ErrServerRunning.
-// Other errors wrap ErrServer or ErrPrefix.
+// process: init collects its exit status.
+//
+// When a server already serves the prefix: one that stays (an operator's
+// `wineserver -p`, or the server of an engine that was killed) gives
+// ErrServerRunning at once, and runs use it as they would this Wine's own;
+// one that an earlier run started on demand, which exits a moment after
+// its last client, is waited for (up to 10 s), then replaced. Telling them
+// apart needs Linux's /proc (see RunningServer); elsewhere every running
+// server is waited for, and one still there after 10 s gives
+// ErrServerRunning. Other errors wrap ErrServer or ErrPrefix.
 func (w *Wine) StartServer(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -95,6 +101,10 @@ func (w *Wine) StartServer(ctx context.Context) error {
 		}
 		if res.ExitCode != 2 || attempt == 2 { // 2: the server lock is held
 			return fmt.Errorf("%w: wineserver -p exited %d: %s", ErrServer, res.ExitCode, tail(res.Stderr))
+		}
+		if info, ok := findServer(w.Prefix); ok && info.Persistent {
+			return fmt.Errorf("%w: %s: wineserver pid %d (%s); stop it with wineserver -k",
+				ErrServerRunning, w.Prefix, info.PID, strings.Join(info.Args, " "))
 		}
 		wctx, cancel := context.WithTimeout(ctx, transientServerWait)
 		err = w.WaitServer(wctx)
@@ -138,6 +148,65 @@ func (w *Wine) StopServer(ctx context.Context) error {
 	}
 	w.serverStarted = false
 	return w.WaitServer(ctx)
+}
+
+// ServerInfo describes the wineserver process serving a prefix.
+type ServerInfo struct {
+	PID  int
+	Args []string // its arguments (Debian's wrapper adds -p0 before the caller's)
+	// Persistent: it stays when its last client exits (its last -p or
+	// --persistent option has no delay), as `wineserver -p` does; a server
+	// started on demand by a run exits a moment after its last client.
+	Persistent bool
+}
+
+// RunningServer finds the wineserver process serving the prefix (Linux
+// only: it reads /proc; elsewhere it finds none).
+func (w *Wine) RunningServer() (ServerInfo, bool) { return findServer(w.Prefix) }
+
+// persistentForever tells from a wineserver's arguments whether it stays
+// when its last client exits: its last -p/--persistent option has no
+// delay. Without one, or with a delay (Debian's wrapper passes -p0 first),
+// it exits after its last client, possibly after that delay.
+func persistentForever(args []string) bool {
+	forever := false
+	for _, a := range args {
+		switch {
+		case a == "--":
+			return forever
+		case strings.HasPrefix(a, "--persistent"):
+			forever = a == "--persistent"
+		case strings.HasPrefix(a, "--"):
+		case strings.HasPrefix(a, "-") && strings.Contains(a, "p"):
+			// Short options may be grouped (-fp); -p's optional delay is
+			// the rest of the word.
+			_, delay, _ := strings.Cut(a[1:], "p")
+			forever = delay == ""
+		}
+	}
+	return forever
+}
+
+// KillServer stops whatever wineserver serves the prefix, whoever started
+// it (this Wine, an operator's `wineserver -p`, an engine that was killed,
+// a run): `wineserver -k`, which also kills every Wine program still
+// running in the prefix, then waits until it is gone. It reports whether
+// one was running. Errors wrap ErrServer.
+func (w *Wine) KillServer(ctx context.Context) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.Server == "" {
+		return false, fmt.Errorf("%w: %w: no wineserver", ErrServer, ErrNoWine)
+	}
+	res, err := w.server(ctx, "-k")
+	if err != nil {
+		return false, fmt.Errorf("%w: wineserver -k: %w", ErrServer, err)
+	}
+	if res.ExitCode != 0 && res.ExitCode != 1 { // 1: no server was running
+		return false, fmt.Errorf("%w: wineserver -k exited %d: %s", ErrServer, res.ExitCode, tail(res.Stderr))
+	}
+	w.serverStarted = false
+	return res.ExitCode == 0, w.WaitServer(ctx)
 }
 
 // WaitServer blocks until no wineserver serves the prefix (`wineserver -w`):

@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,7 +75,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
 	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
 	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
-	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers (0: until the bounties expire, plus a grace)")
+	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers, from the first submission (0: until each bounty expires, plus a grace)")
 	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 
 	return func(ctx context.Context, log *slog.Logger) (cli.Session, error) {
@@ -172,6 +173,10 @@ type session struct {
 	nc     *nats.Conn
 	srv    *embedded.Server
 	wait   time.Duration
+	// waitUntil is when --nats-wait, counted from the session's first
+	// Analyze, ends: analyze submits its batch in several calls.
+	waitOnce  sync.Once
+	waitUntil time.Time
 	// allowPrivate lets the worker fetch artifacts on private addresses.
 	allowPrivate bool
 }
@@ -191,8 +196,9 @@ func (s *session) Analyze(ctx context.Context, reqs []cli.Request) iter.Seq[psen
 	}
 	return func(yield func(psengine.Result) bool) {
 		if s.wait > 0 {
+			s.waitOnce.Do(func() { s.waitUntil = time.Now().Add(s.wait) })
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeoutCause(ctx, s.wait, fmt.Errorf("%w: --nats-wait %v passed", natsq.ErrNoAnswer, s.wait))
+			ctx, cancel = context.WithDeadlineCause(ctx, s.waitUntil, fmt.Errorf("%w: --nats-wait %v passed", natsq.ErrNoAnswer, s.wait))
 			defer cancel()
 		}
 		for res := range s.broker.Analyze(ctx, nreqs) {

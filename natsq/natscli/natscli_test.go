@@ -2,15 +2,19 @@ package natscli_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/examples/eicar/engine"
+	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
 	"github.com/polyswarm/psengine/natsq/natscli"
 	"github.com/polyswarm/psengine/psenginetest"
@@ -151,5 +155,76 @@ func TestEmbeddedQueueOutlivesItsProcess(t *testing.T) {
 	}
 	if info.State.Msgs != 0 {
 		t.Errorf("%d jobs still queued", info.State.Msgs)
+	}
+}
+
+// slowScanner answers benign after 100 ms.
+type slowScanner struct{}
+
+func (slowScanner) Scan(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+	select {
+	case <-time.After(100 * time.Millisecond):
+		return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
+	case <-ctx.Done():
+		return psengine.Analysis{}, ctx.Err()
+	}
+}
+
+// A batch of more work than one bounty's lifetime (90 scans of 100 ms on
+// one worker, bounties living --timeout 2s plus the 5 s delivery margin),
+// larger than the queue can take (capacity 4), is fully answered: each
+// bounty is forged with its own expiration as the window has room, and a
+// full queue is waited for.
+func TestAnalyzeBatchOutlastsOneExpiration(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	backend := map[string]cli.Backend{"nats": natscli.Backend{Config: natsq.Config{Capacity: 4}}}
+
+	w, _, werr := program(t, "")
+	w.Scanner, w.Backends = slowScanner{}, backend
+	ctx, cancel := context.WithCancel(context.Background())
+	workerDone := make(chan int, 1)
+	go func() {
+		workerDone <- w.Run(ctx, []string{"worker", "--backend", "nats", "--nats-url", url, "--nats-prefix", "batch", "--workers", "1"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-workerDone; code != 0 {
+			t.Errorf("worker exit %d; stderr:\n%s", code, werr.String())
+		}
+	}()
+
+	dir := t.TempDir()
+	var want strings.Builder
+	args := []string{"analyze", "--backend", "nats", "--nats-url", url, "--nats-prefix", "batch",
+		"--timeout", "2s", "--in-flight", "8", dir}
+	for i := range 90 {
+		p := writeFile(t, dir, fmt.Sprintf("f%02d", i), []byte(fmt.Sprintf("sample %d", i)))
+		fmt.Fprintf(&want, "%s: benign bid=531250000000000000\n", p)
+	}
+	a, out, aerr := program(t, "")
+	a.Scanner, a.Backends = slowScanner{}, backend
+	start := time.Now()
+	if code := a.Run(context.Background(), append(args, "--summary-json", filepath.Join(dir, "..", "summary.json"))); code != 0 {
+		t.Fatalf("analyze exit %d; stderr:\n%s", code, aerr.String())
+	}
+	if took := time.Since(start); took < 7*time.Second {
+		t.Errorf("90 scans of 100 ms on one worker took %v: less than a bounty's lifetime", took)
+	}
+	if diff := cmp.Diff(want.String(), out.String()); diff != "" {
+		t.Errorf("analyze output (-want +got):\n%s\nworker:\n%s", diff, werr.String())
+	}
+	if !strings.Contains(aerr.String(), "the queue is full: waiting for room") {
+		t.Errorf("the queue never refused a bounty (capacity 4, 8 in flight): the test tests less than it says:\n%s", aerr.String())
+	}
+	if strings.Contains(aerr.String(), "expired in the queue") || strings.Contains(werr.String(), "expired") {
+		t.Errorf("a bounty expired in the queue; analyze:\n%s\nworker:\n%s", aerr.String(), werr.String())
+	}
+	if !strings.Contains(aerr.String(), "verdicts: benign 90") {
+		t.Errorf("summary:\n%s", aerr.String())
 	}
 }

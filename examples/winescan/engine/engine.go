@@ -43,8 +43,16 @@
 // name. The path find.exe prints back is mapped to a Unix path to check that
 // the report is about the artifact.
 //
+// An operator who scans often keeps a persistent server running for the
+// prefix (`WINEPREFIX=... wineserver -p`): engines started meanwhile find it
+// at once and use it, skipping the second or so a server takes to start,
+// and leave it running when they stop.
+//
 // Commands: `scan_file PATH` scans one file and prints the analysis with what
-// find.exe said; `ver` prints the Windows version.
+// find.exe said; `ver` prints the Windows version; `wineserver-kill` stops
+// the wineserver serving the engine's prefix (an operator's persistent one,
+// or one an engine killed with SIGKILL left behind) and every Wine program
+// still running in it.
 package engine
 
 import (
@@ -178,7 +186,9 @@ func (s Scanner) SetupEngine(ctx context.Context, env psengine.Env) (psengine.En
 	switch err := w.StartServer(ctx); {
 	case errors.Is(err, winex.ErrServerRunning):
 		sess.SharedServer = true
-		log.Info("using the persistent wineserver already serving the prefix", "prefix", w.Prefix)
+		info, _ := w.RunningServer()
+		log.Info("using the persistent wineserver already serving the prefix", "prefix", w.Prefix, "pid", info.PID,
+			"took", time.Since(start).Round(time.Millisecond))
 	case err != nil:
 		return fail(err)
 	default:
@@ -393,9 +403,40 @@ func copyToTemp(dirs envdirs.Dirs, path string) (string, error) {
 	return dst.Name(), nil
 }
 
-// Commands exposes `scan_file PATH` and `ver`.
+// serverKill is what `commands wineserver-kill` prints.
+type serverKill struct {
+	Prefix  string   `json:"prefix"`
+	Stopped bool     `json:"stopped"` // a server was running, and is gone
+	PID     int      `json:"pid,omitempty"`
+	Args    []string `json:"args,omitempty"` // the server's arguments (-p: persistent)
+}
+
+// Commands exposes `scan_file PATH`, `ver` and `wineserver-kill`.
 func (s Scanner) Commands() []psengine.Command {
 	return []psengine.Command{
+		{
+			Name: "wineserver-kill",
+			Help: "wineserver-kill: stop the wineserver serving the engine's prefix (a persistent one, whoever started it) and every Wine program running in it",
+			Run: func(ctx context.Context, env psengine.Env, args []string) (any, error) {
+				if len(args) != 0 {
+					return nil, errors.New("wineserver-kill takes no arguments")
+				}
+				sess, err := s.sessionFor(env)
+				if err != nil {
+					return nil, err
+				}
+				info, _ := sess.Wine.RunningServer()
+				stopped, err := sess.Wine.KillServer(ctx)
+				if err != nil {
+					return nil, err
+				}
+				out := serverKill{Prefix: sess.Wine.Prefix, Stopped: stopped}
+				if stopped {
+					out.PID, out.Args = info.PID, info.Args
+				}
+				return out, nil
+			},
+		},
 		{
 			Name: "scan_file",
 			Help: "scan_file PATH: run find.exe on PATH and print the analysis with what find.exe said",
