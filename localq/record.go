@@ -1,0 +1,97 @@
+package localq
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/bid"
+)
+
+// record is a job as stored: the bounty in its documented wire form, the
+// kept answer with every field of psengine.Analysis (the wire form of an
+// answer drops Score and Likelihood).
+type record struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Key     string          `json:"key,omitempty"`
+	Attempt int             `json:"attempt"`
+	Bounty  psengine.Bounty `json:"bounty"`
+	Answer  *answer         `json:"answer,omitempty"`
+}
+
+type answer struct {
+	Verdict    psengine.Verdict  `json:"verdict"`
+	Confidence float64           `json:"confidence,omitempty"`
+	Score      float64           `json:"score,omitempty"`
+	Likelihood bid.Likelihood    `json:"likelihood,omitempty"`
+	Bid        int64             `json:"bid"`
+	Metadata   psengine.Metadata `json:"metadata"`
+}
+
+// recordVersion is the version of the record format; a record of another
+// version is refused (errBadRecord) rather than misread.
+const recordVersion = 1
+
+var errBadRecord = errors.New("localq: unreadable record")
+
+func encodeJob(job psengine.Job) ([]byte, error) {
+	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Bounty: job.Bounty}
+	if a := job.Answer; a != nil {
+		r.Answer = &answer{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
+	}
+	return json.Marshal(r)
+}
+
+// decodeJob reads a stored record. The store is this process's own file,
+// yet a damaged one must cost its records, not the process: any input gives
+// a job or an error wrapping errBadRecord.
+func decodeJob(data []byte) (psengine.Job, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	switch {
+	case r.V != recordVersion:
+		return psengine.Job{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
+	case r.ID == "":
+		return psengine.Job{}, fmt.Errorf("%w: no job id", errBadRecord)
+	case r.Attempt < 1:
+		return psengine.Job{}, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
+	}
+	if err := r.Bounty.Validate(); err != nil {
+		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Bounty: r.Bounty}
+	if a := r.Answer; a != nil {
+		job.Answer = &psengine.Analysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
+	}
+	return job, nil
+}
+
+// deadRecord is a dead letter as stored.
+type deadRecord struct {
+	Job json.RawMessage `json:"job"` // a record
+	Err string          `json:"err"`
+	At  time.Time       `json:"at"`
+}
+
+// seqKey is the store key of sequence number n: big-endian, so that the
+// store's order is the order of arrival.
+func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// timeValue and valueTime store the moment a remembered ID or key is
+// forgotten (Unix nanoseconds, big-endian).
+func timeValue(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())) }
+
+func valueTime(v []byte) (time.Time, bool) {
+	if len(v) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+}
