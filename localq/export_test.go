@@ -12,11 +12,11 @@ func WithClock(cfg Config, now func() time.Time) Config {
 	return cfg
 }
 
-// Remembered counts the IDs and keys the store remembers.
-func Remembered(q *Broker) (ids, keys int, err error) {
+// Remembered counts the jobs whose ID and key the store remembers.
+func Remembered(q *Broker) (n int, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
-		ids, keys = tx.Bucket(bucketIDs).Stats().KeyN, tx.Bucket(bucketKeys).Stats().KeyN
+		n = tx.Bucket(bucketSeen).Stats().KeyN
 		return nil
 	})
-	return ids, keys, err
+	return n, err
 }

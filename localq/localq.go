@@ -29,10 +29,10 @@ const (
 	DefaultMaxAttempts = 5
 	DefaultDeadLetters = 1000
 	DefaultLockTimeout = time.Second
-	// DefaultBatchDelay is how long a write waits for others to share its
-	// commit (and its fsync) at most.
-	DefaultBatchDelay = 2 * time.Millisecond
 )
+
+// maxBatch bounds the writes of one commit.
+const maxBatch = 1024
 
 // ErrLocked is returned by Open when another process has the store open.
 var ErrLocked = errors.New("localq: the store is open in another process")
@@ -60,9 +60,6 @@ type Config struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the store (default DefaultLockTimeout), then fails with ErrLocked.
 	LockTimeout time.Duration
-	// BatchDelay bounds how long a write waits for concurrent ones to
-	// share its commit (default DefaultBatchDelay).
-	BatchDelay time.Duration
 	// Logger receives the broker's warnings: jobs found expired at Open,
 	// unreadable records, failed writes (default: discard).
 	Logger *slog.Logger
@@ -80,8 +77,10 @@ type Config struct {
 // Bucket names.
 var (
 	bucketJobs = []byte("jobs") // sequence number -> record
-	bucketIDs  = []byte("ids")  // job ID -> when it is forgotten
-	bucketKeys = []byte("keys") // job Key -> when it is forgotten
+	// bucketSeen remembers job IDs and keys: (when they are forgotten,
+	// sequence number) -> seenValue. Keyed by time, it grows at its end and
+	// is forgotten from its start, touching few pages either way.
+	bucketSeen = []byte("seen")
 	bucketDead = []byte("dead") // sequence number -> deadRecord
 )
 
@@ -110,6 +109,16 @@ type Broker struct {
 	abandoned bool                     // Abandon: no more deliveries
 	released  bool                     // Release: the file is closed
 	ops       sync.WaitGroup           // Submit, settle and KeepAnswer calls writing to the store
+
+	writes    chan *write   // to the committer
+	committed chan struct{} // closed when the committer returned
+}
+
+// write is a change to the store, committed by the committer with the
+// others queued at the time.
+type write struct {
+	fn   func(tx *bolt.Tx) error
+	done chan error
 }
 
 type entry struct {
@@ -144,9 +153,6 @@ func Open(path string, cfg Config) (*Broker, error) {
 	if cfg.LockTimeout <= 0 {
 		cfg.LockTimeout = DefaultLockTimeout
 	}
-	if cfg.BatchDelay <= 0 {
-		cfg.BatchDelay = DefaultBatchDelay
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -169,8 +175,6 @@ func Open(path string, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localq: opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = cfg.BatchDelay
-	db.MaxBatchSize = 256
 	idle := make(chan struct{})
 	close(idle)
 	q := &Broker{
@@ -184,12 +188,74 @@ func Open(path string, cfg Config) (*Broker, error) {
 		keys:    make(map[string]time.Time),
 		writing: make(map[string]chan struct{}),
 		idle:    idle,
+
+		writes:    make(chan *write, maxBatch),
+		committed: make(chan struct{}),
 	}
 	if err := q.load(cfg.now()); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("localq: reading %s: %w", path, err)
 	}
+	go q.committer()
 	return q, nil
+}
+
+// commit has fn committed to the store, with the writes queued beside it,
+// and returns its outcome once the commit is synced.
+func (q *Broker) commit(fn func(tx *bolt.Tx) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	q.writes <- w
+	return <-w.done
+}
+
+// committer commits the queued writes until Release: each commit takes
+// every write queued while the previous one was syncing, so a sync is
+// shared by as many writes as the load brings, with no fixed delay (the
+// timer of bbolt's DB.Batch either makes a lone write wait or, short, lets
+// small batches queue up on the writer lock, one sync each).
+func (q *Broker) committer() {
+	defer close(q.committed)
+	batch := make([]*write, 0, maxBatch)
+	for w := range q.writes {
+		batch = append(batch[:0], w)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case w, ok := <-q.writes:
+				if !ok {
+					break more
+				}
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		q.commitBatch(batch)
+	}
+}
+
+var errSolo = errors.New("localq: a write failed: committing each alone")
+
+// commitBatch commits the writes in one transaction; if one fails, each
+// is committed alone, so that it fails alone.
+func (q *Broker) commitBatch(batch []*write) {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		for _, w := range batch {
+			if err := w.fn(tx); err != nil {
+				return errSolo
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, errSolo) {
+		for _, w := range batch {
+			w.done <- err
+		}
+		return
+	}
+	for _, w := range batch {
+		w.done <- q.db.Update(w.fn)
+	}
 }
 
 // load reads the store into memory: the jobs to deliver, the remembered
@@ -201,7 +267,7 @@ func (q *Broker) load(now time.Time) error {
 		expired = expired[:0]
 		q.queue, q.seq = q.queue[:0], 0
 		clear(q.pending)
-		for _, name := range [][]byte{bucketJobs, bucketIDs, bucketKeys, bucketDead} {
+		for _, name := range [][]byte{bucketJobs, bucketSeen, bucketDead} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -238,22 +304,24 @@ func (q *Broker) load(now time.Time) error {
 			q.seq = max(q.seq, seq)
 			k, v = c.Next()
 		}
-		for _, m := range []struct {
-			name []byte
-			into map[string]time.Time
-		}{{bucketIDs, q.ids}, {bucketKeys, q.keys}} {
-			clear(m.into)
-			c := tx.Bucket(m.name).Cursor()
-			for k, v := c.First(); k != nil; {
-				if until, ok := valueTime(v); ok && now.Before(until) {
-					m.into[string(k)] = until
-					k, v = c.Next()
-					continue
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				k, v = c.Seek(k)
+		if err := forgetSeen(tx, now); err != nil {
+			return err
+		}
+		clear(q.ids)
+		clear(q.keys)
+		c = tx.Bucket(bucketSeen).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			until, okTime := seenTime(k)
+			id, key, okValue := seenDecode(v)
+			if !okTime || !okValue {
+				q.log.Error("localq: an unreadable remembered id", "key", fmt.Sprintf("%x", k))
+				continue
+			}
+			if until.After(q.ids[id]) {
+				q.ids[id] = until
+			}
+			if key != "" && until.After(q.keys[key]) {
+				q.keys[key] = until
 			}
 		}
 		q.deadCount = tx.Bucket(bucketDead).Stats().KeyN
@@ -284,8 +352,8 @@ func (q *Broker) signal() {
 	}
 }
 
-// remembered tells whether id or key (by its prefix "i" or "k") is
-// remembered at now. Callers hold q.mu.
+// remembered tells whether s (an ID or a key of m) is remembered at now.
+// Callers hold q.mu.
 func remembered(m map[string]time.Time, s string, now time.Time) bool {
 	until, ok := m[s]
 	return ok && now.Before(until)
@@ -318,7 +386,7 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	var (
 		e           *entry
 		until       time.Time
-		forgotten   [2][]string // IDs and keys expired in memory, to remove from the store
+		sweep       bool // forget expired IDs and keys in the store too
 		done        chan struct{}
 		waitForPrev chan struct{}
 	)
@@ -355,7 +423,8 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 		return fmt.Errorf("%w: %d jobs recorded", psengine.ErrQueueFull, n)
 	}
 	if now.After(q.nextSweep) {
-		forgotten = q.sweep(now)
+		q.sweep(now)
+		sweep = true
 	}
 	q.seq++
 	e = &entry{seq: q.seq, job: job}
@@ -371,19 +440,17 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 
 	data, err := encodeJob(job)
 	if err == nil {
-		err = q.db.Batch(func(tx *bolt.Tx) error {
+		err = q.commit(func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketJobs).Put(seqKey(e.seq), data); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketIDs).Put([]byte(job.ID), timeValue(until)); err != nil {
+			if err := tx.Bucket(bucketSeen).Put(seenKey(until, e.seq), seenValue(job.ID, job.Key)); err != nil {
 				return err
 			}
-			if job.Key != "" {
-				if err := tx.Bucket(bucketKeys).Put([]byte(job.Key), timeValue(until)); err != nil {
-					return err
-				}
+			if sweep {
+				return forgetSeen(tx, now)
 			}
-			return forget(tx, forgotten, now)
+			return nil
 		})
 	}
 
@@ -412,33 +479,33 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	return nil
 }
 
-// sweep forgets the IDs and keys whose time passed and returns them, for
-// the caller to remove from the store. Callers hold q.mu.
-func (q *Broker) sweep(now time.Time) (out [2][]string) {
-	for i, m := range []map[string]time.Time{q.ids, q.keys} {
-		for s, until := range m {
-			if !now.Before(until) && (i == 1 || q.pending[s] == nil) {
-				delete(m, s)
-				out[i] = append(out[i], s)
-			}
+// sweep forgets, in memory, the IDs and keys whose time passed (the IDs
+// of pending jobs stay: they are deduplicated as pending). Callers hold
+// q.mu.
+func (q *Broker) sweep(now time.Time) {
+	for id, until := range q.ids {
+		if !now.Before(until) {
+			delete(q.ids, id)
+		}
+	}
+	for key, until := range q.keys {
+		if !now.Before(until) {
+			delete(q.keys, key)
 		}
 	}
 	q.nextSweep = now.Add(time.Minute)
-	return out
 }
 
-// forget removes forgotten IDs and keys from the store, unless a later
-// Submit remembered them again meanwhile.
-func forget(tx *bolt.Tx, forgotten [2][]string, now time.Time) error {
-	for i, name := range [][]byte{bucketIDs, bucketKeys} {
-		b := tx.Bucket(name)
-		for _, s := range forgotten[i] {
-			if until, ok := valueTime(b.Get([]byte(s))); ok && now.Before(until) {
-				continue
-			}
-			if err := b.Delete([]byte(s)); err != nil {
-				return err
-			}
+// forgetSeen removes the remembered IDs and keys whose time passed from
+// the store: the start of bucketSeen.
+func forgetSeen(tx *bolt.Tx, now time.Time) error {
+	c := tx.Bucket(bucketSeen).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.First() {
+		if until, ok := seenTime(k); ok && now.Before(until) {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -543,11 +610,13 @@ func (q *Broker) settle(e *entry, herr error) {
 				return err
 			}
 			c := b.Cursor()
-			for k, _ := c.First(); k != nil && dropDead > 0; k, _ = c.First() {
+			for n := dropDead; n > 0; n-- {
+				if k, _ := c.First(); k == nil {
+					break
+				}
 				if err := c.Delete(); err != nil {
 					return err
 				}
-				dropDead--
 			}
 			return nil
 		}
@@ -563,7 +632,7 @@ func (q *Broker) settle(e *entry, herr error) {
 	}
 	if released {
 		q.log.Error("localq: a job settled after Release: the store keeps it as it was", "job", job.ID)
-	} else if err := q.db.Batch(write); err != nil {
+	} else if err := q.commit(write); err != nil {
 		// The store still has the job as it was: the next Open delivers
 		// it again (at least once); this process goes on.
 		q.log.Error("localq: recording the outcome of a job failed", "job", job.ID, "err", err)
@@ -634,7 +703,7 @@ func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengi
 
 	data, err := encodeJob(kept)
 	if err == nil {
-		err = q.db.Batch(func(tx *bolt.Tx) error {
+		err = q.commit(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketJobs)
 			if b.Get(seqKey(seq)) == nil {
 				return errors.New("the job was settled meanwhile")
@@ -741,6 +810,8 @@ func (q *Broker) Release() error {
 	q.mu.Unlock()
 	q.signal()
 	q.ops.Wait()
+	close(q.writes)
+	<-q.committed
 	return q.db.Close()
 }
 

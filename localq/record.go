@@ -85,13 +85,31 @@ type deadRecord struct {
 // store's order is the order of arrival.
 func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
-// timeValue and valueTime store the moment a remembered ID or key is
-// forgotten (Unix nanoseconds, big-endian).
-func timeValue(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())) }
+// seenKey is the bucketSeen key of a job remembered until until: the
+// time (Unix nanoseconds) then the job's sequence number, big-endian.
+func seenKey(until time.Time, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(until.UnixNano())), seq)
+}
 
-func valueTime(v []byte) (time.Time, bool) {
-	if len(v) != 8 {
+func seenTime(k []byte) (time.Time, bool) {
+	if len(k) != 16 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k))), true
+}
+
+// seenValue is the bucketSeen value of a job: its ID's length (uvarint),
+// its ID, its Key.
+func seenValue(id, key string) []byte {
+	v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(id)+len(key)), uint64(len(id)))
+	return append(append(v, id...), key...)
+}
+
+func seenDecode(v []byte) (id, key string, ok bool) {
+	n, size := binary.Uvarint(v)
+	if size <= 0 || n > uint64(len(v)-size) || n == 0 {
+		return "", "", false
+	}
+	v = v[size:]
+	return string(v[:n]), string(v[n:]), true
 }

@@ -83,3 +83,22 @@ func roundTrips(wire []byte) bool {
 	_, err := psengine.ParseBounty(wire)
 	return err == nil
 }
+
+// seenDecode never panics, and reads back what seenValue wrote.
+func FuzzSeenDecode(f *testing.F) {
+	f.Add(seenValue("delivery-1", "1/abc/assertion"))
+	f.Add(seenValue("x", ""))
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		id, key, ok := seenDecode(v)
+		if !ok {
+			return
+		}
+		if id == "" {
+			t.Fatalf("decoded an empty id from %x", v)
+		}
+		if id2, key2, ok := seenDecode(seenValue(id, key)); !ok || id2 != id || key2 != key {
+			t.Errorf("round trip of (%q, %q): (%q, %q, %v)", id, key, id2, key2, ok)
+		}
+	})
+}
