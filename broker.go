@@ -17,10 +17,12 @@ type Job struct {
 	// ID identifies the job for deduplication: the bounty's id unless the
 	// submitter chose otherwise (a webhook delivery id, say).
 	ID string
-	// Key identifies the bounty by its content (see BountyKey; Submit sets
-	// it when it is empty): a broker takes a job whose Key it has taken
-	// before, and still remembers, as a duplicate, as it does a repeated ID.
-	// Brokers remember keys at least until the bounty's expiration.
+	// Key identifies the bounty by its content (see BountyKey; Engine.Submit
+	// sets it when it is empty): a broker takes a job whose Key it has taken
+	// before, and still remembers, as a duplicate, as it does a repeated ID
+	// (Submit drops it and returns nil). Brokers remember a key from the
+	// job's Submit until its bounty expires (see KeyRetention); a job with
+	// an empty Key is deduplicated by its ID only.
 	Key    string
 	Bounty Bounty
 	// Attempt is 1 on the first delivery of the job and grows by one with
@@ -50,12 +52,41 @@ func BountyKey(b Bounty) string {
 	return b.ID.String() + "/" + artifact + "/" + string(phase)
 }
 
+// KeyRetention is how long a broker remembers a job's Key, from its Submit
+// at now: until the bounty's expiration, or for window when the bounty has
+// none; never less than a minute nor more than MaxKeyRetention.
+func KeyRetention(b Bounty, now time.Time, window time.Duration) time.Time {
+	until := b.Expiration
+	if until.IsZero() {
+		until = now.Add(window)
+	}
+	if least := now.Add(time.Minute); until.Before(least) {
+		return least
+	}
+	if most := now.Add(MaxKeyRetention); until.After(most) {
+		return most
+	}
+	return until
+}
+
+// MaxKeyRetention bounds how long a key is remembered, so that a bounty
+// with an expiration far ahead cannot pin memory or disk.
+const MaxKeyRetention = 24 * time.Hour
+
+// DefaultKeyWindow is how long brokers remember the Key of a job whose
+// bounty has no expiration (Engine.Submit gives every bounty one).
+const DefaultKeyWindow = time.Hour
+
 // AnswerKeeper is a Broker that keeps a job's answer for its redeliveries:
 // the engine calls KeepAnswer once it has the answer and before it delivers
 // it, so that a worker that stops or dies during the delivery costs a new
 // POST, never a second scan. KeepAnswer returns once the answer is kept as
 // durably as the job itself; the job's later deliveries carry it in
-// Job.Answer until the job is acknowledged.
+// Job.Answer until the job is acknowledged or dead-lettered, and then it is
+// forgotten with the job. A job that is not pending (acknowledged,
+// dead-lettered, never submitted) keeps nothing: KeepAnswer returns an
+// error. The broker may keep answer as it is: the caller does not modify
+// it afterwards.
 type AnswerKeeper interface {
 	KeepAnswer(ctx context.Context, job Job, answer Analysis) error
 }
@@ -96,14 +127,19 @@ type MemoryBrokerConfig struct {
 	MaxAttempts int              // deliveries of a job before it is dead-lettered (default 5)
 	Backoff     pipeline.Backoff // delay before a redelivery (zero value: pipeline's defaults)
 	DedupeSize  int              // IDs of handled jobs remembered for deduplication (default 4096)
+	// KeyWindow is how long the Key of a job whose bounty has no
+	// expiration is remembered (default DefaultKeyWindow); see KeyRetention.
+	KeyWindow time.Duration
 	// OnDeadLetter, when set, is called (in the consumer's goroutine) for
 	// each job dead-lettered.
 	OnDeadLetter func(DeadLetter)
 }
 
-// MemoryBroker is an in-process Broker: a bounded queue with deduplication,
-// redelivery with backoff and a dead-letter list. It is what an Engine uses
-// when given no broker. Safe for concurrent use.
+// MemoryBroker is an in-process Broker: a bounded queue with deduplication
+// (by job ID and by Key), redelivery with backoff, answers kept for
+// redeliveries (AnswerKeeper) and a dead-letter list. It is what an Engine
+// uses when given no broker; nothing survives the process. Safe for
+// concurrent use.
 type MemoryBroker struct {
 	cfg MemoryBrokerConfig
 
@@ -118,6 +154,8 @@ type MemoryBroker struct {
 	abandoned bool
 	dead      []DeadLetter
 	timers    map[*time.Timer]Job
+	keys      map[string]time.Time // Key -> when it is forgotten
+	nextSweep time.Time            // when expired keys are next removed
 }
 
 // NewMemoryBroker returns an empty, open MemoryBroker.
@@ -131,6 +169,9 @@ func NewMemoryBroker(cfg MemoryBrokerConfig) *MemoryBroker {
 	if cfg.DedupeSize <= 0 {
 		cfg.DedupeSize = 4096
 	}
+	if cfg.KeyWindow <= 0 {
+		cfg.KeyWindow = DefaultKeyWindow
+	}
 	idle := make(chan struct{})
 	close(idle)
 	return &MemoryBroker{
@@ -140,10 +181,14 @@ func NewMemoryBroker(cfg MemoryBrokerConfig) *MemoryBroker {
 		done:    make(map[string]struct{}),
 		idle:    idle,
 		timers:  make(map[*time.Timer]Job),
+		keys:    make(map[string]time.Time),
 	}
 }
 
-var _ Broker = (*MemoryBroker)(nil)
+var (
+	_ Broker       = (*MemoryBroker)(nil)
+	_ AnswerKeeper = (*MemoryBroker)(nil)
+)
 
 func (m *MemoryBroker) signal() {
 	select {
@@ -174,9 +219,27 @@ func (m *MemoryBroker) Submit(ctx context.Context, job Job) error {
 	if _, ok := m.done[job.ID]; ok {
 		return nil
 	}
+	now := time.Now()
+	if job.Key != "" {
+		if until, ok := m.keys[job.Key]; ok && now.Before(until) {
+			return nil
+		}
+	}
 	if len(m.queue) >= m.cfg.Capacity {
 		return fmt.Errorf("%w: %d jobs queued", ErrQueueFull, len(m.queue))
 	}
+	if now.After(m.nextSweep) {
+		for k, until := range m.keys {
+			if !now.Before(until) {
+				delete(m.keys, k)
+			}
+		}
+		m.nextSweep = now.Add(time.Minute)
+	}
+	if job.Key != "" {
+		m.keys[job.Key] = KeyRetention(job.Bounty, now, m.cfg.KeyWindow)
+	}
+	job.Answer = nil // answers are kept by KeepAnswer only
 	if len(m.pending) == 0 {
 		m.idle = make(chan struct{})
 	}
@@ -247,6 +310,7 @@ func (m *MemoryBroker) settle(job Job, err error) {
 		m.dead = append(m.dead, *dead)
 		m.finish(job.ID)
 	default:
+		job.Answer = m.pending[job.ID].Answer // kept meanwhile, perhaps
 		job.Attempt++
 		m.pending[job.ID] = job
 		var t *time.Timer
@@ -266,6 +330,23 @@ func (m *MemoryBroker) settle(job Job, err error) {
 	if dead != nil && m.cfg.OnDeadLetter != nil {
 		_ = pipeline.Protect(func() { m.cfg.OnDeadLetter(*dead) })
 	}
+}
+
+// KeepAnswer keeps answer for the redeliveries of job, a job pending on m;
+// see AnswerKeeper.
+func (m *MemoryBroker) KeepAnswer(ctx context.Context, job Job, answer Analysis) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pending[job.ID]
+	if !ok {
+		return fmt.Errorf("psengine: keeping the answer of job %q: the job is not pending", job.ID)
+	}
+	p.Answer = &answer
+	m.pending[job.ID] = p
+	return nil
 }
 
 // finish forgets a pending job and remembers its ID for deduplication.

@@ -747,6 +747,7 @@ func TestMemoryBrokerConformance(t *testing.T) {
 		return psenginetest.BrokerHarness{
 			Broker:      b,
 			MaxAttempts: 3,
+			Keys:        true,
 			DeadLetters: func(context.Context) ([]psengine.DeadLetter, error) { return b.DeadLetters(), nil },
 		}
 	})

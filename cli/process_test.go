@@ -26,10 +26,14 @@ import (
 
 // TestMain lets the test binary run as an engine program: with
 // CLI_TEST_PROGRAM=crashy it is the "crashy" engine's command line (and,
-// through the process backend's marker, its worker children).
+// through the process backend's marker, its worker children); with
+// CLI_TEST_PROGRAM=counter, the "counter" engine's (see durable_test.go).
 func TestMain(m *testing.M) {
-	if os.Getenv("CLI_TEST_PROGRAM") == "crashy" {
+	switch os.Getenv("CLI_TEST_PROGRAM") {
+	case "crashy":
 		(&Program{Name: "crashy", Scanner: crashy}).Main()
+	case "counter":
+		(&Program{Name: "counter", Scanner: counter}).Main()
 	}
 	goleak.VerifyTestMain(m)
 }

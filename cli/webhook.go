@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/deliver"
+	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/localq"
 	"github.com/polyswarm/psengine/webhook"
 )
 
@@ -26,9 +29,12 @@ const DefaultWebhookPort = 5000
 // once the port is open, so a supervisor or a test started with -p 0 learns
 // the port.
 //
-// With --backend local (the default) this process scans the bounties itself
-// and POSTs the answers; with a registered backend it is intake only: the
-// bounties go to the backend's queue and workers anywhere answer them.
+// With --backend local (the default) or process, this process scans the
+// bounties itself and POSTs the answers, and every bounty answered 202 is
+// first recorded in a store in the engine's state directory (package
+// localq): bounties a stopped or killed run left are answered by the next
+// one. With a registered backend it is intake only: the bounties go to the
+// backend's queue and workers anywhere answer them.
 func (p *Program) webhook(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -42,7 +48,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 	workers := fs.Int("workers", p.defaultWorkers(4), "bounties scanned at once (--backend local)")
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
-	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties")
+	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties (those left are answered at the next start)")
 	conns := p.backendFlags(fs)
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -113,7 +119,8 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 }
 
 // intake returns what the handler submits to and how to stop it once the
-// server is closed: the local engine (drained), or a backend session.
+// server is closed: the local engine serving the durable store of the
+// engine's state directory (drained), or a backend session.
 func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile, allowPrivate bool, runOpts []psengine.Option) (webhook.Submitter, func(context.Context) error, error) {
 	if connect != nil {
 		sess, err := connect(ctx, log)
@@ -141,18 +148,87 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		policy.Allow = append(policy.Allow, "file")
 		log.Warn("bounties may reference local files (--allow-file)")
 	}
-	engine := p.engine(log, append(opts, psengine.WithFetchPolicy(policy))...)
-	if err := engine.Start(ctx); err != nil {
-		shutdown(engine, log)
+	q, err := p.openIntakeStore(log)
+	if err != nil {
 		return nil, nil, err
 	}
-	drain := func(ctx context.Context) error {
-		if err := engine.Shutdown(ctx); err != nil {
-			return fmt.Errorf("draining the engine: %w", err)
-		}
-		return nil
+	engine := p.engine(log, append(opts, psengine.WithFetchPolicy(policy), psengine.WithBroker(q))...)
+	if err := engine.Start(ctx); err != nil {
+		shutdown(engine, log)
+		return nil, nil, errors.Join(err, q.Release())
 	}
-	return engine, drain, nil
+	// The engine serves the store until stop: a signal does not cancel it,
+	// stop does, once the drain deadline passes.
+	serveCtx, cancelServe := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() {
+		err := engine.Serve(serveCtx)
+		if err != nil && serveCtx.Err() == nil {
+			log.Error("the engine stopped serving the intake store", "err", err)
+		}
+		served <- err
+	}()
+	stop := func(ctx context.Context) error {
+		defer cancelServe()
+		// No new bounties; those recorded are still answered, until the
+		// store is drained (then Serve returns) or ctx ends.
+		q.Close()
+		var errs []error
+		select {
+		case err := <-served:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			log.Warn("drain deadline passed: the bounties being scanned go back to the store for the next start")
+			cancelServe() // each job still running is handed back, recorded
+			<-served
+		}
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := engine.Shutdown(tctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the engine: %w", err))
+		}
+		left, err := q.Recorded(tctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, job := range left {
+			log.Warn("bounty left recorded: it is answered at the next start", "bounty", job.Bounty.ID.String(),
+				"job", job.ID, "attempt", job.Attempt, "expiration", job.Bounty.Expiration)
+		}
+		if len(left) > 0 {
+			log.Warn("bounties left recorded for the next start", "count", len(left))
+		}
+		if err := q.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the intake store: %w", err))
+		}
+		return errors.Join(errs...)
+	}
+	return engine, stop, nil
+}
+
+// openIntakeStore opens the durable intake store in the engine's state
+// directory and logs what an earlier run left in it.
+func (p *Program) openIntakeStore(log *slog.Logger) (*localq.Broker, error) {
+	dirs, warnings, err := envdirs.Resolve(p.Name, p.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: the engine's state directory: %w", err)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	path := filepath.Join(dirs.State, localq.DefaultFile)
+	q, err := localq.Open(path, localq.Config{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: the intake store: %w", err)
+	}
+	if n := q.Len(); n > 0 {
+		log.Info("resuming bounties recorded by an earlier run", "count", n, "store", path)
+	} else {
+		log.Info("intake store opened", "store", path)
+	}
+	return q, nil
 }
 
 // serveWebhook listens, serves h until ctx ends or the server fails, then
@@ -166,10 +242,12 @@ func (p *Program) serveWebhook(ctx context.Context, log *slog.Logger, h http.Han
 	if err != nil {
 		return errors.Join(err, stop(context.WithoutCancel(ctx)))
 	}
+	// Requests are small: headers within 5s; the handler gives each body
+	// webhook.DefaultReadTimeout, and ReadTimeout is the backstop.
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       20 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 )
 
@@ -19,6 +20,12 @@ type BrokerHarness struct {
 	DeadLetters func(ctx context.Context) ([]psengine.DeadLetter, error)
 	// MaxAttempts is the broker's delivery limit (keep it small, e.g. 3).
 	MaxAttempts int
+	// Keys says that the broker drops a job whose Key it has taken before
+	// (see psengine.Job.Key), which the Broker contract asks of every
+	// broker: TestBroker then checks it. It is a field only so that a
+	// broker written before keys existed keeps passing while it learns
+	// them; new brokers set it.
+	Keys bool
 }
 
 // brokerWait bounds how long TestBroker waits for a distributed broker to
@@ -35,7 +42,10 @@ const brokerWait = 30 * time.Second
 // error, or an exhausted limit, dead-letters it; that duplicate IDs are
 // dropped; and that a cancelled consumer loses no acknowledged work (it is
 // not redelivered), leaves unacknowledged work to the next consumer, and
-// calls no handler after it returns.
+// calls no handler after it returns. With BrokerHarness.Keys it checks that
+// a job whose Key was taken is dropped; for a broker that is a
+// psengine.AnswerKeeper, that a kept answer comes back with the job's
+// redelivery and is forgotten once the job is acknowledged.
 func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 	t.Run("delivers every job", func(t *testing.T) {
 		h := newHarness(t)
@@ -118,6 +128,96 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		}
 	})
 
+	t.Run("a job with a Key already taken is dropped", func(t *testing.T) {
+		h := newHarness(t)
+		if !h.Keys {
+			t.Skip("BrokerHarness.Keys is false: this broker does not deduplicate by Key yet")
+		}
+		submitKeyed(t, h.Broker, "first", "same-bounty")
+		submitKeyed(t, h.Broker, "replay", "same-bounty") // a new delivery id, the same content
+		submitKeyed(t, h.Broker, "different", "other-bounty")
+		var mu sync.Mutex
+		keys := map[string]string{}
+		rec := consume(t, h.Broker, 2, func(_ context.Context, j psengine.Job) error {
+			mu.Lock()
+			keys[j.ID] = j.Key
+			mu.Unlock()
+			return nil
+		})
+		rec.await(t, "first", 1)
+		rec.await(t, "different", 1)
+		submitKeyed(t, h.Broker, "late replay", "same-bounty") // handled, not yet expired: still taken
+		submitKeyed(t, h.Broker, "last", "last-bounty")
+		rec.await(t, "last", 1)
+		rec.stop(t)
+		for _, id := range []string{"replay", "late replay"} {
+			if got := len(rec.attempts(id)); got != 0 {
+				t.Errorf("job %q with a Key already taken handled %d times, want 0", id, got)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if keys["first"] != "same-bounty" || keys["different"] != "other-bounty" {
+			t.Errorf("delivered keys %q, want the submitted ones", keys)
+		}
+	})
+
+	t.Run("a kept answer comes back with the redelivery", func(t *testing.T) {
+		h := newHarness(t)
+		keeper, ok := h.Broker.(psengine.AnswerKeeper)
+		if !ok {
+			t.Skip("the broker is not a psengine.AnswerKeeper")
+		}
+		kept := psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.75, Bid: 123456789,
+			Metadata: psengine.Metadata{MalwareFamily: "Test.Kept", Comments: []string{"kept"}}}
+		submit(t, h.Broker, "kept")
+		submit(t, h.Broker, "unkept")
+		var mu sync.Mutex
+		answers := map[string][]*psengine.Analysis{}
+		var acked psengine.Job
+		rec := consume(t, h.Broker, 1, func(ctx context.Context, j psengine.Job) error {
+			mu.Lock()
+			answers[j.ID] = append(answers[j.ID], j.Answer)
+			mu.Unlock()
+			if j.Attempt > 1 {
+				if j.ID == "kept" {
+					mu.Lock()
+					acked = j
+					mu.Unlock()
+				}
+				return nil
+			}
+			if j.ID == "kept" {
+				if err := keeper.KeepAnswer(ctx, j, kept); err != nil {
+					t.Errorf("KeepAnswer: %v", err)
+				}
+			}
+			return errors.New("the delivery failed")
+		})
+		rec.await(t, "kept", 2)
+		rec.await(t, "unkept", 2)
+		rec.stop(t)
+		mu.Lock()
+		defer mu.Unlock()
+		if got := answers["kept"]; got[0] != nil {
+			t.Errorf("first delivery carries an answer: %+v", *got[0])
+		}
+		if got := answers["kept"]; got[1] == nil {
+			t.Error("the redelivery carries no answer, want the kept one")
+		} else if diff := cmp.Diff(kept, *got[1], AnalysisOptions); diff != "" {
+			t.Errorf("the redelivery's answer (-kept +got):\n%s", diff)
+		}
+		for i, a := range answers["unkept"] {
+			if a != nil {
+				t.Errorf("delivery %d of a job whose answer was never kept carries %+v", i+1, *a)
+			}
+		}
+		// Acknowledged: the job and its answer are gone.
+		if err := keeper.KeepAnswer(context.Background(), acked, kept); err == nil {
+			t.Error("KeepAnswer on an acknowledged job succeeded, want an error (nothing pending to keep it with)")
+		}
+	})
+
 	t.Run("cancelled consumer", func(t *testing.T) {
 		h := newHarness(t)
 		submit(t, h.Broker, "acked")
@@ -162,6 +262,15 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 			t.Errorf("acknowledged job redelivered %d times", len(got))
 		}
 	})
+}
+
+// submitKeyed submits a job with its own bounty (for id) and key.
+func submitKeyed(t *testing.T, b psengine.Broker, id, key string) {
+	t.Helper()
+	bounty := Bounty([]byte(id), WithID(id))
+	if err := b.Submit(context.Background(), psengine.Job{ID: id, Key: key, Bounty: bounty}); err != nil {
+		t.Fatalf("Submit(%s): %v", id, err)
+	}
 }
 
 func submit(t *testing.T, b psengine.Broker, id string) {

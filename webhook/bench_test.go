@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/envdirs"
+	"github.com/polyswarm/psengine/localq"
 	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
 )
@@ -317,3 +319,141 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(latencies[(len(latencies)*99)/100].Microseconds())/1000, "p99-intake-ms")
 	b.ReportMetric(float64(refused.Load()), "503s")
 }
+
+// BenchmarkDurableIntake: 64 concurrent senders POST signed 1 KiB bounties
+// to the handler on a loopback server, which queues them on an in-memory
+// broker ("memory") or on the durable localq store, committed to disk
+// before the 202 ("localq"); a no-op consumer drains each. The two take
+// turns, 2,500 bounties at a time, so that both see the same machine load.
+// The time to 202 of a bounty counts every 503 and the retry after it
+// (10ms later). Reported per side: bounties accepted per second
+// ("memory-intake/s", "localq-intake/s"), CPU time per bounty
+// ("memory-cpu-ns", "localq-cpu-ns"), p99 time to 202 ("...-p99-ms") and
+// 503s; and localq's throughput as a fraction of memory's, in wall time
+// ("x-wall") and in CPU time ("x-cpu"). Target: x-wall at least 0.5.
+func BenchmarkDurableIntake(b *testing.B) {
+	type side struct {
+		name      string
+		url       string
+		latencies []time.Duration
+		wall, cpu time.Duration
+		refused   atomic.Int64
+		done      int
+	}
+	open := func(name string) (psengine.Broker, func()) {
+		if name == "memory" {
+			q := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+			return q, q.Close
+		}
+		q, err := localq.Open(filepath.Join(b.TempDir(), localq.DefaultFile), localq.Config{Capacity: 1 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return q, func() {
+			q.Close()
+			if err := q.Release(); err != nil {
+				b.Error(err)
+			}
+		}
+	}
+	sides := []*side{{name: "memory"}, {name: "localq"}}
+	for _, sd := range sides {
+		q, closeQueue := open(sd.name)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = q.Consume(ctx, func(context.Context, psengine.Job) error { return nil }) })
+		defer func() { closeQueue(); cancel(); wg.Wait() }()
+		submit := webhook.SubmitFunc(func(ctx context.Context, job psengine.Job) error {
+			job.Key = psengine.BountyKey(job.Bounty) // as Engine.SubmitJob does
+			return q.Submit(ctx, job)
+		})
+		srv := httptest.NewServer(newHandler(b, submit))
+		defer srv.Close()
+		sd.url = srv.URL
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senderCount}}
+	defer client.CloseIdleConnections()
+	exp := time.Now().Add(time.Hour)
+	bodies := make([][]byte, b.N)
+	sigs := make([]string, b.N)
+	for i := range bodies {
+		bodies[i] = kibBounty(i+1, "https://artifacts.example/a", "https://api.example/answer", exp)
+		sigs[i] = webhook.Sign(secret, bodies[i])
+	}
+	for _, sd := range sides {
+		sd.latencies = make([]time.Duration, 0, b.N)
+	}
+
+	// send posts bodies[from:to] to sd with senderCount senders.
+	send := func(sd *side, from, to int) {
+		next := atomic.Int64{}
+		next.Store(int64(from))
+		lat := make([]time.Duration, to-from)
+		var wg sync.WaitGroup
+		for range senderCount {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= to {
+						return
+					}
+					t0 := time.Now()
+					for {
+						req, _ := http.NewRequest(http.MethodPost, sd.url, bytes.NewReader(bodies[i]))
+						req.Header.Set(webhook.HeaderEvent, "bounty")
+						req.Header.Set(webhook.HeaderSignature, sigs[i])
+						req.Header.Set(webhook.HeaderDelivery, strconv.Itoa(i))
+						res, err := client.Do(req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						_, _ = io.Copy(io.Discard, res.Body)
+						_ = res.Body.Close()
+						if res.StatusCode == http.StatusServiceUnavailable {
+							sd.refused.Add(1)
+							time.Sleep(10 * time.Millisecond)
+							continue
+						}
+						if res.StatusCode != http.StatusAccepted {
+							b.Errorf("status %d", res.StatusCode)
+						}
+						break
+					}
+					lat[i-from] = time.Since(t0)
+				}
+			})
+		}
+		wg.Wait()
+		sd.latencies = append(sd.latencies, lat...)
+	}
+
+	b.ResetTimer()
+	const round = 2500
+	for from := 0; from < b.N; from += round {
+		to := min(from+round, b.N)
+		for _, sd := range sides {
+			c0, t0 := processCPU(), time.Now()
+			send(sd, from, to)
+			sd.wall += time.Since(t0)
+			sd.cpu += processCPU() - c0
+			sd.done += to - from
+		}
+	}
+	b.StopTimer()
+	for _, sd := range sides {
+		slices.Sort(sd.latencies)
+		b.ReportMetric(float64(sd.done)/sd.wall.Seconds(), sd.name+"-intake/s")
+		b.ReportMetric(float64(sd.cpu.Nanoseconds())/float64(sd.done), sd.name+"-cpu-ns")
+		b.ReportMetric(float64(sd.latencies[(len(sd.latencies)*99)/100].Microseconds())/1000, sd.name+"-p99-ms")
+		b.ReportMetric(float64(sd.refused.Load()), sd.name+"-503s")
+	}
+	mem, dur := sides[0], sides[1]
+	b.ReportMetric(float64(mem.wall)/float64(dur.wall), "x-wall")
+	if dur.cpu > 0 {
+		b.ReportMetric(float64(mem.cpu)/float64(dur.cpu), "x-cpu")
+	}
+}
+
+// senderCount is how many senders BenchmarkDurableIntake runs at once.
+const senderCount = 64

@@ -13,6 +13,9 @@
 //	POST, no signature               400 {"status":"REJECTED","error":...}
 //	POST, signature does not match   401
 //	POST, body over the cap          413 (WithMaxBody; the body is not read past it)
+//	POST, body slower than the limit 408, connection closed (WithReadTimeout)
+//	POST, every read slot taken      503 with Retry-After, connection closed, body unread
+//	      (WithReadLimit)
 //	POST, ping (body may be empty)   200 {"status":"OK"}
 //	POST, another event              400
 //	POST, malformed bounty           400 (the error names the field)
@@ -25,7 +28,12 @@
 //
 // The signature is checked, in constant time, over the body exactly as
 // received and before any JSON is read: an unsigned or wrongly signed request
-// never reaches the parser, the dedupe memory or the engine. A handler
+// never reaches the parser, the dedupe memory or the engine. Before it is
+// authenticated, a request is bounded: at most WithReadLimit bodies are read
+// at once (others wait briefly, then get 503), each within WithReadTimeout,
+// so a flood of slow or large unsigned POSTs holds a bounded number of
+// goroutines and of body buffers (the host sets its server's
+// ReadHeaderTimeout for the headers before them). A handler
 // without a secret refuses to be built (ErrNoSecret) unless the host opts
 // into WithInsecure, which logs a warning.
 //

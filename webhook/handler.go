@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ type Handler struct {
 	retryAfter string
 	log        *slog.Logger
 	seen       *dedupe // nil: no memory of delivery ids
+
+	reads       chan struct{} // a slot per body being read
+	readWait    time.Duration
+	readTimeout time.Duration
 }
 
 // NewHandler returns a handler that verifies requests and hands their
@@ -59,6 +64,9 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		dedupeSize:   DefaultDedupeSize,
 		retryAfter:   DefaultRetryAfter,
 		logger:       slog.New(slog.DiscardHandler),
+		maxReads:     DefaultMaxReads,
+		readWait:     DefaultReadWait,
+		readTimeout:  DefaultReadTimeout,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -77,6 +85,10 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		maxBody:    cfg.maxBody,
 		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.retryAfter.Seconds())), 10),
 		log:        cfg.logger,
+
+		reads:       make(chan struct{}, cfg.maxReads),
+		readWait:    cfg.readWait,
+		readTimeout: cfg.readTimeout,
 	}
 	if cfg.dedupeWindow > 0 && cfg.dedupeSize > 0 {
 		h.seen = newDedupe(cfg.dedupeWindow, cfg.dedupeSize)
@@ -114,21 +126,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Whatever the server allows, this request has readTimeout to send its
+	// body (where the connection supports deadlines).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.readTimeout))
+
 	signature := r.Header.Get(HeaderSignature)
 	if h.secret != nil && signature == "" {
+		h.dropBody(w, rc)
 		h.reject(w, r, http.StatusBadRequest, ErrMissingSignature.Error())
 		return
 	}
-	body, err := h.readBody(w, r)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.maxBody))
-			return
-		}
-		h.reject(w, r, http.StatusBadRequest, "cannot read body: "+err.Error())
+	if !h.acquireRead(r.Context()) {
+		h.dropBody(w, rc)
+		h.log.Warn("webhook: request refused for now: too many bodies being read", "status", http.StatusServiceUnavailable,
+			"remote", r.RemoteAddr, "reading", cap(h.reads))
+		w.Header().Set("Retry-After", h.retryAfter)
+		reply(w, http.StatusServiceUnavailable, statusUnavailable, "too many requests being read, retry later")
 		return
 	}
+	body, err := h.readBody(w, r)
+	<-h.reads
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.maxBody))
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			h.dropBody(w, rc)
+			h.reject(w, r, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", h.readTimeout))
+		default:
+			h.reject(w, r, http.StatusBadRequest, "cannot read body: "+err.Error())
+		}
+		return
+	}
+	// The body is in: the rest of the request (queueing it) is not bound
+	// by the time it had to send it.
+	_ = rc.SetReadDeadline(time.Time{})
 	if h.secret != nil {
 		if err := h.macs.verify(body, signature); err != nil {
 			h.reject(w, r, http.StatusUnauthorized, err.Error())
@@ -163,6 +197,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.submit(w, r, b, delivery)
+}
+
+// acquireRead takes a slot to read a body, waiting up to h.readWait; false
+// when none came (or the request ended).
+func (h *Handler) acquireRead(ctx context.Context) bool {
+	select {
+	case h.reads <- struct{}{}:
+		return true
+	default:
+	}
+	if h.readWait <= 0 {
+		return false
+	}
+	t := time.NewTimer(h.readWait)
+	defer t.Stop()
+	select {
+	case h.reads <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// dropBody gives up on the rest of the request's body: the connection is
+// closed after the answer, and the server does not wait for the body first.
+func (h *Handler) dropBody(w http.ResponseWriter, rc *http.ResponseController) {
+	w.Header().Set("Connection", "close")
+	_ = rc.SetReadDeadline(time.Now())
 }
 
 // submit queues b, once per delivery id within the dedupe window.

@@ -21,6 +21,17 @@ const (
 	// MaxDeliveryIDLen is the longest delivery id accepted (400 beyond):
 	// ids are remembered, so their size is bounded too.
 	MaxDeliveryIDLen = 256
+	// DefaultMaxReads is how many request bodies are read at once: with
+	// DefaultMaxBody, at most 64 MiB of bodies in memory whatever the
+	// number of connections.
+	DefaultMaxReads = 64
+	// DefaultReadWait is how long a request waits for one of the
+	// DefaultMaxReads before it is answered 503.
+	DefaultReadWait = 100 * time.Millisecond
+	// DefaultReadTimeout is how long a request may take, from when the
+	// handler sees it, to send its body (a bounty is about 1 KiB): a
+	// slower one is answered 408 and its connection closed.
+	DefaultReadTimeout = 10 * time.Second
 )
 
 // Errors of NewHandler.
@@ -55,6 +66,9 @@ type config struct {
 	dedupeSize   int
 	retryAfter   time.Duration
 	logger       *slog.Logger
+	maxReads     int
+	readWait     time.Duration
+	readTimeout  time.Duration
 }
 
 // WithSecret sets the webhook secret (as configured in PolySwarm): requests
@@ -127,6 +141,39 @@ func WithLogger(l *slog.Logger) Option {
 			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
 		}
 		c.logger = l
+		return nil
+	})
+}
+
+// WithReadLimit bounds the request bodies read at once to n (default
+// DefaultMaxReads): a POST that finds them all taken waits up to wait
+// (default DefaultReadWait; 0: not at all) for one, then is answered 503
+// with Retry-After and its connection closed, its body unread. With
+// WithMaxBody it bounds the memory that unauthenticated requests can take
+// (n × the body cap), and the goroutines they hold beyond the wait. n must
+// be positive and wait not negative.
+func WithReadLimit(n int, wait time.Duration) Option {
+	return opt(fmt.Sprintf("WithReadLimit(%d, %v)", n, wait), func(c *config) error {
+		if n <= 0 || wait < 0 {
+			return fmt.Errorf("%w: WithReadLimit(%d, %v): need a positive count and a wait not negative", ErrInvalidOption, n, wait)
+		}
+		c.maxReads, c.readWait = n, wait
+		return nil
+	})
+}
+
+// WithReadTimeout sets how long a POST may take to send its body, counted
+// from when the handler sees it (default DefaultReadTimeout); a slower one
+// is answered 408 and its connection closed. It sets the connection's read
+// deadline (http.ResponseController), on top of the server's own
+// ReadHeaderTimeout and ReadTimeout, which the host should set too. d must
+// be positive.
+func WithReadTimeout(d time.Duration) Option {
+	return opt(fmt.Sprintf("WithReadTimeout(%v)", d), func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithReadTimeout(%v): need a positive duration", ErrInvalidOption, d)
+		}
+		c.readTimeout = d
 		return nil
 	})
 }

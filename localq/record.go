@@ -1,0 +1,115 @@
+package localq
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/bid"
+)
+
+// record is a job as stored: the bounty in its documented wire form, the
+// kept answer with every field of psengine.Analysis (the wire form of an
+// answer drops Score and Likelihood).
+type record struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Key     string          `json:"key,omitempty"`
+	Attempt int             `json:"attempt"`
+	Bounty  psengine.Bounty `json:"bounty"`
+	Answer  *answer         `json:"answer,omitempty"`
+}
+
+type answer struct {
+	Verdict    psengine.Verdict  `json:"verdict"`
+	Confidence float64           `json:"confidence,omitempty"`
+	Score      float64           `json:"score,omitempty"`
+	Likelihood bid.Likelihood    `json:"likelihood,omitempty"`
+	Bid        int64             `json:"bid"`
+	Metadata   psengine.Metadata `json:"metadata"`
+}
+
+// recordVersion is the version of the record format; a record of another
+// version is refused (errBadRecord) rather than misread.
+const recordVersion = 1
+
+var errBadRecord = errors.New("localq: unreadable record")
+
+func encodeJob(job psengine.Job) ([]byte, error) {
+	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Bounty: job.Bounty}
+	if a := job.Answer; a != nil {
+		r.Answer = &answer{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
+	}
+	return json.Marshal(r)
+}
+
+// decodeJob reads a stored record. The store is this process's own file,
+// yet a damaged one must cost its records, not the process: any input gives
+// a job or an error wrapping errBadRecord.
+func decodeJob(data []byte) (psengine.Job, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	switch {
+	case r.V != recordVersion:
+		return psengine.Job{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
+	case r.ID == "":
+		return psengine.Job{}, fmt.Errorf("%w: no job id", errBadRecord)
+	case r.Attempt < 1:
+		return psengine.Job{}, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
+	}
+	if err := r.Bounty.Validate(); err != nil {
+		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Bounty: r.Bounty}
+	if a := r.Answer; a != nil {
+		job.Answer = &psengine.Analysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
+	}
+	return job, nil
+}
+
+// deadRecord is a dead letter as stored.
+type deadRecord struct {
+	Job json.RawMessage `json:"job"` // a record
+	Err string          `json:"err"`
+	At  time.Time       `json:"at"`
+}
+
+// seqKey is the store key of sequence number n: big-endian, so that the
+// store's order is the order of arrival.
+func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// seenKey is the bucketSeen key of a job remembered until until: the
+// time (Unix nanoseconds) then the job's sequence number, big-endian.
+func seenKey(until time.Time, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(until.UnixNano())), seq)
+}
+
+func seenTime(k []byte) (time.Time, bool) {
+	if len(k) != 16 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k))), true
+}
+
+// seenValue is the bucketSeen value of a job: its ID's length (uvarint),
+// its ID, its Key.
+func seenValue(id, key string) []byte {
+	v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(id)+len(key)), uint64(len(id)))
+	return append(append(v, id...), key...)
+}
+
+func seenDecode(v []byte) (id, key string, ok bool) {
+	n, size := binary.Uvarint(v)
+	if size <= 0 || n > uint64(len(v)-size) || n == 0 {
+		return "", "", false
+	}
+	v = v[size:]
+	return string(v[:n]), string(v[n:]), true
+}
