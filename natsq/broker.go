@@ -49,7 +49,12 @@ type Broker struct {
 	consumer  jetstream.Consumer
 	results   jetstream.KeyValue
 	answered  jetstream.KeyValue
+	keys      jetstream.KeyValue // content keys of submitted bounties
+	kept      jetstream.KeyValue // answers kept for redeliveries
 	artifacts jetstream.ObjectStore
+
+	handling sync.Map // job ID -> struct{}: jobs this process is handling
+	keeping  sync.Map // job ID -> struct{}: jobs whose answer this process kept
 }
 
 var _ psengine.Broker = (*Broker)(nil)
@@ -166,6 +171,26 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision bucket %s: %w", n.answered, err)
 	}
+	keys, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      n.keys,
+		Description: "psengine bounties submitted, by content (the same bounty under another job ID is dropped)",
+		TTL:         c.KeyTTL,
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("natsq: provision bucket %s: %w", n.keys, err)
+	}
+	kept, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      n.kept,
+		Description: "psengine answers kept until delivered (a redelivery delivers them without a scan)",
+		TTL:         c.KeyTTL,
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("natsq: provision bucket %s: %w", n.kept, err)
+	}
 	artifacts, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      n.artifacts,
 		Description: "psengine artifacts staged by submitters for remote workers",
@@ -177,7 +202,7 @@ func (b *Broker) provision(ctx context.Context) error {
 		return fmt.Errorf("natsq: provision object store %s: %w", n.artifacts, err)
 	}
 	b.mu.Lock()
-	b.consumer, b.results, b.answered, b.artifacts = cons, results, answered, artifacts
+	b.consumer, b.results, b.answered, b.keys, b.kept, b.artifacts = cons, results, answered, keys, kept, artifacts
 	b.mu.Unlock()
 	return nil
 }
@@ -226,6 +251,14 @@ func (b *Broker) answeredKV(ctx context.Context) (jetstream.KeyValue, error) {
 	return b.kv(ctx, &b.answered, b.names.answered)
 }
 
+func (b *Broker) keysKV(ctx context.Context) (jetstream.KeyValue, error) {
+	return b.kv(ctx, &b.keys, b.names.keys)
+}
+
+func (b *Broker) keptKV(ctx context.Context) (jetstream.KeyValue, error) {
+	return b.kv(ctx, &b.kept, b.names.kept)
+}
+
 func (b *Broker) artifactStore(ctx context.Context) (jetstream.ObjectStore, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -256,12 +289,32 @@ func (b *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
+	if job.Key == "" {
+		job.Key = psengine.BountyKey(job.Bounty)
+	}
 	h, body, err := encodeJob(job)
 	if err != nil {
 		return err
 	}
+	var keys jetstream.KeyValue
+	if job.Key != "" {
+		// The same bounty under another job ID (a replayed webhook body):
+		// taken already, it is dropped, as a repeated ID is.
+		if keys, err = b.keysKV(ctx); err != nil {
+			return err
+		}
+		if _, err := keys.Create(ctx, kvKey(job.Key), []byte(job.ID)); errors.Is(err, jetstream.ErrKeyExists) {
+			b.log.Debug("job with a bounty already taken dropped", "job", job.ID)
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("natsq: submit %s: recording its key: %w", job.ID, err)
+		}
+	}
 	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.names.jobSubject, Data: body, Header: h})
 	if err != nil {
+		if keys != nil { // not taken after all: a retry must be
+			_ = keys.Delete(context.WithoutCancel(ctx), kvKey(job.Key))
+		}
 		return b.publishError(job.ID, err)
 	}
 	if ack.Duplicate {
@@ -467,10 +520,15 @@ func (b *Broker) handle(ctx context.Context, msg *delivery, h psengine.Handler, 
 		}
 		return msg.InProgress()
 	})
+	if attempt > 1 {
+		job.Answer = b.keptAnswer(ctx, job.ID)
+	}
+	b.handling.Store(job.ID, struct{}{})
 	var herr error
 	if perr := pipeline.Protect(func() { herr = h(ctx, job) }); perr != nil {
 		herr = perr
 	}
+	b.handling.Delete(job.ID)
 	stopBeat()
 
 	switch {
@@ -526,6 +584,7 @@ func (b *Broker) ack(msg *delivery, job psengine.Job) {
 		b.log.Warn("acknowledging a handled job failed; a redelivery will find it answered", "job", job.ID, "err", err)
 	}
 	b.removeArtifact(job.Bounty.ArtifactURI)
+	b.forgetAnswer(job.ID)
 }
 
 // deadLetter moves a job to the dead-letter stream with the reason, and
@@ -557,6 +616,7 @@ func (b *Broker) deadLetter(msg *delivery, job psengine.Job, why *DeadLetterErro
 	if err := msg.Term(); err != nil {
 		log.Warn("removing a dead-lettered job failed; it may be dead-lettered again (deduplicated)", "err", err)
 	}
+	b.forgetAnswer(job.ID)
 	log.Warn("job dead-lettered", "reason", why.Reason, "deliveries", why.Deliveries, "permanent", why.Permanent)
 	b.reportToSubmitter(ctx, job.Bounty, kindDead, why.Error())
 	if b.cfg.OnDeadLetter != nil {

@@ -18,6 +18,7 @@ const (
 	DefaultMaxAttempts = 5
 	DefaultArtifactTTL = 24 * time.Hour
 	DefaultResultTTL   = time.Hour
+	DefaultKeyTTL      = 24 * time.Hour
 	DefaultResultGrace = 30 * time.Second
 	// pullWait bounds one pull request; a consumer whose process died
 	// leaves at most this long a request that no one reads.
@@ -84,6 +85,12 @@ type Config struct {
 	// markers that stop a redelivered job from being answered twice are
 	// kept (default 1h).
 	ResultTTL time.Duration
+	// KeyTTL is how long the content keys of submitted bounties
+	// (psengine.Job.Key: the same bounty under another job ID is dropped)
+	// and the answers kept for redeliveries (psengine.AnswerKeeper) are
+	// remembered (default 24h; at least as long as a bounty may take to
+	// expire).
+	KeyTTL time.Duration
 	// ResultGrace is how long Analyze waits for answers past the latest
 	// expiration of its bounties (default 30s). After it, unanswered
 	// bounties are reported with ErrNoAnswer.
@@ -127,6 +134,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ResultTTL == 0 {
 		c.ResultTTL = DefaultResultTTL
 	}
+	if c.KeyTTL == 0 {
+		c.KeyTTL = DefaultKeyTTL
+	}
 	if c.ResultGrace == 0 {
 		c.ResultGrace = DefaultResultGrace
 	}
@@ -155,6 +165,7 @@ type names struct {
 	consumer          string
 	artifacts         string
 	results, answered string
+	keys, kept        string
 }
 
 func namesFor(prefix string) names {
@@ -167,5 +178,7 @@ func namesFor(prefix string) names {
 		artifacts:   prefix + "_artifacts",
 		results:     prefix + "_results",
 		answered:    prefix + "_answered",
+		keys:        prefix + "_keys",
+		kept:        prefix + "_kept",
 	}
 }

@@ -11,6 +11,6 @@ func TestBrokerConformance(t *testing.T) {
 	psenginetest.TestBroker(t, func(t *testing.T) psenginetest.BrokerHarness {
 		cfg := fastConfig()
 		b := newBroker(t, nc, cfg)
-		return psenginetest.BrokerHarness{Broker: b, DeadLetters: b.DeadLetters, MaxAttempts: cfg.MaxAttempts}
+		return psenginetest.BrokerHarness{Broker: b, DeadLetters: b.DeadLetters, MaxAttempts: cfg.MaxAttempts, Keys: true}
 	})
 }

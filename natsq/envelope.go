@@ -24,6 +24,7 @@ import (
 const (
 	HeaderVersion = "Natsq-Version"
 	HeaderReply   = "Natsq-Reply"
+	HeaderKey     = "Natsq-Key" // psengine.Job.Key, when set
 )
 
 const envelopeVersion = "1"
@@ -48,14 +49,17 @@ func encodeJob(job psengine.Job) (nats.Header, []byte, error) {
 	if len(body) > maxJobSize {
 		return nil, nil, fmt.Errorf("%w: job %s is %d bytes, more than %d", psengine.ErrMalformedBounty, job.ID, len(body), maxJobSize)
 	}
-	if job.ID == "" || strings.ContainsAny(job.ID, "\r\n") || strings.ContainsAny(reply, "\r\n") {
-		return nil, nil, fmt.Errorf("%w: job id %q or response URL %q cannot be a header", psengine.ErrMalformedBounty, job.ID, reply)
+	if job.ID == "" || strings.ContainsAny(job.ID+reply+job.Key, "\r\n") {
+		return nil, nil, fmt.Errorf("%w: job id %q, key %q or response URL %q cannot be a header", psengine.ErrMalformedBounty, job.ID, job.Key, reply)
 	}
 	h := nats.Header{}
 	h.Set(jetstream.MsgIDHeader, job.ID)
 	h.Set(HeaderVersion, envelopeVersion)
 	if reply != "" {
 		h.Set(HeaderReply, reply)
+	}
+	if job.Key != "" {
+		h.Set(HeaderKey, job.Key)
 	}
 	return h, body, nil
 }
@@ -83,7 +87,7 @@ func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
 		}
 		b.ResponseURL = reply
 	}
-	return psengine.Job{ID: id, Bounty: b}, nil
+	return psengine.Job{ID: id, Key: h.Get(HeaderKey), Bounty: b}, nil
 }
 
 // checkReply accepts http(s) URLs and result keys.
