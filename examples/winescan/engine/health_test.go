@@ -55,8 +55,7 @@ func TestCheckHealth(t *testing.T) {
 
 // An engine on the real test prefix is ready.
 func TestReadyOnTheTestPrefix(t *testing.T) {
-	e, _ := startEngine(t, scannerFor(needPrefix(t)))
-	defer shutdown(t, e)
+	e, _ := startEngine(t, scannerFor(needPrefix(t))) // shut down at the end
 	if err := e.Ready(context.Background()); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
