@@ -77,6 +77,11 @@ func (s Scanner) Update(ctx context.Context, env psengine.Env) (psengine.Env, er
 	}
 	if v.Raw == before.Raw {
 		env.Logger().InfoContext(ctx, "clamd reloaded; its VERSION is unchanged", "version", v.Raw, "waited", wait)
+		if r, ok := reloadKey.Value(env); ok && r.Version == v {
+			// Nothing new to record: an Env does not grow with every
+			// periodic update.
+			return env, nil
+		}
 	}
 	return reloadKey.With(env, reload{Version: v, At: time.Now()}), nil
 }
