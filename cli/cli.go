@@ -6,6 +6,11 @@
 //	ENGINE commands [NAME ARG...]
 //	ENGINE worker --backend NAME [--workers N] [backend flags]
 //	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
+//	ENGINE update
+//
+// webhook and worker also take --metrics-addr (Prometheus /metrics,
+// /healthz, /readyz), --otlp-endpoint (traces over OTLP/HTTP) and
+// --update-interval (periodic definition updates).
 //
 // The engine library (package psengine) has no CLI and does not import this
 // package; the example engines and natsq's CLI build on it, and an engine
@@ -136,6 +141,8 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		err = p.webhook(ctx, rest)
 	case "worker":
 		err = p.worker(ctx, rest)
+	case "update":
+		err = p.update(ctx, rest)
 	case "-h", "-help", "--help", "help":
 		p.usage()
 		return 0
@@ -185,6 +192,7 @@ func (p *Program) usage() {
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
           [--insecure] [--allow-file] [--allow-private] [--workers N] [--max-body BYTES]
           [--drain DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
+          [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
       port) and print "listening on http://ADDR". Signed bounties are answered
       202 and scanned; answers are POSTed to their response_url. The secret
@@ -194,8 +202,21 @@ func (p *Program) usage() {
       --allow-private. SIGINT or SIGTERM stop intake and drain the queue.
   %[1]s worker --backend NAME[,process] [--workers N] [--grace DURATION] [--timeout DURATION]
           [--max-tasks-per-child N] [--max-child-memory SIZE] [backend flags]
+          [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Answer the bounties queued on the backend (by analyze or webhook on any
       machine) until SIGINT or SIGTERM, then let running scans finish.
+  %[1]s update
+      Update the engine's definitions once and print its head (versions,
+      signatures_version) as JSON; on failure, say why and exit 1 (the
+      definitions in use are not replaced).
+
+webhook and worker: --metrics-addr serves /metrics (Prometheus), /healthz
+(200 while the process runs) and /readyz (200 when the engine can answer,
+else 503 and why) on HOST:PORT, and prints "metrics on http://ADDR" first.
+--otlp-endpoint exports traces over OTLP/HTTP to a collector (URL/v1/traces;
+or set OTEL_EXPORTER_OTLP_ENDPOINT); logs then carry trace_id and span_id.
+--update-interval updates the definitions that often: a failed update keeps
+the last good definitions serving.
 
 --timeout is the scan deadline of the artifacts analyze forges, and the
 window of bounties without a usable expiration (default 5m).

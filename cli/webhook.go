@@ -50,8 +50,12 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties (those left are answered at the next start)")
 	conns := p.backendFlags(fs)
+	opsF := addOpsFlags(fs)
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := opsF.check(); err != nil {
 		return err
 	}
 	switch {
@@ -77,6 +81,8 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return usageError{"--allow-private applies to --backend local or process only: workers use their own fetch policy"}
 	case run.backend.process && queue != "local":
 		return usageError{"webhook --backend " + queue + ",process: with a queue, the workers choose how scans run (worker --backend " + queue + ",process)"}
+	case opsF.updateEvery > 0 && queue != "local":
+		return usageError{"--update-interval applies to --backend local or process only: the workers update their own definitions"}
 	}
 	var connect Connector
 	if queue != "local" {
@@ -97,11 +103,18 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate, run.engineOptions())
+	o, err := p.startOps(ctx, log, opsF)
 	if err != nil {
 		return err
 	}
+	defer o.close()
+	log = o.log
+
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate, append(run.engineOptions(), o.engineOptions()...))
+	if err != nil {
+		return err
+	}
+	stop = o.intake(ctx, sub, stop)
 	opts := []webhook.Option{webhook.WithSecret(secret), webhook.WithMaxBody(*maxBody), webhook.WithLogger(log)}
 	if *insecure {
 		opts = append(opts, webhook.WithInsecure())

@@ -23,8 +23,12 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", p.defaultWorkers(runtime.NumCPU()), "bounties scanned at once")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGINT or SIGTERM, how long running scans may finish")
 	conns := p.backendFlags(fs)
+	opsF := addOpsFlags(fs)
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := opsF.check(); err != nil {
 		return err
 	}
 	if len(rest) > 0 {
@@ -48,6 +52,12 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	o, err := p.startOps(ctx, log, opsF)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	log = o.log
 	sess, err := connect(ctx, log)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
@@ -59,11 +69,12 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	}()
 	opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithBroker(sess.Broker())}, sess.WorkerOptions()...)
 	opts = append(opts, run.engineOptions()...)
-	engine := p.engine(log, opts...)
+	engine := p.engine(log, append(opts, o.engineOptions()...)...)
 	defer shutdown(engine, log)
 	if err := engine.Start(ctx); err != nil {
 		return err
 	}
+	defer o.follow(ctx, engine)() // stops the updates before the shutdown
 
 	// The signal does not cancel running scans: it stops intake (a broker
 	// that can Close finishes its current jobs and returns), and only after

@@ -9,7 +9,8 @@
 // the raw body, keyed with the webhook secret) and X-POLYSWARM-DELIVERY (a
 // unique delivery id). The Handler answers:
 //
-//	GET or HEAD, any path            200 {"status":"OK"}        (liveness)
+//	GET or HEAD /                    200 {"status":"OK"}        (liveness)
+//	GET or HEAD, another path        404 {"status":"NOT_FOUND",...}
 //	POST, no signature               400 {"status":"REJECTED","error":...}
 //	POST, signature does not match   401
 //	POST, body over the cap          413 (WithMaxBody; the body is not read past it)

@@ -111,12 +111,20 @@ const (
 	statusDuplicate   = "DUPLICATE"
 	statusRejected    = "REJECTED"
 	statusUnavailable = "UNAVAILABLE"
+	statusNotFound    = "NOT_FOUND"
 )
 
 // ServeHTTP answers one webhook request; see the package documentation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		// Liveness answers on the root only, where PolySwarm checks the
+		// registered URL; any other path is not ours (a host may serve its
+		// own routes, such as metrics, elsewhere).
+		if r.URL.Path != "/" {
+			reply(w, http.StatusNotFound, statusNotFound, "no such path: "+r.URL.Path)
+			return
+		}
 		reply(w, http.StatusOK, statusOK, "")
 		return
 	case http.MethodPost:

@@ -6,6 +6,7 @@
 //	CLAMD_ADDRESS=unix:/run/clamd.sock clamav analyze [-v] [--json] ARTIFACT...
 //	clamav commands info
 //	clamav commands scan_file PATH...
+//	clamav update     (clamd reloads its databases; prints the new head)
 //
 // See package engine for the answers and package clamd for the protocol.
 package main

@@ -147,7 +147,7 @@ func TestBrokenRulesExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	sample := psenginetest.File(t, "sample", []byte("x"))
-	for _, args := range [][]string{{"analyze", sample}, {"commands", "info"}} {
+	for _, args := range [][]string{{"analyze", sample}, {"commands", "info"}, {"update"}} {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "YARA_RULES="+broken, "PSENGINE_HOME="+dir, "LOG_LEVEL=error")
 		var stdout, stderr bytes.Buffer

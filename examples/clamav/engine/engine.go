@@ -33,6 +33,14 @@
 // VERSION: the engine's head (Describe) at start, and each worker's
 // connection afterwards, so answers stay versioned when clamd was down at
 // start or its database changed.
+//
+// # Operation
+//
+// Update (psengine.Updater; `clamav update`, `--update-interval`) asks
+// clamd to RELOAD its databases and reads the new VERSION for the head and
+// the answers. CheckHealth (psengine.HealthChecker, /readyz) is clamd
+// answering PING: the engine starts and runs while clamd is down, answering
+// unknown, and is ready once clamd answers.
 package engine
 
 import (
@@ -73,6 +81,9 @@ const describeTimeout = 10 * time.Second
 type Scanner struct {
 	// Address of clamd: unix:PATH or tcp:HOST:PORT; "" means DefaultAddress.
 	Address string
+	// ReloadWait bounds how long Update waits for clamd's VERSION to change
+	// after RELOAD; 0 means DefaultReloadWait.
+	ReloadWait time.Duration
 }
 
 var (
@@ -132,6 +143,10 @@ func (s Scanner) Describe(ctx context.Context, env psengine.Env) (psengine.Metad
 	addr, err := s.address(env)
 	if err != nil {
 		return m, err
+	}
+	if v, ok := reloadedHead(env); ok { // an update asked already
+		m.Scanner.VendorVersion, m.Scanner.SignaturesVersion = v.Engine, v.Signatures
+		return m, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, describeTimeout)
 	defer cancel()
@@ -204,7 +219,7 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 	default:
 		an = Classify(reply)
 	}
-	v := sess.Version()
+	v := answerVersion(env, sess)
 	an.Metadata.Scanner.VendorVersion, an.Metadata.Scanner.SignaturesVersion = v.Engine, v.Signatures
 	return an, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/polyswarm/psengine/examples/clamav/clamd"
 )
@@ -19,9 +20,10 @@ type Session struct {
 	addr clamd.Address
 	idle chan *clamd.Conn // holds the kept connection while it is not in use
 
-	mu      sync.Mutex
-	version clamd.Version // from the last VERSION asked on a new connection
-	closed  bool
+	mu        sync.Mutex
+	version   clamd.Version // from the last VERSION asked on a new connection
+	versionAt time.Time     // when
+	closed    bool
 }
 
 // NewSession returns a session with clamd at addr; it dials on first use
@@ -51,6 +53,13 @@ func (s *Session) Version() clamd.Version {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.version
+}
+
+// VersionAt returns Version and when it was asked.
+func (s *Session) VersionAt() (clamd.Version, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version, s.versionAt
 }
 
 // Scan streams the content open returns to clamd (INSTREAM) and returns
@@ -110,7 +119,7 @@ func (s *Session) dial(ctx context.Context) (*clamd.Conn, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.version = v
+	s.version, s.versionAt = v, time.Now()
 	s.mu.Unlock()
 	return c, nil
 }

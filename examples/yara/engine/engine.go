@@ -12,6 +12,13 @@
 // a rules file that does not compile stops the engine at start with an
 // error naming it, and the scans do not recompile.
 //
+// Update (psengine.Updater) recompiles the rules when their files changed
+// and the engine swaps the new rule set in without pausing scans; rules
+// that no longer compile are an error naming the file, and the last good
+// rules keep serving. The replaced rule set is removed once no scan uses
+// it (Releaser). The engine is ready (HealthChecker) while its compiled
+// rules file is there and readable.
+//
 // # Answers
 //
 // yara exits 0 whether or not a rule matched, so the answer comes from its

@@ -39,6 +39,9 @@ type FakeConfig struct {
 	// Reply, when set, answers every INSTREAM with this raw reply (without
 	// the session prefix), for malformed-reply tests.
 	Reply string
+	// ReloadVersion, when set, is the VERSION reply after a RELOAD, as if
+	// the reload had loaded a new database.
+	ReloadVersion string
 }
 
 // Fake is a fake clamd listening on a unix socket.
@@ -53,6 +56,7 @@ type Fake struct {
 
 	accepted atomic.Int64
 	scans    atomic.Int64
+	reloads  atomic.Int64
 	chunks   atomic.Int64
 	maxChunk atomic.Int64
 }
@@ -114,6 +118,9 @@ func (f *Fake) DropAll() {
 // Accepted is how many connections the fake accepted.
 func (f *Fake) Accepted() int { return int(f.accepted.Load()) }
 
+// Reloads is how many RELOAD commands the fake answered RELOADING.
+func (f *Fake) Reloads() int { return int(f.reloads.Load()) }
+
 // Scans is how many INSTREAM commands the fake received.
 func (f *Fake) Scans() int { return int(f.scans.Load()) }
 
@@ -167,7 +174,17 @@ func (f *Fake) serve(nc net.Conn) {
 			if v == "" {
 				v = "ClamAV 1.4.6/42/Thu Jan  1 00:00:00 2025"
 			}
+			if f.cfg.ReloadVersion != "" && f.reloads.Load() > 0 {
+				v = f.cfg.ReloadVersion
+			}
 			err = reply(v)
+		case "RELOAD": // as clamd: not inside a session
+			if session {
+				err = reply("Command invalid inside IDSESSION. ERROR")
+				break
+			}
+			f.reloads.Add(1)
+			err = reply("RELOADING")
 		case "INSTREAM":
 			f.scans.Add(1)
 			var data []byte

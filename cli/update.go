@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/polyswarm/psengine"
+)
+
+// update starts the engine, updates its definitions once (Engine.Update)
+// and prints the engine's head afterwards (product, vendor_version,
+// signatures_version...) as indented JSON. A failure is one line on
+// stderr and exit status 1: the definitions were not replaced. Its logs
+// are off unless LOG_LEVEL asks for them, so that the error line is the
+// whole report.
+func (p *Program) update(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("update", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("update takes no arguments, got %q", rest)}
+	}
+	if _, ok := p.Scanner.(psengine.Updater); !ok {
+		return fmt.Errorf("update: %s has no definitions to update (its scanner is not a psengine.Updater)", p.Name)
+	}
+	log, err := p.newLogger(slog.LevelError + 4)
+	if err != nil {
+		return err
+	}
+	engine := p.engine(log)
+	defer shutdown(engine, log)
+	if err := engine.Start(ctx); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	if err := engine.Update(ctx); err != nil {
+		return err // "psengine: update: ..."
+	}
+	b, err := json.MarshalIndent(engine.Env().Head(), "", "  ")
+	if err != nil {
+		return fmt.Errorf("update: the head is not JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(p.Stdout, "%s\n", b)
+	return err
+}

@@ -1,0 +1,274 @@
+package main
+
+// Acceptance of live definition updates through the real program: `yara
+// webhook --update-interval` picks up a new rule, keeps the last good rules
+// when the files break, and shows it all in /metrics; `yara update` prints
+// the head.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
+	"github.com/polyswarm/psengine/webhook"
+)
+
+const newRule = `
+rule New_Rule
+{
+  strings:
+    $n = "NEW-MARKER"
+  condition:
+    $n
+}
+`
+
+// answers collects the answers POSTed to /answer/ID.
+type answers struct {
+	mu  sync.Mutex
+	got map[string]psengine.Answer
+}
+
+func (a *answers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var ans psengine.Answer
+	if err := json.NewDecoder(r.Body).Decode(&ans); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.mu.Lock()
+	a.got[strings.TrimPrefix(r.URL.Path, "/answer/")] = ans
+	a.mu.Unlock()
+}
+
+func (a *answers) get(id string) (psengine.Answer, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ans, ok := a.got[id]
+	return ans, ok
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// metric returns the value of the first series of the scrape whose line
+// starts with name and holds every one of labels ("k=\"v\"").
+func metric(scrape, name string, labels ...string) (string, bool) {
+next:
+	for line := range strings.SplitSeq(scrape, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
+		}
+		return line[strings.LastIndexByte(line, ' ')+1:], true
+	}
+	return "", false
+}
+
+// signaturesVersion is the signatures_version label of psengine_info.
+func signaturesVersion(scrape string) string {
+	for line := range strings.SplitSeq(scrape, "\n") {
+		if strings.HasPrefix(line, "psengine_info{") {
+			_, rest, _ := strings.Cut(line, `signatures_version="`)
+			v, _, _ := strings.Cut(rest, `"`)
+			return v
+		}
+	}
+	return ""
+}
+
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a bound, should it never hold
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
+	need(t, "yara", "yarac")
+	rulesDir, home := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(rulesDir, "tester.yar"), []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sink := &answers{got: map[string]psengine.Answer{}}
+	answerSrv := httptest.NewServer(sink)
+	defer answerSrv.Close()
+
+	env := map[string]string{"PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "warn", "YARA_RULES": rulesDir}
+	p := program(func(k string) string { return env[k] })
+	out, stdout := io.Pipe()
+	var stderr psenginetest.SyncBuffer
+	p.Stdout, p.Stderr = stdout, &stderr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		c := p.Run(ctx, []string{"webhook", "--insecure", "--allow-private", "--addr", "127.0.0.1", "-p", "0",
+			"--metrics-addr", "127.0.0.1:0", "--update-interval", "100ms"})
+		stdout.Close()
+		code <- c
+	}()
+	lines := bufio.NewReader(out)
+	readLine := func(prefix string) string {
+		l, err := lines.ReadString('\n')
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), prefix)
+		if err != nil || !ok {
+			t.Fatalf("line %q (%v), want %q...; stderr:\n%s", l, err, prefix, &stderr)
+		}
+		return rest
+	}
+	metrics := readLine("metrics on ")
+	base := readLine("listening on ")
+	go func() { _, _ = io.Copy(io.Discard, lines) }()
+
+	ask := func(id, content string) psengine.Answer {
+		t.Helper()
+		b := psenginetest.Bounty([]byte(content), psenginetest.WithID(id),
+			psenginetest.WithResponseURL(answerSrv.URL+"/answer/"+id), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
+		body, _ := json.Marshal(b)
+		req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
+		req.Header.Set(webhook.HeaderEvent, "bounty")
+		req.Header.Set(webhook.HeaderDelivery, "d-"+id)
+		client := &http.Client{Timeout: 10 * time.Second}
+		defer client.CloseIdleConnections()
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("bounty %s: %d", id, res.StatusCode)
+		}
+		var ans psengine.Answer
+		until(t, "the answer to bounty "+id, func() bool {
+			var ok bool
+			ans, ok = sink.get(id)
+			return ok
+		})
+		return ans
+	}
+	scrape := func() string {
+		code, body := httpGet(t, metrics+"/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+		return body
+	}
+
+	// The rules at start: the new marker is not detected yet.
+	v1 := signaturesVersion(scrape())
+	if a := ask("1", "xx NEW-MARKER xx"); a.Verdict != psengine.Unknown || a.Metadata.Scanner.SignaturesVersion != v1 || v1 == "" {
+		t.Fatalf("before the new rule: %s, signatures_version %q (info says %q)", a.Verdict, a.Metadata.Scanner.SignaturesVersion, v1)
+	}
+
+	// A new rule file: detected after an interval, with a new version.
+	if err := os.WriteFile(filepath.Join(rulesDir, "new.yar"), []byte(newRule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var v2 string
+	until(t, "signatures_version to change", func() bool { v2 = signaturesVersion(scrape()); return v2 != v1 })
+	a := ask("2", "xx NEW-MARKER xx")
+	if a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != "New_Rule" || a.Metadata.Scanner.SignaturesVersion != v2 {
+		t.Fatalf("after the new rule: %s %s, signatures_version %q (want %q)", a.Verdict, a.Metadata.MalwareFamily,
+			a.Metadata.Scanner.SignaturesVersion, v2)
+	}
+
+	// Broken rules: the updates fail, the last good rules still detect.
+	broken := filepath.Join(rulesDir, "zz-broken.yar")
+	if err := os.WriteFile(broken, []byte("rule Broken { strings: $a = \"x\" condition: true }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var m string
+	until(t, "a failed update counted", func() bool {
+		m = scrape()
+		_, failed := metric(m, "psengine_updates_total", `result="failed"`)
+		return failed
+	})
+	if ok, _ := metric(m, "psengine_updates_total", `result="ok"`); ok == "" || ok == "0" {
+		t.Errorf("psengine_updates_total{result=ok} = %q, want the good updates counted", ok)
+	}
+	if v := signaturesVersion(m); v != v2 {
+		t.Errorf("signatures_version %q after broken rules, want the last good %q", v, v2)
+	}
+	if a := ask("3", "xx NEW-MARKER xx"); a.Verdict != psengine.Malicious || a.Metadata.Scanner.SignaturesVersion != v2 {
+		t.Errorf("with broken rules on disk: %s, signatures_version %q; want malicious by the last good rules %q",
+			a.Verdict, a.Metadata.Scanner.SignaturesVersion, v2)
+	}
+	if code, body := httpGet(t, metrics+"/readyz"); code != 200 {
+		t.Errorf("/readyz with the last good rules serving: %d %s", code, body)
+	}
+	if !strings.Contains(stderr.String(), broken) {
+		t.Errorf("the failed update's log does not name %s:\n%s", broken, &stderr)
+	}
+	until(t, "psengine_bounties_total: 2 malicious and 1 unknown", func() bool {
+		m = scrape()
+		mal, _ := metric(m, "psengine_bounties_total", `verdict="malicious"`, `outcome="answered"`)
+		unk, _ := metric(m, "psengine_bounties_total", `verdict="unknown"`, `outcome="answered"`)
+		return mal == "2" && unk == "1"
+	})
+
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit %d; stderr:\n%s", c, &stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the webhook did not stop within 30s")
+	}
+	// Every compiled rule set was removed: the replaced ones when released,
+	// the last one at teardown.
+	left, _ := filepath.Glob(filepath.Join(home, "*yara-*"))
+	if len(left) != 0 {
+		t.Errorf("compiled rules left behind: %v", left)
+	}
+}
+
+// `yara update` prints the head: the rules' digest as signatures_version.
+func TestUpdateCommand(t *testing.T) {
+	need(t, "yara", "yarac")
+	rulesFile := filepath.Join(t.TempDir(), "tester.yar")
+	if err := os.WriteFile(rulesFile, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, map[string]string{"YARA_RULES": rulesFile}, "update")
+	var head psengine.Metadata
+	if code != 0 || json.Unmarshal([]byte(out), &head) != nil {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	_, info, _ := run(t, map[string]string{"YARA_RULES": rulesFile}, "commands", "info")
+	want := fmt.Sprintf(`"signatures_version": %q`, head.Scanner.SignaturesVersion)
+	if head.Product != "yara" || len(head.Scanner.SignaturesVersion) != 16 || !strings.Contains(info, want) {
+		t.Errorf("head %+v; info:\n%s", head, info)
+	}
+}
