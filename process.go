@@ -374,7 +374,7 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 		}
 	default:
 	}
-	if e.envs.currentIs(cw.gen) == false { // an update replaced its Env
+	if !e.envs.currentIs(cw.gen) { // an update replaced its Env
 		e.retireChild(cw, "an update replaced its Env")
 		w.child = nil
 		if cw, err = e.childFor(ctx, w); err != nil {

@@ -59,7 +59,7 @@ func TestSpansPerStep(t *testing.T) {
 	}
 	attrs := map[attribute.Key]string{}
 	for _, kv := range root.Attributes() {
-		attrs[kv.Key] = kv.Value.Emit()
+		attrs[kv.Key] = kv.Value.String()
 	}
 	if attrs["psengine.bounty.id"] != b.ID.String() || attrs["psengine.artifact.sha256"] != b.SHA256 || attrs["psengine.verdict"] != "malicious" {
 		t.Errorf("bounty span attributes %v", attrs)

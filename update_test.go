@@ -3,7 +3,6 @@ package psengine_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,5 +156,5 @@ func waitFor(t *testing.T, cond func() bool) {
 			return
 		}
 	}
-	t.Fatal(fmt.Sprint("condition not met in 10s"))
+	t.Fatal("condition not met in 10s")
 }
