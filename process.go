@@ -47,7 +47,14 @@ type ProcessConfig struct {
 	// Env is added to a child's environment (KEY=VALUE), besides the
 	// parent's.
 	Env []string
+	// StartTimeout bounds how long a child may take to start and set up
+	// (WorkerSetup); one that takes longer is killed, and Start, or the
+	// bounty that waited for it, fails (default 2 minutes).
+	StartTimeout time.Duration
 }
+
+// DefaultChildStartTimeout is ProcessConfig.StartTimeout's default.
+const DefaultChildStartTimeout = 2 * time.Minute
 
 // WithProcessWorkers runs every scan in a child process: this program,
 // re-executed, one child per worker (WithWorkers), each running
@@ -224,6 +231,12 @@ type children struct {
 // ends: the child is then killed).
 func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error) {
 	pc := e.procs.cfg
+	timeout := pc.StartTimeout
+	if timeout <= 0 {
+		timeout = DefaultChildStartTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("did not set up within %v", timeout))
+	defer cancel()
 	p, err := child.Start(child.Config{Name: e.cfg.name, Args: pc.Args, Env: pc.Env, Output: e.childOutput})
 	if err != nil {
 		return nil, err

@@ -263,3 +263,20 @@ func TestProcessBackendUpdate(t *testing.T) {
 		}
 	}
 }
+
+// A child that never gets ready fails Start after StartTimeout, instead of
+// holding it forever.
+func TestProcessBackendStartTimeout(t *testing.T) {
+	if psenginetest.InChild() {
+		time.Sleep(time.Hour) // a child stuck before it reaches New
+	}
+	e := newEngine(t, crashy, psenginetest.ProcessWorkers(t, psengine.ProcessConfig{StartTimeout: time.Second}))
+	start := time.Now()
+	err := e.Start(context.Background())
+	if !errors.Is(err, psengine.ErrSetup) || !strings.Contains(err.Error(), "did not set up within 1s") {
+		t.Fatalf("Start = %v, want ErrSetup saying the child did not set up in time", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("Start took %v", took)
+	}
+}
