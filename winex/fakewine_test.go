@@ -30,6 +30,11 @@ echo "wine $*" >> "$STATE/log"
 case "$1" in
 wineboot) mkdir -p "$WINEPREFIX" && : > "$WINEPREFIX/system.reg" ;;
 cmd) exit 0 ;;
+crashy-exit)
+	# Ran, then aborts at exit the first time, as Wine 8 may.
+	echo "ran"
+	if [ ! -e "$STATE/crashed" ]; then : > "$STATE/crashed"
+		echo "Inconsistency detected by ld.so: dl-fini.c: 87: _dl_fini: Assertion failed!" >&2; exit 127; fi ;;
 *) echo "unknown program $1" >&2; exit 53 ;;
 esac
 `
@@ -187,4 +192,26 @@ func TestInitPrefixErrors(t *testing.T) {
 			t.Errorf("InitPrefix = %v, want ErrPrefix, ErrKilled and DeadlineExceeded", err)
 		}
 	})
+}
+
+// A run that Wine aborts at exit with the dynamic loader's assertion is run
+// once more.
+func TestRunRetriesWineExitCrash(t *testing.T) {
+	w, state := fakeWine(t)
+	if err := w.InitPrefix(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := winex.Run(context.Background(), winex.Cmd{Path: "crashy-exit", Wine: w})
+	if err != nil || res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "ran" {
+		t.Fatalf("Run = %+v, %v; want the second run's clean exit", res, err)
+	}
+	runs := 0
+	for _, l := range fakeLog(t, state) {
+		if strings.HasPrefix(l, "wine crashy-exit") {
+			runs++
+		}
+	}
+	if runs != 2 {
+		t.Errorf("%d runs, want 2", runs)
+	}
 }
