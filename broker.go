@@ -36,9 +36,11 @@ type Job struct {
 }
 
 // BountyKey identifies a bounty by what it asks, whatever delivery brought
-// it: its id, its artifact (the sha256 when given, else the URI) and its
-// phase. PolySwarm's signature does not cover the delivery id, so a replayed
-// body under a new delivery id has the same key.
+// it: its id, its artifact (the sha256 when given, else the URI), its phase
+// and where its answer goes. PolySwarm's signature does not cover the
+// delivery id, so a replayed body under a new delivery id has the same key;
+// the same artifact asked about by two submitters (two response URLs) has
+// two.
 func BountyKey(b Bounty) string {
 	artifact := b.SHA256
 	if artifact == "" {
@@ -49,7 +51,12 @@ func BountyKey(b Bounty) string {
 	if phase == "" {
 		phase = Assertion
 	}
-	return b.ID.String() + "/" + artifact + "/" + string(phase)
+	key := b.ID.String() + "/" + artifact + "/" + string(phase)
+	if b.ResponseURL != "" {
+		sum := sha256.Sum256([]byte(b.ResponseURL))
+		key += "/" + hex.EncodeToString(sum[:8])
+	}
+	return key
 }
 
 // KeyRetention is how long a broker remembers a job's Key, from its Submit

@@ -25,6 +25,7 @@ type fakeQueue struct {
 	scan     time.Duration
 	capacity int
 	skew     time.Duration // the workers' clock is ahead by this much
+	grace    time.Duration // how long Analyze waits past the latest expiration (default 30 s)
 
 	mu        sync.Mutex
 	jobs      []fakeJob
@@ -143,11 +144,16 @@ func (s *queueSession) Analyze(ctx context.Context, reqs []Request) iter.Seq[pse
 			default:
 			}
 		}
-		// As natsq: the wait ends 30 s after the latest expiration.
+		// As natsq: the wait ends a grace (30 s) after the latest
+		// expiration.
 		wctx := ctx
 		if !latest.IsZero() {
+			grace := q.grace
+			if grace == 0 {
+				grace = 30 * time.Second
+			}
 			var cancel context.CancelFunc
-			wctx, cancel = context.WithDeadlineCause(ctx, latest.Add(30*time.Second), errNoAnswer)
+			wctx, cancel = context.WithDeadlineCause(ctx, latest.Add(grace), errNoAnswer)
 			defer cancel()
 		}
 		for i := range done {
@@ -261,7 +267,10 @@ func TestAnalyzeBackendWaitsForAFullQueue(t *testing.T) {
 // expire in the queue all the same are forged again and resubmitted.
 func TestAnalyzeBackendResubmitsExpired(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		q := &fakeQueue{workers: 1, scan: 10 * time.Second}
+		// A long grace: which bounties expire in the queue, and when their
+		// resubmissions are reached, depends on the order the goroutines
+		// run in; every one must be answered in the end.
+		q := &fakeQueue{workers: 1, scan: 10 * time.Second, grace: time.Hour}
 		stderr := runBatch(t, q, 20, "--timeout", "1s")
 		if q.expired == 0 {
 			t.Error("nothing expired: the test tests nothing")

@@ -119,9 +119,21 @@ func (pr *progress) endLine() {
 // above the line.
 func (pr *progress) guard(w io.Writer) io.Writer {
 	if pr == nil {
-		return w
+		return &lockedWriter{w: w} // the logger and the results loop both write
 	}
 	return guarded{pr: pr, w: w}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 type guarded struct {
