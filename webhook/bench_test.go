@@ -220,7 +220,8 @@ func BenchmarkIntakePaired(b *testing.B) {
 // BenchmarkEndToEnd: 64 concurrent senders POST signed bounties to the
 // handler on a loopback server; the engine (default fetcher and deliverer)
 // fetches each artifact from a local server, runs a no-op scan and POSTs
-// the answer to a local response_url. In the same run, the floor: the same
+// the answer to a local response_url, with 64 workers (its work is I/O, as
+// the senders' is). In the same run, the floor: the same
 // senders make the three minimal HTTP exchanges a bounty needs (a POST
 // answered 202, a GET of the 1 KiB artifact, a POST of the answer) on
 // trivial loopback handlers. Reports bounties/s for both, their ratio as
@@ -299,7 +300,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	dir := b.TempDir()
 	engine := psengine.New(psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
 		return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
-	}), psengine.WithWorkers(8), psengine.WithDirs(envdirs.Dirs{Home: dir, Temp: dir}),
+	}), psengine.WithWorkers(64), psengine.WithDirs(envdirs.Dirs{Home: dir, Temp: dir}),
 		psengine.WithGetenv(func(string) string { return "" }))
 	intake := httptest.NewServer(newHandler(b, engine))
 	defer intake.Close()
