@@ -69,7 +69,9 @@ func TestTracesExportedAndLogged(t *testing.T) {
 			srv := httptest.NewServer(c)
 			defer srv.Close()
 			env := map[string]string{"PSENGINE_HOME": t.TempDir(), "LOG_LEVEL": "info", "LOG_FORMAT": "json"}
-			args := []string{"webhook", "--insecure", "--addr", "127.0.0.1", "-p", "0"}
+			sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			defer sink.Close()
+			args := []string{"webhook", "--insecure", "--allow-private", "--addr", "127.0.0.1", "-p", "0"}
 			if how == "flag" {
 				args = append(args, "--otlp-endpoint", srv.URL+"/otlp/")
 			} else {
@@ -90,7 +92,7 @@ func TestTracesExportedAndLogged(t *testing.T) {
 				code <- c
 			}()
 			base := listeningURL(t, out, &stderr)
-			if code := postBounty(t, base, psenginetest.Bounty([]byte("MALWARE")), "d-1", ""); code != http.StatusAccepted {
+			if code := postBounty(t, base, psenginetest.Bounty([]byte("MALWARE"), psenginetest.WithResponseURL(sink.URL+"/answer")), "d-1", ""); code != http.StatusAccepted {
 				t.Fatalf("bounty: %d; stderr:\n%s", code, &stderr)
 			}
 			select {

@@ -72,7 +72,8 @@ func TestWebhookWithBackend(t *testing.T) {
 	}()
 
 	base := listeningURL(t, out, &stderr)
-	if code := postBounty(t, base, psenginetest.Bounty([]byte("x"), psenginetest.WithID("77")), "d-77", "s"); code != http.StatusAccepted {
+	if code := postBounty(t, base, psenginetest.Bounty([]byte("x"), psenginetest.WithID("77"),
+		psenginetest.WithResponseURL("https://api.polyswarm.test/answer/77")), "d-77", "s"); code != http.StatusAccepted {
 		t.Fatalf("bounty: %d, want 202", code)
 	}
 	if n := backend.broker.Len(); n != 1 {

@@ -22,8 +22,10 @@ func Example() {
 	scan := func(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
 		return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
 	}
+	answers := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})) // PolySwarm's side
+	defer answers.Close()
 	engine := psengine.New(psengine.ScannerFunc(scan))
-	defer engine.Shutdown(context.Background())
+	defer engine.Shutdown(context.Background()) // answers the bounty before answers closes
 
 	h, err := webhook.NewHandler(engine, webhook.WithSecret("s3cret"))
 	if err != nil {
@@ -48,7 +50,8 @@ func Example() {
 		fmt.Println(res.StatusCode, strings.TrimSpace(string(out)))
 	}
 	bounty := []byte(`{"id": 1, "artifact_type": "FILE", "artifact_uri": "data:,hello",
-		"expiration": "2100-01-01T00:00:00Z", "phase": "assertion"}`)
+		"expiration": "2100-01-01T00:00:00Z", "phase": "assertion",
+		"response_url": "` + answers.URL + `/answer"}`)
 	send("ping", "d-0", nil)
 	send("bounty", "d-1", bounty)
 	send("bounty", "d-1", bounty)

@@ -200,6 +200,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = b.Validate()
 	}
+	if err == nil && b.ResponseURL == "" {
+		// Whatever else is missing has a default; an answer with nowhere
+		// to go does not.
+		err = &psengine.BountyError{Field: "response_url", Reason: "missing: the answer would have nowhere to go"}
+	}
 	if err != nil {
 		h.reject(w, r, http.StatusBadRequest, err.Error())
 		return

@@ -22,10 +22,12 @@ import (
 const secret = "correct horse battery staple"
 
 // bountyJSON is the wire form of a test bounty for data (see
-// psenginetest.Bounty) with id and options.
+// psenginetest.Bounty) with id and options; its response URL is an
+// answer endpoint that exists nowhere unless an option sets one.
 func bountyJSON(t testing.TB, id string, data []byte, opts ...psenginetest.BountyOption) []byte {
 	t.Helper()
-	b := psenginetest.Bounty(data, append([]psenginetest.BountyOption{psenginetest.WithID(id)}, opts...)...)
+	b := psenginetest.Bounty(data, append([]psenginetest.BountyOption{psenginetest.WithID(id),
+		psenginetest.WithResponseURL("https://api.polyswarm.test/answer/" + id)}, opts...)...)
 	body, err := json.Marshal(b)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,116 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/envdirs"
+)
+
+// Every shape PolySwarm's own tools send is accepted (202) and answered:
+// phase missing, null or with a _window suffix; rules {}, [] or missing;
+// an empty, missing or unparseable expiration; artifact_type in any case or
+// missing; unknown fields; ids as numbers, numeric strings or UUIDs.
+func TestLiberalShapesAnswered(t *testing.T) {
+	var mu sync.Mutex
+	answers := map[string]map[string]any{}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&a)
+		mu.Lock()
+		answers[strings.TrimPrefix(r.URL.Path, "/answer/")] = a
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	scan := psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+		return psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.5}, nil
+	})
+	dir := t.TempDir()
+	engine := psengine.New(scan, psengine.WithDirs(envdirs.Dirs{Home: dir, Temp: dir}), psengine.WithGetenv(func(string) string { return "" }))
+	defer engine.Shutdown(context.Background())
+	h := newHandler(t, engine)
+
+	shapes := map[string]string{
+		"phase missing":           `"artifact_type": "file"`,
+		"phase null":              `"artifact_type": "file", "phase": null`,
+		"assertion_window":        `"artifact_type": "file", "phase": "assertion_window"`,
+		"ARBITRATION_WINDOW":      `"artifact_type": "file", "phase": "ARBITRATION_WINDOW"`,
+		"rules {}":                `"artifact_type": "file", "rules": {}`,
+		"rules []":                `"artifact_type": "file", "rules": []`,
+		"expiration empty":        `"artifact_type": "file", "expiration": ""`,
+		"expiration garbage":      `"artifact_type": "file", "expiration": "next tuesday"`,
+		"artifact_type FILE":      `"artifact_type": "FILE"`,
+		"artifact_type File":      `"artifact_type": "File"`,
+		"artifact_type missing":   `"unknown_field": {"nested": [1, 2]}`,
+		"legacy artifact_url":     `"artifact_type": "file", "community": "default"`,
+		"numeric string id":       `"artifact_type": "file"`,
+		"uuid id":                 `"artifact_type": "file"`,
+		"huge number id":          `"artifact_type": "file"`,
+		"no expiration, no rules": `"artifact_type": "file", "duration": "30"`,
+	}
+	ids := map[string]string{
+		"numeric string id": `"12345"`,
+		"uuid id":           `"5b9a3f0c-7d2e-4a61-9e8b-1c2d3e4f5a6b"`,
+		"huge number id":    `123456789012345678901234567890`,
+	}
+	i := 0
+	for name, extra := range shapes {
+		i++
+		id, ok := ids[name]
+		if !ok {
+			id = fmt.Sprint(1000 + i)
+		}
+		path := strings.Trim(id, `"`)
+		uri := `"artifact_uri": "data:,shape-` + fmt.Sprint(i) + `"`
+		if name == "legacy artifact_url" {
+			uri = `"artifact_url": "data:,shape-` + fmt.Sprint(i) + `"`
+		}
+		body := []byte(`{"id": ` + id + `, ` + uri + `, "response_url": "` + sink.URL + `/answer/` + path + `", ` + extra + `}`)
+		if got := serve(t, h, signed("bounty", "delivery-"+fmt.Sprint(i), body)); got.Code != http.StatusAccepted {
+			t.Errorf("%s: %+v, want 202 (body %s)", name, got, body)
+			continue
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			a, ok := answers[path]
+			mu.Unlock()
+			if ok {
+				if a["verdict"] != "malicious" {
+					t.Errorf("%s: answer %v", name, a)
+				}
+				_, hasBid := a["bid"]
+				if vote := strings.Contains(name, "ARBITRATION"); hasBid == vote {
+					t.Errorf("%s: answer %v: a vote has no bid, an assertion has one", name, a)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: not answered within 10s", name)
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// And what cannot be answered at all is refused, saying why.
+	for name, body := range map[string]string{
+		"no artifact uri":  `{"id": 1, "artifact_type": "file", "response_url": "https://api.polyswarm.test/a"}`,
+		"no response url":  `{"id": 2, "artifact_type": "file", "artifact_uri": "data:,x"}`,
+		"no id":            `{"artifact_type": "file", "artifact_uri": "data:,x", "response_url": "https://api.polyswarm.test/a"}`,
+		"not a bounty":     `[1, 2, 3]`,
+		"unknown artifact": `{"id": 3, "artifact_type": "blob", "artifact_uri": "data:,x", "response_url": "https://api.polyswarm.test/a"}`,
+	} {
+		got := serve(t, h, signed("bounty", "bad-"+name, []byte(body)))
+		if got.Code != http.StatusBadRequest || !got.Error {
+			t.Errorf("%s: %+v, want 400 saying why", name, got)
+		}
+	}
+}
