@@ -720,13 +720,18 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
+		// Abandon before cancelling: a running job cut off now is then
+		// settled as final (its handler reports it), never queued again
+		// for redelivery and reported a second time here.
+		var queued []Job
+		if e.ownBroker != nil {
+			queued = e.ownBroker.Abandon()
+		}
 		e.stopHard(ErrShutdown)
 		e.cancelRunning()
-		if e.ownBroker != nil {
-			for _, job := range e.ownBroker.Abandon() {
-				res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
-				e.finish(ctx, &res)
-			}
+		for _, job := range queued {
+			res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
+			e.finish(ctx, &res)
 		}
 		<-drained // running bounties end at most ScanGrace later
 	}
