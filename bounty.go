@@ -474,7 +474,7 @@ func parseTimestamp(raw []byte) (time.Time, error) {
 			s = strings.TrimSpace(s)
 			for _, layout := range timestampLayouts {
 				if t, err := time.Parse(layout, s); err == nil {
-					return t.UTC(), nil
+					return inRange(t.UTC(), raw)
 				}
 			}
 		}
@@ -482,9 +482,18 @@ func parseTimestamp(raw []byte) (time.Time, error) {
 		// Of the other JSON values only numbers parse, as encoding/json
 		// reads them into a float64 (beyond float64, an error).
 		sec, frac := math.Modf(v)
-		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+		return inRange(time.Unix(int64(sec), int64(frac*1e9)).UTC(), raw)
 	}
 	return time.Time{}, fmt.Errorf("%.64s is not a timestamp", raw)
+}
+
+// inRange returns t when its year is one RFC 3339 can write (1 to 9999),
+// so that a parsed bounty marshals back to what parses again.
+func inRange(t time.Time, raw []byte) (time.Time, error) {
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%.64s is not a timestamp between the years 1 and 9999", raw)
+	}
+	return t, nil
 }
 
 // parseSeconds reads a non-negative number of seconds given as a JSON number

@@ -168,6 +168,7 @@ func TestParseBountyLiberal(t *testing.T) {
 		{"expiration of another JSON type", `"expiration":{"at":"noon"}`, base},
 		{"expiration out of range", `"expiration":1e300`, base},
 		{"expiration beyond float64", `"expiration":1e400`, base},
+		{"expiration in the year 0", `"expiration":"0000-01-01T00:00:00Z"`, base},
 		{"expiration in seconds since the epoch", `"expiration":1613729627.5`,
 			with(func(b *psengine.Bounty) { b.Expiration = time.Date(2021, 2, 19, 10, 13, 47, 5e8, time.UTC) })},
 
@@ -283,6 +284,9 @@ func TestParseBountyErrors(t *testing.T) {
 		{"bad duration", `{"id":1,"artifact_uri":"x","duration":"soon"}`, "duration"},
 		{"bad tasked_at", `{"id":1,"artifact_uri":"x","tasked_at":"yesterday"}`, "tasked_at"},
 		{"tasked_at beyond float64", `{"id":1,"artifact_uri":"x","tasked_at":-1e400}`, "tasked_at"},
+		// Years RFC 3339 cannot write: a parsed bounty must marshal to what parses again.
+		{"tasked_at in the year 0", `{"id":1,"artifact_uri":"x","tasked_at":"0000-06-01T00:00:00Z"}`, "tasked_at"},
+		{"tasked_at before the year 1, in seconds", `{"id":1,"artifact_uri":"x","tasked_at":-9e10}`, "tasked_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
