@@ -16,6 +16,15 @@
 //   - Delivery follows psenginetest.TestBroker like the MemoryBroker's:
 //     at least once, redelivery with backoff and the attempt raised, dead
 //     letters after Config.MaxAttempts or a permanent error.
+//   - A job whose handling ends the process (an os.Exit or fatal error in
+//     a scanner) does not crash every restart forever: a job recovered at
+//     Open is marked running, synced, before a consumer takes it, and the
+//     next Open counts a marked job as a failed attempt, dead-lettering it
+//     (wrapping psengine.ErrWorkerDied) after Config.MaxAttempts. So such a
+//     job ends the process at most MaxAttempts+1 times (its first ending,
+//     in the run that accepted it, is not counted: jobs of a run's own
+//     intake are not marked, which costs them no extra write). Dead letters
+//     are logged as errors.
 //   - A job whose ID or Key (psengine.BountyKey) was taken is dropped, until
 //     the bounty's expiration (psengine.KeyRetention), across restarts: a
 //     signed body replayed under new delivery ids is scanned once.

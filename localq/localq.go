@@ -44,7 +44,9 @@ type Config struct {
 	// (default DefaultCapacity).
 	Capacity int
 	// MaxAttempts is how many deliveries a job gets before it is
-	// dead-lettered (default DefaultMaxAttempts).
+	// dead-lettered (default DefaultMaxAttempts). A delivery during which
+	// the process ended counts, once the job was recovered by an Open (see
+	// the package documentation).
 	MaxAttempts int
 	// Backoff is the delay before a redelivery (zero value: pipeline's
 	// defaults).
@@ -124,6 +126,14 @@ type write struct {
 type entry struct {
 	seq uint64
 	job psengine.Job
+	// recovered: the job was found in the store at Open. Before a consumer
+	// takes it, its record is marked running, so that a job that ends the
+	// process (a scanner's os.Exit or fatal error) counts its attempts
+	// across restarts and is dead-lettered after MaxAttempts, not run
+	// forever. Jobs of this process's own lifetime go unmarked (no extra
+	// write per job): when one ends the process, the next Open recovers
+	// it, and it is counted from then on.
+	recovered bool
 }
 
 var (
@@ -263,8 +273,9 @@ func (q *Broker) commitBatch(batch []*write) {
 // keys, unreadable records.
 func (q *Broker) load(now time.Time) error {
 	var expired []psengine.Job
+	var dead []psengine.DeadLetter
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		expired = expired[:0]
+		expired, dead = expired[:0], dead[:0]
 		q.queue, q.seq = q.queue[:0], 0
 		clear(q.pending)
 		for _, name := range [][]byte{bucketJobs, bucketSeen, bucketDead} {
@@ -279,7 +290,7 @@ func (q *Broker) load(now time.Time) error {
 			if len(k) == 8 {
 				seq = binary.BigEndian.Uint64(k)
 			}
-			job, err := decodeJob(v)
+			job, running, err := decodeJob(v)
 			drop := false
 			switch {
 			case err != nil || seq == 0:
@@ -290,6 +301,24 @@ func (q *Broker) load(now time.Time) error {
 				drop = true
 			case q.pending[job.ID] != nil:
 				drop = true // cannot happen: Submit records an ID once
+			case running && job.Attempt >= q.cfg.MaxAttempts:
+				err := fmt.Errorf("%w: gave up after %d attempts: the process ended while handling it", psengine.ErrWorkerDied, job.Attempt)
+				if err := putDead(tx, job, err, 0); err != nil {
+					return err
+				}
+				dead = append(dead, psengine.DeadLetter{Job: job, Err: err})
+				drop = true
+			case running:
+				// The process ended while handling it: that attempt failed.
+				job.Attempt++
+				data, err := encodeJob(job, false)
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketJobs).Put(k, data); err != nil {
+					return err
+				}
+				k, v = c.Seek(k) // Put may move the cursor: resume at the key
 			}
 			if drop {
 				if err := c.Delete(); err != nil {
@@ -298,7 +327,7 @@ func (q *Broker) load(now time.Time) error {
 				k, v = c.Seek(k) // Delete moves the cursor: resume after the removed key
 				continue
 			}
-			e := &entry{seq: seq, job: job}
+			e := &entry{seq: seq, job: job, recovered: true}
 			q.pending[job.ID] = e
 			q.queue = append(q.queue, e)
 			q.seq = max(q.seq, seq)
@@ -325,10 +354,19 @@ func (q *Broker) load(now time.Time) error {
 			}
 		}
 		q.deadCount = tx.Bucket(bucketDead).Stats().KeyN
+		if n := q.deadCount - q.cfg.DeadLetters; n > 0 {
+			if err := dropOldestDead(tx, n); err != nil {
+				return err
+			}
+			q.deadCount -= n
+		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	for _, d := range dead {
+		q.deadLettered(d)
 	}
 	for _, job := range expired {
 		q.log.Warn("localq: a recorded bounty expired while the engine was stopped: removed unanswered",
@@ -438,7 +476,7 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	q.mu.Unlock()
 	defer q.ops.Done()
 
-	data, err := encodeJob(job)
+	data, err := encodeJob(job, false)
 	if err == nil {
 		err = q.commit(func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketJobs).Put(seqKey(e.seq), data); err != nil {
@@ -553,11 +591,35 @@ func (q *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 		if err != nil || !ok {
 			return err
 		}
+		if e.recovered {
+			q.markRunning(e)
+		}
 		herr := pipeline.Protect(func() { err = h(ctx, e.job) })
 		if herr != nil {
 			err = herr
 		}
 		q.settle(e, err)
+	}
+}
+
+// markRunning records that a consumer took e (see entry.recovered), and
+// returns once that is on disk. A failure is logged: the job is then
+// handled unmarked.
+func (q *Broker) markRunning(e *entry) {
+	q.mu.Lock()
+	if q.released {
+		q.mu.Unlock()
+		return
+	}
+	q.ops.Add(1)
+	q.mu.Unlock()
+	defer q.ops.Done()
+	data, err := encodeJob(e.job, true)
+	if err == nil {
+		err = q.commit(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Put(seqKey(e.seq), data) })
+	}
+	if err != nil {
+		q.log.Error("localq: marking a recovered job as running failed", "job", e.job.ID, "err", err)
 	}
 }
 
@@ -592,37 +654,15 @@ func (q *Broker) settle(e *entry, herr error) {
 			herr = fmt.Errorf("gave up after %d attempts: %w", job.Attempt, herr)
 		}
 		dead = &psengine.DeadLetter{Job: job, Err: herr}
-		data, err := encodeJob(job)
-		if err != nil {
-			q.log.Error("localq: encoding a dead letter", "job", job.ID, "err", err)
-		}
-		rec, _ := json.Marshal(deadRecord{Job: data, Err: herr.Error(), At: time.Now().UTC()})
 		write = func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketJobs).Delete(seqKey(e.seq)); err != nil {
 				return err
 			}
-			b := tx.Bucket(bucketDead)
-			n, err := b.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := b.Put(seqKey(n), rec); err != nil {
-				return err
-			}
-			c := b.Cursor()
-			for n := dropDead; n > 0; n-- {
-				if k, _ := c.First(); k == nil {
-					break
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-			return nil
+			return putDead(tx, job, herr, dropDead)
 		}
 	default:
 		job.Attempt++
-		data, err := encodeJob(job)
+		data, err := encodeJob(job, false)
 		write = func(tx *bolt.Tx) error {
 			if err != nil {
 				return err
@@ -646,7 +686,7 @@ func (q *Broker) settle(e *entry, herr error) {
 		// Recorded with its attempt raised, for the next Open.
 		q.forgetPending(job.ID)
 	default:
-		ne := &entry{seq: e.seq, job: job}
+		ne := &entry{seq: e.seq, job: job, recovered: e.recovered}
 		q.pending[job.ID] = ne
 		var t *time.Timer
 		t = time.AfterFunc(q.cfg.Backoff.Delay(job.Attempt-1), func() {
@@ -662,9 +702,54 @@ func (q *Broker) settle(e *entry, herr error) {
 		q.timers[t] = ne
 	}
 	q.mu.Unlock()
-	if dead != nil && q.cfg.OnDeadLetter != nil {
-		_ = pipeline.Protect(func() { q.cfg.OnDeadLetter(*dead) })
+	if dead != nil {
+		q.deadLettered(*dead)
 	}
+}
+
+// deadLettered logs a dead letter and calls Config.OnDeadLetter.
+func (q *Broker) deadLettered(d psengine.DeadLetter) {
+	q.log.Error("localq: job given up on (dead-lettered)", "job", d.Job.ID, "bounty", d.Job.Bounty.ID.String(),
+		"attempts", d.Job.Attempt, "err", d.Err)
+	if q.cfg.OnDeadLetter != nil {
+		_ = pipeline.Protect(func() { q.cfg.OnDeadLetter(d) })
+	}
+}
+
+// putDead records job as a dead letter given up with err, then removes
+// the drop oldest dead letters.
+func putDead(tx *bolt.Tx, job psengine.Job, err error, drop int) error {
+	data, encErr := encodeJob(job, false)
+	if encErr != nil {
+		return encErr
+	}
+	rec, encErr := json.Marshal(deadRecord{Job: data, Err: err.Error(), At: time.Now().UTC()})
+	if encErr != nil {
+		return encErr
+	}
+	b := tx.Bucket(bucketDead)
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	if err := b.Put(seqKey(n), rec); err != nil {
+		return err
+	}
+	return dropOldestDead(tx, drop)
+}
+
+// dropOldestDead removes the n oldest dead letters.
+func dropOldestDead(tx *bolt.Tx, n int) error {
+	c := tx.Bucket(bucketDead).Cursor()
+	for ; n > 0; n-- {
+		if k, _ := c.First(); k == nil {
+			break
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // forgetPending removes a settled job from memory. Callers hold q.mu.
@@ -696,12 +781,12 @@ func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengi
 	}
 	kept := e.job
 	kept.Answer = &answer
-	seq := e.seq
+	seq, running := e.seq, e.recovered
 	q.ops.Add(1)
 	q.mu.Unlock()
 	defer q.ops.Done()
 
-	data, err := encodeJob(kept)
+	data, err := encodeJob(kept, running)
 	if err == nil {
 		err = q.commit(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketJobs)
@@ -833,7 +918,7 @@ func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if job, err := decodeJob(v); err == nil {
+			if job, _, err := decodeJob(v); err == nil {
 				jobs = append(jobs, job)
 			}
 			return nil
@@ -860,7 +945,7 @@ func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 				q.log.Warn("localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
 			}
-			job, err := decodeJob(bytes.TrimSpace(d.Job))
+			job, _, err := decodeJob(bytes.TrimSpace(d.Job))
 			if err != nil {
 				q.log.Warn("localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -413,4 +414,98 @@ func runChild(path string) {
 		fmt.Println("kept")
 		select {} // delivering, until killed
 	})
+}
+
+// A job whose handling ends the process (a scanner's os.Exit, a fatal
+// runtime error) is not run forever: from the first restart on, each
+// ending counts as an attempt, and the Open after the last allowed one
+// dead-letters it, while the jobs queued behind it are answered.
+func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
+	path := storePath(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int
+	var answered, dead []string
+	for run := 0; run < 10; run++ {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "LOCALQ_TEST_POISON="+path, fmt.Sprint("LOCALQ_TEST_RUN=", run))
+		var stderr psenginetest.SyncBuffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		code := cmd.ProcessState.ExitCode()
+		if err != nil && code != poisonExit {
+			t.Fatalf("run %d: %v\n%s", run, err, stderr.String())
+		}
+		codes = append(codes, code)
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if id, ok := strings.CutPrefix(line, "answered "); ok {
+				answered = append(answered, id)
+			} else if rest, ok := strings.CutPrefix(line, "dead "); ok {
+				dead = append(dead, rest)
+			}
+		}
+		if code == 0 {
+			break
+		}
+	}
+	// Run 0 records the jobs and ends taking the poison one (not counted:
+	// nothing was marked); runs 1-3 are its attempts 1-3; run 4 gives up.
+	want := []int{poisonExit, poisonExit, poisonExit, poisonExit, 0}
+	if !slices.Equal(codes, want) {
+		t.Errorf("exit codes %v, want %v", codes, want)
+	}
+	if !slices.Equal(answered, []string{"innocent-0", "innocent-1"}) {
+		t.Errorf("answered %v, want each innocent job once, in order", answered)
+	}
+	if len(dead) != 1 || !strings.HasPrefix(dead[0], "poison ") || !strings.Contains(dead[0], psengine.ErrWorkerDied.Error()) {
+		t.Errorf("dead letters reported %q, want the poison job's, as its worker died", dead)
+	}
+	q := open(t, path, fastConfig())
+	if n := q.Len(); n != 0 {
+		t.Errorf("%d jobs left in the store, want none", n)
+	}
+	letters, err := q.DeadLetters(context.Background())
+	if err != nil || len(letters) != 1 || letters[0].Job.ID != "poison" || letters[0].Job.Attempt != 3 {
+		t.Errorf("dead letters in the store: %+v, %v; want the poison job after 3 attempts", letters, err)
+	}
+}
+
+const poisonExit = 3
+
+// runPoison is one run of TestJobEndingTheProcessIsDeadLettered: the first
+// records a poison job and two innocent ones; every run then consumes,
+// ending the process with poisonExit when it takes the poison job.
+func runPoison(path string) {
+	q, err := localq.Open(path, localq.Config{MaxAttempts: 3, OnDeadLetter: func(d psengine.DeadLetter) {
+		fmt.Printf("dead %s %v\n", d.Job.ID, d.Err)
+	}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if os.Getenv("LOCALQ_TEST_RUN") == "0" {
+		for _, id := range []string{"poison", "innocent-0", "innocent-1"} {
+			if err := q.Submit(context.Background(), job(id, "key-"+id)); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+	}
+	q.Close() // Consume returns once the store is drained
+	err = q.Consume(context.Background(), func(_ context.Context, j psengine.Job) error {
+		if j.ID == "poison" {
+			os.Exit(poisonExit)
+		}
+		fmt.Println("answered", j.ID)
+		return nil
+	})
+	if err == nil {
+		err = q.Release()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }

@@ -13,6 +13,10 @@ func TestMain(m *testing.M) {
 		runChild(path)
 		os.Exit(0)
 	}
+	if path := os.Getenv("LOCALQ_TEST_POISON"); path != "" {
+		runPoison(path)
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -21,6 +21,9 @@ type record struct {
 	Attempt int             `json:"attempt"`
 	Bounty  psengine.Bounty `json:"bounty"`
 	Answer  *answer         `json:"answer,omitempty"`
+	// Running marks a job recovered at Open that a consumer took: found
+	// so by the next Open, the process ended while handling it.
+	Running bool `json:"running,omitempty"`
 }
 
 type answer struct {
@@ -38,8 +41,8 @@ const recordVersion = 1
 
 var errBadRecord = errors.New("localq: unreadable record")
 
-func encodeJob(job psengine.Job) ([]byte, error) {
-	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Bounty: job.Bounty}
+func encodeJob(job psengine.Job, running bool) ([]byte, error) {
+	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Bounty: job.Bounty, Running: running}
 	if a := job.Answer; a != nil {
 		r.Answer = &answer{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
 			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
@@ -47,31 +50,31 @@ func encodeJob(job psengine.Job) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// decodeJob reads a stored record. The store is this process's own file,
-// yet a damaged one must cost its records, not the process: any input gives
-// a job or an error wrapping errBadRecord.
-func decodeJob(data []byte) (psengine.Job, error) {
+// decodeJob reads a stored record (running: see record.Running). The store
+// is this process's own file, yet a damaged one must cost its records, not
+// the process: any input gives a job or an error wrapping errBadRecord.
+func decodeJob(data []byte) (job psengine.Job, running bool, err error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+		return psengine.Job{}, false, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
 	switch {
 	case r.V != recordVersion:
-		return psengine.Job{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
+		return psengine.Job{}, false, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
 	case r.ID == "":
-		return psengine.Job{}, fmt.Errorf("%w: no job id", errBadRecord)
+		return psengine.Job{}, false, fmt.Errorf("%w: no job id", errBadRecord)
 	case r.Attempt < 1:
-		return psengine.Job{}, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
+		return psengine.Job{}, false, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
 	}
 	if err := r.Bounty.Validate(); err != nil {
-		return psengine.Job{}, fmt.Errorf("%w: %w", errBadRecord, err)
+		return psengine.Job{}, false, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
-	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Bounty: r.Bounty}
+	job = psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Bounty: r.Bounty}
 	if a := r.Answer; a != nil {
 		job.Answer = &psengine.Analysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
 			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
 	}
-	return job, nil
+	return job, r.Running, nil
 }
 
 // deadRecord is a dead letter as stored.
