@@ -124,6 +124,32 @@ func (k Key[T]) Must(env Env) T {
 	return v
 }
 
+// compact returns the chain n with only the newest value of each key,
+// in the same order; n itself when no key is set twice. An Env updated
+// over and over (each update setting its keys again) then keeps only the
+// values it can return, not every value it ever held.
+func (n *envNode) compact() *envNode {
+	seen := map[*keyID]bool{}
+	var keep []*envNode
+	shadowed := false
+	for m := n; m != nil; m = m.next {
+		if seen[m.key] {
+			shadowed = true
+			continue
+		}
+		seen[m.key] = true
+		keep = append(keep, m)
+	}
+	if !shadowed {
+		return n
+	}
+	var out *envNode
+	for i := len(keep) - 1; i >= 0; i-- {
+		out = &envNode{key: keep[i].key, val: keep[i].val, next: out}
+	}
+	return out
+}
+
 // rebase returns e's values that were added on top of oldBase, re-applied on
 // top of newBase (used when an update replaces the engine's Env under the
 // workers' own values).

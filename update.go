@@ -188,6 +188,7 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 		return fmt.Errorf("psengine: update: %w", err)
 	}
 	next.name, next.logger = cur.name, cur.logger
+	next.vals = next.vals.compact() // drop the values the update replaced, for the GC
 	if next.head, err = e.head(ctx, next); err != nil {
 		e.retireEnv(&next, "a failed update")
 		return fmt.Errorf("psengine: update: the candidate's head: %w", err)

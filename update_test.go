@@ -3,10 +3,12 @@ package psengine_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
@@ -157,4 +159,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met in 10s")
+}
+
+var payloadKey = psengine.NewKey[*[1 << 16]byte]("test.payload")
+
+// payloads is a scanner whose every update sets a new payload under the
+// same key, as an updater recompiling rules does.
+type payloads struct{ first weak.Pointer[[1 << 16]byte] }
+
+func (p *payloads) SetupEngine(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	first := new([1 << 16]byte)
+	p.first = weak.Make(first)
+	return payloadKey.With(env, first), nil
+}
+
+func (p *payloads) Update(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return payloadKey.With(env, new([1 << 16]byte)), nil
+}
+
+func (p *payloads) Scan(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
+	return psengine.Analysis{Verdict: psengine.Benign}, nil
+}
+
+// The definitions an update replaced become garbage once released: an
+// engine updated daily for months does not keep every old rule set.
+func TestUpdateDropsReplacedValues(t *testing.T) {
+	p := &payloads{}
+	e := newEngine(t, p)
+	psenginetest.Analyze(t, e, []byte("a"))
+	for range 3 {
+		if err := e.Update(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		psenginetest.Analyze(t, e, []byte("b"))
+	}
+	runtime.GC()
+	runtime.GC()
+	if p.first.Value() != nil {
+		t.Error("the first payload is still reachable after three updates replaced it")
+	}
 }
