@@ -318,7 +318,7 @@ func (q *Broker) load(now time.Time) error {
 				if err := tx.Bucket(bucketJobs).Put(k, data); err != nil {
 					return err
 				}
-				k, v = c.Seek(k) // Put may move the cursor: resume at the key
+				k, _ = c.Seek(k) // Put may move the cursor: resume at the key
 			}
 			if drop {
 				if err := c.Delete(); err != nil {
