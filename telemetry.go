@@ -119,19 +119,15 @@ func (e *Engine) newTelemetry() telemetry {
 	return t
 }
 
-// startBounty starts the span of a bounty's journey.
+// startBounty starts the span of a bounty's journey, with the bounty's id
+// and artifact type (the sha256 is set at the end: a fetch may learn it).
 func (t telemetry) startBounty(ctx context.Context, b Bounty) (context.Context, trace.Span) {
 	ctx, span := t.tracer.Start(ctx, "psengine.bounty", trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {
-		span.SetAttributes(bountyAttrs(b)...)
+		span.SetAttributes(attribute.String("psengine.bounty.id", b.ID.String()),
+			attribute.String("psengine.artifact.type", string(b.ArtifactType)))
 	}
 	return ctx, span
-}
-
-func bountyAttrs(b Bounty) []attribute.KeyValue {
-	return []attribute.KeyValue{attribute.String("psengine.bounty.id", b.ID.String()),
-		attribute.String("psengine.artifact.type", string(b.ArtifactType)),
-		attribute.String("psengine.artifact.sha256", b.SHA256)}
 }
 
 // endBounty records how a bounty was settled and ends its span.
@@ -145,8 +141,8 @@ func (t telemetry) endBounty(ctx context.Context, span trace.Span, res Result) {
 	}
 	t.bounties.Add(ctx, 1, metric.WithAttributes(attribute.String("verdict", verdict), attribute.String("outcome", outcome)))
 	if span.IsRecording() {
-		span.SetAttributes(append(bountyAttrs(res.Bounty), attribute.String("psengine.verdict", verdict),
-			attribute.String("psengine.outcome", outcome))...)
+		span.SetAttributes(attribute.String("psengine.artifact.sha256", res.Bounty.SHA256),
+			attribute.String("psengine.verdict", verdict), attribute.String("psengine.outcome", outcome))
 		if res.Err != nil {
 			span.RecordError(res.Err)
 			span.SetStatus(codes.Error, res.Err.Error())
