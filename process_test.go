@@ -36,6 +36,10 @@ var crashy = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a ps
 	case "sigkill":
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Minute)
+	case "sigterm": // as a service manager stopping the whole control group
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+		time.Sleep(200 * time.Millisecond)
 	case "hang":
 		select {} // ignores ctx
 	case "allocate":
@@ -152,6 +156,21 @@ func childrenOf(pid int) []int {
 
 // With one worker and at most two tasks per child, eight scans run in at
 // least four children.
+// A worker child ignores SIGTERM and SIGINT while its parent lives (a
+// service manager signals the whole control group at stop): the scan it
+// runs is answered, and the child serves on.
+func TestProcessBackendChildIgnoresStopSignals(t *testing.T) {
+	e := newEngine(t, crashy, psengine.WithWorkers(1), psenginetest.ProcessWorkers(t, psengine.ProcessConfig{}))
+	first := psenginetest.Analyze(t, e, []byte("sigterm"))
+	if first.Err != nil || first.Analysis.Verdict != psengine.Benign {
+		t.Fatalf("the scan of a child that got SIGTERM: %+v, %v; want benign", first.Analysis, first.Err)
+	}
+	second := psenginetest.Analyze(t, e, []byte("after"))
+	if a, b := pidOf(t, first), pidOf(t, second); a != b || a == os.Getpid() {
+		t.Errorf("scanned in pid %d, then %d (the parent is %d): want the same child", a, b, os.Getpid())
+	}
+}
+
 func TestProcessBackendMaxTasksPerChild(t *testing.T) {
 	e := newEngine(t, crashy, psengine.WithWorkers(1), psenginetest.ProcessWorkers(t, psengine.ProcessConfig{MaxTasksPerChild: 2}))
 	pids := map[int]int{}

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // EnvMarker is the environment variable that tells a process it was started
@@ -88,22 +89,38 @@ func (c *conn) closeOut() error {
 }
 
 // Conn is the child's end of the streams (see Attach).
-type Conn struct{ c, control *conn }
+type Conn struct {
+	c, control *conn
+	ppid       int         // the parent's pid
+	closing    atomic.Bool // Close was called: the streams end here, not at the parent
+}
 
 // RecvControl receives the parent's next control value (Process.SendControl)
-// into v. Only one goroutine at a time may call it; io.EOF means the parent
-// is retiring the child or is gone.
-func (c *Conn) RecvControl(v any) error { return c.control.recv(v) }
+// into v. Only one goroutine at a time may call it. The parent keeps the
+// control stream open for the child's whole life, so its end means the
+// parent is gone (killed, crashed, exited without retiring the child): the
+// child's whole process group is then killed, this process and what its
+// scanner started included, and RecvControl does not return. After Close,
+// it returns an error.
+func (c *Conn) RecvControl(v any) error {
+	err := c.control.recv(v)
+	if err != nil && isEOF(err) && !c.closing.Load() {
+		killGroup()
+	}
+	return err
+}
 
 // Send sends v to the parent. It is safe for concurrent use.
 func (c *Conn) Send(v any) error { return c.c.send(v) }
 
 // Recv receives the parent's next value into v; io.EOF means the parent
-// closed the stream (the child is being retired) or is gone.
+// closed the stream: the child is being retired (or the parent is gone;
+// see RecvControl).
 func (c *Conn) Recv(v any) error { return c.c.recv(v) }
 
-// Close ends the child's side of the stream.
+// Close ends the child's side of the streams.
 func (c *Conn) Close() error {
+	c.closing.Store(true)
 	err := c.c.closeOut()
 	if cerr := c.c.in.Close(); err == nil {
 		err = cerr

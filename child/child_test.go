@@ -46,8 +46,18 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// serve is the child: it answers commands until its input ends.
+// serve is the child: it answers commands until its input ends. Like the
+// engine's children, it reads the control stream meanwhile (whose end
+// means the parent is gone).
 func serve(c *child.Conn) {
+	go func() {
+		for {
+			var cmd command
+			if err := c.RecvControl(&cmd); err != nil {
+				return
+			}
+		}
+	}()
 	for {
 		var cmd command
 		if err := c.Recv(&cmd); err != nil {
@@ -75,15 +85,23 @@ func serve(c *child.Conn) {
 	}
 }
 
-// middle is a parent that starts a child, prints its pid and waits to be
-// killed.
+// middle is a parent that starts a child, has it start a descendant,
+// prints both pids and waits to be killed.
 func middle() {
 	p, err := child.Start(child.Config{Name: "child-test", Args: []string{"-test.run=^$"}})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println(p.Pid())
+	var r reply
+	if err := p.Send(command{Op: "spawn"}); err == nil {
+		err = p.Recv(&r)
+	}
+	if err != nil || r.Pid == 0 {
+		fmt.Println("error", err, r.Text)
+		os.Exit(1)
+	}
+	fmt.Println(p.Pid(), r.Pid)
 	select {}
 }
 
@@ -182,7 +200,8 @@ func TestKillGroup(t *testing.T) {
 	waitGone(t, r.Pid)
 }
 
-// A child dies with its parent, even when the parent is killed with SIGKILL.
+// A child dies with its parent, even when the parent is killed with
+// SIGKILL, and so does what the child started.
 func TestParentDeath(t *testing.T) {
 	exe, _ := os.Executable()
 	mid := exec.Command(exe, "-test.run=^$")
@@ -191,15 +210,46 @@ func TestParentDeath(t *testing.T) {
 	if err := mid.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var pid int
-	if _, err := fmt.Fscan(out, &pid); err != nil || pid == 0 {
+	var pid, descendant int
+	if _, err := fmt.Fscan(out, &pid, &descendant); err != nil || pid == 0 || descendant == 0 {
 		_ = mid.Process.Kill()
 		_ = mid.Wait()
-		t.Fatalf("middle did not report its child: %v", err)
+		t.Fatalf("middle did not report its child and the child's descendant: %v", err)
 	}
 	_ = mid.Process.Kill()
 	_ = mid.Wait()
 	waitGone(t, pid)
+	waitGone(t, descendant)
+}
+
+// While its parent lives, a child ignores SIGTERM, SIGINT and SIGHUP (a
+// service manager stopping the whole control group): the parent decides
+// when it ends.
+func TestSignalsIgnoredWhileParentLives(t *testing.T) {
+	p := start(t, nil)
+	echo := func(s string) error {
+		if err := p.Send(command{Op: "echo", Text: s}); err != nil {
+			return err
+		}
+		var r reply
+		return p.Recv(&r)
+	}
+	if err := echo("ready"); err != nil { // Attach has run
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		if err := syscall.Kill(p.Pid(), sig); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := echo(sig.String()); err != nil {
+			t.Fatalf("after %v: %v", sig, err)
+		}
+	}
+	_ = p.CloseInput()
+	if err := p.Wait(); err != nil {
+		t.Errorf("the child, retired after the signals, exited with %v", err)
+	}
 }
 
 // waitGone waits until pid is no longer a live process (gone, or a zombie

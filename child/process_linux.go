@@ -7,9 +7,11 @@ import (
 )
 
 // sysProcAttr puts the child in a process group of its own and has the
-// kernel kill it when the parent dies (even by SIGKILL).
+// kernel signal it when the parent dies (even by SIGKILL): SIGTERM, which
+// the child (Attach) answers by killing its whole process group, so that
+// what its scanner started dies with it.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
 func rss(pid int) (int64, error) {

@@ -28,3 +28,5 @@ func (p *Process) RSS() (int64, error)     { return 0, ErrUnsupported }
 func Attach(string) (*Conn, bool, error)   { return nil, false, nil }
 func Marked() (string, bool)               { return "", false }
 func IsGone(err error) bool                { return isEOF(err) }
+
+func killGroup() {}

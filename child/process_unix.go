@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,11 +183,9 @@ func (p *Process) Recv(v any) error { return p.conn.recv(v) }
 func (p *Process) SendControl(v any) error { return p.control.send(v) }
 
 // CloseInput ends the child's input: a child that reads it sees io.EOF and
-// retires (tears down and exits).
-func (p *Process) CloseInput() error {
-	_ = p.control.closeOut()
-	return p.conn.closeOut()
-}
+// retires (tears down and exits). The control stream stays open until the
+// child has exited: its end tells a child that its parent is gone.
+func (p *Process) CloseInput() error { return p.conn.closeOut() }
 
 // Kill kills the child's whole process group at once (SIGKILL): the child
 // and everything it started that stayed in its group.
@@ -260,7 +259,39 @@ func Attach(name string) (c *Conn, ok bool, err error) {
 	if in == nil || out == nil || ctl == nil {
 		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3, 4 and 5)")
 	}
-	return &Conn{c: newConn(in, out), control: newConn(ctl, nil)}, true, nil
+	c = &Conn{c: newConn(in, out), control: newConn(ctl, nil), ppid: os.Getppid()}
+	go c.obeyParent()
+	return c, true, nil
+}
+
+// obeyParent makes the end of a child its parent's decision. SIGTERM,
+// SIGINT and SIGHUP are ignored while the parent lives (a service manager
+// signalling its whole control group at stop must not kill the scans the
+// parent is draining). Once the parent is gone, the child kills its whole
+// process group: itself and what its scanner started, which would
+// otherwise outlive a parent killed with SIGKILL. The end of the control
+// stream says so (see RecvControl); so does, on Linux, the parent-death
+// signal (SIGTERM), after which the parent's pid is watched for a second,
+// as a multi-threaded parent signals when the thread that started the
+// child exits, maybe before the process does. The signals are caught, not
+// ignored, so programs the child starts get the default dispositions.
+func (c *Conn) obeyParent() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for range sigs {
+		for range 100 {
+			if os.Getppid() != c.ppid {
+				killGroup()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// killGroup kills the child's process group, this process included.
+func killGroup() {
+	_ = syscall.Kill(-syscall.Getpgrp(), syscall.SIGKILL)
+	os.Exit(1) // not reached: the group includes this process
 }
 
 // Marked reports whether this process was started as a worker child (of

@@ -64,10 +64,12 @@ type Program struct {
 // ends the process at once, with status 128+signal (a scan that ignores its
 // ctx cannot hold it).
 func (p *Program) Main() {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(context.Background())
-	go watchSignals(sigs, cancel, os.Exit)
+	sigs := make(chan os.Signal, 2)
+	if _, isChild := child.Marked(); !isChild { // a worker child ends when its parent says
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		go watchSignals(sigs, cancel, os.Exit)
+	}
 	code := p.Run(ctx, os.Args[1:])
 	signal.Stop(sigs)
 	os.Exit(code)
