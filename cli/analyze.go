@@ -182,7 +182,14 @@ func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, kin
 				o.res = psengine.Result{Bounty: b, Err: err}
 				return o, nil
 			}
+			// analyze answers here, on stdout, as it does with --backend
+			// NAME: the bounty's response_url is printed, not POSTed to
+			// (a fixture's URL may lead nowhere, and delivery would retry
+			// until the expiration).
+			responseURL := b.ResponseURL
+			b.ResponseURL = ""
 			o.res, _ = engine.AnalyzeBounty(ctx, b)
+			o.res.Bounty.ResponseURL = responseURL
 		} else {
 			o.res, _ = engine.AnalyzeArtifact(ctx, t, in.name)
 		}

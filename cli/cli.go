@@ -177,6 +177,7 @@ func (p *Program) usage() {
           [--in-flight N] [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
+      A bounty's response_url is printed, not POSTed to (webhook answers).
       A directory stands for the files under it, walked recursively in path
       order; symbolic links are not followed out of it. Results are printed
       in that order. On a terminal, stderr shows the progress (done/total,
