@@ -94,7 +94,7 @@ func middle() {
 		os.Exit(1)
 	}
 	var r reply
-	if err := p.Send(command{Op: "spawn"}); err == nil {
+	if err = p.Send(command{Op: "spawn"}); err == nil {
 		err = p.Recv(&r)
 	}
 	if err != nil || r.Pid == 0 {
