@@ -111,14 +111,14 @@ func TestUpdateLifecycle(t *testing.T) {
 	if m := old.Analysis.Metadata; m.MalwareFamily != "v1" || m.Scanner.SignaturesVersion != "v1" {
 		t.Errorf("the scan that started under v1 answered %+v; want v1 throughout", m)
 	}
-	waitFor(t, func() bool { r := v.releasedVersions(); return len(r) == 1 && r[0] == "v1" })
+	psenginetest.Eventually(t, "v1 released", func() bool { r := v.releasedVersions(); return len(r) == 1 && r[0] == "v1" })
 
 	// A broken candidate is dropped; v2 keeps serving.
 	v.next.Store("broken")
 	if err := e.Update(ctx); err == nil {
 		t.Fatal("a candidate failing its self-test was swapped in")
 	}
-	waitFor(t, func() bool { r := v.releasedVersions(); return len(r) == 2 && r[1] == "broken" })
+	psenginetest.Eventually(t, "the broken candidate released", func() bool { r := v.releasedVersions(); return len(r) == 2 && r[1] == "broken" })
 	if res := psenginetest.Analyze(t, e, []byte("c")); res.Analysis.Metadata.MalwareFamily != "v2" {
 		t.Errorf("after a failed update: %+v", res.Analysis.Metadata)
 	}
@@ -149,16 +149,6 @@ func TestReady(t *testing.T) {
 	if err := e.Ready(ctx); !errors.Is(err, psengine.ErrNotReady) {
 		t.Errorf("after Shutdown: %v", err)
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not met in 10s")
 }
 
 var payloadKey = psengine.NewKey[*[1 << 16]byte]("test.payload")

@@ -220,18 +220,6 @@ next:
 	return 0, false
 }
 
-// waitFor polls cond for up to 30s (a bound, should it never hold).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The acceptance test of the webhook's operation: /healthz while the
 // engine starts, /readyz following the engine and its scanner's health,
 // and the Prometheus scrape after real bounties (counts by verdict, the
@@ -303,7 +291,7 @@ func TestWebhookMetricsHealthReadiness(t *testing.T) {
 		}
 	}
 	var m []sample
-	waitFor(t, "3 deliveries counted", func() bool {
+	psenginetest.Eventually(t, "3 deliveries counted", func() bool {
 		m = scrape(t, r.metrics)
 		n, _ := value(m, "psengine_deliveries_total", "result", "ok")
 		return n == 3
@@ -368,7 +356,7 @@ func TestWorkerMetricsAndPeriodicUpdates(t *testing.T) {
 	r := startOpsRun(t, p, "worker", "--backend", "fake", "--workers", "2", "--metrics-addr", "127.0.0.1:0",
 		"--update-interval", "50ms")
 	r.drain()
-	waitFor(t, "ready", func() bool { code, _ := get(t, r.metrics+"/readyz"); return code == 200 })
+	psenginetest.Eventually(t, "ready", func() bool { code, _ := get(t, r.metrics+"/readyz"); return code == 200 })
 	for i, c := range []string{"MALWARE", "clean", "clean again"} {
 		b := psenginetest.Bounty([]byte(c), psenginetest.WithID(strconv.Itoa(i+1)))
 		if err := backend.broker.Submit(context.Background(), psengine.Job{ID: b.ID.String(), Bounty: b}); err != nil {
@@ -376,7 +364,7 @@ func TestWorkerMetricsAndPeriodicUpdates(t *testing.T) {
 		}
 	}
 	var m []sample
-	waitFor(t, "3 bounties and 2 good updates counted", func() bool {
+	psenginetest.Eventually(t, "3 bounties and 2 good updates counted", func() bool {
 		m = scrape(t, r.metrics)
 		mal, _ := value(m, "psengine_bounties_total", "verdict", "malicious", "outcome", "answered")
 		ben, _ := value(m, "psengine_bounties_total", "verdict", "benign", "outcome", "answered")

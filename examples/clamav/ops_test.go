@@ -53,17 +53,6 @@ func getURL(t *testing.T, url string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second) // a bound, should it never hold
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // clamd stopped: the webhook starts anyway, is alive but not ready, and
 // answers unknown; clamd started: ready, and EICAR is malicious; clamd
 // killed: not ready again; started again: ready.
@@ -120,7 +109,7 @@ func TestReadinessFollowsClamd(t *testing.T) {
 			t.Fatalf("bounty %s: %d", id, res.StatusCode)
 		}
 		var ans psengine.Answer
-		eventually(t, "the answer to bounty "+id, func() bool {
+		psenginetest.Eventually(t, "the answer to bounty "+id, func() bool {
 			sink.mu.Lock()
 			defer sink.mu.Unlock()
 			var ok bool
@@ -142,7 +131,7 @@ func TestReadinessFollowsClamd(t *testing.T) {
 	}
 
 	d.Start(t)
-	eventually(t, "/readyz 200 once clamd answers", func() bool { code, _ := ready(); return code == 200 })
+	psenginetest.Eventually(t, "/readyz 200 once clamd answers", func() bool { code, _ := ready(); return code == 200 })
 	if a := ask("2"); a.Verdict != psengine.Malicious || !strings.HasPrefix(a.Metadata.MalwareFamily, clamdtest.EicarSig) {
 		t.Errorf("EICAR with clamd up: %s %q, want malicious", a.Verdict, a.Metadata.MalwareFamily)
 	}

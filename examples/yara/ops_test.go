@@ -103,17 +103,6 @@ func signaturesVersion(scrape string) string {
 	return ""
 }
 
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // a bound, should it never hold
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 	need(t, "yara", "yarac")
 	rulesDir, home := t.TempDir(), t.TempDir()
@@ -170,7 +159,7 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 			t.Fatalf("bounty %s: %d", id, res.StatusCode)
 		}
 		var ans psengine.Answer
-		until(t, "the answer to bounty "+id, func() bool {
+		psenginetest.Eventually(t, "the answer to bounty "+id, func() bool {
 			var ok bool
 			ans, ok = sink.get(id)
 			return ok
@@ -196,7 +185,7 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v2 string
-	until(t, "signatures_version to change", func() bool { v2 = signaturesVersion(scrape()); return v2 != v1 })
+	psenginetest.Eventually(t, "signatures_version to change", func() bool { v2 = signaturesVersion(scrape()); return v2 != v1 })
 	a := ask("2", "xx NEW-MARKER xx")
 	if a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != "New_Rule" || a.Metadata.Scanner.SignaturesVersion != v2 {
 		t.Fatalf("after the new rule: %s %s, signatures_version %q (want %q)", a.Verdict, a.Metadata.MalwareFamily,
@@ -209,7 +198,7 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m string
-	until(t, "a failed update counted", func() bool {
+	psenginetest.Eventually(t, "a failed update counted", func() bool {
 		m = scrape()
 		_, failed := metric(m, "psengine_updates_total", `result="failed"`)
 		return failed
@@ -230,7 +219,7 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 	if !strings.Contains(stderr.String(), broken) {
 		t.Errorf("the failed update's log does not name %s:\n%s", broken, &stderr)
 	}
-	until(t, "psengine_bounties_total: 2 malicious and 1 unknown", func() bool {
+	psenginetest.Eventually(t, "psengine_bounties_total: 2 malicious and 1 unknown", func() bool {
 		m = scrape()
 		mal, _ := metric(m, "psengine_bounties_total", `verdict="malicious"`, `outcome="answered"`)
 		unk, _ := metric(m, "psengine_bounties_total", `verdict="unknown"`, `outcome="answered"`)
