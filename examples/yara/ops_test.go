@@ -6,24 +6,17 @@ package main
 // the head.
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/cli/clitest"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook"
 )
 
 const newRule = `
@@ -35,43 +28,6 @@ rule New_Rule
     $n
 }
 `
-
-// answers collects the answers POSTed to /answer/ID.
-type answers struct {
-	mu  sync.Mutex
-	got map[string]psengine.Answer
-}
-
-func (a *answers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var ans psengine.Answer
-	if err := json.NewDecoder(r.Body).Decode(&ans); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	a.mu.Lock()
-	a.got[strings.TrimPrefix(r.URL.Path, "/answer/")] = ans
-	a.mu.Unlock()
-}
-
-func (a *answers) get(id string) (psengine.Answer, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	ans, ok := a.got[id]
-	return ans, ok
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	res, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
 
 // metric returns the value of the first series of the scrape whose line
 // starts with name and holds every one of labels ("k=\"v\"").
@@ -109,65 +65,17 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rulesDir, "tester.yar"), []byte(rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sink := &answers{got: map[string]psengine.Answer{}}
-	answerSrv := httptest.NewServer(sink)
-	defer answerSrv.Close()
-
+	answers := clitest.NewAnswers(t)
 	env := map[string]string{"PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "warn", "YARA_RULES": rulesDir}
-	p := program(func(k string) string { return env[k] })
-	out, stdout := io.Pipe()
-	var stderr psenginetest.SyncBuffer
-	p.Stdout, p.Stderr = stdout, &stderr
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	code := make(chan int, 1)
-	go func() {
-		c := p.Run(ctx, []string{"webhook", "--insecure", "--allow-private", "--addr", "127.0.0.1", "-p", "0",
-			"--metrics-addr", "127.0.0.1:0", "--update-interval", "100ms"})
-		stdout.Close()
-		code <- c
-	}()
-	lines := bufio.NewReader(out)
-	readLine := func(prefix string) string {
-		l, err := lines.ReadString('\n')
-		rest, ok := strings.CutPrefix(strings.TrimSpace(l), prefix)
-		if err != nil || !ok {
-			t.Fatalf("line %q (%v), want %q...; stderr:\n%s", l, err, prefix, &stderr)
-		}
-		return rest
-	}
-	metrics := readLine("metrics on ")
-	base := readLine("listening on ")
-	go func() { _, _ = io.Copy(io.Discard, lines) }()
-
+	w := clitest.StartWebhook(t, program(func(k string) string { return env[k] }), "--update-interval", "100ms")
 	ask := func(id, content string) psengine.Answer {
 		t.Helper()
-		b := psenginetest.Bounty([]byte(content), psenginetest.WithID(id),
-			psenginetest.WithResponseURL(answerSrv.URL+"/answer/"+id), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-		body, _ := json.Marshal(b)
-		req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
-		req.Header.Set(webhook.HeaderEvent, "bounty")
-		req.Header.Set(webhook.HeaderDelivery, "d-"+id)
-		client := &http.Client{Timeout: 10 * time.Second}
-		defer client.CloseIdleConnections()
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusAccepted {
-			t.Fatalf("bounty %s: %d", id, res.StatusCode)
-		}
-		var ans psengine.Answer
-		psenginetest.Eventually(t, "the answer to bounty "+id, func() bool {
-			var ok bool
-			ans, ok = sink.get(id)
-			return ok
-		})
-		return ans
+		w.Post(t, id, psenginetest.Bounty([]byte(content), psenginetest.WithID(id),
+			psenginetest.WithResponseURL(answers.URL(id)), psenginetest.WithExpiration(time.Now().Add(time.Hour))))
+		return answers.Wait(t, id)
 	}
 	scrape := func() string {
-		code, body := httpGet(t, metrics+"/metrics")
+		code, body := w.Get(t, "/metrics")
 		if code != 200 {
 			t.Fatalf("/metrics: %d", code)
 		}
@@ -213,11 +121,11 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 		t.Errorf("with broken rules on disk: %s, signatures_version %q; want malicious by the last good rules %q",
 			a.Verdict, a.Metadata.Scanner.SignaturesVersion, v2)
 	}
-	if code, body := httpGet(t, metrics+"/readyz"); code != 200 {
+	if code, body := w.Get(t, "/readyz"); code != 200 {
 		t.Errorf("/readyz with the last good rules serving: %d %s", code, body)
 	}
-	if !strings.Contains(stderr.String(), broken) {
-		t.Errorf("the failed update's log does not name %s:\n%s", broken, &stderr)
+	if !strings.Contains(w.Stderr.String(), broken) {
+		t.Errorf("the failed update's log does not name %s:\n%s", broken, w.Stderr)
 	}
 	psenginetest.Eventually(t, "psengine_bounties_total: 2 malicious and 1 unknown", func() bool {
 		m = scrape()
@@ -226,15 +134,7 @@ func TestLiveRulesUpdateThroughTheWebhook(t *testing.T) {
 		return mal == "2" && unk == "1"
 	})
 
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit %d; stderr:\n%s", c, &stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the webhook did not stop within 30s")
-	}
+	w.Stop(t)
 	// Every compiled rule set was removed: the replaced ones when released,
 	// the last one at teardown.
 	left, _ := filepath.Glob(filepath.Join(home, "*yara-*"))
