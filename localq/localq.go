@@ -755,6 +755,12 @@ func dropOldestDead(tx *bolt.Tx, n int) error {
 // forgetPending removes a settled job from memory. Callers hold q.mu.
 func (q *Broker) forgetPending(id string) {
 	delete(q.pending, id)
+	q.pendingChanged()
+}
+
+// pendingChanged marks the broker idle once nothing is pending, and wakes
+// the consumers. Callers hold q.mu.
+func (q *Broker) pendingChanged() {
 	if len(q.pending) == 0 {
 		select {
 		case <-q.idle:
@@ -855,14 +861,7 @@ func (q *Broker) Abandon() []psengine.Job {
 		delete(q.pending, e.job.ID)
 		jobs = append(jobs, e.job)
 	}
-	if len(q.pending) == 0 {
-		select {
-		case <-q.idle:
-		default:
-			close(q.idle)
-		}
-	}
-	q.signal()
+	q.pendingChanged()
 	return jobs
 }
 
