@@ -242,7 +242,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 				return nil
 			})
 		}()
-		waitFor(t, "the acked job", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 1 })
+		Eventually(t, "the acked job", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 1 })
 		submit(t, h.Broker, "unacked")
 		select {
 		case <-done:
@@ -319,7 +319,7 @@ func (r *recorder) attempts(id string) []int {
 
 func (r *recorder) await(t *testing.T, id string, calls int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d deliveries of %s", calls, id), func() bool { return len(r.attempts(id)) >= calls })
+	Eventually(t, fmt.Sprintf("%d deliveries of %s", calls, id), func() bool { return len(r.attempts(id)) >= calls })
 }
 
 func (r *recorder) stop(t *testing.T) {
@@ -336,7 +336,7 @@ func (r *recorder) stop(t *testing.T) {
 func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) psengine.DeadLetter {
 	t.Helper()
 	var found psengine.DeadLetter
-	waitFor(t, "dead letter "+id, func() bool {
+	Eventually(t, "dead letter "+id, func() bool {
 		dls, err := h.DeadLetters(context.Background())
 		if err != nil {
 			t.Fatalf("DeadLetters: %v", err)
@@ -350,16 +350,4 @@ func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) psengine.DeadLett
 		return false
 	})
 	return found
-}
-
-// waitFor polls cond until it holds or brokerWait passes (then fails).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(brokerWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
