@@ -200,7 +200,7 @@ func (c *Content) Close() error {
 // openLocal opens the original local file and checks that it is still the
 // one that was hashed: same file, size and modification time.
 func (c *Content) openLocal() (*os.File, error) {
-	f, err := openFile(c.local)
+	f, err := os.Open(c.local)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("%w: %w", ErrChanged, err)

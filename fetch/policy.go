@@ -369,7 +369,7 @@ func (l limits) fetchFile(ctx context.Context, path string) (*Content, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	f, err := openFile(abs)
+	f, err := os.Open(abs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
