@@ -44,13 +44,6 @@ func BenchmarkLinear(b *testing.B) {
 			i++
 		}
 	})
-	b.Run("math-big-reference", func(b *testing.B) {
-		i := 0
-		for b.Loop() {
-			sink += refLinear(bid.DefaultRules, benchConfidences[i&1023])
-			i++
-		}
-	})
 }
 
 func BenchmarkFromScore(b *testing.B) {

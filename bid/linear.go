@@ -1,10 +1,8 @@
 package bid
 
 import (
-	"bytes"
 	"math"
 	"math/big"
-	"math/bits"
 	"strconv"
 )
 
@@ -44,29 +42,13 @@ func FromScore(r Rules, score float64) int64 {
 }
 
 // share returns Min + floor(d × (Max − Min) / scale), where d is the shortest
-// decimal form of x, for 0 < x < scale and Max > Min.
+// decimal form of x, for 0 < x < scale and Max > Min, computed exactly with
+// math/big.
 //
 // d reads back as x, and rounding to the nearest float64 never decreases, so
 // a larger x has a larger d (bids are monotonic) and d < scale (the result
 // stays within Max).
 func share(r Rules, x float64, scale int64) int64 {
-	// The usual case, a few decimals ("0.95", "33.3"): digits / 10^k with
-	// 10^k x scale below 2^64, in 128-bit integer arithmetic.
-	var buf [32]byte
-	text := strconv.AppendFloat(buf[:0], x, 'f', -1, 64)
-	whole, frac, _ := bytes.Cut(text, []byte("."))
-	if len(whole)+len(frac) <= 19 && len(frac) <= 17 {
-		digits, err := strconv.ParseUint(string(whole)+string(frac), 10, 64)
-		den := uint64(scale)
-		for range frac {
-			den *= 10
-		}
-		if err == nil && digits < den { // always, for 0 < x < scale
-			hi, lo := bits.Mul64(digits, span(r))
-			q, _ := bits.Div64(hi, lo, den) // hi < den as digits < den
-			return offset(r.Min, q)
-		}
-	}
 	d, _ := new(big.Rat).SetString(strconv.FormatFloat(x, 'g', -1, 64)) // a finite float's text always parses
 	n := new(big.Int).Mul(d.Num(), new(big.Int).SetUint64(span(r)))
 	n.Quo(n, new(big.Int).Mul(d.Denom(), big.NewInt(scale))) // n > 0: truncation is floor
