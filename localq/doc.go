@@ -5,10 +5,9 @@
 // # Promises
 //
 //   - Submit returns once the job is committed (bbolt syncs the file before
-//     a commit returns). Concurrent writes share commits: each commit takes
-//     every write queued while the previous one was syncing, so the cost of
-//     a sync is spread over the jobs that arrived meanwhile, and a lone
-//     Submit waits for no timer.
+//     a commit returns). Concurrent writes share commits (bbolt's DB.Batch,
+//     with at most 1 ms of batching delay), so the cost of a sync is spread
+//     over the jobs that arrive together.
 //   - Jobs not settled when the process stops, or is killed, are delivered
 //     again by the next Open, with the attempt count and the answer kept
 //     (KeepAnswer) they had; jobs whose bounty expired meanwhile are

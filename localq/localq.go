@@ -31,9 +31,6 @@ const (
 	DefaultLockTimeout = time.Second
 )
 
-// maxBatch bounds the writes of one commit.
-const maxBatch = 1024
-
 // ErrLocked is returned by Open when another process has the store open.
 var ErrLocked = errors.New("localq: the store is open in another process")
 
@@ -111,16 +108,6 @@ type Broker struct {
 	abandoned bool                     // Abandon: no more deliveries
 	released  bool                     // Release: the file is closed
 	ops       sync.WaitGroup           // Submit, settle and KeepAnswer calls writing to the store
-
-	writes    chan *write   // to the committer
-	committed chan struct{} // closed when the committer returned
-}
-
-// write is a change to the store, committed by the committer with the
-// others queued at the time.
-type write struct {
-	fn   func(tx *bolt.Tx) error
-	done chan error
 }
 
 type entry struct {
@@ -185,6 +172,10 @@ func Open(path string, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localq: opening %s: %w", path, err)
 	}
+	// A batch commits once it holds MaxBatchSize writes or MaxBatchDelay
+	// after its first: 1 ms (bbolt's default is 10) keeps a lone Submit
+	// quick and still lets concurrent ones share a sync.
+	db.MaxBatchDelay = time.Millisecond
 	idle := make(chan struct{})
 	close(idle)
 	q := &Broker{
@@ -198,75 +189,19 @@ func Open(path string, cfg Config) (*Broker, error) {
 		keys:    make(map[string]time.Time),
 		writing: make(map[string]chan struct{}),
 		idle:    idle,
-
-		writes:    make(chan *write, maxBatch),
-		committed: make(chan struct{}),
 	}
 	if err := q.load(cfg.now()); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("localq: reading %s: %w", path, err)
 	}
-	go q.committer()
 	return q, nil
 }
 
-// commit has fn committed to the store, with the writes queued beside it,
-// and returns its outcome once the commit is synced.
-func (q *Broker) commit(fn func(tx *bolt.Tx) error) error {
-	w := &write{fn: fn, done: make(chan error, 1)}
-	q.writes <- w
-	return <-w.done
-}
-
-// committer commits the queued writes until Release: each commit takes
-// every write queued while the previous one was syncing, so a sync is
-// shared by as many writes as the load brings, with no fixed delay (the
-// timer of bbolt's DB.Batch either makes a lone write wait or, short, lets
-// small batches queue up on the writer lock, one sync each).
-func (q *Broker) committer() {
-	defer close(q.committed)
-	batch := make([]*write, 0, maxBatch)
-	for w := range q.writes {
-		batch = append(batch[:0], w)
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case w, ok := <-q.writes:
-				if !ok {
-					break more
-				}
-				batch = append(batch, w)
-			default:
-				break more
-			}
-		}
-		q.commitBatch(batch)
-	}
-}
-
-var errSolo = errors.New("localq: a write failed: committing each alone")
-
-// commitBatch commits the writes in one transaction; if one fails, each
-// is committed alone, so that it fails alone.
-func (q *Broker) commitBatch(batch []*write) {
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		for _, w := range batch {
-			if err := w.fn(tx); err != nil {
-				return errSolo
-			}
-		}
-		return nil
-	})
-	if !errors.Is(err, errSolo) {
-		for _, w := range batch {
-			w.done <- err
-		}
-		return
-	}
-	for _, w := range batch {
-		w.done <- q.db.Update(w.fn)
-	}
-}
+// commit has fn committed to the store, with the writes of the other
+// goroutines committing meanwhile (bbolt's DB.Batch), and returns its
+// outcome once the commit is synced. fn may run more than once: when a
+// write of the batch fails, each is committed alone.
+func (q *Broker) commit(fn func(tx *bolt.Tx) error) error { return q.db.Batch(fn) }
 
 // load reads the store into memory: the jobs to deliver, the remembered
 // IDs and keys. It removes what is over: expired jobs, forgotten IDs and
@@ -894,8 +829,6 @@ func (q *Broker) Release() error {
 	q.mu.Unlock()
 	q.signal()
 	q.ops.Wait()
-	close(q.writes)
-	<-q.committed
 	return q.db.Close()
 }
 
