@@ -69,11 +69,7 @@ func (p *puller) pull(ctx context.Context, wait time.Duration, noWait bool) (*de
 	if err := p.nc.PublishRequest(p.subject, reply, req); err != nil {
 		return nil, fmt.Errorf("natsq: pull: %w", err)
 	}
-	// The guard outlasts the server's answer by far: a no_wait request is
-	// answered at once, yet on a loaded machine "at once" has taken over
-	// a second, and a job arriving after its request was given up on is
-	// taken by the next pull, unheartbeated meanwhile.
-	gctx, cancel := context.WithTimeout(ctx, wait+5*time.Second)
+	gctx, cancel := context.WithTimeout(ctx, wait+time.Second)
 	defer cancel()
 	for {
 		m, err := p.sub.NextMsgWithContext(gctx)
