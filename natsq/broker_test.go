@@ -448,6 +448,10 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 
 // ackPending is how many jobs the workers hold.
 func ackPending(t *testing.T, nc *nats.Conn, prefix string) int {
+	return consumerInfo(t, nc, prefix).NumAckPending
+}
+
+func consumerInfo(t *testing.T, nc *nats.Conn, prefix string) *jetstream.ConsumerInfo {
 	t.Helper()
 	js, _ := jetstream.New(nc)
 	c, err := js.Consumer(context.Background(), prefix+"_jobs", prefix+"_workers")
@@ -458,7 +462,7 @@ func ackPending(t *testing.T, nc *nats.Conn, prefix string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.NumAckPending
+	return info
 }
 
 // A job taken ahead while another runs is kept alive past AckWait by the
@@ -477,6 +481,11 @@ func TestPrefetchedJobIsKeptAndHandedBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The server counts a published job as waiting for the consumer a
+	// moment after acknowledging the publish; the first delivery's count of
+	// jobs waiting behind it (which decides whether to take one ahead) is
+	// only right once all three are counted.
+	waitFor(t, "the consumer to count 3 jobs waiting", func() bool { return consumerInfo(t, nc, "ahead").NumPending == 3 })
 	var mu sync.Mutex
 	calls := map[string][]string{}
 	record := func(who string) psengine.Handler {
