@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -66,17 +67,22 @@ func (e *Engine) Ready(ctx context.Context) error {
 }
 
 // generation is one Env the engine serves with: the one Start built, then
-// each that an Update swapped in. It counts the bounties that use it, so
-// that it is released once it was replaced and the last of them ended.
+// each that an Update swapped in. It is released once it was replaced and
+// the last bounty that used it ended.
+//
+// refs counts the bounties using it plus one while it is the current
+// generation; whoever brings it to zero (the swap that replaced it, or the
+// last bounty to end) releases it. One atomic decrement decides, so a
+// generation is released exactly once and never while a bounty uses it.
 type generation struct {
 	env      *Env
 	snapshot envSnapshot // for children (process backend)
-	refs     int         // bounties using it; guarded by envs.mu
+	refs     atomic.Int64
 }
 
 // envs holds the current generation.
 type envs struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards current, and taking a reference on it
 	current *generation
 	update  sync.Mutex     // one update at a time
 	release sync.WaitGroup // releases under way
@@ -90,15 +96,18 @@ func (v *envs) currentIs(g *generation) bool {
 }
 
 // setEnv makes env the current generation (at Start, and by Update) and
-// returns the one it replaces, if that one is now unused.
+// drops the replaced generation's own reference: it returns that
+// generation when this left it unused (the caller releases it), else nil
+// (its last bounty releases it).
 func (e *Engine) setEnv(env *Env, snap envSnapshot) (unused *generation) {
 	g := &generation{env: env, snapshot: snap}
+	g.refs.Store(1)
 	e.envs.mu.Lock()
 	old := e.envs.current
 	e.envs.current = g
 	e.env.Store(env)
 	e.envs.mu.Unlock()
-	if old != nil && old.refs == 0 {
+	if old != nil && old.refs.Add(-1) == 0 {
 		return old
 	}
 	return nil
@@ -110,22 +119,17 @@ func (e *Engine) acquireEnv() *generation {
 	e.envs.mu.Lock()
 	defer e.envs.mu.Unlock()
 	g := e.envs.current
-	g.refs++
+	g.refs.Add(1)
 	return g
 }
 
-func (e *Engine) holdEnv(g *generation) {
-	e.envs.mu.Lock()
-	g.refs++
-	e.envs.mu.Unlock()
-}
+// holdEnv counts one more use of g, a generation already in use.
+func (e *Engine) holdEnv(g *generation) { g.refs.Add(1) }
 
+// releaseEnv ends one use of g, releasing g when that was its last and an
+// update replaced it.
 func (e *Engine) releaseEnv(g *generation) {
-	e.envs.mu.Lock()
-	g.refs--
-	unused := g.refs == 0 && g != e.envs.current
-	e.envs.mu.Unlock()
-	if unused {
+	if g.refs.Add(-1) == 0 {
 		e.retireEnv(g.env, "replaced by an update")
 	}
 }

@@ -3,6 +3,7 @@ package psengine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -187,5 +188,101 @@ func TestUpdateDropsReplacedValues(t *testing.T) {
 	runtime.GC()
 	if p.first.Value() != nil {
 		t.Error("the first payload is still reachable after three updates replaced it")
+	}
+}
+
+// genState is one generation of definitions, as churn's scans and releases
+// see it.
+type genState struct {
+	id       int
+	scanning atomic.Int32
+	released atomic.Int32
+}
+
+var genKey = psengine.NewKey[*genState]("test.generation")
+
+// churn is a scanner whose every Update makes a new generation, and which
+// records each misuse of one: a release of a generation a scan still uses,
+// a second release, a scan of a released generation.
+type churn struct {
+	gens   atomic.Int64
+	mu     sync.Mutex
+	misuse []string
+}
+
+func (c *churn) fail(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.misuse) < 10 {
+		c.misuse = append(c.misuse, fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *churn) SetupEngine(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return genKey.With(env, &genState{id: 0}), nil
+}
+
+func (c *churn) Update(_ context.Context, env psengine.Env) (psengine.Env, error) {
+	return genKey.With(env, &genState{id: int(c.gens.Add(1))}), nil
+}
+
+func (c *churn) Release(_ context.Context, env psengine.Env) error {
+	g := genKey.Must(env)
+	if n := g.scanning.Load(); n > 0 {
+		c.fail("generation %d released while %d scans use it", g.id, n)
+	}
+	if g.released.Add(1) > 1 {
+		c.fail("generation %d released twice", g.id)
+	}
+	return nil
+}
+
+func (c *churn) Scan(_ context.Context, env psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+	g := genKey.Must(env)
+	g.scanning.Add(1)
+	defer g.scanning.Add(-1)
+	if g.released.Load() > 0 {
+		c.fail("generation %d scanned after its release", g.id)
+	}
+	runtime.Gosched()
+	return psengine.Analysis{Verdict: psengine.Unknown}, nil
+}
+
+// Each replaced generation is released exactly once, and only after the
+// last scan using it returned, however updates and scans interleave. (A
+// generation's use count was read outside its lock when an update replaced
+// it: a scan ending at that moment released it too.)
+func TestUpdateReleasesEachGenerationOnce(t *testing.T) {
+	c := &churn{}
+	e := psenginetest.Engine(t, c, psengine.WithWorkers(4))
+	ctx := t.Context()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const scanners, scans, updates = 4, 1000, 2000
+	var wg sync.WaitGroup
+	for range scanners {
+		wg.Go(func() {
+			for range scans {
+				if _, err := e.Analyze(ctx, "data:,x"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range updates {
+		if err := e.Update(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.misuse {
+		t.Error(m)
 	}
 }
