@@ -158,6 +158,12 @@ type Bounty struct {
 // IsVote reports whether the answer to b is a vote (arbitration phase, no bid).
 func (b Bounty) IsVote() bool { return b.Phase == Arbitration }
 
+// Expired reports whether b's expiration has passed at now (a bounty
+// without one never expires).
+func (b Bounty) Expired(now time.Time) bool {
+	return !b.Expiration.IsZero() && !now.Before(b.Expiration)
+}
+
 // BountyError says which field of a bounty is malformed. It wraps
 // ErrMalformedBounty.
 type BountyError struct {

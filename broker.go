@@ -4,35 +4,77 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/polyswarm/psengine/internal/jobq"
 	"github.com/polyswarm/psengine/pipeline"
 )
 
-// Job is one bounty travelling through a Broker.
+// Job is one bounty travelling through a Broker. Make one with NewJob (the
+// engine's SubmitJob does): a bounty is validated, windowed and keyed once,
+// where its job is created; brokers and consumers trust a job as it comes.
 type Job struct {
-	// ID identifies the job for deduplication: the bounty's id unless the
-	// submitter chose otherwise (a webhook delivery id, say).
+	// ID identifies the job for deduplication: the bounty's id and phase
+	// unless the submitter chose otherwise (a webhook delivery id, say).
 	ID string
-	// Key identifies the bounty by its content (see BountyKey; Engine.Submit
-	// sets it when it is empty): a broker takes a job whose Key it has taken
-	// before, and still remembers, as a duplicate, as it does a repeated ID
-	// (Submit drops it and returns nil). Brokers remember a key from the
-	// job's Submit until its bounty expires (see KeyRetention); a job with
-	// an empty Key is deduplicated by its ID only.
+	// Key identifies the bounty by its content (see BountyKey): a broker
+	// refuses a job whose Key it has taken before, and still remembers, as
+	// it does a repeated ID (Submit returns ErrDuplicate). Brokers remember
+	// a key from the job's Submit until its bounty expires (see
+	// KeyRetention); a job with an empty Key is deduplicated by its ID only.
 	Key    string
 	Bounty Bounty
 	// Attempt is 1 on the first delivery of the job and grows by one with
-	// each redelivery.
+	// each redelivery after a failure of the job (never after a hand-back:
+	// see Handler).
 	Attempt int
+	// Accepted is when intake took the job: the delivery of its answer
+	// ends a delivery window after it (see WithDeliveryWindow) if the
+	// expiration does not end it first. Zero: when the engine takes it.
+	Accepted time.Time
 	// Answer, when set, is the answer the engine already gave this bounty
 	// and asked the broker to keep (see AnswerKeeper) before delivering it:
-	// the delivery did not finish (the worker stopped or died), and the
+	// the delivery did not finish (the process stopped or died), and the
 	// engine delivers this answer again rather than scanning again.
 	Answer *Analysis
+	// Suspect says the job was being scanned in a process that died: the
+	// engine handles it alone (no other job is taken, no other scan runs,
+	// until its answer is kept), so that a second death is charged to it
+	// and to no innocent neighbour (see ScanMarker).
+	Suspect bool
+	// Final, when set, makes this delivery the job's last: the broker is
+	// giving up on it for the reason Final gives (its attempts are spent,
+	// it ended the process every time it was scanned alone) and
+	// dead-letters it afterwards. The engine answers it unknown, with the
+	// protocol's SKIPPED comment and the reason, without scanning it, when
+	// its expiration allows.
+	Final string
+}
+
+// NewJob makes the job for b, taken by intake at now: it validates b (an
+// error wrapping ErrMalformedBounty), gives a bounty without an expiration
+// one window from now, and sets the Key (BountyKey), Attempt 1 and
+// Accepted. id names the job (a webhook's delivery id); empty, it is the
+// bounty's id and phase. An expired bounty is not refused here: see
+// Bounty.Expired.
+func NewJob(id string, b Bounty, now time.Time, window time.Duration) (Job, error) {
+	if err := b.Validate(); err != nil {
+		return Job{}, err
+	}
+	if b.Expiration.IsZero() {
+		b.Expiration = now.Add(window).UTC()
+	}
+	if id == "" {
+		phase := b.Phase
+		if phase == "" {
+			phase = Assertion
+		}
+		id = b.ID.String() + "/" + string(phase)
+	}
+	return Job{ID: id, Key: BountyKey(b), Bounty: b, Attempt: 1, Accepted: now.UTC()}, nil
 }
 
 // BountyKey identifies a bounty by what it asks, whatever delivery brought
@@ -86,54 +128,95 @@ const DefaultKeyWindow = time.Hour
 
 // AnswerKeeper is a Broker that keeps a job's answer for its redeliveries:
 // the engine calls KeepAnswer once it has the answer and before it delivers
-// it, so that a worker that stops or dies during the delivery costs a new
+// it, so that a process that stops or dies during the delivery costs a new
 // POST, never a second scan. KeepAnswer returns once the answer is kept as
 // durably as the job itself; the job's later deliveries carry it in
-// Job.Answer until the job is acknowledged or dead-lettered, and then it is
-// forgotten with the job. A job that is not pending (acknowledged,
-// dead-lettered, never submitted) keeps nothing: KeepAnswer returns an
-// error. The broker may keep answer as it is: the caller does not modify
-// it afterwards.
+// Job.Answer until the job is settled, and then it is forgotten with the
+// job. A job that is not pending (settled, never submitted) keeps nothing:
+// KeepAnswer returns an error. The broker may keep answer as it is: the
+// caller does not modify it afterwards.
 type AnswerKeeper interface {
 	KeepAnswer(ctx context.Context, job Job, answer Analysis) error
 }
 
-// Handler processes one job. Returning nil acknowledges it (the engine
-// returns only after the answer was delivered); an error wrapping
-// ErrPermanent dead-letters it at once; any other error has it redelivered
-// with backoff, up to the broker's limit, then dead-lettered.
+// ScanMarker is a Broker that records which jobs are being scanned, so that
+// a process death (a scanner's os.Exit, a fatal error) is charged to the
+// job that caused it. The engine calls MarkScanning just before a job's
+// scan starts in this process (not with the process backend: a child's
+// death is charged to its one job directly), and KeepAnswer ends the mark.
+// A job found marked after the process died is delivered again as a
+// Suspect, not counting an attempt; a suspect found marked (it died
+// scanning alone) counts one, and after its broker's attempts it is given
+// a last call (Job.Final) and dead-lettered. MarkScanning returns once the
+// mark is as durable as the job; a failure is logged and the scan goes on.
+type ScanMarker interface {
+	MarkScanning(ctx context.Context, job Job) error
+}
+
+// Handler processes one job. Returning nil settles it (the engine returns
+// once the answer was delivered or given up on); an error wrapping
+// ErrPermanent dead-letters it at once. Any other error is a failure of the
+// job, which is delivered again with backoff and its attempt raised, up to
+// the broker's limit, then given a last call (Job.Final) and dead-lettered,
+// unless the consumer's ctx is done by the time the handler returns: then
+// the job was cut short by our own stop and is handed back, as it was, its
+// attempt not raised.
 type Handler func(ctx context.Context, job Job) error
 
 // Broker is the queue behind Engine.Submit and Engine.Serve. The in-process
-// MemoryBroker is the default and the reference; a distributed one (such
-// as NATS JetStream, in its own module) drops in. psenginetest.TestBroker
-// holds every implementation to the same rules.
+// MemoryBroker is the default and the reference; localq is a durable one for
+// a machine; a distributed one (such as NATS JetStream, in its own module)
+// drops in. psenginetest.TestBroker holds every implementation to the same
+// rules.
 type Broker interface {
 	// Submit returns once the broker has durably accepted job (for the
-	// MemoryBroker: queued in memory). A job whose ID is already queued or
-	// was recently handled is dropped and Submit returns nil. It returns an
-	// error wrapping ErrQueueFull when the job cannot be taken now (the
-	// caller may retry later) and ErrClosed after Close.
+	// MemoryBroker: queued in memory). It returns an error wrapping
+	// ErrDuplicate for a job whose ID is pending or was recently settled, or
+	// whose Key was taken (see Job.Key); ErrQueueFull when the job cannot be
+	// taken now (retry later); ErrClosed after Close.
 	Submit(ctx context.Context, job Job) error
 	// Consume calls h for each job delivered to it, one at a time, until
 	// ctx ends (then it returns ctx's error, after h returned) or the broker
-	// is closed and drained (then nil). Several Consume calls may run at
-	// once and share the jobs; h is never called after Consume returned.
+	// is closed and has nothing left for it (then nil). A consumer whose ctx
+	// is done takes no new job. Several Consume calls may run at once and
+	// share the jobs; h is never called after Consume returned.
 	Consume(ctx context.Context, h Handler) error
+	// Close stops intake: Submit returns ErrClosed from then on. A broker
+	// whose jobs live in this process (the MemoryBroker, localq) still
+	// hands them to consumers, and Consume returns once none is left; a
+	// distributed one hands out no more. Close is idempotent.
+	Close()
+	// Drain waits until this process holds no job of the broker's (none
+	// queued here, running or waiting for a retry) and returns nil, or ctx
+	// ends first and it returns ctx's error.
+	Drain(ctx context.Context) error
 }
 
 // DeadLetter is a job a broker gave up on, with the reason.
 type DeadLetter struct {
 	Job Job
 	Err error
+	At  time.Time // when it was given up on
+}
+
+// DeadLetterStore is a Broker whose dead letters an operator can see and act
+// on (`ENGINE deadletters list|requeue|drop`). Requeue delivers a dead
+// letter's job again as new (attempt 1), with the answer it kept if any;
+// Drop forgets it. Both name it by its job ID and return an error wrapping
+// ErrNoDeadLetter when there is none.
+type DeadLetterStore interface {
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	Requeue(ctx context.Context, id string) error
+	Drop(ctx context.Context, id string) error
 }
 
 // MemoryBrokerConfig configures a MemoryBroker. The zero value is usable.
 type MemoryBrokerConfig struct {
-	Capacity    int              // queued jobs at most before Submit answers ErrQueueFull (default 1024)
-	MaxAttempts int              // deliveries of a job before it is dead-lettered (default 5)
+	Capacity    int              // jobs pending at most before Submit answers ErrQueueFull (default 1024)
+	MaxAttempts int              // deliveries of a job before its last call (default 5)
 	Backoff     pipeline.Backoff // delay before a redelivery (zero value: pipeline's defaults)
-	DedupeSize  int              // IDs of handled jobs remembered for deduplication (default 4096)
+	DedupeSize  int              // IDs of settled jobs remembered for deduplication (default 4096)
+	DeadLetters int              // dead letters kept, the newest (default 1000)
 	// KeyWindow is how long the Key of a job whose bounty has no
 	// expiration is remembered (default DefaultKeyWindow); see KeyRetention.
 	KeyWindow time.Duration
@@ -144,25 +227,19 @@ type MemoryBrokerConfig struct {
 
 // MemoryBroker is an in-process Broker: a bounded queue with deduplication
 // (by job ID and by Key), redelivery with backoff, answers kept for
-// redeliveries (AnswerKeeper) and a dead-letter list. It is what an Engine
-// uses when given no broker; nothing survives the process. Safe for
-// concurrent use.
+// redeliveries (AnswerKeeper) and dead letters (DeadLetterStore). It is what
+// an Engine uses when given no broker; nothing survives the process. Safe
+// for concurrent use.
 type MemoryBroker struct {
 	cfg MemoryBrokerConfig
+	q   *jobq.Queue[Job]
 
 	mu        sync.Mutex
-	queue     []Job
-	ready     chan struct{} // signalled (non-blocking) when queue grows or the broker closes
-	pending   map[string]Job
 	done      map[string]struct{}
 	doneLog   []string
-	idle      chan struct{} // closed when nothing is pending; replaced when work arrives
-	closed    bool
-	abandoned bool
-	dead      []DeadLetter
-	timers    map[*time.Timer]Job
 	keys      map[string]time.Time // Key -> when it is forgotten
 	nextSweep time.Time            // when expired keys are next removed
+	dead      []DeadLetter
 }
 
 // NewMemoryBroker returns an empty, open MemoryBroker.
@@ -176,64 +253,49 @@ func NewMemoryBroker(cfg MemoryBrokerConfig) *MemoryBroker {
 	if cfg.DedupeSize <= 0 {
 		cfg.DedupeSize = 4096
 	}
+	if cfg.DeadLetters <= 0 {
+		cfg.DeadLetters = 1000
+	}
 	if cfg.KeyWindow <= 0 {
 		cfg.KeyWindow = DefaultKeyWindow
 	}
-	idle := make(chan struct{})
-	close(idle)
-	return &MemoryBroker{
-		cfg:     cfg,
-		ready:   make(chan struct{}, 1),
-		pending: make(map[string]Job),
-		done:    make(map[string]struct{}),
-		idle:    idle,
-		timers:  make(map[*time.Timer]Job),
-		keys:    make(map[string]time.Time),
-	}
+	m := &MemoryBroker{cfg: cfg, done: make(map[string]struct{}), keys: make(map[string]time.Time)}
+	m.q = jobq.New(jobq.Config[Job]{MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, OnSettled: m.settled})
+	return m
 }
 
 var (
-	_ Broker       = (*MemoryBroker)(nil)
-	_ AnswerKeeper = (*MemoryBroker)(nil)
+	_ Broker          = (*MemoryBroker)(nil)
+	_ AnswerKeeper    = (*MemoryBroker)(nil)
+	_ DeadLetterStore = (*MemoryBroker)(nil)
 )
-
-func (m *MemoryBroker) signal() {
-	select {
-	case m.ready <- struct{}{}:
-	default:
-	}
-}
 
 // Submit queues job; see Broker.
 func (m *MemoryBroker) Submit(ctx context.Context, job Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if job.Attempt < 1 {
-		job.Attempt = 1
-	}
+	job.Attempt = max(job.Attempt, 1)
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
+	job.Answer, job.Final = nil, "" // answers are kept by KeepAnswer only
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	if _, ok := m.pending[job.ID]; ok {
-		return nil
-	}
-	if _, ok := m.done[job.ID]; ok {
-		return nil
-	}
 	now := time.Now()
+	if _, ok := m.done[job.ID]; ok || m.q.Pending(job.ID) {
+		return fmt.Errorf("%w: job %s", ErrDuplicate, job.ID)
+	}
 	if job.Key != "" {
 		if until, ok := m.keys[job.Key]; ok && now.Before(until) {
-			return nil
+			return fmt.Errorf("%w: bounty %s", ErrDuplicate, job.Key)
 		}
 	}
-	if len(m.queue) >= m.cfg.Capacity {
-		return fmt.Errorf("%w: %d jobs queued", ErrQueueFull, len(m.queue))
+	if n := m.q.Len(); n >= m.cfg.Capacity {
+		return fmt.Errorf("%w: %d jobs pending", ErrQueueFull, n)
+	}
+	if !m.q.Add(&jobq.Entry[Job]{ID: job.ID, Attempt: job.Attempt, Job: job}) {
+		return ErrClosed
 	}
 	if now.After(m.nextSweep) {
 		for k, until := range m.keys {
@@ -246,92 +308,42 @@ func (m *MemoryBroker) Submit(ctx context.Context, job Job) error {
 	if job.Key != "" {
 		m.keys[job.Key] = KeyRetention(job.Bounty, now, m.cfg.KeyWindow)
 	}
-	job.Answer = nil // answers are kept by KeepAnswer only
-	if len(m.pending) == 0 {
-		m.idle = make(chan struct{})
-	}
-	m.pending[job.ID] = job
-	m.queue = append(m.queue, job)
-	m.signal()
 	return nil
-}
-
-// next takes the next job, waiting for one. ok is false when the broker is
-// closed and has nothing left to deliver now.
-func (m *MemoryBroker) next(ctx context.Context) (Job, bool, error) {
-	for {
-		m.mu.Lock()
-		if len(m.queue) > 0 {
-			job := m.queue[0]
-			m.queue[0] = Job{}
-			m.queue = m.queue[1:]
-			if len(m.queue) > 0 {
-				m.signal() // let another consumer take the next one
-			}
-			m.mu.Unlock()
-			return job, true, nil
-		}
-		drained := m.closed && len(m.pending) == 0
-		m.mu.Unlock()
-		if drained {
-			m.signal() // wake the other consumers so they see it too
-			return Job{}, false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return Job{}, false, ctx.Err()
-		case <-m.ready:
-		}
-	}
 }
 
 // Consume delivers jobs to h; see Broker.
 func (m *MemoryBroker) Consume(ctx context.Context, h Handler) error {
-	for {
-		job, ok, err := m.next(ctx)
-		if err != nil || !ok {
-			return err
-		}
-		herr := pipeline.Protect(func() { err = h(ctx, job) })
-		if herr != nil {
-			err = herr
-		}
-		m.settle(job, err)
-	}
+	return m.q.Consume(ctx, func(ctx context.Context, e *jobq.Entry[Job]) error {
+		return h(ctx, entryJob(e))
+	})
 }
 
-// settle acknowledges, redelivers or dead-letters job after its handler.
-func (m *MemoryBroker) settle(job Job, err error) {
+// entryJob is the job of e as its handler sees it.
+func entryJob(e *jobq.Entry[Job]) Job {
+	job := e.Job
+	job.Attempt, job.Final = e.Attempt, e.Final
+	return job
+}
+
+// settled remembers settled jobs for deduplication and keeps dead letters.
+func (m *MemoryBroker) settled(e *jobq.Entry[Job], s jobq.Settlement, reason error) {
+	if s != jobq.Done && s != jobq.Dead {
+		return
+	}
 	var dead *DeadLetter
 	m.mu.Lock()
-	switch {
-	case err == nil, m.abandoned:
-		// After Abandon nothing is redelivered: the job's failure was
-		// reported by its handler, as the abandoned ones are by the caller.
-		m.finish(job.ID)
-	case errors.Is(err, ErrPermanent) || job.Attempt >= m.cfg.MaxAttempts:
-		if !errors.Is(err, ErrPermanent) {
-			err = fmt.Errorf("gave up after %d attempts: %w", job.Attempt, err)
-		}
-		dead = &DeadLetter{Job: job, Err: err}
+	m.done[e.ID] = struct{}{}
+	m.doneLog = append(m.doneLog, e.ID)
+	if len(m.doneLog) > m.cfg.DedupeSize {
+		delete(m.done, m.doneLog[0])
+		m.doneLog = m.doneLog[1:]
+	}
+	if s == jobq.Dead {
+		dead = &DeadLetter{Job: entryJob(e), Err: reason, At: time.Now().UTC()}
 		m.dead = append(m.dead, *dead)
-		m.finish(job.ID)
-	default:
-		job.Answer = m.pending[job.ID].Answer // kept meanwhile, perhaps
-		job.Attempt++
-		m.pending[job.ID] = job
-		var t *time.Timer
-		t = time.AfterFunc(m.cfg.Backoff.Delay(job.Attempt-1), func() {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if _, ok := m.timers[t]; !ok {
-				return // abandoned
-			}
-			delete(m.timers, t)
-			m.queue = append(m.queue, job)
-			m.signal()
-		})
-		m.timers[t] = job
+		if len(m.dead) > m.cfg.DeadLetters {
+			m.dead = slices.Delete(m.dead, 0, 1)
+		}
 	}
 	m.mu.Unlock()
 	if dead != nil && m.cfg.OnDeadLetter != nil {
@@ -345,102 +357,82 @@ func (m *MemoryBroker) KeepAnswer(ctx context.Context, job Job, answer Analysis)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.pending[job.ID]
-	if !ok {
+	if !m.q.Update(job.ID, func(e *jobq.Entry[Job]) { e.Job.Answer = &answer; e.Job.Suspect = false }) {
 		return fmt.Errorf("psengine: keeping the answer of job %q: the job is not pending", job.ID)
 	}
-	p.Answer = &answer
-	m.pending[job.ID] = p
 	return nil
-}
-
-// finish forgets a pending job and remembers its ID for deduplication.
-// Callers hold m.mu.
-func (m *MemoryBroker) finish(id string) {
-	delete(m.pending, id)
-	m.done[id] = struct{}{}
-	m.doneLog = append(m.doneLog, id)
-	if len(m.doneLog) > m.cfg.DedupeSize {
-		delete(m.done, m.doneLog[0])
-		m.doneLog = m.doneLog[1:]
-	}
-	if len(m.pending) == 0 {
-		m.closeIdle()
-	}
-	m.signal()
-}
-
-// closeIdle marks the broker idle. Callers hold m.mu.
-func (m *MemoryBroker) closeIdle() {
-	select {
-	case <-m.idle:
-	default:
-		close(m.idle)
-	}
 }
 
 // Close stops intake: Submit answers ErrClosed, while queued jobs and
 // redeliveries are still handed to consumers; once none is left, Consume
 // returns nil. Close is idempotent.
-func (m *MemoryBroker) Close() {
-	m.mu.Lock()
-	m.closed = true
-	m.mu.Unlock()
-	m.signal()
-}
+func (m *MemoryBroker) Close() { m.q.Close() }
 
 // Drain waits until no job is queued, running or waiting for redelivery,
 // or ctx ends (then it returns ctx's error).
-func (m *MemoryBroker) Drain(ctx context.Context) error {
-	m.mu.Lock()
-	idle := m.idle
-	m.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (m *MemoryBroker) Drain(ctx context.Context) error { return m.q.Drain(ctx) }
 
-// Abandon closes the broker and removes every job not yet handled (queued
-// or waiting for redelivery), returning them; jobs running now are not
-// included. Use it when a shutdown deadline passes.
+// Abandon closes the broker and removes every job not yet handed out
+// (queued or waiting for redelivery), returning them; jobs running now are
+// settled as usual but not queued again. Consume returns nil. Nothing of
+// the jobs abandoned survives: the engine reports them to its error hooks
+// (ErrShutdown) when Shutdown's deadline passes.
 func (m *MemoryBroker) Abandon() []Job {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.closed, m.abandoned = true, true
-	out := append([]Job(nil), m.queue...)
-	for _, j := range m.queue {
-		delete(m.pending, j.ID)
+	es := m.q.Abandon()
+	out := make([]Job, 0, len(es))
+	for _, e := range es {
+		out = append(out, entryJob(e))
 	}
-	m.queue = nil
-	for t, j := range m.timers {
-		t.Stop()
-		delete(m.timers, t)
-		delete(m.pending, j.ID)
-		out = append(out, j)
-	}
-	if len(m.pending) == 0 {
-		m.closeIdle()
-	}
-	m.signal()
 	return out
 }
 
-// DeadLetters returns the jobs given up on so far.
-func (m *MemoryBroker) DeadLetters() []DeadLetter {
+// DeadLetters returns the jobs given up on (the newest
+// MemoryBrokerConfig.DeadLetters), oldest first; see DeadLetterStore.
+func (m *MemoryBroker) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]DeadLetter(nil), m.dead...)
+	return slices.Clone(m.dead), nil
+}
+
+// Requeue delivers the dead letter of job id again; see DeadLetterStore.
+func (m *MemoryBroker) Requeue(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.IndexFunc(m.dead, func(d DeadLetter) bool { return d.Job.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoDeadLetter, id)
+	}
+	job := m.dead[i].Job
+	job.Attempt, job.Final, job.Suspect = 1, "", false
+	if !m.q.Add(&jobq.Entry[Job]{ID: job.ID, Attempt: 1, Job: job}) {
+		return ErrClosed
+	}
+	m.dead = slices.Delete(m.dead, i, i+1)
+	delete(m.done, id)
+	return nil
+}
+
+// Drop forgets the dead letter of job id; see DeadLetterStore.
+func (m *MemoryBroker) Drop(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.IndexFunc(m.dead, func(d DeadLetter) bool { return d.Job.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoDeadLetter, id)
+	}
+	m.dead = slices.Delete(m.dead, i, i+1)
+	return nil
 }
 
 // Len returns the number of jobs pending (queued, running or waiting for a
 // redelivery).
-func (m *MemoryBroker) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.pending)
-}
+func (m *MemoryBroker) Len() int { return m.q.Len() }

@@ -748,7 +748,7 @@ func TestMemoryBrokerConformance(t *testing.T) {
 			Broker:      b,
 			MaxAttempts: 3,
 			Keys:        true,
-			DeadLetters: func(context.Context) ([]psengine.DeadLetter, error) { return b.DeadLetters(), nil },
+			DeadLetters: b.DeadLetters,
 		}
 	})
 }

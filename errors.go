@@ -31,8 +31,9 @@ var (
 	ErrInvalidAnalysis = errors.New("psengine: invalid analysis")
 	// ErrDeliver: the answer could not be delivered to the response URL.
 	ErrDeliver = errors.New("psengine: answer not delivered")
-	// ErrExpired: the bounty expired before its scan could start; it was
-	// discarded and not answered (see WithDiscardExpired).
+	// ErrExpired: the bounty expired before its scan could start (or
+	// before intake took it); it was discarded and not answered (see
+	// WithDiscardExpired).
 	ErrExpired = errors.New("psengine: bounty expired")
 	// ErrSetup: engine or worker setup failed.
 	ErrSetup = errors.New("psengine: setup failed")
@@ -40,6 +41,16 @@ var (
 	ErrClosed = errors.New("psengine: closed")
 	// ErrQueueFull: the broker cannot take the job now; retry later.
 	ErrQueueFull = errors.New("psengine: queue full")
+	// ErrDuplicate: the broker refused a job it has (or recently had):
+	// its ID is pending or was settled, or its bounty's Key was taken.
+	ErrDuplicate = errors.New("psengine: duplicate job")
+	// ErrGivenUp: the broker gave up on the job (its attempts are spent, or
+	// it ended the process each time it was scanned alone; see Job.Final):
+	// answered unknown, SKIPPED, without a scan, where its expiration
+	// allowed, then dead-lettered.
+	ErrGivenUp = errors.New("psengine: given up on")
+	// ErrNoDeadLetter: a DeadLetterStore has no dead letter of that job.
+	ErrNoDeadLetter = errors.New("psengine: no such dead letter")
 	// ErrShutdown: the bounty was still queued or running when Shutdown's
 	// deadline passed.
 	ErrShutdown = errors.New("psengine: shut down before the bounty was answered")

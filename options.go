@@ -71,6 +71,9 @@ func (f DelivererFunc) Deliver(ctx context.Context, b Bounty, answer Answer) err
 type config struct {
 	name           string
 	workers        int
+	inFlight       int
+	fetchers       int
+	deliveryWindow time.Duration
 	logger         *slog.Logger
 	onSuccess      []func(context.Context, Result)
 	onError        []func(context.Context, Result)
@@ -100,13 +103,60 @@ func WithName(name string) Option {
 	return opt(fmt.Sprintf("WithName(%q)", name), func(c *config) { c.name = name })
 }
 
-// WithWorkers sets how many bounties are scanned at once (default 1). Each
-// worker has its own Env from WorkerSetup. n < 1 panics.
+// WithWorkers sets how many bounties are scanned at once (default 1): a
+// worker is held for a scan only, never through a fetch or a delivery (see
+// WithInFlight). Each worker has its own Env from WorkerSetup. n < 1 panics.
 func WithWorkers(n int) Option {
 	if n < 1 {
 		panic(fmt.Sprintf("psengine: WithWorkers(%d): need at least 1", n))
 	}
 	return opt(fmt.Sprintf("WithWorkers(%d)", n), func(c *config) { c.workers = n })
+}
+
+// Defaults of the concurrency and delivery options.
+const (
+	// DefaultInFlight is WithInFlight's default: enough bounties in
+	// progress to keep scans busy while hundreds of answers wait on slow
+	// receivers.
+	DefaultInFlight = 256
+	// DefaultFetchers is WithFetchers' default.
+	DefaultFetchers = 32
+	// DefaultDeliveryWindow is WithDeliveryWindow's default.
+	DefaultDeliveryWindow = 5 * time.Minute
+)
+
+// WithInFlight bounds how many bounties the engine holds at once between
+// their first stage and their last: fetching, waiting for a worker,
+// scanning, delivering (default DefaultInFlight). It is the number of
+// consumers on a broker (the engine's own, or Serve's) and the concurrency
+// of AnalyzeEach. Workers (WithWorkers) bound the scans among them: an
+// answer waiting on a slow receiver holds no worker. n < 1 panics.
+func WithInFlight(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("psengine: WithInFlight(%d): need at least 1", n))
+	}
+	return opt(fmt.Sprintf("WithInFlight(%d)", n), func(c *config) { c.inFlight = n })
+}
+
+// WithFetchers bounds how many artifacts are fetched at once (default
+// DefaultFetchers). n < 1 panics.
+func WithFetchers(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("psengine: WithFetchers(%d): need at least 1", n))
+	}
+	return opt(fmt.Sprintf("WithFetchers(%d)", n), func(c *config) { c.fetchers = n })
+}
+
+// WithDeliveryWindow bounds how long an answer is retried after intake
+// accepted its bounty (Job.Accepted; for AnalyzeBounty, the call), when the
+// bounty's expiration does not end it sooner: an expiration decades ahead
+// is no reason to retry forever (default DefaultDeliveryWindow). A delivery
+// given up is reported to the error hooks (ErrDeliver). d <= 0 panics.
+func WithDeliveryWindow(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("psengine: WithDeliveryWindow(%v): need a positive duration", d))
+	}
+	return opt(fmt.Sprintf("WithDeliveryWindow(%v)", d), func(c *config) { c.deliveryWindow = d })
 }
 
 // WithLogger sets the logger of the engine and of the scanner's Env

@@ -36,22 +36,28 @@ const (
 // Engine answers bounties with a Scanner. Make one with New; it is safe for
 // concurrent use. Its setup (Start) runs once, on the first call that needs
 // it; Shutdown drains it and runs the teardowns.
+//
+// A bounty goes through stages that each hold only the resource they wait
+// on (see stages.go): fetch slots, workers (scans), the broker's writes, the
+// deliverer's connections. WithInFlight bounds how many bounties are between
+// their first and last stage at once.
 type Engine struct {
 	orig    Scanner // as given: the optional interfaces are looked up on it
 	scanner Scanner // wrapped in the middleware
 	cfg     config
-
-	// front runs fetch -> identify -> accept -> scan under the bounty's
-	// deadline; back runs bid -> enrich -> validate. Listed once in New.
-	front, back []step
 
 	startOnce sync.Once
 	startErr  error       // Start's result, to read once started is true
 	started   atomic.Bool // Start has returned
 	env       atomic.Pointer[Env]
 
-	slots   chan *worker // the free workers
-	workers []*worker
+	slots   chan *worker  // the free workers: a scan holds one
+	workers []*worker     // all of them
+	fetches chan struct{} // a fetch holds a slot
+	// alone is held shared by every bounty in progress and exclusively by
+	// a suspect job (Job.Suspect) until its answer is kept: a suspect is
+	// handled alone, so that a process death is charged to it.
+	alone sync.RWMutex
 
 	broker    Broker
 	ownBroker *MemoryBroker
@@ -62,9 +68,9 @@ type Engine struct {
 	closed    bool
 	calls     sync.WaitGroup // Analyze*, AnalyzeBounty calls under way
 	consumers sync.WaitGroup // goroutines consuming a broker
-	// intake ends when Shutdown begins (Serve's consumers take no new job);
-	// hard ends, with cause ErrShutdown, when Shutdown gives up: every
-	// bounty still running is cancelled.
+	// intake ends when Shutdown begins (Submit refuses); hard ends, with
+	// cause ErrShutdown, when Shutdown gives up: every bounty still in
+	// progress is cut short (a job's is handed back to its broker).
 	intake, hard context.Context
 	stopIntake   context.CancelFunc
 	stopHard     context.CancelCauseFunc
@@ -86,6 +92,9 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	cfg := config{
 		workers:        1,
+		inFlight:       DefaultInFlight,
+		fetchers:       DefaultFetchers,
+		deliveryWindow: DefaultDeliveryWindow,
 		margin:         DefaultDeliveryMargin,
 		localTTL:       DefaultLocalTTL,
 		window:         DefaultLocalTTL,
@@ -120,7 +129,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	for i := len(cfg.middleware) - 1; i >= 0; i-- {
 		e.scanner = cfg.middleware[i](e.scanner)
 	}
-	e.front, e.back = e.frontSteps(), e.backSteps()
+	e.fetches = make(chan struct{}, cfg.fetchers)
 	e.slots = make(chan *worker, cfg.workers)
 	for i := range cfg.workers {
 		w := &worker{id: i + 1}
@@ -129,7 +138,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.broker = cfg.broker
 	if e.broker == nil {
-		e.ownBroker = NewMemoryBroker(MemoryBrokerConfig{})
+		e.ownBroker = NewMemoryBroker(MemoryBrokerConfig{Capacity: max(1024, cfg.inFlight)})
 		e.broker = e.ownBroker
 	}
 	e.intake, e.stopIntake = context.WithCancel(context.Background())
@@ -261,7 +270,7 @@ func archName(goarch string) string {
 	return goarch
 }
 
-// startOwnConsumers runs WithWorkers consumers on the in-process broker.
+// startOwnConsumers runs WithInFlight consumers on the in-process broker.
 // They take jobs until the broker is closed and drained (Shutdown), or
 // Shutdown gives up.
 func (e *Engine) startOwnConsumers() {
@@ -270,8 +279,8 @@ func (e *Engine) startOwnConsumers() {
 	if e.closed {
 		return
 	}
-	h := e.handler(e.hard)
-	for range e.cfg.workers {
+	h := Handler(e.handle)
+	for range e.cfg.inFlight {
 		e.consumers.Go(func() {
 			if err := e.broker.Consume(e.hard, h); err != nil && e.hard.Err() == nil {
 				e.cfg.logger.Error("consumer stopped", "err", err)
@@ -330,21 +339,35 @@ func (e *Engine) AnalyzeURL(ctx context.Context, u string) (Result, error) {
 
 // AnalyzeArtifact is Analyze for an artifact of type t.
 func (e *Engine) AnalyzeArtifact(ctx context.Context, t ArtifactType, uri string) (Result, error) {
-	res := e.call(ctx, func(w *worker) Result { return e.analyzeLocal(ctx, w, t, uri) })
+	res := e.call(ctx, func() Result { return e.analyzeLocal(ctx, t, uri) })
 	return res, res.Err
 }
 
 // AnalyzeBounty answers b: fetch (under the fetch policy), identify, accept,
-// scan, bid, enrich, validate, deliver (when b has a response URL), hooks.
-// It blocks until the answer is delivered or given up, and honours ctx.
-// The error is res.Err (see Analyze).
+// scan, bid, enrich, validate, deliver (when b has a response URL, until
+// its expiration or the delivery window, whichever is first), hooks. It
+// blocks until the answer is delivered or given up, and honours ctx (the
+// delivery goes on when ctx ends after the answer was made). The error is
+// res.Err (see Analyze).
 func (e *Engine) AnalyzeBounty(ctx context.Context, b Bounty) (Result, error) {
-	res := e.call(ctx, func(w *worker) Result { return e.process(ctx, w, b, nil) })
+	res := e.call(ctx, func() Result {
+		now := time.Now()
+		if err := b.Validate(); err != nil {
+			res := Result{Bounty: b, Err: err}
+			e.finish(ctx, &res)
+			return res
+		}
+		b = e.withWindow(ctx, b, now)
+		if e.cfg.discardExpired && b.Expired(now) {
+			return e.discardExpiredBounty(ctx, b, now)
+		}
+		return e.process(ctx, request{bounty: b}, true, now)
+	})
 	return res, res.Err
 }
 
-// AnalyzeAll answers local artifacts (see Analyze) with up to WithWorkers at
-// once and returns the results in input order.
+// AnalyzeAll answers local artifacts (see Analyze), WithInFlight at once at
+// most, and returns the results in input order.
 func (e *Engine) AnalyzeAll(ctx context.Context, uris []string) []Result {
 	out := make([]Result, 0, len(uris))
 	for res := range e.AnalyzeEach(ctx, FileArtifact, slices.Values(uris)) {
@@ -353,9 +376,10 @@ func (e *Engine) AnalyzeAll(ctx context.Context, uris []string) []Result {
 	return out
 }
 
-// AnalyzeEach answers local artifacts of type t (see AnalyzeArtifact) with
-// up to WithWorkers at once, yielding each result in input order as soon as
-// it and those before it are ready. Stopping early cancels the rest.
+// AnalyzeEach answers local artifacts of type t (see AnalyzeArtifact),
+// WithInFlight at once at most (scans: WithWorkers), yielding each result
+// in input order as soon as it and those before it are ready. Stopping
+// early cancels the rest.
 func (e *Engine) AnalyzeEach(ctx context.Context, t ArtifactType, uris iter.Seq[string]) iter.Seq[Result] {
 	return each(ctx, e, uris, func(ctx context.Context, uri string) (Result, error) {
 		res, _ := e.AnalyzeArtifact(ctx, t, uri)
@@ -363,8 +387,8 @@ func (e *Engine) AnalyzeEach(ctx context.Context, t ArtifactType, uris iter.Seq[
 	})
 }
 
-// AnalyzeBounties answers bounties (see AnalyzeBounty) with up to
-// WithWorkers at once, yielding results in input order.
+// AnalyzeBounties answers bounties (see AnalyzeBounty), WithInFlight at
+// once at most, yielding results in input order.
 func (e *Engine) AnalyzeBounties(ctx context.Context, bounties iter.Seq[Bounty]) iter.Seq[Result] {
 	return each(ctx, e, bounties, func(ctx context.Context, b Bounty) (Result, error) {
 		res, _ := e.AnalyzeBounty(ctx, b)
@@ -374,7 +398,7 @@ func (e *Engine) AnalyzeBounties(ctx context.Context, bounties iter.Seq[Bounty])
 
 func each[In any](ctx context.Context, e *Engine, ins iter.Seq[In], s pipeline.Stage[In, Result]) iter.Seq[Result] {
 	return func(yield func(Result) bool) {
-		for res, err := range pipeline.Stream(ctx, e.cfg.workers, ins, s) {
+		for res, err := range pipeline.Stream(ctx, e.cfg.inFlight, ins, s) {
 			if err != nil { // only a panic outside the pipeline's own recovery
 				res = Result{Err: err}
 			}
@@ -385,9 +409,9 @@ func each[In any](ctx context.Context, e *Engine, ins iter.Seq[In], s pipeline.S
 	}
 }
 
-// call runs fn on a worker for a caller from outside; it is refused once
-// Shutdown began, which waits for the calls it let in.
-func (e *Engine) call(ctx context.Context, fn func(w *worker) Result) Result {
+// call runs fn for a caller from outside, once the engine started; it is
+// refused once Shutdown began, which waits for the calls it let in.
+func (e *Engine) call(ctx context.Context, fn func() Result) Result {
 	e.gate.RLock()
 	if e.closed {
 		e.gate.RUnlock()
@@ -396,69 +420,43 @@ func (e *Engine) call(ctx context.Context, fn func(w *worker) Result) Result {
 	e.calls.Add(1)
 	e.gate.RUnlock()
 	defer e.calls.Done()
-	return e.withWorker(ctx, fn)
-}
-
-// withWorker starts the engine, takes a free worker, runs fn and gives the
-// worker back. It gives up when ctx ends or Shutdown gives up first.
-func (e *Engine) withWorker(ctx context.Context, fn func(w *worker) Result) Result {
 	if err := e.Start(ctx); err != nil {
 		return Result{Err: err}
 	}
-	var w *worker
-	select {
-	case w = <-e.slots: // a free worker: no need to watch ctx
-	default:
-		select {
-		case w = <-e.slots:
-		case <-ctx.Done():
-			return Result{Err: context.Cause(ctx)}
-		case <-e.hard.Done():
-			return Result{Err: ErrShutdown}
-		}
-	}
-	defer func() { e.slots <- w }()
-	return fn(w)
+	e.alone.RLock()
+	defer e.alone.RUnlock()
+	return fn()
 }
 
-// bountyContext returns the context of a bounty's fetch and scan on w: it
-// has parent's values and ends when parent does, at deadline unless it is
-// zero, or when Shutdown gives up (which cancels w's). At the deadline its
-// Err, and that of every context derived from it, is
-// context.DeadlineExceeded, with ErrTimeout as the cause. The caller calls
-// the returned function when the bounty is done.
-func (e *Engine) bountyContext(parent context.Context, w *worker, deadline time.Time) (context.Context, context.CancelFunc) {
-	var ctx context.Context
-	var cancel context.CancelFunc
+// bountyContext returns the context of a bounty's fetch and scan: it has
+// parent's values and ends when parent does, at deadline unless it is zero,
+// or when Shutdown gives up (cause ErrShutdown). At the deadline its Err,
+// and that of every context derived from it, is context.DeadlineExceeded,
+// with ErrTimeout as the cause.
+func (e *Engine) bountyContext(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+	var dctx context.Context
+	var dcancel context.CancelFunc
 	if deadline.IsZero() {
-		ctx, cancel = context.WithCancel(parent)
+		dctx, dcancel = ctx, func() {}
 	} else {
-		ctx, cancel = context.WithDeadlineCause(parent, deadline, ErrTimeout)
+		dctx, dcancel = context.WithDeadlineCause(ctx, deadline, ErrTimeout)
 	}
-	w.mu.Lock()
-	w.cancel = cancel
-	w.mu.Unlock()
-	if e.hard.Err() != nil { // Shutdown gave up before w.cancel was set
-		cancel()
-	}
-	return ctx, func() {
-		w.mu.Lock()
-		w.cancel = nil
-		w.mu.Unlock()
-		cancel()
+	return dctx, func() {
+		dcancel()
+		stop()
+		cancel(nil)
 	}
 }
 
-// cancelRunning cancels the bounty every worker is processing (when
-// Shutdown gives up).
-func (e *Engine) cancelRunning() {
-	for _, w := range e.workers {
-		w.mu.Lock()
-		if w.cancel != nil {
-			w.cancel()
-		}
-		w.mu.Unlock()
-	}
+// detached returns the context of a delivery for a caller who may go away
+// once the answer is made: ctx's values, ended only by Shutdown giving up
+// (and the delivery's own deadline). The caller calls release when done.
+func (e *Engine) detached(ctx context.Context) (dctx context.Context, release func()) {
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+	return dctx, func() { stop(); cancel(nil) }
 }
 
 // givenUp is the cause of a bounty's end that is not its deadline: the
@@ -499,69 +497,158 @@ func (e *Engine) scanDeadline(expiration, now time.Time) time.Time {
 
 // analyzeLocal fetches a local input under its bounty's deadline, forges
 // its bounty and processes it.
-func (e *Engine) analyzeLocal(ctx context.Context, w *worker, t ArtifactType, uri string) (res Result) {
-	ctx, span := e.tel.startBounty(ctx, Bounty{ArtifactType: t, ArtifactURI: uri})
-	defer func() { e.tel.endBounty(ctx, span, res) }()
+func (e *Engine) analyzeLocal(ctx context.Context, t ArtifactType, uri string) Result {
 	now := time.Now()
-	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(now.Add(e.cfg.localTTL), now))
-	defer cancel()
+	b := Bounty{ArtifactType: t, ArtifactURI: uri}
 	var content *fetch.Content
 	var mime string
 	if t == URLArtifact {
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
-	} else if err := e.tel.step(rctx, "fetch", func(ctx context.Context) error {
-		var err error
-		content, err = e.cfg.localPolicy.Fetch(ctx, uri, "")
-		return err
-	}); err != nil {
-		return Result{Bounty: Bounty{ArtifactType: t, ArtifactURI: uri}, Err: kind(ErrFetch, err)}
 	} else {
+		rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now))
+		err := e.tel.step(rctx, "fetch", func(ctx context.Context) error {
+			if err := acquire(ctx, e.fetches); err != nil {
+				return err
+			}
+			defer func() { <-e.fetches }()
+			var err error
+			content, err = e.cfg.localPolicy.Fetch(ctx, uri, "")
+			return err
+		})
+		cancel()
+		if err != nil {
+			res := Result{Bounty: b, Err: kind(ErrFetch, err)}
+			e.finish(ctx, &res)
+			return res
+		}
 		e.tel.fetchBytes.Add(ctx, content.Size())
 		mime = DetectMIMEType(content.Head())
 	}
-	b := LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
-	return e.runBounty(ctx, rctx, w, b, content, mime, nil)
+	b = LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
+	return e.process(ctx, request{bounty: b, content: content, mime: mime}, true, now)
+}
+
+// process answers one bounty: fetch and scan under its deadline (and ctx),
+// the answer, kept with the broker when a job brought it, delivered from
+// accepted (see deliverStage), and the hooks. A bounty given up on before
+// its answer (ctx ended, or Shutdown gave up) gets none. The delivery ends
+// with ctx, unless detach: then only Shutdown giving up ends it (a caller
+// who goes away once the answer is made does not take it away).
+func (e *Engine) process(ctx context.Context, r request, detach bool, accepted time.Time) (res Result) {
+	ctx, span := e.tel.startBounty(ctx, r.bounty)
+	defer func() { e.tel.endBounty(ctx, span, res) }()
+	dctx := ctx
+	if detach {
+		var release func()
+		dctx, release = e.detached(ctx)
+		defer release()
+	}
+	unlockAlone := func() {}
+	if r.job != nil && r.job.Suspect {
+		// Alone: no other bounty is in progress from here until its
+		// answer is kept. The caller holds no share of alone.
+		e.alone.Lock()
+		unlockAlone = sync.OnceFunc(e.alone.Unlock)
+		defer unlockAlone()
+	}
+	res = Result{Bounty: r.bounty}
+	s, err := e.produce(ctx, r)
+	if err != nil {
+		res.Err = err
+		e.finish(ctx, &res)
+		return res
+	}
+	a, _ := e.answerStage(ctx, s)
+	res.Analysis, res.Answered, res.Err = a.analysis, true, a.err
+	e.keepStage(ctx, r.job, a)
+	unlockAlone() // its answer is kept: a suspect is no danger from here on
+	if err := e.deliverStage(dctx, accepted, a); err != nil {
+		res.Err = errors.Join(res.Err, err)
+	} else if a.bounty.ResponseURL != "" {
+		res.Delivered = true
+	}
+	e.finish(ctx, &res)
+	return res
+}
+
+// produce runs the fetch and scan stages under the bounty's deadline: the
+// analysis, or the special result of their failure. The error is set, and
+// there is no analysis, only when the bounty was given up on.
+func (e *Engine) produce(ctx context.Context, r request) (scanned, error) {
+	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(r.bounty.Expiration, time.Now()))
+	defer cancel()
+	f, err := e.fetchStage(rctx, r)
+	defer func() {
+		if f.content != nil {
+			_ = f.content.Close()
+		}
+	}()
+	var s scanned
+	if err == nil {
+		s, err = e.scanStage(rctx, f)
+	}
+	if err != nil && rctx.Err() != nil && !errors.Is(context.Cause(rctx), ErrTimeout) {
+		// The caller, the consumer or Shutdown gave up on this bounty
+		// (not its deadline): no answer, so that a broker hands it to
+		// another worker rather than take an "unknown" for it.
+		return scanned{}, fmt.Errorf("bounty abandoned before its answer: %w", e.givenUp(rctx))
+	}
+	if err != nil { // the fetch failed: answered CANNOT_FETCH
+		s = scanned{bounty: r.bounty, analysis: answerFor(err), err: err, gen: e.acquireEnv()}
+	}
+	return s, nil
 }
 
 // Submit queues b on the broker and returns once the broker accepted it;
 // the scan, the delivery of the answer to b's response URL and the hooks
 // then run by themselves, with nobody waiting. It returns an error wrapping
-// ErrMalformedBounty for an invalid bounty, ErrQueueFull when the queue
-// cannot take it now (retry later), ErrClosed after Shutdown.
+// ErrMalformedBounty for an invalid bounty, ErrExpired for an expired one
+// (unless WithDiscardExpired(false)), ErrDuplicate for one the broker has
+// already, ErrQueueFull when the queue cannot take it now (retry later),
+// ErrClosed after Shutdown.
 func (e *Engine) Submit(ctx context.Context, b Bounty) error {
-	return e.SubmitJob(ctx, Job{ID: b.ID.String(), Bounty: b})
+	return e.SubmitJob(ctx, Job{Bounty: b})
 }
 
-// SubmitJob is Submit with a chosen job ID (for deduplication).
+// SubmitJob is Submit with a chosen job ID (for deduplication). A job
+// without Accepted is made here (see NewJob): validated, windowed, keyed;
+// one with Accepted was, and goes to the broker as it is.
 func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
 	if e.intake.Err() != nil { // Shutdown began
 		return ErrClosed
 	}
-	if err := job.Bounty.Validate(); err != nil {
-		return err
+	now := time.Now()
+	if job.Accepted.IsZero() {
+		if job.Bounty.Expiration.IsZero() && job.Bounty.Validate() == nil {
+			e.cfg.logger.InfoContext(ctx, "bounty without a usable expiration: answering within the default window",
+				"bounty", job.Bounty.ID.String(), "window", e.cfg.window)
+		}
+		made, err := NewJob(job.ID, job.Bounty, now, e.cfg.window)
+		if err != nil {
+			return err
+		}
+		if job.Key != "" {
+			made.Key = job.Key
+		}
+		job = made
+	}
+	if e.cfg.discardExpired && job.Bounty.Expired(now) {
+		return fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339),
+			now.Sub(job.Bounty.Expiration).Round(time.Millisecond))
 	}
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
-	if job.ID == "" {
-		job.ID = job.Bounty.ID.String()
-	}
-	if job.Key == "" {
-		job.Key = BountyKey(job.Bounty)
-	}
-	if job.Attempt < 1 {
-		job.Attempt = 1
-	}
-	job.Bounty = e.withWindow(ctx, job.Bounty, time.Now())
 	return e.broker.Submit(ctx, job)
 }
 
-// Serve runs WithWorkers consumers on the broker given by WithBroker until
-// ctx ends, Shutdown begins or the broker is closed and drained, and returns
-// then: nil, or the first error a consumer stopped with (the others are then
-// stopped too). When ctx ends, the bounties being scanned are handed back
-// to the broker unanswered; when Shutdown begins, they are answered first.
-// An engine using the in-process default broker serves it by itself.
+// Serve runs WithInFlight consumers on the broker given by WithBroker until
+// ctx ends, Shutdown gives up or the broker has nothing left for them (it
+// was closed and drained), and returns then: nil, or the first error a
+// consumer stopped with (the others are then stopped too). When ctx ends or
+// Shutdown gives up, the bounties in progress are handed back to the broker
+// (their attempt not counted), unanswered or with their kept answer. An
+// engine using the in-process default broker serves it by itself.
 func (e *Engine) Serve(ctx context.Context) error {
 	if e.ownBroker != nil {
 		return errors.New("psengine: Serve needs a broker given with WithBroker; the in-process broker is served by the engine")
@@ -569,27 +656,22 @@ func (e *Engine) Serve(ctx context.Context) error {
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
-	// run ends the bounties in progress; consume only stops taking new ones.
-	run, stopRun := context.WithCancelCause(ctx)
-	defer stopRun(nil)
-	defer context.AfterFunc(e.hard, func() { stopRun(context.Cause(e.hard)) })()
-	consume, stopConsuming := context.WithCancel(run)
-	defer stopConsuming()
-	defer context.AfterFunc(e.intake, stopConsuming)()
-	g, gctx := errgroup.WithContext(consume)
+	run, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	defer context.AfterFunc(e.hard, func() { stop(context.Cause(e.hard)) })()
+	g, gctx := errgroup.WithContext(run)
 
 	e.gate.RLock()
 	if e.closed {
 		e.gate.RUnlock()
 		return ErrClosed
 	}
-	e.consumers.Add(e.cfg.workers)
+	e.consumers.Add(e.cfg.inFlight)
 	e.gate.RUnlock()
-	h := e.handler(run)
-	for range e.cfg.workers {
+	for range e.cfg.inFlight {
 		g.Go(func() error {
 			defer e.consumers.Done()
-			if err := e.broker.Consume(gctx, h); err != nil && gctx.Err() == nil {
+			if err := e.broker.Consume(gctx, e.handle); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("psengine: consumer stopped: %w", err)
 			}
 			return nil
@@ -598,44 +680,87 @@ func (e *Engine) Serve(ctx context.Context) error {
 	return g.Wait()
 }
 
-// handler is the broker Handler of consumers whose bounties end with run:
-// a job's context keeps the values of the broker's but is cancelled only
-// with run, so that a consumer told to stop taking jobs still answers the
-// one it holds.
-func (e *Engine) handler(run context.Context) Handler {
-	return func(ctx context.Context, job Job) error {
-		jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-		defer cancel(nil)
-		defer context.AfterFunc(run, func() { cancel(context.Cause(run)) })()
-		return e.handle(jctx, job)
-	}
-}
-
-// handle answers the job's bounty. It returns an error (redeliver) only when
-// the answer could not be delivered for a reason a later attempt may fix and
-// the bounty has not expired, or the bounty was given up on unanswered.
+// handle answers the job's bounty, with ctx the consumer's: it ends when
+// the consumer stops (the host's ctx, or Shutdown giving up). It returns an
+// error, which hands the job back to its broker (its attempt not counted),
+// only when ctx ended before the answer was delivered: the job then comes
+// back unanswered, or with the answer kept (AnswerKeeper), which is then
+// delivered without a scan. Otherwise the job is settled: answered and
+// delivered, or the delivery given up (refused, the expiration or the
+// delivery window passed), which is reported to the error hooks.
 //
-// A bounty is scanned once: once it has its answer, the job is handed back
-// only when Shutdown interrupted the delivery, and then, with a broker that
-// keeps answers (AnswerKeeper), its next delivery carries the answer, which
-// is delivered again without a scan. A delivery that failed otherwise
-// (refused, the expiration reached, a Retry-After beyond it) is final: it
-// is reported to the error hooks, and the job is not queued again.
+// A suspect job (Job.Suspect) is handled alone; a job on its last call
+// (Job.Final) is answered unknown without a scan.
 func (e *Engine) handle(ctx context.Context, job Job) error {
-	res := e.withWorker(ctx, func(w *worker) Result { return e.process(ctx, w, job.Bounty, &job) })
+	now := time.Now()
+	b := e.withWindow(ctx, job.Bounty, now) // for a job not made by NewJob
+	accepted := job.Accepted
+	if accepted.IsZero() {
+		accepted = now
+	}
+	if !job.Suspect {
+		e.alone.RLock()
+		defer e.alone.RUnlock()
+	}
+	var res Result
+	switch {
+	case job.Final != "":
+		res = e.lastCall(ctx, job, b, accepted)
+	case e.cfg.discardExpired && b.Expired(now):
+		res = e.discardExpiredBounty(ctx, b, now)
+	case job.Answer != nil:
+		// Answered already; the delivery did not finish: deliver again.
+		e.cfg.logger.InfoContext(ctx, "delivering the answer kept for a bounty, without scanning it again",
+			"bounty", b.ID.String(), "attempt", job.Attempt)
+		res = e.deliverKept(ctx, b, *job.Answer, accepted, nil)
+	default:
+		res = e.process(ctx, request{bounty: b, job: &job}, false, accepted)
+	}
 	switch {
 	case res.Err == nil:
 		return nil
-	case !res.Answered && ctx.Err() != nil:
-		return res.Err // the consumer stopped mid-scan: hand the job back
-	case errors.Is(res.Err, ErrMalformedBounty):
-		return Permanent(res.Err)
-	case !res.Answered:
-		return nil // discarded by policy (expired), reported to the hooks
-	case !res.Delivered && res.Bounty.ResponseURL != "" && e.hard.Err() != nil && !expired(res.Bounty, time.Now()):
-		return res.Err // Shutdown cut the delivery short
+	case ctx.Err() != nil && !res.Answered:
+		return res.Err // cut short before its answer: hand the job back
+	case ctx.Err() != nil && !res.Delivered && b.ResponseURL != "" && !errors.Is(res.Err, ErrPermanent):
+		return res.Err // cut short during its delivery: hand it back with its kept answer
 	}
 	return nil
+}
+
+// lastCall answers a job its broker gives up on: unknown, SKIPPED, with the
+// broker's reason, without a scan, delivered while its expiration allows.
+func (e *Engine) lastCall(ctx context.Context, job Job, b Bounty, accepted time.Time) Result {
+	why := fmt.Errorf("%w: %s", ErrGivenUp, job.Final)
+	if b.Expired(time.Now()) {
+		res := Result{Bounty: b, Err: fmt.Errorf("%w; expired, so not answered", why)}
+		e.finish(ctx, &res)
+		return res
+	}
+	a, _ := e.answerStage(ctx, scanned{bounty: b, analysis: Skipped(why), err: why, gen: e.acquireEnv()})
+	return e.deliverKept(ctx, b, a.analysis, accepted, why)
+}
+
+// deliverKept delivers an answer made earlier and runs the hooks; why is
+// the error the answer stands for, if any.
+func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted time.Time, why error) (res Result) {
+	ctx, span := e.tel.startBounty(ctx, b)
+	defer func() { e.tel.endBounty(ctx, span, res) }()
+	res = Result{Bounty: b, Analysis: a, Answered: true, Err: why}
+	if err := e.deliverStage(ctx, accepted, answered{bounty: b, analysis: a}); err != nil {
+		res.Err = errors.Join(res.Err, err)
+	} else if b.ResponseURL != "" {
+		res.Delivered = true
+	}
+	e.finish(ctx, &res)
+	return res
+}
+
+// discardExpiredBounty reports a bounty found expired before its scan.
+func (e *Engine) discardExpiredBounty(ctx context.Context, b Bounty, now time.Time) Result {
+	res := Result{Bounty: b, Err: fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired,
+		now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))}
+	e.finish(ctx, &res)
+	return res
 }
 
 // withWindow gives a bounty without an expiration the default window
@@ -647,10 +772,6 @@ func (e *Engine) withWindow(ctx context.Context, b Bounty, now time.Time) Bounty
 			"bounty", b.ID.String(), "window", e.cfg.window, "expiration", b.Expiration)
 	}
 	return b
-}
-
-func expired(b Bounty, now time.Time) bool {
-	return !b.Expiration.IsZero() && !now.Before(b.Expiration)
 }
 
 // Command runs an exposed command of the scanner with the engine's Env
@@ -686,16 +807,19 @@ func (e *Engine) Commands() []Command {
 	return cmds
 }
 
-// Shutdown stops intake (Submit and the Analyze calls answer ErrClosed,
-// Serve's consumers take no new job), lets queued and running bounties
-// finish and deliver, then tears the workers and the engine down. If ctx
-// ends first, running bounties are cancelled (their scans get ScanGrace to
-// return, then are walked away from), every bounty not answered is reported
-// to the error hooks with ErrShutdown, and Shutdown returns ctx's cause
-// (joined with teardown errors). A scan still running then (it ignores its
-// context) tears down its worker Env when it returns; the engine's
-// teardown is skipped, and the error says so. Later calls return the first
-// call's result.
+// Shutdown stops intake (Submit and the Analyze calls answer ErrClosed;
+// the broker is closed), lets queued and running bounties finish and
+// deliver, then tears the workers and the engine down. If ctx ends first,
+// every bounty in progress is cut short: jobs are handed back to their
+// broker (a durable one keeps them, with their answer if it was kept, for
+// the next process; the in-process broker's are reported to the error hooks
+// with ErrShutdown, as are Analyze calls cut short), deliveries stop, and
+// scans get ScanGrace to return before they are walked away from (a child
+// is killed). Shutdown then returns ctx's cause (joined with teardown
+// errors) within about ScanGrace. A scan still running then (it ignores its
+// context) tears down its worker Env when it returns; the engine's teardown
+// is skipped, and the error says so. Later calls return the first call's
+// result.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.shutdownOnce.Do(func() { e.shutdownErr = e.shutdown(ctx) })
 	return e.shutdownErr
@@ -706,34 +830,31 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	e.closed = true
 	e.gate.Unlock()
 	e.stopIntake()
+	e.broker.Close()
 	var errs []error
 	drained := make(chan struct{})
 	go func() {
-		if e.ownBroker != nil {
-			e.ownBroker.Close() // its consumers return once it is drained
+		// Analyze calls end by themselves; the broker's jobs are drained
+		// by the consumers, which return once none is left.
+		e.calls.Wait()
+		if e.started.Load() {
+			_ = e.broker.Drain(e.hard)
 		}
 		e.consumers.Wait()
-		e.calls.Wait()
 		close(drained)
 	}()
 	select {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
-		// Abandon before cancelling: a running job cut off now is then
-		// settled as final (its handler reports it), never queued again
-		// for redelivery and reported a second time here.
-		var queued []Job
+		e.stopHard(ErrShutdown) // consumers take no new job; running ones are cut short
 		if e.ownBroker != nil {
-			queued = e.ownBroker.Abandon()
+			for _, job := range e.ownBroker.Abandon() {
+				res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
+				e.finish(ctx, &res)
+			}
 		}
-		e.stopHard(ErrShutdown)
-		e.cancelRunning()
-		for _, job := range queued {
-			res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
-			e.finish(ctx, &res)
-		}
-		<-drained // running bounties end at most ScanGrace later
+		<-drained // bounties cut short end at most ScanGrace later
 	}
 	e.stopHard(ErrShutdown)
 
@@ -758,10 +879,10 @@ func (e *Engine) shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	e.envs.release.Wait()
 	if n := e.abandoned.Load(); n > 0 {
 		errs = append(errs, fmt.Errorf("psengine: %d scans that ignore their context are still running: each tears down its worker Env when it returns; the engine is not torn down", n))
 	} else if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil {
-		e.envs.release.Wait()
 		var err error
 		if perr := pipeline.Protect(func() { err = t.TeardownEngine(tctx, e.Env()) }); perr != nil {
 			err = perr

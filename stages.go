@@ -11,189 +11,283 @@ import (
 	"github.com/polyswarm/psengine/pipeline"
 )
 
-// task is one bounty on its way through the steps.
-type task struct {
-	worker   *worker
-	bounty   Bounty
-	env      *Env // the worker's
-	content  *fetch.Content
+// A bounty's way through the engine, stage by stage. Each stage holds only
+// the resource it waits on, and only while it waits on it:
+//
+//	fetch    a fetch slot (WithFetchers): reading the artifact is I/O
+//	scan     a worker (WithWorkers): the scarce resource, held for the scan only
+//	answer   nothing: bid, enrich, validate are instants
+//	keep     the broker's write (batched by a durable broker)
+//	deliver  nothing of ours: the deliverer's own per-host bound, and the
+//	         delivery's own deadline (the expiration, or the delivery window)
+//	finish   the hooks
+//
+// How many bounties are between their first and last stage at once is
+// bounded by WithInFlight (the consumers of a broker; the concurrency of
+// AnalyzeEach). Each stage is a pipeline.Stage over the value it turns into
+// the next (a fetched artifact is not a scanned one), a thin adapter over a
+// plain function a test or a debugger can call alone: the fetch policy's
+// Fetch, NewArtifact, the scanner's Acceptor, the Scanner itself, the
+// BidStrategy, Validate, the Deliverer.
+
+// request is a bounty the engine is to answer.
+type request struct {
+	bounty Bounty
+	job    *Job // the broker's job that brought it, if any
+	// content, when set, was fetched already (a local input) and mime
+	// detected from it; the request owns it.
+	content *fetch.Content
+	mime    string
+}
+
+// fetched is a bounty with its artifact read.
+type fetched struct {
+	request
 	artifact Artifact
-	mimetype string // detected already (local inputs), else ""
+}
+
+// scanned is a bounty with its analysis: the scanner's, or the special
+// result settled before or instead of the scan (decided). gen is the
+// engine Env it was scanned with (held until the answer is made).
+type scanned struct {
+	bounty   Bounty
 	analysis Analysis
-	decided  bool        // the answer is settled (a special result): skip the scan
-	job      *Job        // the broker's job that brought the bounty, if any
-	gen      *generation // the engine Env it is answered with
+	err      error // why the analysis is a special result, if it is
+	gen      *generation
 }
 
-// step is one named stage of the engine's pipeline. Each is a thin adapter
-// over a plain function that a test or a debugger can call alone: the fetch
-// policy's Fetch, NewArtifact, the scanner's Acceptor, the Scanner itself,
-// the BidStrategy, Validate.
-type step struct {
-	name   string
-	run    pipeline.Stage[*task, *task] // panics recovered
-	traced bool                         // in a span of its own (see telemetry.go)
+// answered is a bounty with the answer to give.
+type answered struct {
+	bounty   Bounty
+	analysis Analysis
+	err      error // why the answer is a special result, if it is
 }
 
-func newStep(name string, s pipeline.Stage[*task, *task]) step {
-	return step{name: name, run: pipeline.Recover(s), traced: tracedSteps[name]}
-}
-
-// tracedSteps are the steps with a span of their own; the others are
-// instants next to a fetch or a scan, not worth a span's cost.
-var tracedSteps = map[string]bool{"fetch": true, "identify": true, "scan": true, "bid": true}
-
-// frontSteps lead to the scanner's analysis; they run under the bounty's
-// deadline, each only while it has not passed.
-func (e *Engine) frontSteps() []step {
-	return []step{
-		newStep("fetch", e.fetchStep),
-		newStep("identify", identifyStep),
-		newStep("accept", e.acceptStep),
-		newStep("scan", e.scanStep),
-	}
-}
-
-// backSteps turn an analysis into an answer.
-func (e *Engine) backSteps() []step {
-	return []step{
-		newStep("bid", e.bidStep),
-		newStep("enrich", e.enrichStep),
-		newStep("validate", validateStep),
-	}
-}
-
-// runSteps runs steps in order on t until one fails; with stopOnDone, it
-// stops too when ctx ends between two steps.
-func (e *Engine) runSteps(ctx context.Context, steps []step, t *task, stopOnDone bool) error {
-	for _, s := range steps {
-		if stopOnDone && ctx.Err() != nil {
-			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
-				return fmt.Errorf("%w: before %s", cause, s.name)
-			}
-			return context.Cause(ctx)
+// fetchStage reads the artifact, holding a fetch slot, under ctx (the
+// bounty's deadline).
+func (e *Engine) fetchStage(ctx context.Context, r request) (fetched, error) {
+	b := r.bounty
+	switch {
+	case r.content != nil:
+		if b.SHA256 != "" && b.ArtifactType == FileArtifact && r.content.SHA256() != b.SHA256 {
+			return fetched{request: r}, kind(ErrFetch, &fetch.ChecksumError{Want: b.SHA256, Got: r.content.SHA256()})
 		}
-		if !s.traced {
-			if _, err := s.run(ctx, t); err != nil {
+	case b.ArtifactType == URLArtifact:
+		r.content, r.mime = fetch.FromBytes([]byte(b.ArtifactURI)), URIListType
+	default:
+		err := e.tel.step(ctx, "fetch", func(ctx context.Context) error {
+			if err := acquire(ctx, e.fetches); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := e.tel.step(ctx, s.name, func(ctx context.Context) error {
-			_, err := s.run(ctx, t)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// process answers one bounty on worker w; job is the broker's job that
-// brought it, if any (see handle).
-func (e *Engine) process(ctx context.Context, w *worker, b Bounty, job *Job) (res Result) {
-	ctx, span := e.tel.startBounty(ctx, b)
-	defer func() { e.tel.endBounty(ctx, span, res) }()
-	res = Result{Bounty: b}
-	if err := b.Validate(); err != nil {
-		res.Err = err
-		e.finish(ctx, &res)
-		return res
-	}
-	now := time.Now()
-	b = e.withWindow(ctx, b, now)
-	res.Bounty = b
-	if e.cfg.discardExpired && expired(b, now) {
-		res.Err = fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
-		e.finish(ctx, &res)
-		return res
-	}
-	if job != nil && job.Answer != nil {
-		// Answered already; the delivery did not finish: deliver again.
-		e.cfg.logger.InfoContext(ctx, "delivering the answer kept for a bounty, without scanning it again", "bounty", b.ID.String(), "attempt", job.Attempt)
-		res.Analysis, res.Answered = *job.Answer, true
-		e.deliverAndFinish(ctx, &res)
-		return res
-	}
-	rctx, cancel := e.bountyContext(ctx, w, e.scanDeadline(b.Expiration, now))
-	defer cancel()
-	return e.runBounty(ctx, rctx, w, b, nil, "", job)
-}
-
-// runBounty answers b on w: the front steps under rctx (the bounty's
-// deadline), unless content, already fetched (mime detected from it), is
-// given: runBounty owns it from then on; then bid, enrich, validate, the
-// delivery and the hooks under ctx (see conclude).
-func (e *Engine) runBounty(ctx, rctx context.Context, w *worker, b Bounty, content *fetch.Content, mime string, job *Job) Result {
-	t := &task{worker: w, bounty: b, content: content, mimetype: mime, job: job, gen: e.acquireEnv()}
-	defer func() {
-		if t.content != nil {
-			_ = t.content.Close()
-		}
-		e.releaseEnv(t.gen)
-	}()
-	env, err := t.gen.env, error(nil)
-	if e.procs == nil { // with the process backend, workers set up in their children
-		env, err = e.workerEnv(rctx, w, t.gen.env)
-	}
-	if err == nil {
-		t.env = env
-		err = e.runSteps(rctx, e.front, t, true)
-	}
-	res := Result{Bounty: b, Err: err}
-	if err != nil && rctx.Err() != nil && !errors.Is(context.Cause(rctx), ErrTimeout) {
-		// The caller, the consumer or Shutdown gave up on this bounty
-		// (not its deadline): no answer, so that a broker hands it to
-		// another worker rather than take an "unknown" for it.
-		res.Err = fmt.Errorf("bounty abandoned before its answer: %w", e.givenUp(rctx))
-		e.finish(ctx, &res)
-		return res
-	}
-	e.conclude(ctx, t, &res)
-	return res
-}
-
-// conclude turns t's analysis (or, when res.Err is set and t's answer is not
-// decided, the special result for res.Err) into the answer: bid, enrich,
-// validate, then delivers it when the bounty has a response URL and runs the
-// hooks.
-func (e *Engine) conclude(ctx context.Context, t *task, res *Result) {
-	res.Answered = true
-	if res.Err != nil && !t.decided {
-		t.analysis = answerFor(res.Err)
-	}
-	if verr := e.runSteps(ctx, e.back, t, false); verr != nil {
-		// The scanner's analysis would be refused: answer unknown instead.
-		res.Err = errors.Join(res.Err, verr)
-		t.analysis = Skipped(verr)
-		if err := e.runSteps(ctx, e.back, t, false); err != nil { // cannot fail for a special result
-			res.Err = errors.Join(res.Err, err)
-		}
-	}
-	res.Analysis = t.analysis
-	if keeper, ok := e.broker.(AnswerKeeper); ok && t.job != nil && t.bounty.ResponseURL != "" {
-		// Kept before delivering: should the delivery not finish, the
-		// job comes back with its answer, not to be scanned again.
-		if err := keeper.KeepAnswer(ctx, *t.job, res.Analysis); err != nil {
-			e.cfg.logger.WarnContext(ctx, "the broker did not keep the answer; a redelivery would scan again", "bounty", t.bounty.ID.String(), "err", err)
-		}
-	}
-	e.deliverAndFinish(ctx, res)
-}
-
-// deliverAndFinish delivers res's answer when its bounty has a response
-// URL, then logs and runs the hooks.
-func (e *Engine) deliverAndFinish(ctx context.Context, res *Result) {
-	if b := res.Bounty; b.ResponseURL != "" {
-		err := e.tel.step(ctx, "deliver", func(ctx context.Context) error { return e.deliver(ctx, b, res.Analysis) })
-		e.tel.delivered(ctx, err)
+			defer func() { <-e.fetches }()
+			c, err := e.cfg.policy.Fetch(ctx, b.ArtifactURI, b.SHA256)
+			if err != nil {
+				return err
+			}
+			e.tel.fetchBytes.Add(ctx, c.Size())
+			r.content = c
+			return nil
+		})
 		if err != nil {
-			res.Err = errors.Join(res.Err, err)
-		} else {
-			res.Delivered = true
+			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) && !errors.Is(err, ErrTimeout) {
+				err = fmt.Errorf("%w: %w", cause, err)
+			}
+			return fetched{request: r}, kind(ErrFetch, err)
 		}
 	}
-	e.finish(ctx, res)
+	var f fetched
+	_ = e.tel.step(ctx, "identify", func(context.Context) error { f = identify(r); return nil })
+	return f, nil
+}
+
+// identify makes the Artifact the scanner sees: hashes from the fetch, the
+// mimetype detected from the first bytes.
+func identify(r request) fetched {
+	b := r.bounty
+	if r.mime == "" {
+		return fetched{request: r, artifact: NewArtifact(b.ArtifactType, b.ArtifactURI, r.content)}
+	}
+	return fetched{request: r, artifact: Artifact{Type: b.ArtifactType, URI: b.ArtifactURI, SHA256: r.content.SHA256(),
+		Size: r.content.Size(), MIMEType: r.mime, content: r.content}}
+}
+
+// scanStage runs the scanner on a worker, unless the scanner does not
+// accept the artifact (UNSUPPORTED), under ctx (the bounty's deadline). A
+// failure of the scan is a special result, not an error: the error is
+// returned only when ctx was given up on (not its deadline), and then no
+// answer is made.
+func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
+	s := scanned{bounty: f.bounty}
+	if a, ok := e.orig.(Acceptor); ok && !a.Accepts(f.artifact) {
+		s.analysis, s.err = Unsupported(), nil
+		s.gen = e.acquireEnv()
+		return s, nil
+	}
+	w, err := e.takeWorker(ctx)
+	if err != nil {
+		return s, err
+	}
+	defer e.giveWorker(w)
+	s.gen = e.acquireEnv()
+	var a Analysis
+	err = e.tel.step(ctx, "scan", func(ctx context.Context) error {
+		env := s.gen.env
+		if e.procs == nil { // with the process backend, workers set up in their children
+			var err error
+			if env, err = e.workerEnv(ctx, w, s.gen.env); err != nil {
+				return err
+			}
+			e.markScanning(ctx, f.job)
+		}
+		start := time.Now()
+		var err error
+		if e.procs != nil {
+			a, err = e.scanInChild(ctx, w, f.artifact)
+		} else {
+			a, err = e.scan(ctx, w, *env, f.artifact, s.gen)
+		}
+		e.tel.scanned(ctx, time.Since(start))
+		return err
+	})
+	switch {
+	case err == nil:
+		s.analysis = a
+	case ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrTimeout):
+		e.releaseEnv(s.gen)
+		return scanned{bounty: f.bounty}, err // given up on: no answer
+	case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
+		s.err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, ErrUnsupported), errors.Is(err, ErrEncrypted):
+		s.analysis = answerFor(err)
+	case errors.Is(err, ErrSetup):
+		s.err = err
+	default:
+		s.err = kind(ErrScan, err)
+	}
+	if s.err != nil {
+		s.analysis = answerFor(s.err)
+	}
+	return s, nil
+}
+
+// markScanning tells a broker that records it (ScanMarker) that job's scan
+// starts in this process.
+func (e *Engine) markScanning(ctx context.Context, job *Job) {
+	m, ok := e.broker.(ScanMarker)
+	if !ok || job == nil {
+		return
+	}
+	if err := m.MarkScanning(context.WithoutCancel(ctx), *job); err != nil {
+		e.cfg.logger.WarnContext(ctx, "the broker did not record the scan; should it end the process, the neighbours share the blame",
+			"bounty", job.Bounty.ID.String(), "err", err)
+	}
+}
+
+// answerStage turns an analysis into the answer: bid, enrich, validate. An
+// analysis PolySwarm would refuse is answered unknown instead (the error
+// says why). It releases the generation the analysis was made with.
+func (e *Engine) answerStage(ctx context.Context, s scanned) (answered, error) {
+	defer func() {
+		if s.gen != nil {
+			e.releaseEnv(s.gen)
+		}
+	}()
+	head := e.Env().head
+	if s.gen != nil {
+		head = s.gen.env.head
+	}
+	out := answered{bounty: s.bounty, err: s.err}
+	var a Analysis
+	err := e.tel.step(ctx, "bid", func(context.Context) error {
+		var err error
+		a, err = e.makeAnswer(s.bounty, s.analysis, head)
+		return err
+	})
+	if err != nil {
+		// The scanner's analysis would be refused: answer unknown instead.
+		out.err = errors.Join(out.err, err)
+		if a, err = e.makeAnswer(s.bounty, Skipped(err), head); err != nil { // cannot fail for a special result
+			out.err = errors.Join(out.err, err)
+		}
+	}
+	out.analysis = a
+	return out, nil
+}
+
+// makeAnswer bids, stamps the head and validates: the answer stage's
+// three steps, with panics recovered.
+func (e *Engine) makeAnswer(b Bounty, a Analysis, head Metadata) (out Analysis, err error) {
+	if perr := pipeline.Protect(func() {
+		a = e.bidFor(b, a)
+		a.Metadata = a.Metadata.merge(head)
+		err = Validate(b, a)
+	}); perr != nil {
+		return a, perr
+	}
+	return a, err
+}
+
+// bidFor fills the bid of a malicious or benign assertion.
+func (e *Engine) bidFor(b Bounty, a Analysis) Analysis {
+	if b.IsVote() {
+		a.Bid = 0
+		return a
+	}
+	rules := b.Rules.OrDefault()
+	switch {
+	case !a.Verdict.bids():
+	case a.Bid == 0:
+		a.Bid = e.cfg.bidder(rules, a)
+	default:
+		a.Bid = rules.Clamp(a.Bid)
+	}
+	return a
+}
+
+// keepStage asks the broker to keep the answer of a job (AnswerKeeper)
+// before it is delivered: should the delivery not finish, the job comes
+// back with its answer, not to be scanned again.
+func (e *Engine) keepStage(ctx context.Context, job *Job, a answered) {
+	keeper, ok := e.broker.(AnswerKeeper)
+	if !ok || job == nil || a.bounty.ResponseURL == "" {
+		return
+	}
+	// Kept whatever becomes of ctx now: the answer exists.
+	if err := keeper.KeepAnswer(context.WithoutCancel(ctx), *job, a.analysis); err != nil {
+		e.cfg.logger.WarnContext(ctx, "the broker did not keep the answer; a redelivery would scan again",
+			"bounty", a.bounty.ID.String(), "err", err)
+	}
+}
+
+// deliverStage delivers the answer when the bounty has a response URL,
+// until the expiration or the delivery window from accepted passes,
+// whichever is first, or dctx ends.
+func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answered) error {
+	b := a.bounty
+	if b.ResponseURL == "" {
+		return nil
+	}
+	deadline := accepted.Add(e.cfg.deliveryWindow)
+	if !b.Expiration.IsZero() && b.Expiration.Before(deadline) {
+		deadline = b.Expiration
+	}
+	ctx, cancel := context.WithDeadline(dctx, deadline)
+	defer cancel()
+	err := e.tel.step(ctx, "deliver", func(ctx context.Context) error {
+		var err error
+		if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(ctx, b, NewAnswer(b, a.analysis)) }); perr != nil {
+			err = perr
+		}
+		return err
+	})
+	if err != nil && ctx.Err() != nil && dctx.Err() == nil && !errors.Is(err, ErrPermanent) {
+		err = fmt.Errorf("%w (the delivery window of %v from %s ended it)", err, e.cfg.deliveryWindow, accepted.Format(time.RFC3339))
+		if !b.Expiration.IsZero() && !b.Expiration.After(deadline) {
+			err = fmt.Errorf("%w: the bounty expired", err)
+		}
+	}
+	e.tel.delivered(ctx, err)
+	return kind(ErrDeliver, err)
 }
 
 // answerFor is the special result answering a bounty that failed with err.
@@ -218,126 +312,6 @@ func unwrapKind(err, k error) error {
 		}
 	}
 	return err
-}
-
-// fetchStep reads the artifact (unless it came with the task), checking
-// its sha256 against the bounty's.
-func (e *Engine) fetchStep(ctx context.Context, t *task) (*task, error) {
-	b := t.bounty
-	switch {
-	case t.content != nil:
-		if b.SHA256 != "" && b.ArtifactType == FileArtifact && t.content.SHA256() != b.SHA256 {
-			return t, kind(ErrFetch, &fetch.ChecksumError{Want: b.SHA256, Got: t.content.SHA256()})
-		}
-	case b.ArtifactType == URLArtifact:
-		t.content = fetch.FromBytes([]byte(b.ArtifactURI))
-	default:
-		c, err := e.cfg.policy.Fetch(ctx, b.ArtifactURI, b.SHA256)
-		if err != nil {
-			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
-				err = fmt.Errorf("%w: %w", cause, err)
-			}
-			return t, kind(ErrFetch, err)
-		}
-		e.tel.fetchBytes.Add(ctx, c.Size())
-		t.content = c
-	}
-	return t, nil
-}
-
-// identifyStep makes the Artifact the scanner sees: hashes from the fetch,
-// the mimetype detected from the first bytes.
-func identifyStep(_ context.Context, t *task) (*task, error) {
-	b := t.bounty
-	if t.mimetype == "" {
-		t.artifact = NewArtifact(b.ArtifactType, b.ArtifactURI, t.content)
-		return t, nil
-	}
-	t.artifact = Artifact{Type: b.ArtifactType, URI: b.ArtifactURI, SHA256: t.content.SHA256(),
-		Size: t.content.Size(), MIMEType: t.mimetype, content: t.content}
-	return t, nil
-}
-
-// acceptStep answers UNSUPPORTED what the scanner does not handle.
-func (e *Engine) acceptStep(_ context.Context, t *task) (*task, error) {
-	if a, ok := e.orig.(Acceptor); ok && !a.Accepts(t.artifact) {
-		t.analysis, t.decided = Unsupported(), true
-	}
-	return t, nil
-}
-
-// scanStep runs the scanner (see Engine.scan) and classifies its failure.
-func (e *Engine) scanStep(ctx context.Context, t *task) (*task, error) {
-	if t.decided {
-		return t, nil
-	}
-	var a Analysis
-	var err error
-	start := time.Now()
-	if e.procs != nil {
-		a, err = e.scanInChild(ctx, t.worker, t.artifact)
-	} else {
-		a, err = e.scan(ctx, t.worker, *t.env, t.artifact, t.gen)
-	}
-	e.tel.scanned(ctx, time.Since(start))
-	if err != nil {
-		switch {
-		case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
-			return t, fmt.Errorf("%w: %w", ErrTimeout, err)
-		case errors.Is(err, ErrUnsupported), errors.Is(err, ErrEncrypted):
-			t.analysis, t.decided = answerFor(err), true
-			return t, nil
-		}
-		return t, kind(ErrScan, err)
-	}
-	t.analysis = a
-	return t, nil
-}
-
-// bidStep fills the bid of malicious and benign assertions.
-func (e *Engine) bidStep(_ context.Context, t *task) (*task, error) {
-	a := &t.analysis
-	if t.bounty.IsVote() {
-		a.Bid = 0
-		return t, nil
-	}
-	rules := t.bounty.Rules.OrDefault()
-	switch {
-	case !a.Verdict.bids():
-	case a.Bid == 0:
-		a.Bid = e.cfg.bidder(rules, *a)
-	default:
-		a.Bid = rules.Clamp(a.Bid)
-	}
-	return t, nil
-}
-
-// enrichStep stamps the engine's head metadata under the analysis.
-func (e *Engine) enrichStep(_ context.Context, t *task) (*task, error) {
-	t.analysis.Metadata = t.analysis.Metadata.merge(e.headOf(t))
-	return t, nil
-}
-
-func validateStep(_ context.Context, t *task) (*task, error) {
-	return t, Validate(t.bounty, t.analysis)
-}
-
-// deliver posts the answer with its own context: the caller may go away,
-// the bounty's expiration (and Shutdown giving up) still bound it.
-func (e *Engine) deliver(ctx context.Context, b Bounty, a Analysis) error {
-	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
-	defer context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })()
-	if !b.Expiration.IsZero() {
-		var c2 context.CancelFunc
-		dctx, c2 = context.WithDeadline(dctx, b.Expiration)
-		defer c2()
-	}
-	var err error
-	if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(dctx, b, NewAnswer(b, a)) }); perr != nil {
-		err = perr
-	}
-	return kind(ErrDeliver, err)
 }
 
 // finish logs the result and runs the hooks, the scanner's then the
@@ -386,10 +360,17 @@ func (e *Engine) runHook(ctx context.Context, name string, fn func()) {
 	}
 }
 
-// headOf is the head of the Env t's bounty is answered with.
-func (e *Engine) headOf(t *task) Metadata {
-	if t.gen != nil {
-		return t.gen.env.head
+// acquire takes a slot of sem, or returns ctx's cause when ctx ends first.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	default:
 	}
-	return e.Env().head
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,14 +28,30 @@ type worker struct {
 	base  *Env // the engine Env it was built on
 	ready bool
 
-	mu     sync.Mutex
-	cancel context.CancelFunc // of the bounty in progress, for Shutdown
-
 	// With the process backend: the worker's child, or the replacement
 	// being started.
 	child *childWorker
 	next  chan started
 }
+
+// takeWorker takes a free worker, waiting for one until ctx ends (then it
+// returns ctx's cause).
+func (e *Engine) takeWorker(ctx context.Context) (*worker, error) {
+	select {
+	case w := <-e.slots: // a free worker: no need to watch ctx
+		return w, nil
+	default:
+	}
+	select {
+	case w := <-e.slots:
+		return w, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// giveWorker gives w back.
+func (e *Engine) giveWorker(w *worker) { e.slots <- w }
 
 // workerEnv sets w up on first use (and after a scan walked away from took
 // its Env), and re-bases it on the engine's Env when an update replaced that.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,13 +40,17 @@ const brokerWait = 30 * time.Second
 //
 // It checks that every submitted job is delivered at least once; that an
 // error redelivers the job with its attempt count raised; that a permanent
-// error, or an exhausted limit, dead-letters it; that duplicate IDs are
-// dropped; and that a cancelled consumer loses no acknowledged work (it is
-// not redelivered), leaves unacknowledged work to the next consumer, and
-// calls no handler after it returns. With BrokerHarness.Keys it checks that
-// a job whose Key was taken is dropped; for a broker that is a
-// psengine.AnswerKeeper, that a kept answer comes back with the job's
-// redelivery and is forgotten once the job is acknowledged.
+// error dead-letters it at once; that an exhausted limit gives the job a
+// last call (Job.Final) and then dead-letters it; that duplicate IDs are
+// refused with ErrDuplicate; that a cancelled consumer loses no
+// acknowledged work (it is not redelivered), hands unacknowledged work back
+// to the next consumer without counting an attempt, takes no new job once
+// its context is done, and calls no handler after it returns; that Close
+// stops intake and Drain waits for the jobs held. With BrokerHarness.Keys
+// it checks that a job whose Key was taken is refused; for a broker that is
+// a psengine.AnswerKeeper, that a kept answer comes back with the job's
+// redelivery and is forgotten once the job is acknowledged; for a
+// psengine.DeadLetterStore, that a dead letter can be requeued and dropped.
 func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 	t.Run("delivers every job", func(t *testing.T) {
 		h := newHarness(t)
@@ -97,29 +102,49 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		}
 	})
 
-	t.Run("exhausted limit dead-letters", func(t *testing.T) {
+	t.Run("exhausted limit gives a last call, then dead-letters", func(t *testing.T) {
 		h := newHarness(t)
 		if h.MaxAttempts < 1 {
 			t.Fatal("BrokerHarness.MaxAttempts must be set")
 		}
 		submit(t, h.Broker, "doomed")
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return errors.New("always fails") })
-		awaitDeadLetter(t, h, "doomed")
+		var mu sync.Mutex
+		var finals []string
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+			mu.Lock()
+			finals = append(finals, j.Final)
+			mu.Unlock()
+			if j.Final != "" {
+				return nil // answered unknown: dead-lettered all the same
+			}
+			return errors.New("always fails")
+		})
+		dl := awaitDeadLetter(t, h, "doomed")
 		rec.stop(t)
-		if got := len(rec.attempts("doomed")); got != h.MaxAttempts {
-			t.Errorf("handler called %d times, want MaxAttempts=%d", got, h.MaxAttempts)
+		if got := len(rec.attempts("doomed")); got != h.MaxAttempts+1 {
+			t.Errorf("handler called %d times, want MaxAttempts=%d and a last call", got, h.MaxAttempts)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i, f := range finals {
+			if last := i == len(finals)-1; last != (f != "") {
+				t.Errorf("delivery %d of %d: Final %q", i+1, len(finals), f)
+			}
+		}
+		if dl.Err == nil || !strings.Contains(dl.Err.Error(), "always fails") {
+			t.Errorf("dead letter's reason %v, want the last failure", dl.Err)
 		}
 	})
 
-	t.Run("duplicates dropped", func(t *testing.T) {
+	t.Run("duplicates refused", func(t *testing.T) {
 		h := newHarness(t)
 		submit(t, h.Broker, "once")
-		submit(t, h.Broker, "once")
+		submitDuplicate(t, h.Broker, "once")
 		submit(t, h.Broker, "other")
 		rec := consume(t, h.Broker, 2, func(context.Context, psengine.Job) error { return nil })
 		rec.await(t, "once", 1)
 		rec.await(t, "other", 1)
-		submit(t, h.Broker, "once") // recently handled: still a duplicate
+		submitDuplicate(t, h.Broker, "once") // recently handled: still a duplicate
 		submit(t, h.Broker, "last")
 		rec.await(t, "last", 1)
 		rec.stop(t)
@@ -133,9 +158,9 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		if !h.Keys {
 			t.Skip("BrokerHarness.Keys is false: this broker does not deduplicate by Key yet")
 		}
-		submitKeyed(t, h.Broker, "first", "same-bounty")
-		submitKeyed(t, h.Broker, "replay", "same-bounty") // a new delivery id, the same content
-		submitKeyed(t, h.Broker, "different", "other-bounty")
+		submitKeyed(t, h.Broker, "first", "same-bounty", nil)
+		submitKeyed(t, h.Broker, "replay", "same-bounty", psengine.ErrDuplicate) // a new delivery id, the same content
+		submitKeyed(t, h.Broker, "different", "other-bounty", nil)
 		var mu sync.Mutex
 		keys := map[string]string{}
 		rec := consume(t, h.Broker, 2, func(_ context.Context, j psengine.Job) error {
@@ -146,8 +171,8 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		})
 		rec.await(t, "first", 1)
 		rec.await(t, "different", 1)
-		submitKeyed(t, h.Broker, "late replay", "same-bounty") // handled, not yet expired: still taken
-		submitKeyed(t, h.Broker, "last", "last-bounty")
+		submitKeyed(t, h.Broker, "late replay", "same-bounty", psengine.ErrDuplicate) // handled, not yet expired: still taken
+		submitKeyed(t, h.Broker, "last", "last-bounty", nil)
 		rec.await(t, "last", 1)
 		rec.stop(t)
 		for _, id := range []string{"replay", "late replay"} {
@@ -261,15 +286,154 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		if got := rec.attempts("acked"); len(got) != 0 {
 			t.Errorf("acknowledged job redelivered %d times", len(got))
 		}
+		if got := rec.attempts("unacked"); got[0] != 1 {
+			t.Errorf("a job handed back by its cancelled consumer came back as attempt %d, want 1 (not a failure of the job)", got[0])
+		}
+	})
+
+	t.Run("a consumer whose context is done takes no job", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "waiting")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := h.Broker.Consume(ctx, func(_ context.Context, j psengine.Job) error {
+			t.Errorf("a consumer whose context is done took %s", j.ID)
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Consume with a done context returned %v, want context.Canceled", err)
+		}
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec.await(t, "waiting", 1)
+		rec.stop(t)
+		if got := rec.attempts("waiting"); got[0] != 1 {
+			t.Errorf("attempt %d, want 1", got[0])
+		}
+	})
+
+	t.Run("hand-backs are never attempts", func(t *testing.T) {
+		h := newHarness(t)
+		if h.MaxAttempts < 1 {
+			t.Fatal("BrokerHarness.MaxAttempts must be set")
+		}
+		submit(t, h.Broker, "interrupted")
+		// More hand-backs than attempts allowed: none counts.
+		for i := range h.MaxAttempts + 1 {
+			ctx, cancel := context.WithCancel(context.Background())
+			err := h.Broker.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+				if j.Attempt != 1 || j.Final != "" {
+					t.Errorf("hand-back %d: attempt %d, Final %q; want attempt 1 and no last call", i, j.Attempt, j.Final)
+				}
+				cancel() // our own stop, as Shutdown's deadline would
+				return context.Cause(ctx)
+			})
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Consume: %v", err)
+			}
+		}
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec.await(t, "interrupted", 1)
+		rec.stop(t)
+		if got := rec.attempts("interrupted"); got[0] != 1 {
+			t.Errorf("after %d hand-backs: attempt %d, want 1", h.MaxAttempts+1, got[0])
+		}
+		if dls, err := h.DeadLetters(context.Background()); err != nil || len(dls) != 0 {
+			t.Errorf("dead letters %v (%v), want none", dls, err)
+		}
+	})
+
+	t.Run("Close stops intake; Drain waits for the jobs held", func(t *testing.T) {
+		h := newHarness(t)
+		submit(t, h.Broker, "held")
+		release := make(chan struct{})
+		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { <-release; return nil })
+		rec.await(t, "held", 1)
+		h.Broker.Close()
+		h.Broker.Close() // idempotent
+		bounty := Bounty([]byte("late"), WithID("late"))
+		if err := h.Broker.Submit(context.Background(), psengine.Job{ID: "late", Bounty: bounty}); !errors.Is(err, psengine.ErrClosed) {
+			t.Errorf("Submit after Close: %v, want ErrClosed", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := h.Broker.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Drain with a job held: %v, want its context's error", err)
+		}
+		cancel()
+		close(release)
+		ctx, cancel = context.WithTimeout(context.Background(), brokerWait)
+		defer cancel()
+		if err := h.Broker.Drain(ctx); err != nil {
+			t.Errorf("Drain once the job was settled: %v", err)
+		}
+		rec.stop(t)
+	})
+
+	t.Run("dead letters requeued and dropped", func(t *testing.T) {
+		h := newHarness(t)
+		store, ok := h.Broker.(psengine.DeadLetterStore)
+		if !ok {
+			t.Skip("the broker is not a psengine.DeadLetterStore")
+		}
+		submit(t, h.Broker, "requeued")
+		submit(t, h.Broker, "dropped")
+		var mu sync.Mutex
+		fixed := false
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if fixed && j.ID == "requeued" {
+				if j.Attempt != 1 || j.Final != "" {
+					t.Errorf("requeued job: attempt %d, Final %q; want a fresh start", j.Attempt, j.Final)
+				}
+				return nil
+			}
+			return psengine.Permanent(errors.New("broken for now"))
+		})
+		awaitDeadLetter(t, h, "requeued")
+		awaitDeadLetter(t, h, "dropped")
+		mu.Lock()
+		fixed = true
+		mu.Unlock()
+		ctx := context.Background()
+		if err := store.Requeue(ctx, "requeued"); err != nil {
+			t.Fatalf("Requeue: %v", err)
+		}
+		rec.await(t, "requeued", 2)
+		if err := store.Drop(ctx, "dropped"); err != nil {
+			t.Fatalf("Drop: %v", err)
+		}
+		if err := store.Drop(ctx, "dropped"); !errors.Is(err, psengine.ErrNoDeadLetter) {
+			t.Errorf("Drop of a dropped dead letter: %v, want ErrNoDeadLetter", err)
+		}
+		if err := store.Requeue(ctx, "never"); !errors.Is(err, psengine.ErrNoDeadLetter) {
+			t.Errorf("Requeue of an unknown job: %v, want ErrNoDeadLetter", err)
+		}
+		Eventually(t, "the requeued job settled", func() bool {
+			dls, err := store.DeadLetters(ctx)
+			return err == nil && len(dls) == 0
+		})
+		rec.stop(t)
 	})
 }
 
-// submitKeyed submits a job with its own bounty (for id) and key.
-func submitKeyed(t *testing.T, b psengine.Broker, id, key string) {
+// submitKeyed submits a job with its own bounty (for id) and key; want is
+// the error Submit must return (nil, or an error it wraps).
+func submitKeyed(t *testing.T, b psengine.Broker, id, key string, want error) {
 	t.Helper()
 	bounty := Bounty([]byte(id), WithID(id))
-	if err := b.Submit(context.Background(), psengine.Job{ID: id, Key: key, Bounty: bounty}); err != nil {
-		t.Fatalf("Submit(%s): %v", id, err)
+	err := b.Submit(context.Background(), psengine.Job{ID: id, Key: key, Bounty: bounty})
+	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+		t.Fatalf("Submit(%s): %v, want %v", id, err, want)
+	}
+}
+
+// submitDuplicate submits a job whose ID was taken: Submit must refuse it.
+func submitDuplicate(t *testing.T, b psengine.Broker, id string) {
+	t.Helper()
+	bounty := Bounty([]byte(id), WithID(id))
+	if err := b.Submit(context.Background(), psengine.Job{ID: id, Bounty: bounty}); !errors.Is(err, psengine.ErrDuplicate) {
+		t.Fatalf("Submit(%s) again: %v, want ErrDuplicate", id, err)
 	}
 }
 
