@@ -834,12 +834,10 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	var errs []error
 	drained := make(chan struct{})
 	go func() {
-		// Analyze calls end by themselves; the broker's jobs are drained
-		// by the consumers, which return once none is left.
+		// Analyze calls end by themselves; the closed broker's consumers
+		// return once it has nothing left for them (an in-process or local
+		// broker: drained; a distributed one: their job handled).
 		e.calls.Wait()
-		if e.started.Load() {
-			_ = e.broker.Drain(e.hard)
-		}
 		e.consumers.Wait()
 		close(drained)
 	}()

@@ -12,18 +12,24 @@
 //     again by the next Open, with the attempt count and the answer kept
 //     (KeepAnswer) they had; jobs whose bounty expired meanwhile are
 //     removed and reported (Config.OnExpired, a warning naming each).
-//   - Delivery follows psenginetest.TestBroker like the MemoryBroker's:
-//     at least once, redelivery with backoff and the attempt raised, dead
-//     letters after Config.MaxAttempts or a permanent error.
-//   - A job whose handling ends the process (an os.Exit or fatal error in
-//     a scanner) does not crash every restart forever: a job recovered at
-//     Open is marked running, synced, before a consumer takes it, and the
-//     next Open counts a marked job as a failed attempt, dead-lettering it
-//     (wrapping psengine.ErrWorkerDied) after Config.MaxAttempts. So such a
-//     job ends the process at most MaxAttempts+1 times (its first ending,
-//     in the run that accepted it, is not counted: jobs of a run's own
-//     intake are not marked, which costs them no extra write). Dead letters
-//     are logged as errors.
+//   - Delivery follows psenginetest.TestBroker like the MemoryBroker's (the
+//     two share one dispatcher): at least once; a failure raises the
+//     attempt and redelivers with backoff; a job handed back because its
+//     consumer stopped (Shutdown's deadline) costs no attempt and stays
+//     recorded as it was; after Config.MaxAttempts failures a job gets a
+//     last call (answered unknown by the engine, without a scan) and is
+//     dead-lettered; a permanent error dead-letters at once.
+//   - A job whose scan ends the process (an os.Exit or fatal error in a
+//     scanner) is charged for it, and its neighbours are not. The engine
+//     marks a job scanning (psengine.ScanMarker) before its scan and the
+//     mark ends when its answer is kept. The next Open makes each job it
+//     finds marked a suspect (psengine.Job.Suspect), which the engine
+//     handles alone; no attempt is counted. A suspect found marked died
+//     alone: that counts, and after Config.MaxAttempts such deaths the job
+//     gets its last call (psengine.Job.Final, wrapping
+//     psengine.ErrWorkerDied's message) and is dead-lettered. Dead letters
+//     are logged as errors, and can be listed, requeued and dropped
+//     (psengine.DeadLetterStore).
 //   - A job whose ID or Key (psengine.BountyKey) was taken is dropped, until
 //     the bounty's expiration (psengine.KeyRetention), across restarts: a
 //     signed body replayed under new delivery ids is scanned once.
@@ -34,9 +40,9 @@
 // # Lifecycle
 //
 // Open the store, give the broker to the engine (psengine.WithBroker) and
-// serve it (Engine.Serve). To stop: Close (no new jobs; recorded ones are
-// still delivered), Drain (wait for them) within a deadline, then cancel
-// the consumers (jobs handed back stay recorded) or Abandon, and Release to
+// serve it (Engine.Serve). To stop: Engine.Shutdown with a deadline (it
+// closes the broker, drains it, and past the deadline cuts the jobs in
+// progress short: they are handed back and stay recorded), then Release to
 // close the file. Recorded lists what the next Open will deliver.
 //
 // One process at a time has a store open; Open waits Config.LockTimeout

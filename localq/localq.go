@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/internal/jobq"
 	"github.com/polyswarm/psengine/pipeline"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -40,10 +41,9 @@ type Config struct {
 	// beyond, Submit returns an error wrapping psengine.ErrQueueFull
 	// (default DefaultCapacity).
 	Capacity int
-	// MaxAttempts is how many deliveries a job gets before it is
-	// dead-lettered (default DefaultMaxAttempts). A delivery during which
-	// the process ended counts, once the job was recovered by an Open (see
-	// the package documentation).
+	// MaxAttempts is how many failed deliveries a job gets before its last
+	// call, and how many times it may end the process while scanned alone
+	// (default DefaultMaxAttempts); see the package documentation.
 	MaxAttempts int
 	// Backoff is the delay before a redelivery (zero value: pipeline's
 	// defaults).
@@ -86,46 +86,34 @@ var (
 // Broker is a psengine.Broker whose jobs are recorded in a file (a bbolt
 // store): Submit returns once the job is committed to disk, and jobs not
 // settled when the process stops or dies are delivered again by the next
-// Open. It is also a psengine.AnswerKeeper. Safe for concurrent use; one
-// process at a time has the file open.
+// Open. It is also a psengine.AnswerKeeper, a psengine.ScanMarker and a
+// psengine.DeadLetterStore. Safe for concurrent use; one process at a time
+// has the file open.
 type Broker struct {
 	cfg Config
 	log *slog.Logger
 	db  *bolt.DB
+	q   *jobq.Queue[psengine.Job]
 
 	mu        sync.Mutex
-	seq       uint64            // the last sequence number given to a job
-	queue     []*entry          // ready for delivery, in order
-	ready     chan struct{}     // signalled (non-blocking) when queue grows or the broker closes
-	pending   map[string]*entry // recorded and not settled: queued, running, waiting for redelivery
-	timers    map[*time.Timer]*entry
+	seq       uint64                   // the last sequence number given to a job
 	ids, keys map[string]time.Time     // remembered, with when they are forgotten
 	writing   map[string]chan struct{} // "i"+ID and "k"+Key being recorded -> closed when done
-	idle      chan struct{}            // closed when nothing is pending
+	recording int                      // Submits writing now
+	scanning  map[string]bool          // jobs marked scanning in the store
+	crashes   map[string]int           // recorded deaths of pending suspects
 	deadCount int                      // records in bucketDead
 	nextSweep time.Time                // when expired IDs and keys are next forgotten
 	closed    bool                     // Close: no new jobs
-	abandoned bool                     // Abandon: no more deliveries
 	released  bool                     // Release: the file is closed
-	ops       sync.WaitGroup           // Submit, settle and KeepAnswer calls writing to the store
-}
-
-type entry struct {
-	seq uint64
-	job psengine.Job
-	// recovered: the job was found in the store at Open. Before a consumer
-	// takes it, its record is marked running, so that a job that ends the
-	// process (a scanner's os.Exit or fatal error) counts its attempts
-	// across restarts and is dead-lettered after MaxAttempts, not run
-	// forever. Jobs of this process's own lifetime go unmarked (no extra
-	// write per job): when one ends the process, the next Open recovers
-	// it, and it is counted from then on.
-	recovered bool
+	ops       sync.WaitGroup           // writes to the store under way
 }
 
 var (
-	_ psengine.Broker       = (*Broker)(nil)
-	_ psengine.AnswerKeeper = (*Broker)(nil)
+	_ psengine.Broker          = (*Broker)(nil)
+	_ psengine.AnswerKeeper    = (*Broker)(nil)
+	_ psengine.ScanMarker      = (*Broker)(nil)
+	_ psengine.DeadLetterStore = (*Broker)(nil)
 )
 
 // Open opens (creating it and its directory when missing) the store at
@@ -176,20 +164,17 @@ func Open(path string, cfg Config) (*Broker, error) {
 	// after its first: 1 ms (bbolt's default is 10) keeps a lone Submit
 	// quick and still lets concurrent ones share a sync.
 	db.MaxBatchDelay = time.Millisecond
-	idle := make(chan struct{})
-	close(idle)
 	q := &Broker{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		db:      db,
-		ready:   make(chan struct{}, 1),
-		pending: make(map[string]*entry),
-		timers:  make(map[*time.Timer]*entry),
-		ids:     make(map[string]time.Time),
-		keys:    make(map[string]time.Time),
-		writing: make(map[string]chan struct{}),
-		idle:    idle,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		db:       db,
+		ids:      make(map[string]time.Time),
+		keys:     make(map[string]time.Time),
+		writing:  make(map[string]chan struct{}),
+		scanning: make(map[string]bool),
+		crashes:  make(map[string]int),
 	}
+	q.q = jobq.New(jobq.Config[psengine.Job]{MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, Store: store{q}, OnSettled: q.settled})
 	if err := q.load(cfg.now()); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("localq: reading %s: %w", path, err)
@@ -203,21 +188,38 @@ func Open(path string, cfg Config) (*Broker, error) {
 // write of the batch fails, each is committed alone.
 func (q *Broker) commit(fn func(tx *bolt.Tx) error) error { return q.db.Batch(fn) }
 
+// write runs a commit unless the store was released, counting it for
+// Release; false when it was released.
+func (q *Broker) write(fn func(tx *bolt.Tx) error) (bool, error) {
+	q.mu.Lock()
+	if q.released {
+		q.mu.Unlock()
+		return false, nil
+	}
+	q.ops.Add(1)
+	q.mu.Unlock()
+	defer q.ops.Done()
+	return true, q.commit(fn)
+}
+
 // load reads the store into memory: the jobs to deliver, the remembered
-// IDs and keys. It removes what is over: expired jobs, forgotten IDs and
-// keys, unreadable records.
+// IDs and keys. It removes what is over (expired jobs, forgotten IDs and
+// keys, unreadable records) and judges the jobs a dead process was
+// scanning: each becomes a suspect, to be run alone; a suspect that died
+// alone counts a crash, and after MaxAttempts of them gets its last call.
 func (q *Broker) load(now time.Time) error {
 	var expired []psengine.Job
-	var dead []psengine.DeadLetter
+	var suspects, others []*jobq.Entry[psengine.Job]
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		expired, dead = expired[:0], dead[:0]
-		q.queue, q.seq = q.queue[:0], 0
-		clear(q.pending)
+		expired, suspects, others = expired[:0], suspects[:0], others[:0]
+		q.seq = 0
+		clear(q.crashes)
 		for _, name := range [][]byte{bucketJobs, bucketSeen, bucketDead} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
+		seen := map[string]bool{}
 		jobs := tx.Bucket(bucketJobs)
 		c := jobs.Cursor()
 		for k, v := c.First(); k != nil; {
@@ -225,32 +227,40 @@ func (q *Broker) load(now time.Time) error {
 			if len(k) == 8 {
 				seq = binary.BigEndian.Uint64(k)
 			}
-			job, running, err := decodeJob(v)
+			s, err := decodeJob(v)
+			job := s.job
 			drop := false
 			switch {
 			case err != nil || seq == 0:
 				q.log.Error("localq: removing an unreadable job record", "key", fmt.Sprintf("%x", k), "err", err)
 				drop = true
-			case !job.Bounty.Expiration.IsZero() && !now.Before(job.Bounty.Expiration):
+			case job.Bounty.Expired(now):
 				expired = append(expired, job)
 				drop = true
-			case q.pending[job.ID] != nil:
+			case seen[job.ID]:
 				drop = true // cannot happen: Submit records an ID once
-			case running && job.Attempt >= q.cfg.MaxAttempts:
-				err := fmt.Errorf("%w: gave up after %d attempts: the process ended while handling it", psengine.ErrWorkerDied, job.Attempt)
-				if err := putDead(tx, job, err, 0); err != nil {
-					return err
+			case s.scanning:
+				// The process died while scanning it.
+				if job.Suspect {
+					s.crashes++ // alone: the death was its own
 				}
-				dead = append(dead, psengine.DeadLetter{Job: job, Err: err})
-				drop = true
-			case running:
-				// The process ended while handling it: that attempt failed.
-				job.Attempt++
-				data, err := encodeJob(job, false)
+				job.Suspect, s.scanning, s.job = true, false, job
+				if s.crashes >= q.cfg.MaxAttempts {
+					job.Suspect = false
+					job.Final = fmt.Sprintf("%v: it ended the process each of the %d times it was scanned alone",
+						psengine.ErrWorkerDied, s.crashes)
+					q.log.Error("localq: a job ended the process every time it was scanned alone: giving up on it",
+						"job", job.ID, "bounty", job.Bounty.ID.String(), "deaths", s.crashes)
+				} else {
+					q.log.Warn("localq: the process died while scanning this job: it runs alone now",
+						"job", job.ID, "bounty", job.Bounty.ID.String(), "deaths_alone", s.crashes)
+				}
+				s.job = job
+				data, err := encodeJob(s)
 				if err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketJobs).Put(k, data); err != nil {
+				if err := jobs.Put(k, data); err != nil {
 					return err
 				}
 				k, _ = c.Seek(k) // Put may move the cursor: resume at the key
@@ -262,9 +272,14 @@ func (q *Broker) load(now time.Time) error {
 				k, v = c.Seek(k) // Delete moves the cursor: resume after the removed key
 				continue
 			}
-			e := &entry{seq: seq, job: job, recovered: true}
-			q.pending[job.ID] = e
-			q.queue = append(q.queue, e)
+			seen[job.ID] = true
+			e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: seq, Attempt: job.Attempt, Final: job.Final, Job: job}
+			if job.Suspect {
+				q.crashes[job.ID] = s.crashes
+				suspects = append(suspects, e)
+			} else {
+				others = append(others, e)
+			}
 			q.seq = max(q.seq, seq)
 			k, v = c.Next()
 		}
@@ -300,9 +315,6 @@ func (q *Broker) load(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range dead {
-		q.deadLettered(d)
-	}
 	for _, job := range expired {
 		q.log.Warn("localq: a recorded bounty expired while the engine was stopped: removed unanswered",
 			"job", job.ID, "bounty", job.Bounty.ID.String(), "expiration", job.Bounty.Expiration)
@@ -310,19 +322,10 @@ func (q *Broker) load(now time.Time) error {
 			_ = pipeline.Protect(func() { q.cfg.OnExpired(job) })
 		}
 	}
-	if len(q.pending) > 0 {
-		q.idle = make(chan struct{})
-		q.signal()
-	}
+	// Suspects first: each runs alone, before the others start.
+	q.q.Restore(append(suspects, others...))
 	q.nextSweep = now.Add(time.Minute)
 	return nil
-}
-
-func (q *Broker) signal() {
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 }
 
 // remembered tells whether s (an ID or a key of m) is remembered at now.
@@ -334,90 +337,84 @@ func remembered(m map[string]time.Time, s string, now time.Time) bool {
 
 // Submit records job and returns once it is committed to the store; see
 // psengine.Broker. A job whose ID or Key is remembered (pending, or
-// settled and its bounty not yet expired) is dropped and Submit returns
-// nil. A bounty that fails Validate is refused (the error wraps
-// psengine.ErrMalformedBounty). The job's Answer is not recorded (see
-// KeepAnswer).
+// settled and its bounty not yet expired) is refused with
+// psengine.ErrDuplicate. The job is recorded as it is: it was made by
+// psengine.NewJob (the engine's SubmitJob), validated there. Its Answer is
+// not recorded (see KeepAnswer).
 func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if job.Attempt < 1 {
-		job.Attempt = 1
-	}
+	job.Attempt = max(job.Attempt, 1)
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
-	job.Answer = nil
-	if err := job.Bounty.Validate(); err != nil {
-		return err // only what can be answered is recorded
-	}
+	job.Answer, job.Suspect, job.Final = nil, false, ""
 	idSlot, keySlot := "i"+job.ID, ""
 	if job.Key != "" {
 		keySlot = "k" + job.Key
 	}
-	var (
-		e           *entry
-		until       time.Time
-		sweep       bool // forget expired IDs and keys in the store too
-		done        chan struct{}
-		waitForPrev chan struct{}
-	)
+	q.mu.Lock()
 	for {
-		q.mu.Lock()
 		if q.closed || q.released {
 			q.mu.Unlock()
 			return psengine.ErrClosed
 		}
 		// A job with the same ID or Key being recorded now: its outcome
-		// decides (dropped if it is recorded, taken if it failed).
-		waitForPrev = q.writing[idSlot]
-		if waitForPrev == nil && keySlot != "" {
-			waitForPrev = q.writing[keySlot]
+		// decides (refused if it is recorded, taken if it failed).
+		wait := q.writing[idSlot]
+		if wait == nil && keySlot != "" {
+			wait = q.writing[keySlot]
 		}
-		if waitForPrev != nil {
-			q.mu.Unlock()
-			select {
-			case <-waitForPrev:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if wait == nil {
+			break
 		}
-		break
+		q.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		q.mu.Lock()
 	}
 	now := q.cfg.now()
-	if q.pending[job.ID] != nil || remembered(q.ids, job.ID, now) || (job.Key != "" && remembered(q.keys, job.Key, now)) {
+	if q.q.Pending(job.ID) || remembered(q.ids, job.ID, now) {
 		q.mu.Unlock()
-		return nil
+		return fmt.Errorf("%w: job %s", psengine.ErrDuplicate, job.ID)
 	}
-	if n := len(q.pending) + len(q.writing); n >= q.cfg.Capacity {
+	if job.Key != "" && remembered(q.keys, job.Key, now) {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: bounty %s", psengine.ErrDuplicate, job.Key)
+	}
+	if n := q.q.Len() + q.recording; n >= q.cfg.Capacity {
 		q.mu.Unlock()
 		return fmt.Errorf("%w: %d jobs recorded", psengine.ErrQueueFull, n)
 	}
+	sweep := false // forget expired IDs and keys in the store too
 	if now.After(q.nextSweep) {
 		q.sweep(now)
 		sweep = true
 	}
 	q.seq++
-	e = &entry{seq: q.seq, job: job}
-	until = psengine.KeyRetention(job.Bounty, now, q.cfg.KeyWindow)
-	done = make(chan struct{})
+	e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: q.seq, Attempt: job.Attempt, Job: job}
+	until := psengine.KeyRetention(job.Bounty, now, q.cfg.KeyWindow)
+	done := make(chan struct{})
 	q.writing[idSlot] = done
 	if keySlot != "" {
 		q.writing[keySlot] = done
 	}
+	q.recording++
 	q.ops.Add(1)
 	q.mu.Unlock()
 	defer q.ops.Done()
 
-	data, err := encodeJob(job, false)
+	data, err := encodeJob(stored{job: job})
 	if err == nil {
 		err = q.commit(func(tx *bolt.Tx) error {
-			if err := tx.Bucket(bucketJobs).Put(seqKey(e.seq), data); err != nil {
+			if err := tx.Bucket(bucketJobs).Put(seqKey(e.Seq), data); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketSeen).Put(seenKey(until, e.seq), seenValue(job.ID, job.Key)); err != nil {
+			if err := tx.Bucket(bucketSeen).Put(seenKey(until, e.Seq), seenValue(job.ID, job.Key)); err != nil {
 				return err
 			}
 			if sweep {
@@ -433,6 +430,7 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if keySlot != "" {
 		delete(q.writing, keySlot)
 	}
+	q.recording--
 	close(done)
 	if err != nil {
 		return fmt.Errorf("localq: recording job %s: %w", job.ID, err)
@@ -441,14 +439,8 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if job.Key != "" {
 		q.keys[job.Key] = until
 	}
-	if len(q.pending) == 0 {
-		q.idle = make(chan struct{})
-	}
-	q.pending[job.ID] = e
-	if !q.abandoned { // else it waits in the store for the next Open
-		q.queue = append(q.queue, e)
-		q.signal()
-	}
+	// Closed meanwhile: recorded all the same, for the next Open.
+	_ = q.q.Add(e)
 	return nil
 }
 
@@ -484,166 +476,96 @@ func forgetSeen(tx *bolt.Tx, now time.Time) error {
 	return nil
 }
 
-// next takes the next job, waiting for one. ok is false when the broker is
-// closed and has nothing left to deliver now.
-func (q *Broker) next(ctx context.Context) (*entry, bool, error) {
-	for {
-		q.mu.Lock()
-		if q.released {
-			q.mu.Unlock()
-			q.signal()
-			return nil, false, psengine.ErrClosed
-		}
-		if len(q.queue) > 0 {
-			e := q.queue[0]
-			q.queue[0] = nil
-			q.queue = q.queue[1:]
-			if len(q.queue) > 0 {
-				q.signal() // let another consumer take the next one
-			}
-			q.mu.Unlock()
-			return e, true, nil
-		}
-		drained := q.closed && len(q.pending) == 0
-		q.mu.Unlock()
-		if drained {
-			q.signal() // wake the other consumers so they see it too
-			return nil, false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		case <-q.ready:
-		}
-	}
-}
-
 // Consume delivers jobs to h; see psengine.Broker. After Release it returns
 // psengine.ErrClosed.
 func (q *Broker) Consume(ctx context.Context, h psengine.Handler) error {
-	for {
-		e, ok, err := q.next(ctx)
-		if err != nil || !ok {
-			return err
-		}
-		if e.recovered {
-			q.markRunning(e)
-		}
-		herr := pipeline.Protect(func() { err = h(ctx, e.job) })
-		if herr != nil {
-			err = herr
-		}
-		q.settle(e, err)
-	}
-}
-
-// markRunning records that a consumer took e (see entry.recovered), and
-// returns once that is on disk. A failure is logged: the job is then
-// handled unmarked.
-func (q *Broker) markRunning(e *entry) {
 	q.mu.Lock()
-	if q.released {
-		q.mu.Unlock()
-		return
-	}
-	q.ops.Add(1)
+	released := q.released
 	q.mu.Unlock()
-	defer q.ops.Done()
-	data, err := encodeJob(e.job, true)
-	if err == nil {
-		err = q.commit(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Put(seqKey(e.seq), data) })
+	if released {
+		return psengine.ErrClosed
 	}
-	if err != nil {
-		q.log.Error("localq: marking a recovered job as running failed", "job", e.job.ID, "err", err)
-	}
+	return q.q.Consume(ctx, func(ctx context.Context, e *jobq.Entry[psengine.Job]) error {
+		job := e.Job
+		job.Attempt, job.Final = e.Attempt, e.Final
+		return h(ctx, job)
+	})
 }
 
-// settle acknowledges, redelivers or dead-letters a job after its handler:
-// first in the store, then in memory.
-func (q *Broker) settle(e *entry, herr error) {
+// store records the queue's settlements in the file.
+type store struct{ q *Broker }
+
+// Settle records what becomes of a job: see jobq.Store.
+func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason error) error {
+	q := s.q
+	job := e.Job
+	job.Attempt, job.Final = e.Attempt, e.Final
 	q.mu.Lock()
-	if cur := q.pending[e.job.ID]; cur != nil {
-		e.job.Answer = cur.job.Answer // kept during the handler, perhaps
-	}
-	abandoned, released := q.abandoned, q.released
-	if !released {
-		q.ops.Add(1)
-		defer q.ops.Done()
-	}
+	wasScanning := q.scanning[job.ID]
+	crashes := q.crashes[job.ID]
 	var dropDead int // dead letters to remove, oldest first, to keep cfg.DeadLetters
-	if herr != nil && (errors.Is(herr, psengine.ErrPermanent) || e.job.Attempt >= q.cfg.MaxAttempts) {
+	if how == jobq.Dead {
 		q.deadCount++
 		dropDead = max(0, q.deadCount-q.cfg.DeadLetters)
 		q.deadCount -= dropDead
 	}
 	q.mu.Unlock()
-
-	job := e.job
-	var dead *psengine.DeadLetter
+	key := seqKey(e.Seq)
 	var write func(tx *bolt.Tx) error
-	switch {
-	case herr == nil:
-		write = func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(e.seq)) }
-	case errors.Is(herr, psengine.ErrPermanent) || job.Attempt >= q.cfg.MaxAttempts:
-		if !errors.Is(herr, psengine.ErrPermanent) {
-			herr = fmt.Errorf("gave up after %d attempts: %w", job.Attempt, herr)
-		}
-		dead = &psengine.DeadLetter{Job: job, Err: herr}
+	switch how {
+	case jobq.Done:
+		write = func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(key) }
+	case jobq.Dead:
 		write = func(tx *bolt.Tx) error {
-			if err := tx.Bucket(bucketJobs).Delete(seqKey(e.seq)); err != nil {
+			if err := tx.Bucket(bucketJobs).Delete(key); err != nil {
 				return err
 			}
-			return putDead(tx, job, herr, dropDead)
+			return putDead(tx, job, reason, dropDead)
 		}
-	default:
-		job.Attempt++
-		data, err := encodeJob(job, false)
+	case jobq.HandBack:
+		if !wasScanning {
+			return nil // recorded as it was: nothing to write
+		}
+		fallthrough
+	default: // Retry, LastCall, a hand-back of a job marked scanning
+		data, err := encodeJob(stored{job: job, crashes: crashes})
+		if err != nil {
+			return err
+		}
 		write = func(tx *bolt.Tx) error {
-			if err != nil {
-				return err
+			b := tx.Bucket(bucketJobs)
+			if b.Get(key) == nil {
+				return nil // settled meanwhile (it cannot be: one consumer holds it)
 			}
-			return tx.Bucket(bucketJobs).Put(seqKey(e.seq), data)
+			return b.Put(key, data)
 		}
 	}
-	if released {
+	ok, err := q.write(write)
+	switch {
+	case !ok:
 		q.log.Error("localq: a job settled after Release: the store keeps it as it was", "job", job.ID)
-	} else if err := q.commit(write); err != nil {
+	case err != nil:
 		// The store still has the job as it was: the next Open delivers
 		// it again (at least once); this process goes on.
 		q.log.Error("localq: recording the outcome of a job failed", "job", job.ID, "err", err)
 	}
-
 	q.mu.Lock()
-	switch {
-	case herr == nil, dead != nil:
-		q.forgetPending(job.ID)
-	case abandoned || q.abandoned || q.released:
-		// Recorded with its attempt raised, for the next Open.
-		q.forgetPending(job.ID)
-	default:
-		ne := &entry{seq: e.seq, job: job, recovered: e.recovered}
-		q.pending[job.ID] = ne
-		var t *time.Timer
-		t = time.AfterFunc(q.cfg.Backoff.Delay(job.Attempt-1), func() {
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			if _, ok := q.timers[t]; !ok {
-				return // abandoned or released
-			}
-			delete(q.timers, t)
-			q.queue = append(q.queue, ne)
-			q.signal()
-		})
-		q.timers[t] = ne
+	delete(q.scanning, job.ID)
+	if how == jobq.Done || how == jobq.Dead {
+		delete(q.crashes, job.ID)
 	}
 	q.mu.Unlock()
-	if dead != nil {
-		q.deadLettered(*dead)
-	}
+	return err
 }
 
-// deadLettered logs a dead letter and calls Config.OnDeadLetter.
-func (q *Broker) deadLettered(d psengine.DeadLetter) {
+// settled reports dead letters.
+func (q *Broker) settled(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason error) {
+	if how != jobq.Dead {
+		return
+	}
+	job := e.Job
+	job.Attempt, job.Final = e.Attempt, e.Final
+	d := psengine.DeadLetter{Job: job, Err: reason, At: time.Now().UTC()}
 	q.log.Error("localq: job given up on (dead-lettered)", "job", d.Job.ID, "bounty", d.Job.Bounty.ID.String(),
 		"attempts", d.Job.Attempt, "err", d.Err)
 	if q.cfg.OnDeadLetter != nil {
@@ -654,7 +576,7 @@ func (q *Broker) deadLettered(d psengine.DeadLetter) {
 // putDead records job as a dead letter given up with err, then removes
 // the drop oldest dead letters.
 func putDead(tx *bolt.Tx, job psengine.Job, err error, drop int) error {
-	data, encErr := encodeJob(job, false)
+	data, encErr := encodeJob(stored{job: job})
 	if encErr != nil {
 		return encErr
 	}
@@ -687,64 +609,71 @@ func dropOldestDead(tx *bolt.Tx, n int) error {
 	return nil
 }
 
-// forgetPending removes a settled job from memory. Callers hold q.mu.
-func (q *Broker) forgetPending(id string) {
-	delete(q.pending, id)
-	q.pendingChanged()
-}
-
-// pendingChanged marks the broker idle once nothing is pending, and wakes
-// the consumers. Callers hold q.mu.
-func (q *Broker) pendingChanged() {
-	if len(q.pending) == 0 {
-		select {
-		case <-q.idle:
-		default:
-			close(q.idle)
-		}
-	}
-	q.signal()
+// MarkScanning records that job's scan starts in this process, and
+// returns once that is on disk; see psengine.ScanMarker.
+func (q *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
+	return q.rewrite(ctx, job.ID, "marking the scan of", func(s *stored) { s.scanning = true })
 }
 
 // KeepAnswer records answer with job, a job being handled, and returns once
 // it is committed: if the process stops or dies before the job is settled,
 // its next delivery (after the next Open, then) carries the answer in
-// Job.Answer. See psengine.AnswerKeeper.
+// Job.Answer. It ends the job's scanning mark and its suspicion. See
+// psengine.AnswerKeeper.
 func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengine.Analysis) error {
+	return q.rewrite(ctx, job.ID, "keeping the answer of", func(s *stored) {
+		s.job.Answer, s.job.Suspect, s.scanning = &answer, false, false
+	})
+}
+
+// rewrite changes the record of a pending job with change, in the store
+// then in memory, and returns once it is committed.
+func (q *Broker) rewrite(ctx context.Context, id, what string, change func(*stored)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var s stored
+	var seq uint64
 	q.mu.Lock()
-	e := q.pending[job.ID]
-	if e == nil || q.released {
+	if !q.q.Update(id, func(e *jobq.Entry[psengine.Job]) {
+		s = stored{job: e.Job, scanning: q.scanning[id], crashes: q.crashes[id]}
+		s.job.Attempt, s.job.Final = e.Attempt, e.Final
+		seq = e.Seq
+	}) || q.released {
 		q.mu.Unlock()
-		return fmt.Errorf("localq: keeping the answer of job %q: the job is not pending", job.ID)
+		return fmt.Errorf("localq: %s job %q: the job is not pending", what, id)
 	}
-	kept := e.job
-	kept.Answer = &answer
-	seq, running := e.seq, e.recovered
-	q.ops.Add(1)
 	q.mu.Unlock()
-	defer q.ops.Done()
-
-	data, err := encodeJob(kept, running)
+	change(&s)
+	data, err := encodeJob(s)
 	if err == nil {
-		err = q.commit(func(tx *bolt.Tx) error {
+		var ok bool
+		ok, err = q.write(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketJobs)
 			if b.Get(seqKey(seq)) == nil {
 				return errors.New("the job was settled meanwhile")
 			}
 			return b.Put(seqKey(seq), data)
 		})
+		if !ok {
+			err = psengine.ErrClosed
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("localq: keeping the answer of job %q: %w", job.ID, err)
+		return fmt.Errorf("localq: %s job %q: %w", what, id, err)
 	}
 	q.mu.Lock()
-	if cur := q.pending[job.ID]; cur != nil && cur.seq == seq {
-		cur.job.Answer = &answer
+	if s.scanning {
+		q.scanning[id] = true
+	} else {
+		delete(q.scanning, id)
 	}
 	q.mu.Unlock()
+	q.q.Update(id, func(e *jobq.Entry[psengine.Job]) {
+		if e.Seq == seq {
+			e.Job.Answer, e.Job.Suspect = s.job.Answer, s.job.Suspect
+		}
+	})
 	return nil
 }
 
@@ -756,47 +685,29 @@ func (q *Broker) Close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
-	q.signal()
+	q.q.Close()
 }
 
 // Drain waits until no job is queued, running or waiting for redelivery,
 // or ctx ends (then it returns ctx's error).
-func (q *Broker) Drain(ctx context.Context) error {
-	q.mu.Lock()
-	idle := q.idle
-	q.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (q *Broker) Drain(ctx context.Context) error { return q.q.Drain(ctx) }
 
 // Abandon closes the broker and stops delivering: the jobs not yet handed
 // to a consumer (queued, or waiting for a redelivery) are returned and stay
-// recorded for the next Open, as do the running jobs whose handler fails.
-// Consume returns nil once the running jobs are settled. Use it when a
-// shutdown deadline passes.
+// recorded for the next Open, as do the running jobs handed back. Consume
+// returns nil once the running jobs are settled.
 func (q *Broker) Abandon() []psengine.Job {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed, q.abandoned = true, true
-	var out []*entry
-	out = append(out, q.queue...)
-	q.queue = nil
-	for t, e := range q.timers {
-		t.Stop()
-		delete(q.timers, t)
-		out = append(out, e)
+	q.closed = true
+	q.mu.Unlock()
+	es := q.q.Abandon()
+	slices.SortFunc(es, func(a, b *jobq.Entry[psengine.Job]) int { return compareSeq(a.Seq, b.Seq) })
+	jobs := make([]psengine.Job, 0, len(es))
+	for _, e := range es {
+		job := e.Job
+		job.Attempt, job.Final = e.Attempt, e.Final
+		jobs = append(jobs, job)
 	}
-	slices.SortFunc(out, func(a, b *entry) int { return compareSeq(a.seq, b.seq) })
-	jobs := make([]psengine.Job, 0, len(out))
-	for _, e := range out {
-		delete(q.pending, e.job.ID)
-		jobs = append(jobs, e.job)
-	}
-	q.pendingChanged()
 	return jobs
 }
 
@@ -821,13 +732,8 @@ func (q *Broker) Release() error {
 		return nil
 	}
 	q.closed, q.released = true, true
-	for t := range q.timers {
-		t.Stop()
-		delete(q.timers, t)
-	}
-	q.queue = nil
 	q.mu.Unlock()
-	q.signal()
+	q.q.Abandon()
 	q.ops.Wait()
 	return q.db.Close()
 }
@@ -835,11 +741,7 @@ func (q *Broker) Release() error {
 // Len returns the number of jobs pending in this process: recorded and
 // not settled (queued, running or waiting for a redelivery). Right after
 // Open, it is the number of jobs resumed.
-func (q *Broker) Len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.pending)
-}
+func (q *Broker) Len() int { return q.q.Len() }
 
 // Recorded returns the jobs the store holds and no consumer settled, in
 // order of arrival: what the next Open delivers if this process stops now.
@@ -850,8 +752,8 @@ func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if job, _, err := decodeJob(v); err == nil {
-				jobs = append(jobs, job)
+			if s, err := decodeJob(v); err == nil {
+				jobs = append(jobs, s.job)
 			}
 			return nil
 		})
@@ -863,8 +765,8 @@ func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
 }
 
 // DeadLetters returns the dead letters the store keeps (the newest
-// Config.DeadLetters), oldest first. Their Err carries the message of the
-// error the job was given up with.
+// Config.DeadLetters), oldest first; see psengine.DeadLetterStore. Their
+// Err carries the message of the error the job was given up with.
 func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error) {
 	var out []psengine.DeadLetter
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -872,17 +774,12 @@ func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var d deadRecord
-			if err := json.Unmarshal(v, &d); err != nil {
-				q.log.Warn("localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
-				return nil
-			}
-			job, _, err := decodeJob(bytes.TrimSpace(d.Job))
+			d, err := decodeDead(v)
 			if err != nil {
 				q.log.Warn("localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
 			}
-			out = append(out, psengine.DeadLetter{Job: job, Err: errors.New(d.Err)})
+			out = append(out, d)
 			return nil
 		})
 	})
@@ -890,4 +787,102 @@ func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 		return nil, fmt.Errorf("localq: %w", err)
 	}
 	return out, nil
+}
+
+func decodeDead(v []byte) (psengine.DeadLetter, error) {
+	var d deadRecord
+	if err := json.Unmarshal(v, &d); err != nil {
+		return psengine.DeadLetter{}, err
+	}
+	s, err := decodeJob(bytes.TrimSpace(d.Job))
+	if err != nil {
+		return psengine.DeadLetter{}, err
+	}
+	return psengine.DeadLetter{Job: s.job, Err: errors.New(d.Err), At: d.At}, nil
+}
+
+// findDead returns the store key of the newest dead letter of job id.
+func findDead(tx *bolt.Tx, id string) (key []byte, d psengine.DeadLetter, ok bool) {
+	c := tx.Bucket(bucketDead).Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		if got, err := decodeDead(v); err == nil && got.Job.ID == id {
+			return slices.Clone(k), got, true
+		}
+	}
+	return nil, psengine.DeadLetter{}, false
+}
+
+// Requeue records the job of the dead letter of job id again, as new
+// (attempt 1, the answer it kept if any), and queues it; see
+// psengine.DeadLetterStore. A job whose bounty expired is not requeued.
+func (q *Broker) Requeue(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	if q.closed || q.released {
+		q.mu.Unlock()
+		return psengine.ErrClosed
+	}
+	if q.q.Pending(id) {
+		q.mu.Unlock()
+		return fmt.Errorf("localq: requeue %q: a job with that id is pending", id)
+	}
+	q.seq++
+	seq := q.seq
+	q.ops.Add(1)
+	q.mu.Unlock()
+	defer q.ops.Done()
+	var job psengine.Job
+	err := q.commit(func(tx *bolt.Tx) error {
+		k, d, ok := findDead(tx, id)
+		if !ok {
+			return fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+		}
+		job = d.Job
+		if job.Bounty.Expired(q.cfg.now()) {
+			return fmt.Errorf("localq: requeue %q: its bounty expired at %s", id, job.Bounty.Expiration.Format(time.RFC3339))
+		}
+		job.Attempt, job.Final, job.Suspect = 1, "", false
+		data, err := encodeJob(stored{job: job})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketDead).Delete(k); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketJobs).Put(seqKey(seq), data)
+	})
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.deadCount--
+	q.mu.Unlock()
+	q.q.Restore([]*jobq.Entry[psengine.Job]{{ID: job.ID, Seq: seq, Attempt: 1, Job: job}})
+	return nil
+}
+
+// Drop forgets the dead letter of job id; see psengine.DeadLetterStore.
+func (q *Broker) Drop(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ok, err := q.write(func(tx *bolt.Tx) error {
+		k, _, ok := findDead(tx, id)
+		if !ok {
+			return fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+		}
+		return tx.Bucket(bucketDead).Delete(k)
+	})
+	if !ok {
+		return psengine.ErrClosed
+	}
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.deadCount--
+	q.mu.Unlock()
+	return nil
 }

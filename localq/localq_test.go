@@ -64,6 +64,14 @@ func mustSubmit(t *testing.T, q psengine.Broker, j psengine.Job) {
 	}
 }
 
+// mustRefuse submits a duplicate: Submit must refuse it.
+func mustRefuse(t *testing.T, q psengine.Broker, j psengine.Job) {
+	t.Helper()
+	if err := q.Submit(context.Background(), j); !errors.Is(err, psengine.ErrDuplicate) {
+		t.Fatalf("Submit(%s): %v, want ErrDuplicate", j.ID, err)
+	}
+}
+
 // collect consumes q with h until want jobs were acknowledged, then stops
 // and returns every delivery seen, by job ID.
 func collect(t *testing.T, q psengine.Broker, want int, h psengine.Handler) map[string][]psengine.Job {
@@ -159,9 +167,9 @@ func TestReopenDeliversWhatWasNotSettled(t *testing.T) {
 	if n := q.Len(); n != 2 {
 		t.Errorf("Len after reopen = %d, want 2 (failed, untouched)", n)
 	}
-	mustSubmit(t, q, job("acked", "another key"))   // settled ID
-	mustSubmit(t, q, job("replayed", "key-acked"))  // settled key
-	mustSubmit(t, q, job("again", "key-untouched")) // pending key
+	mustRefuse(t, q, job("acked", "another key"))   // settled ID
+	mustRefuse(t, q, job("replayed", "key-acked"))  // settled key
+	mustRefuse(t, q, job("again", "key-untouched")) // pending key
 	seen := collect(t, q, 2, ack)
 	if len(seen) != 2 || len(seen["failed"]) != 1 || len(seen["untouched"]) != 1 {
 		t.Fatalf("delivered after reopen: %v, want failed and untouched once each", seen)
@@ -229,8 +237,8 @@ func TestForgetsAfterExpiration(t *testing.T) {
 	collect(t, q, 1, ack)
 
 	advance(9 * time.Minute)
-	mustSubmit(t, q, job("a", "other", exp))  // ID still remembered
-	mustSubmit(t, q, job("a2", "key-a", exp)) // key still remembered
+	mustRefuse(t, q, job("a", "other", exp))  // ID still remembered
+	mustRefuse(t, q, job("a2", "key-a", exp)) // key still remembered
 	mustSubmit(t, q, job("b", "key-b", exp))  // new
 	seen := collect(t, q, 1, ack)
 	if len(seen) != 1 || len(seen["b"]) != 1 {
@@ -416,10 +424,13 @@ func runChild(path string) {
 	})
 }
 
-// A job whose handling ends the process (a scanner's os.Exit, a fatal
-// runtime error) is not run forever: from the first restart on, each
-// ending counts as an attempt, and the Open after the last allowed one
-// dead-letters it, while the jobs queued behind it are answered.
+// A job whose scan ends the process (a scanner's os.Exit, a fatal runtime
+// error) is charged for it, and its neighbours are not: the Open after a
+// death makes each job that was being scanned a suspect, which runs alone
+// (here: consumed first) and costs no attempt; each death of a suspect
+// counts, and after MaxAttempts of them the job gets its last call (to be
+// answered unknown) and is dead-lettered. The jobs behind it are answered
+// once each.
 func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
 	path := storePath(t)
 	exe, err := os.Executable()
@@ -427,7 +438,7 @@ func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var codes []int
-	var answered, dead []string
+	var answered, lastCalls, dead []string
 	for run := 0; run < 10; run++ {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "LOCALQ_TEST_POISON="+path, fmt.Sprint("LOCALQ_TEST_RUN=", run))
@@ -442,6 +453,8 @@ func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			if id, ok := strings.CutPrefix(line, "answered "); ok {
 				answered = append(answered, id)
+			} else if id, ok := strings.CutPrefix(line, "last call "); ok {
+				lastCalls = append(lastCalls, id)
 			} else if rest, ok := strings.CutPrefix(line, "dead "); ok {
 				dead = append(dead, rest)
 			}
@@ -450,8 +463,9 @@ func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
 			break
 		}
 	}
-	// Run 0 records the jobs and ends taking the poison one (not counted:
-	// nothing was marked); runs 1-3 are its attempts 1-3; run 4 gives up.
+	// Run 0 ends scanning the poison job beside nobody marked alone (a
+	// suspect from then on, nothing counted); runs 1-3 are its deaths alone
+	// 1-3; run 4 gives it its last call.
 	want := []int{poisonExit, poisonExit, poisonExit, poisonExit, 0}
 	if !slices.Equal(codes, want) {
 		t.Errorf("exit codes %v, want %v", codes, want)
@@ -459,16 +473,19 @@ func TestJobEndingTheProcessIsDeadLettered(t *testing.T) {
 	if !slices.Equal(answered, []string{"innocent-0", "innocent-1"}) {
 		t.Errorf("answered %v, want each innocent job once, in order", answered)
 	}
+	if !slices.Equal(lastCalls, []string{"poison"}) {
+		t.Errorf("last calls %v, want the poison job's, once", lastCalls)
+	}
 	if len(dead) != 1 || !strings.HasPrefix(dead[0], "poison ") || !strings.Contains(dead[0], psengine.ErrWorkerDied.Error()) {
-		t.Errorf("dead letters reported %q, want the poison job's, as its worker died", dead)
+		t.Errorf("dead letters reported %q, want the poison job's, as it ended the process", dead)
 	}
 	q := open(t, path, fastConfig())
 	if n := q.Len(); n != 0 {
 		t.Errorf("%d jobs left in the store, want none", n)
 	}
 	letters, err := q.DeadLetters(context.Background())
-	if err != nil || len(letters) != 1 || letters[0].Job.ID != "poison" || letters[0].Job.Attempt != 3 {
-		t.Errorf("dead letters in the store: %+v, %v; want the poison job after 3 attempts", letters, err)
+	if err != nil || len(letters) != 1 || letters[0].Job.ID != "poison" || letters[0].Job.Attempt != 1 {
+		t.Errorf("dead letters in the store: %+v, %v; want the poison job, its attempts untouched (deaths are not attempts)", letters, err)
 	}
 }
 
@@ -494,9 +511,20 @@ func runPoison(path string) {
 		}
 	}
 	q.Close() // Consume returns once the store is drained
-	err = q.Consume(context.Background(), func(_ context.Context, j psengine.Job) error {
+	// One consumer, as an engine's scans: marked, scanned, answer kept.
+	err = q.Consume(context.Background(), func(ctx context.Context, j psengine.Job) error {
+		if j.Final != "" {
+			fmt.Println("last call", j.ID)
+			return nil
+		}
+		if err := q.MarkScanning(ctx, j); err != nil {
+			return err
+		}
 		if j.ID == "poison" {
 			os.Exit(poisonExit)
+		}
+		if err := q.KeepAnswer(ctx, j, psengine.Analysis{Verdict: psengine.Benign}); err != nil {
+			return err
 		}
 		fmt.Println("answered", j.ID)
 		return nil

@@ -13,16 +13,25 @@ import (
 
 // record is a job as stored: the bounty in its documented wire form, the
 // kept answer with every field of psengine.Analysis (the wire form of an
-// answer drops Score and Likelihood).
+// answer drops Score and Likelihood), and where the job stands.
 type record struct {
-	V       int             `json:"v"`
-	ID      string          `json:"id"`
-	Key     string          `json:"key,omitempty"`
-	Attempt int             `json:"attempt"`
-	Bounty  psengine.Bounty `json:"bounty"`
-	Answer  *answer         `json:"answer,omitempty"`
-	// Running marks a job recovered at Open that a consumer took: found
-	// so by the next Open, the process ended while handling it.
+	V        int             `json:"v"`
+	ID       string          `json:"id"`
+	Key      string          `json:"key,omitempty"`
+	Attempt  int             `json:"attempt"`
+	Accepted time.Time       `json:"accepted,omitzero"`
+	Bounty   psengine.Bounty `json:"bounty"`
+	Answer   *answer         `json:"answer,omitempty"`
+	// Scanning marks a job whose scan started in this process (see
+	// psengine.ScanMarker) and whose answer is not kept yet: found so by
+	// the next Open, the process died while scanning it.
+	Scanning bool `json:"scanning,omitempty"`
+	// Suspect marks a job found scanning after a death: it runs alone.
+	Suspect bool `json:"suspect,omitempty"`
+	// Crashes counts the deaths while it was scanned alone.
+	Crashes int    `json:"crashes,omitempty"`
+	Final   string `json:"final,omitempty"`
+	// Running is version 1's mark of a job a consumer took after Open.
 	Running bool `json:"running,omitempty"`
 }
 
@@ -35,14 +44,24 @@ type answer struct {
 	Metadata   psengine.Metadata `json:"metadata"`
 }
 
-// recordVersion is the version of the record format; a record of another
-// version is refused (errBadRecord) rather than misread.
-const recordVersion = 1
+// stored is a job with what the store records of it besides.
+type stored struct {
+	job      psengine.Job
+	scanning bool
+	crashes  int
+}
+
+// recordVersion is the version of the record format written; version 1
+// records (a round earlier) are read too. A record of another version is
+// refused (errBadRecord) rather than misread.
+const recordVersion = 2
 
 var errBadRecord = errors.New("localq: unreadable record")
 
-func encodeJob(job psengine.Job, running bool) ([]byte, error) {
-	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Bounty: job.Bounty, Running: running}
+func encodeJob(s stored) ([]byte, error) {
+	job := s.job
+	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Accepted: job.Accepted, Bounty: job.Bounty,
+		Scanning: s.scanning, Suspect: job.Suspect, Crashes: s.crashes, Final: job.Final}
 	if a := job.Answer; a != nil {
 		r.Answer = &answer{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
 			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
@@ -50,31 +69,34 @@ func encodeJob(job psengine.Job, running bool) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// decodeJob reads a stored record (running: see record.Running). The store
-// is this process's own file, yet a damaged one must cost its records, not
-// the process: any input gives a job or an error wrapping errBadRecord.
-func decodeJob(data []byte) (job psengine.Job, running bool, err error) {
+// decodeJob reads a stored record. The store is this process's own file,
+// yet a damaged one must cost its records, not the process: any input gives
+// a job or an error wrapping errBadRecord.
+func decodeJob(data []byte) (stored, error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return psengine.Job{}, false, fmt.Errorf("%w: %w", errBadRecord, err)
+		return stored{}, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
 	switch {
-	case r.V != recordVersion:
-		return psengine.Job{}, false, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
+	case r.V != 1 && r.V != recordVersion:
+		return stored{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
 	case r.ID == "":
-		return psengine.Job{}, false, fmt.Errorf("%w: no job id", errBadRecord)
+		return stored{}, fmt.Errorf("%w: no job id", errBadRecord)
 	case r.Attempt < 1:
-		return psengine.Job{}, false, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
+		return stored{}, fmt.Errorf("%w: attempt %d", errBadRecord, r.Attempt)
+	case r.Crashes < 0:
+		return stored{}, fmt.Errorf("%w: crashes %d", errBadRecord, r.Crashes)
 	}
 	if err := r.Bounty.Validate(); err != nil {
-		return psengine.Job{}, false, fmt.Errorf("%w: %w", errBadRecord, err)
+		return stored{}, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
-	job = psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Bounty: r.Bounty}
+	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Accepted: r.Accepted, Bounty: r.Bounty,
+		Suspect: r.Suspect, Final: r.Final}
 	if a := r.Answer; a != nil {
 		job.Answer = &psengine.Analysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
 			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
 	}
-	return job, r.Running, nil
+	return stored{job: job, scanning: r.Scanning || r.Running, crashes: r.Crashes}, nil
 }
 
 // deadRecord is a dead letter as stored.

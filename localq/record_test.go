@@ -25,23 +25,42 @@ func sampleJobs() []psengine.Job {
 
 // A record reads back as the job it was written from.
 func TestRecordRoundTrip(t *testing.T) {
-	for _, want := range sampleJobs() {
-		for _, running := range []bool{false, true} {
-			data, err := encodeJob(want, running)
+	for _, job := range sampleJobs() {
+		for _, scanning := range []bool{false, true} {
+			want := stored{job: job, scanning: scanning, crashes: job.Attempt - 1}
+			data, err := encodeJob(want)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, gotRunning, err := decodeJob(data)
+			got, err := decodeJob(data)
 			if err != nil {
 				t.Fatalf("decode %s: %v", data, err)
 			}
-			if gotRunning != running {
-				t.Errorf("%s: running %v, want %v", data, gotRunning, running)
+			if got.scanning != want.scanning || got.crashes != want.crashes {
+				t.Errorf("%s: scanning %v, crashes %d; want %v, %d", data, got.scanning, got.crashes, want.scanning, want.crashes)
 			}
-			if diff := cmp.Diff(want, got, psenginetest.BountyOptions, psenginetest.AnalysisOptions); diff != "" {
-				t.Errorf("round trip of %s (-want +got):\n%s", want.ID, diff)
+			if diff := cmp.Diff(want.job, got.job, psenginetest.BountyOptions, psenginetest.AnalysisOptions); diff != "" {
+				t.Errorf("round trip of %s (-want +got):\n%s", job.ID, diff)
 			}
 		}
+	}
+}
+
+// A record of the previous version reads as its job; its running mark is a
+// scanning one.
+func TestRecordVersion1(t *testing.T) {
+	b := psenginetest.Bounty([]byte("v1"), psenginetest.WithID("1"))
+	bounty, err := b.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeJob([]byte(`{"v":1,"id":"d-1","key":"k","attempt":2,"bounty":` + string(bounty) + `,"running":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := psengine.Job{ID: "d-1", Key: "k", Attempt: 2, Bounty: b}
+	if diff := cmp.Diff(want, got.job, psenginetest.BountyOptions); diff != "" || !got.scanning {
+		t.Errorf("version 1 record: scanning %v, (-want +got):\n%s", got.scanning, diff)
 	}
 }
 
@@ -49,7 +68,7 @@ func TestRecordRoundTrip(t *testing.T) {
 // same.
 func FuzzDecodeJob(f *testing.F) {
 	for _, j := range sampleJobs() {
-		data, err := encodeJob(j, j.Attempt > 1)
+		data, err := encodeJob(stored{job: j, scanning: j.Attempt > 1, crashes: 1})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -59,22 +78,22 @@ func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		job, running, err := decodeJob(data)
+		first, err := decodeJob(data)
 		if err != nil {
 			return
 		}
-		again, err := encodeJob(job, running)
+		again, err := encodeJob(first)
 		if err != nil {
 			return // a value JSON cannot write (NaN in metadata, say) is dropped at write time
 		}
-		back, backRunning, err := decodeJob(again)
+		back, err := decodeJob(again)
 		if err != nil {
 			t.Fatalf("re-encoded record %s does not decode: %v", again, err)
 		}
-		if backRunning != running {
-			t.Errorf("running %v read back as %v", running, backRunning)
+		if back.scanning != first.scanning || back.crashes != first.crashes {
+			t.Errorf("scanning %v, crashes %d read back as %v, %d", first.scanning, first.crashes, back.scanning, back.crashes)
 		}
-		if diff := cmp.Diff(job, back, psenginetest.BountyOptions, psenginetest.AnalysisOptions); diff != "" {
+		if diff := cmp.Diff(first.job, back.job, psenginetest.BountyOptions, psenginetest.AnalysisOptions); diff != "" {
 			t.Errorf("second round trip differs (-first +second):\n%s", diff)
 		}
 	})

@@ -3,7 +3,6 @@ package webhook_test
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -176,32 +175,24 @@ func TestVoteHasNoBid(t *testing.T) {
 	})
 }
 
-// A repeated delivery is scanned and answered once, whether the handler's
-// memory or the broker's catches it.
+// A repeated delivery is scanned and answered once: the broker refuses it.
 func TestRepeatedDeliveryAnsweredOnce(t *testing.T) {
-	for _, handlerDedupe := range []bool{true, false} {
-		t.Run(fmt.Sprintf("handler dedupe %v", handlerDedupe), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				r := newRig(t, nil, []step{status(200)})
-				if !handlerDedupe {
-					r.handler = newHandler(t, r.engine, webhookDedupeOff)
-				}
-				body := bountyJSON(t, "1", []byte("MALWARE"), psenginetest.WithResponseURL(responseURL))
-				r.send("d-1", body)
-				if o := r.next(); o.Err != nil {
-					t.Fatalf("outcome %+v", o)
-				}
-				got := serve(t, r.handler, signed("bounty", "d-1", body))
-				if got.Code/100 != 2 {
-					t.Fatalf("repeated delivery: %+v, want 2xx", got)
-				}
-				r.quiet(10 * time.Minute)
-				if n, m := len(r.scans()), len(r.receiver.log()); n != 1 || m != 1 {
-					t.Errorf("%d scans and %d answers, want 1 and 1", n, m)
-				}
-			})
-		})
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil, []step{status(200)})
+		body := bountyJSON(t, "1", []byte("MALWARE"), psenginetest.WithResponseURL(responseURL))
+		r.send("d-1", body)
+		if o := r.next(); o.Err != nil {
+			t.Fatalf("outcome %+v", o)
+		}
+		got := serve(t, r.handler, signed("bounty", "d-1", body))
+		if got.Code != 200 || got.Status != "DUPLICATE" {
+			t.Fatalf("repeated delivery: %+v, want 200 DUPLICATE", got)
+		}
+		r.quiet(10 * time.Minute)
+		if n, m := len(r.scans()), len(r.receiver.log()); n != 1 || m != 1 {
+			t.Errorf("%d scans and %d answers, want 1 and 1", n, m)
+		}
+	})
 }
 
 // Bounties from the network may not reference local files: a file:// artifact

@@ -21,15 +21,15 @@
 //	POST, another event              400
 //	POST, malformed bounty           400 (the error names the field)
 //	POST, bounty                     202 {"status":"ACCEPTED"}  (queued; scanned afterwards)
-//	POST, repeated delivery id       200 {"status":"DUPLICATE"} (not queued again)
+//	POST, bounty already expired     422 {"status":"EXPIRED",...} (not queued: an answer would not count)
+//	POST, repeated delivery id or    200 {"status":"DUPLICATE"} (not queued again)
+//	      the same bounty replayed
 //	POST, queue full or engine shut  503 {"status":"UNAVAILABLE",...} with Retry-After
-//	POST, copy of a delivery being   503 with Retry-After (never acknowledged before the
-//	      queued at this very moment      first copy is actually queued)
 //	other methods                    405
 //
 // The signature is checked, in constant time, over the body exactly as
 // received and before any JSON is read: an unsigned or wrongly signed request
-// never reaches the parser, the dedupe memory or the engine. Before it is
+// never reaches the parser or the engine. Before it is
 // authenticated, a request is bounded: at most WithReadLimit bodies are read
 // at once (others wait briefly, then get 503), each within WithReadTimeout,
 // so a flood of slow or large unsigned POSTs holds a bounded number of
@@ -44,11 +44,12 @@
 // backoff until the bounty expires) and the hooks then run in the engine.
 // The job's ID is the delivery id when there is one (else the bounty's id
 // and phase, as "ID/phase", so an arbitration is not taken for a repeat of
-// its assertion), so the broker's own deduplication also applies, and the
-// handler remembers the delivery ids it
-// accepted for a window (WithDedupe: by default an hour, at most 100,000 ids)
-// so that a repeated delivery is acknowledged without a second scan or
-// answer.
+// its assertion). The Submitter validates the bounty and makes its job
+// (psengine.NewJob), once; the broker behind it is the one memory of what
+// was taken: a repeated delivery id, or the same signed body replayed under
+// a new one (same psengine.BountyKey), is refused with
+// psengine.ErrDuplicate and acknowledged 200 DUPLICATE, without a second
+// scan or answer.
 //
 // # What a bounty may reference
 //

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,8 +12,9 @@ import (
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
-// A bounty that expires while it waits in the queue is discarded when its
-// turn comes: not scanned, not answered, reported with ErrExpired.
+// A bounty that expires while it waits in the broker (the engine holds
+// WithInFlight bounties already) is discarded when its turn comes: not
+// scanned, not answered, reported with ErrExpired.
 func TestExpiredBountyNotScanned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		gate := make(chan struct{})
@@ -21,7 +23,7 @@ func TestExpiredBountyNotScanned(t *testing.T) {
 				<-gate
 			}
 			return nil
-		}, []step{status(200)})
+		}, []step{status(200)}, psengine.WithInFlight(1))
 		now := time.Now()
 		r.send("d-1", bountyJSON(t, "1", []byte("slow"), psenginetest.WithResponseURL(responseURL),
 			psenginetest.WithExpiration(now.Add(10*time.Minute))))
@@ -51,6 +53,45 @@ func TestExpiredBountyNotScanned(t *testing.T) {
 	})
 }
 
+// A bounty the engine holds, waiting for a worker while another scan takes
+// it, is answered unknown (ErrTimeout) at its scan deadline, before its
+// expiration: waiting counts towards the deadline, and the answer is in
+// time.
+func TestBountyWaitingForAWorkerAnsweredInTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate, scanning := make(chan struct{}), make(chan struct{})
+		open := sync.OnceFunc(func() { close(gate) })
+		defer open()
+		r := newRig(t, func(ctx context.Context, content string) error {
+			if content == "slow" {
+				close(scanning)
+				<-gate
+			}
+			return nil
+		}, []step{status(200)}, psengine.WithWorkers(1))
+		now := time.Now()
+		r.send("d-1", bountyJSON(t, "1", []byte("slow"), psenginetest.WithResponseURL(responseURL),
+			psenginetest.WithExpiration(now.Add(10*time.Minute))))
+		<-scanning // bounty 1 holds the one worker
+		r.send("d-2", bountyJSON(t, "2", []byte("MALWARE"), psenginetest.WithResponseURL(responseURL),
+			psenginetest.WithExpiration(now.Add(time.Minute))))
+		o := r.next()
+		if o.ID != "2" || !errors.Is(o.Err, psengine.ErrTimeout) {
+			t.Fatalf("first outcome %+v, want bounty 2 timed out", o)
+		}
+		if !o.At.Before(now.Add(time.Minute)) {
+			t.Errorf("bounty 2 answered at %v, after its expiration", o.At.Sub(now))
+		}
+		open()
+		if o := r.next(); o.ID != "1" || o.Err != nil {
+			t.Errorf("second outcome %+v, want bounty 1 answered", o)
+		}
+		if scans := r.scans(); len(scans) != 1 || scans[0] != "slow" {
+			t.Errorf("scanned %q, want only bounty 1", scans)
+		}
+	})
+}
+
 // With the policy off, an expired bounty is not discarded: it goes through
 // the pipeline, and its scan gets psengine.LateScanWindow since the
 // expiration less the margin has passed.
@@ -62,7 +103,7 @@ func TestExpiredBountyNotDiscardedWhenPolicyOff(t *testing.T) {
 				<-gate
 			}
 			return nil
-		}, []step{status(200)}, psengine.WithDiscardExpired(false))
+		}, []step{status(200)}, psengine.WithDiscardExpired(false), psengine.WithInFlight(1))
 		now := time.Now()
 		r.send("d-1", bountyJSON(t, "1", []byte("slow"), psenginetest.WithExpiration(now.Add(10*time.Minute))))
 		r.send("d-2", bountyJSON(t, "2", []byte("MALWARE"), psenginetest.WithExpiration(now.Add(time.Minute))))

@@ -43,7 +43,6 @@ type Handler struct {
 	maxBody    int64
 	retryAfter string
 	log        *slog.Logger
-	seen       *dedupe // nil: no memory of delivery ids
 
 	reads       chan struct{} // a slot per body being read
 	readWait    time.Duration
@@ -59,14 +58,12 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		return nil, fmt.Errorf("%w: nil Submitter", ErrInvalidOption)
 	}
 	cfg := config{
-		maxBody:      DefaultMaxBody,
-		dedupeWindow: DefaultDedupeWindow,
-		dedupeSize:   DefaultDedupeSize,
-		retryAfter:   DefaultRetryAfter,
-		logger:       slog.New(slog.DiscardHandler),
-		maxReads:     DefaultMaxReads,
-		readWait:     DefaultReadWait,
-		readTimeout:  DefaultReadTimeout,
+		maxBody:     DefaultMaxBody,
+		retryAfter:  DefaultRetryAfter,
+		logger:      slog.New(slog.DiscardHandler),
+		maxReads:    DefaultMaxReads,
+		readWait:    DefaultReadWait,
+		readTimeout: DefaultReadTimeout,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -90,9 +87,6 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		readWait:    cfg.readWait,
 		readTimeout: cfg.readTimeout,
 	}
-	if cfg.dedupeWindow > 0 && cfg.dedupeSize > 0 {
-		h.seen = newDedupe(cfg.dedupeWindow, cfg.dedupeSize)
-	}
 	if h.secret != nil {
 		h.macs = newMACPool(h.secret)
 	}
@@ -102,8 +96,6 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 	return h, nil
 }
 
-var errDeliveryInFlight = errors.New("webhook: the same delivery is being queued")
-
 // Answers' status words.
 const (
 	statusOK          = "OK"
@@ -111,6 +103,7 @@ const (
 	statusDuplicate   = "DUPLICATE"
 	statusRejected    = "REJECTED"
 	statusUnavailable = "UNAVAILABLE"
+	statusExpired     = "EXPIRED"
 	statusNotFound    = "NOT_FOUND"
 )
 
@@ -197,9 +190,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := psengine.ParseBounty(body)
-	if err == nil {
-		err = b.Validate()
-	}
 	if err == nil && b.ResponseURL == "" {
 		// Whatever else is missing has a default; an answer with nowhere
 		// to go does not.
@@ -241,44 +231,36 @@ func (h *Handler) dropBody(w http.ResponseWriter, rc *http.ResponseController) {
 	_ = rc.SetReadDeadline(time.Now())
 }
 
-// submit queues b, once per delivery id within the dedupe window.
+// submit hands b to the submitter, which validates it and makes its job
+// (psengine.NewJob); the broker behind it refuses a repeat.
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Bounty, delivery string) {
 	job := psengine.Job{ID: delivery, Bounty: b}
 	if delivery == "" {
 		// Keyed by phase too: an arbitration of a bounty is not a repeat
 		// of its assertion.
-		job.ID = b.ID.String() + "/" + string(b.Phase)
-	}
-	var token uint64
-	if h.seen != nil && delivery != "" {
-		var res claimResult
-		switch res, token = h.seen.claim(delivery, time.Now()); res {
-		case repeated:
-			h.log.Info("webhook: repeated delivery acknowledged, not queued again", "delivery", delivery, "bounty", b.ID.String())
-			reply(w, http.StatusOK, statusDuplicate, "")
-			return
-		case inFlight: // not acknowledged: the first copy may yet be refused
-			h.unavailable(w, r, b, "the same delivery is being queued, retry later", errDeliveryInFlight)
-			return
+		phase := b.Phase
+		if phase == "" {
+			phase = psengine.Assertion
 		}
+		job.ID = b.ID.String() + "/" + string(phase)
 	}
 	err := h.sub.SubmitJob(r.Context(), job)
-	if err == nil {
-		if token != 0 {
-			h.seen.confirm(delivery, token)
-		}
+	switch {
+	case err == nil:
 		if h.log.Enabled(r.Context(), slog.LevelDebug) {
-			h.log.Debug("webhook: bounty accepted", "bounty", b.ID.String(), "delivery", delivery)
+			h.log.DebugContext(r.Context(), "webhook: bounty accepted", "bounty", b.ID.String(), "delivery", delivery)
 		}
 		reply(w, http.StatusAccepted, statusAccepted, "")
-		return
-	}
-	if token != 0 {
-		h.seen.release(delivery, token) // not taken: the retry must be
-	}
-	switch {
+	case errors.Is(err, psengine.ErrDuplicate):
+		h.log.InfoContext(r.Context(), "webhook: repeated bounty acknowledged, not queued again", "delivery", delivery,
+			"bounty", b.ID.String(), "err", err)
+		reply(w, http.StatusOK, statusDuplicate, "")
 	case errors.Is(err, psengine.ErrMalformedBounty):
 		h.reject(w, r, http.StatusBadRequest, err.Error())
+	case errors.Is(err, psengine.ErrExpired):
+		h.log.WarnContext(r.Context(), "webhook: expired bounty refused", "status", http.StatusUnprocessableEntity,
+			"bounty", b.ID.String(), "delivery", delivery, "err", err)
+		reply(w, http.StatusUnprocessableEntity, statusExpired, err.Error())
 	case errors.Is(err, psengine.ErrQueueFull):
 		h.unavailable(w, r, b, "queue full, retry later", err)
 	case errors.Is(err, psengine.ErrClosed):
@@ -286,7 +268,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 	case r.Context().Err() != nil: // the sender went away; nobody reads this
 		h.unavailable(w, r, b, "request cancelled", err)
 	default:
-		h.log.Error("webhook: cannot queue bounty", "bounty", b.ID.String(), "delivery", delivery, "err", err)
+		h.log.ErrorContext(r.Context(), "webhook: cannot queue bounty", "bounty", b.ID.String(), "delivery", delivery, "err", err)
 		h.unavailable(w, r, b, "cannot queue the bounty, retry later", err)
 	}
 }

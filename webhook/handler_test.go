@@ -206,7 +206,7 @@ func TestInsecure(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	for _, o := range []webhook.Option{
-		webhook.WithMaxBody(0), webhook.WithMaxBody(-1), webhook.WithDedupe(-1, 10), webhook.WithDedupe(1, -1),
+		webhook.WithMaxBody(0), webhook.WithMaxBody(-1),
 		webhook.WithRetryAfter(0), webhook.WithLogger(nil), nil,
 	} {
 		if _, err := webhook.NewHandler(&queue{}, webhook.WithSecret(secret), o); !errors.Is(err, webhook.ErrInvalidOption) {
@@ -220,8 +220,8 @@ func TestInvalidOptions(t *testing.T) {
 
 func TestOptionsPrintWithoutTheSecret(t *testing.T) {
 	got := fmt.Sprint([]webhook.Option{webhook.WithSecret("hunter2"), webhook.WithMaxBody(10),
-		webhook.WithDedupe(0, 0), webhook.WithRetryAfter(1500 * 1e6)})
-	want := "[WithSecret(...) WithMaxBody(10) WithDedupe(0s, 0) WithRetryAfter(1.5s)]"
+		webhook.WithRetryAfter(1500 * 1e6)})
+	want := "[WithSecret(...) WithMaxBody(10) WithRetryAfter(1.5s)]"
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}

@@ -188,8 +188,6 @@ func hasComment(comments []string, c string) bool {
 	return false
 }
 
-var webhookDedupeOff = webhook.WithDedupe(0, 0)
-
 // allowFiles is the remote policy plus local files, as a host allows them.
 func allowFiles() fetch.Policy {
 	p := fetch.Remote()

@@ -12,10 +12,6 @@ const (
 	// DefaultMaxBody caps a request body: bounties are small JSON documents
 	// (the artifact itself is fetched from its URI).
 	DefaultMaxBody = 1 << 20
-	// DefaultDedupeWindow is how long a delivery id is remembered.
-	DefaultDedupeWindow = time.Hour
-	// DefaultDedupeSize is how many delivery ids are remembered at most.
-	DefaultDedupeSize = 100_000
 	// DefaultRetryAfter is the Retry-After of a 503 answer.
 	DefaultRetryAfter = 5 * time.Second
 	// MaxDeliveryIDLen is the longest delivery id accepted (400 beyond):
@@ -59,16 +55,14 @@ func (o option) apply(c *config) error               { return o.fn(c) }
 func opt(name string, fn func(*config) error) Option { return option{name, fn} }
 
 type config struct {
-	secret       []byte
-	insecure     bool
-	maxBody      int64
-	dedupeWindow time.Duration
-	dedupeSize   int
-	retryAfter   time.Duration
-	logger       *slog.Logger
-	maxReads     int
-	readWait     time.Duration
-	readTimeout  time.Duration
+	secret      []byte
+	insecure    bool
+	maxBody     int64
+	retryAfter  time.Duration
+	logger      *slog.Logger
+	maxReads    int
+	readWait    time.Duration
+	readTimeout time.Duration
 }
 
 // WithSecret sets the webhook secret (as configured in PolySwarm): requests
@@ -101,22 +95,6 @@ func WithMaxBody(n int64) Option {
 			return fmt.Errorf("%w: WithMaxBody(%d): need a positive size", ErrInvalidOption, n)
 		}
 		c.maxBody = n
-		return nil
-	})
-}
-
-// WithDedupe sets how long (window) and how many (size) accepted delivery
-// ids are remembered, so that a repeated delivery is acknowledged without
-// being queued again (default DefaultDedupeWindow, DefaultDedupeSize).
-// When size ids are remembered the oldest is forgotten first. A zero window
-// or size turns the handler's memory off (the broker still deduplicates
-// job ids); negative values are invalid.
-func WithDedupe(window time.Duration, size int) Option {
-	return opt(fmt.Sprintf("WithDedupe(%v, %d)", window, size), func(c *config) error {
-		if window < 0 || size < 0 {
-			return fmt.Errorf("%w: WithDedupe(%v, %d): negative", ErrInvalidOption, window, size)
-		}
-		c.dedupeWindow, c.dedupeSize = window, size
 		return nil
 	})
 }
