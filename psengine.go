@@ -430,12 +430,16 @@ func (e *Engine) call(ctx context.Context, fn func() Result) Result {
 
 // bountyContext returns the context of a bounty's fetch and scan: it has
 // parent's values and ends when parent does, at deadline unless it is zero,
-// or when Shutdown gives up (cause ErrShutdown). At the deadline its Err,
-// and that of every context derived from it, is context.DeadlineExceeded,
-// with ErrTimeout as the cause.
-func (e *Engine) bountyContext(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+// or, for a caller's bounty (not a consumer's, whose parent ends first),
+// when Shutdown gives up (cause ErrShutdown). At the deadline its Err, and
+// that of every context derived from it, is context.DeadlineExceeded, with
+// ErrTimeout as the cause.
+func (e *Engine) bountyContext(parent context.Context, deadline time.Time, caller bool) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+	stop := func() bool { return false }
+	if caller {
+		stop = context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
+	}
 	var dctx context.Context
 	var dcancel context.CancelFunc
 	if deadline.IsZero() {
@@ -505,7 +509,7 @@ func (e *Engine) analyzeLocal(ctx context.Context, t ArtifactType, uri string) R
 	if t == URLArtifact {
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
 	} else {
-		rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now))
+		rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now), true)
 		err := e.tel.step(rctx, "fetch", func(ctx context.Context) error {
 			if err := acquire(ctx, e.fetches); err != nil {
 				return err
@@ -575,7 +579,7 @@ func (e *Engine) process(ctx context.Context, r request, detach bool, accepted t
 // analysis, or the special result of their failure. The error is set, and
 // there is no analysis, only when the bounty was given up on.
 func (e *Engine) produce(ctx context.Context, r request) (scanned, error) {
-	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(r.bounty.Expiration, time.Now()))
+	rctx, cancel := e.bountyContext(ctx, e.scanDeadline(r.bounty.Expiration, time.Now()), r.job == nil)
 	defer cancel()
 	f, err := e.fetchStage(rctx, r)
 	defer func() {
@@ -719,10 +723,12 @@ func (e *Engine) handle(ctx context.Context, job Job) error {
 	switch {
 	case res.Err == nil:
 		return nil
-	case ctx.Err() != nil && !res.Answered:
-		return res.Err // cut short before its answer: hand the job back
+	case !res.Answered && errors.Is(res.Err, ErrExpired):
+		return nil // discarded by policy, reported to the hooks
+	case !res.Answered:
+		return res.Err // cut short before its answer: handed back (ctx is done)
 	case ctx.Err() != nil && !res.Delivered && b.ResponseURL != "" && !errors.Is(res.Err, ErrPermanent):
-		return res.Err // cut short during its delivery: hand it back with its kept answer
+		return res.Err // cut short during its delivery: handed back with its kept answer
 	}
 	return nil
 }

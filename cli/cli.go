@@ -145,6 +145,8 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		err = p.worker(ctx, rest)
 	case "update":
 		err = p.update(ctx, rest)
+	case "deadletters":
+		err = p.deadletters(ctx, rest)
 	case "-h", "-help", "--help", "help":
 		p.usage()
 		return 0
@@ -193,7 +195,8 @@ func (p *Program) usage() {
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
-          [--insecure] [--allow-file] [--allow-private] [--workers N] [--max-body BYTES]
+          [--insecure] [--allow-file] [--allow-private] [--workers N] [--in-flight N]
+          [--delivery-window DURATION] [--max-body BYTES]
           [--drain DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
           [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
@@ -202,12 +205,27 @@ func (p *Program) usage() {
       comes from --secret or PSENGINE_WEBHOOK_SECRET; without one the server
       refuses to start unless --insecure. Artifacts and response URLs on
       loopback, private and link-local addresses are refused unless
-      --allow-private. SIGINT or SIGTERM stop intake and drain the queue.
-  %[1]s worker --backend NAME[,process] [--workers N] [--grace DURATION] [--timeout DURATION]
+      --allow-private. --workers bounds the scans, --in-flight (default 256) the
+      bounties in progress (fetching, waiting, delivering): an answer waiting
+      on a slow receiver holds no worker. Answers are retried until their
+      bounty expires or --delivery-window (default 5m) after it was
+      accepted, whichever is first. Every bounty answered 202 is recorded
+      in a store in the engine's state directory first: a bounty a stopped
+      or killed run left is answered by the next run (a kept answer is
+      delivered, never scanned again). SIGINT or SIGTERM stop intake and
+      let the recorded bounties be answered for --drain; then those still
+      in progress are cut short, stay recorded, and the process exits.
+  %[1]s worker --backend NAME[,process] [--workers N] [--in-flight N] [--delivery-window DURATION]
+          [--grace DURATION] [--timeout DURATION]
           [--max-tasks-per-child N] [--max-child-memory SIZE] [backend flags]
           [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Answer the bounties queued on the backend (by analyze or webhook on any
       machine) until SIGINT or SIGTERM, then let running scans finish.
+  %[1]s deadletters [list|requeue ID...|drop ID...] [--json] [--backend local|NAME]
+      List the bounties the queue gave up on (each was answered unknown
+      where its expiration allowed), deliver some again as new (requeue), or
+      forget them (drop). With --backend local (the default) this is the
+      webhook's intake store: stop the webhook first.
   %[1]s update
       Update the engine's definitions once and print its head (versions,
       signatures_version) as JSON; on failure, say why and exit 1 (the

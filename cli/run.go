@@ -61,6 +61,34 @@ func (r *runFlags) engineOptions() []psengine.Option {
 	return opts
 }
 
+// pipelineFlags are the flags of the commands that serve a queue (webhook,
+// worker) that bound the engine's stages.
+type pipelineFlags struct {
+	inFlight       int
+	deliveryWindow time.Duration
+}
+
+func addPipelineFlags(fs *flag.FlagSet) *pipelineFlags {
+	f := &pipelineFlags{}
+	fs.IntVar(&f.inFlight, "in-flight", psengine.DefaultInFlight, "bounties in progress at once (fetching, waiting for a worker, scanning, delivering); --workers bounds the scans among them")
+	fs.DurationVar(&f.deliveryWindow, "delivery-window", psengine.DefaultDeliveryWindow, "how long an answer is retried after its bounty was accepted, when its expiration is later")
+	return f
+}
+
+func (f *pipelineFlags) check() error {
+	switch {
+	case f.inFlight < 1:
+		return usageError{"--in-flight must be at least 1"}
+	case f.deliveryWindow <= 0:
+		return usageError{"--delivery-window must be positive"}
+	}
+	return nil
+}
+
+func (f *pipelineFlags) engineOptions() []psengine.Option {
+	return []psengine.Option{psengine.WithInFlight(f.inFlight), psengine.WithDeliveryWindow(f.deliveryWindow)}
+}
+
 // backendList is --backend: a queue (local or a registered name) and
 // whether scans run in child processes ("process"), comma-separated or
 // repeated: --backend process, --backend nats,process.

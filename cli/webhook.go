@@ -47,6 +47,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
 	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 	workers := fs.Int("workers", p.defaultWorkers(4), "bounties scanned at once (--backend local)")
+	pipe := addPipelineFlags(fs)
 	maxBody := fs.Int64("max-body", webhook.DefaultMaxBody, "largest request body accepted, in bytes")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties (those left are answered at the next start)")
 	conns := p.backendFlags(fs)
@@ -65,6 +66,8 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("-p %d: want a port in 0-65535", *port)}
 	case *workers < 1:
 		return usageError{"--workers must be at least 1"}
+	case pipe.check() != nil:
+		return pipe.check()
 	case *maxBody < 1:
 		return usageError{"--max-body must be at least 1"}
 	case *drain <= 0:
@@ -110,7 +113,8 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	defer o.close()
 	log = o.log
 
-	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate, append(run.engineOptions(), o.engineOptions()...))
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate,
+		append(append(run.engineOptions(), pipe.engineOptions()...), o.engineOptions()...))
 	if err != nil {
 		return err
 	}
@@ -133,15 +137,28 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 
 // intake returns what the handler submits to and how to stop it once the
 // server is closed: the local engine serving the durable store of the
-// engine's state directory (drained), or a backend session.
+// engine's state directory, or a backend session.
 func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connector, workers int, allowFile, allowPrivate bool, runOpts []psengine.Option) (webhook.Submitter, func(context.Context) error, error) {
 	if connect != nil {
 		sess, err := connect(ctx, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("webhook: %w", err)
 		}
-		// The backend's queue is durable: nothing to drain here.
-		return webhook.SubmitFunc(sess.Broker().Submit), func(context.Context) error { return sess.Close() }, nil
+		// The backend's queue is durable: nothing to drain here. Jobs are
+		// made here, as the engine's SubmitJob makes them.
+		broker := sess.Broker()
+		submit := func(ctx context.Context, job psengine.Job) error {
+			now := time.Now()
+			job, err := psengine.NewJob(job.ID, job.Bounty, now, psengine.DefaultLocalTTL)
+			if err != nil {
+				return err
+			}
+			if job.Bounty.Expired(now) {
+				return fmt.Errorf("%w: at %s", psengine.ErrExpired, now.UTC().Format(time.RFC3339))
+			}
+			return broker.Submit(ctx, job)
+		}
+		return webhook.SubmitFunc(submit), func(context.Context) error { broker.Close(); return sess.Close() }, nil
 	}
 	// Bounties arrive from the network: by default they may reference
 	// http(s) and data: artifacts only, and artifacts and response URLs on
@@ -170,47 +187,34 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		shutdown(engine, log)
 		return nil, nil, errors.Join(err, q.Release())
 	}
-	// The engine serves the store until stop: a signal does not cancel it,
-	// stop does, once the drain deadline passes.
-	serveCtx, cancelServe := context.WithCancel(context.WithoutCancel(ctx))
+	// The engine serves the store until it is shut down: a signal does
+	// not cancel it; stop does.
 	served := make(chan error, 1)
-	go func() {
-		err := engine.Serve(serveCtx)
-		if err != nil && serveCtx.Err() == nil {
-			log.Error("the engine stopped serving the intake store", "err", err)
-		}
-		served <- err
-	}()
+	go func() { served <- engine.Serve(context.WithoutCancel(ctx)) }()
 	stop := func(ctx context.Context) error {
-		defer cancelServe()
-		// No new bounties; those recorded are still answered, until the
-		// store is drained (then Serve returns) or ctx ends.
-		q.Close()
+		// No new bounties; those recorded are answered until ctx's
+		// deadline, then those in progress are cut short and handed back:
+		// they stay recorded, with their answer if it was kept, for the
+		// next start.
 		var errs []error
-		select {
-		case err := <-served:
-			if err != nil {
-				errs = append(errs, err)
-			}
-		case <-ctx.Done():
-			log.Warn("drain deadline passed: the bounties being scanned go back to the store for the next start")
-			cancelServe() // each job still running is handed back, recorded
-			<-served
-		}
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := engine.Shutdown(tctx); err != nil {
+		if err := withoutCause(engine.Shutdown(ctx), ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the engine: %w", err))
 		}
-		left, err := q.Recorded(tctx)
-		if err != nil {
+		if ctx.Err() != nil {
+			log.Warn("drain deadline passed: the bounties in progress stay recorded for the next start")
+		}
+		if err := <-served; err != nil {
 			errs = append(errs, err)
 		}
-		for _, job := range left {
-			log.Warn("bounty left recorded: it is answered at the next start", "bounty", job.Bounty.ID.String(),
-				"job", job.ID, "attempt", job.Attempt, "expiration", job.Bounty.Expiration)
-		}
-		if len(left) > 0 {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if left, err := q.Recorded(tctx); err != nil {
+			errs = append(errs, err)
+		} else if len(left) > 0 {
+			for _, job := range left {
+				log.Info("bounty left recorded: it is answered at the next start", "bounty", job.Bounty.ID.String(),
+					"job", job.ID, "attempt", job.Attempt, "answered", job.Answer != nil, "expiration", job.Bounty.Expiration)
+			}
 			log.Warn("bounties left recorded for the next start", "count", len(left))
 		}
 		if err := q.Release(); err != nil {
@@ -219,6 +223,29 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		return errors.Join(errs...)
 	}
 	return engine, stop, nil
+}
+
+// withoutCause is err (from a Shutdown given ctx) without ctx's cause: a
+// drain deadline that passed loses nothing (what was not finished stays
+// recorded), so it is not a failure of the command.
+func withoutCause(err error, ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if err == nil || cause == nil {
+		return err
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var rest []error
+		for _, e := range j.Unwrap() {
+			if e != cause {
+				rest = append(rest, e)
+			}
+		}
+		return errors.Join(rest...)
+	}
+	if err == cause {
+		return nil
+	}
+	return err
 }
 
 // openIntakeStore opens the durable intake store in the engine's state

@@ -22,6 +22,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	run := p.addRunFlags(fs, "")
 	workers := fs.Int("workers", p.defaultWorkers(runtime.NumCPU()), "bounties scanned at once")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGINT or SIGTERM, how long running scans may finish")
+	pipe := addPipelineFlags(fs)
 	conns := p.backendFlags(fs)
 	opsF := addOpsFlags(fs)
 	rest, err := parseInterleaved(fs, args)
@@ -43,6 +44,9 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	}
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
+	}
+	if err := pipe.check(); err != nil {
+		return err
 	}
 	connect, err := p.connector(backend, conns)
 	if err != nil {
@@ -68,7 +72,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 		}
 	}()
 	opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithBroker(sess.Broker())}, sess.WorkerOptions()...)
-	opts = append(opts, run.engineOptions()...)
+	opts = append(append(opts, run.engineOptions()...), pipe.engineOptions()...)
 	engine := p.engine(log, append(opts, o.engineOptions()...)...)
 	defer shutdown(engine, log)
 	if err := engine.Start(ctx); err != nil {
@@ -76,31 +80,23 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	}
 	defer o.follow(ctx, engine)() // stops the updates before the shutdown
 
-	// The signal does not cancel running scans: it stops intake (a broker
-	// that can Close finishes its current jobs and returns), and only after
-	// the grace period are the scans cancelled.
-	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	served := make(chan struct{})
-	stopOnSignal := context.AfterFunc(ctx, func() {
-		log.Info("stopping: running scans may finish", "grace", *grace)
-		c, ok := sess.Broker().(interface{ Close() })
-		if !ok {
-			cancel()
-			return
-		}
-		c.Close()
-		t := time.NewTimer(*grace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancel()
-		case <-served:
-		}
-	})
+	// The signal does not cancel running scans: it shuts the engine down,
+	// which closes the broker (no new jobs), and only after the grace period
+	// are the bounties in progress cut short (handed back to the queue for
+	// another worker).
+	served := make(chan error, 1)
+	go func() { served <- engine.Serve(context.WithoutCancel(ctx)) }()
 	log.Info("worker serving", "backend", run.backend.String(), "workers", *workers)
-	err = engine.Serve(serveCtx)
-	close(served)
-	stopOnSignal()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("stopping: running scans may finish", "grace", *grace)
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *grace)
+		defer cancel()
+		if serr := engine.Shutdown(gctx); serr != nil {
+			log.Warn("shutdown", "err", serr)
+		}
+		err = <-served
+	}
 	return err
 }
