@@ -273,7 +273,7 @@ func (q *Broker) load(now time.Time) error {
 				continue
 			}
 			seen[job.ID] = true
-			e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: seq, Attempt: job.Attempt, Final: job.Final, Job: job}
+			e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: seq, Attempt: job.Attempt, Final: job.Final, Alone: job.Suspect, Job: job}
 			if job.Suspect {
 				q.crashes[job.ID] = s.crashes
 				suspects = append(suspects, e)
@@ -674,6 +674,9 @@ func (q *Broker) rewrite(ctx context.Context, id, what string, change func(*stor
 			e.Job.Answer, e.Job.Suspect = s.job.Answer, s.job.Suspect
 		}
 	})
+	if !s.job.Suspect {
+		q.q.Lift(id) // its answer is kept: the others may run beside it
+	}
 	return nil
 }
 

@@ -15,6 +15,11 @@
 //     the engine answers it without another try), then dead-lettered with
 //     that reason whatever its handler returns (a hand-back excepted).
 //   - An error marked permanent dead-letters the job at once.
+//   - A job marked Alone (a suspect: it was being handled when a process
+//     died) is handed out only once no other job is out, and nothing else
+//     is handed out until its settlement or Lift: a second death is then
+//     its own, and no neighbour's answer is lost between its delivery and
+//     its settlement.
 //
 // The package knows nothing of bounties: a job is an opaque J.
 package jobq
@@ -38,6 +43,8 @@ type Entry[J any] struct {
 	// Final, when set, makes this delivery the job's last: it is
 	// dead-lettered after it with this reason.
 	Final string
+	// Alone: the job is handed out alone (see the package documentation).
+	Alone bool
 	Job   J
 }
 
@@ -124,6 +131,8 @@ type Queue[J any] struct {
 	idle      chan struct{} // closed while nothing is pending
 	closed    bool          // no new jobs
 	abandoned bool          // no more deliveries
+	out       int           // jobs handed out and not settled
+	alone     *Entry[J]     // a job handed out alone and not yet lifted
 }
 
 // New returns an empty, open queue.
@@ -230,11 +239,14 @@ func (q *Queue[J]) next(ctx context.Context) (e *Entry[J], ok bool, err error) {
 			q.mu.Unlock()
 			q.signal()
 			return nil, false, nil
-		case len(q.ready) > 0:
+		case len(q.ready) > 0 && q.alone == nil && (!q.ready[0].Alone || q.out == 0):
 			e := q.ready[0]
 			q.ready[0] = nil
 			q.ready = q.ready[1:]
-			if len(q.ready) > 0 {
+			q.out++
+			if e.Alone {
+				q.alone = e
+			} else if len(q.ready) > 0 {
 				q.signal() // let another consumer take the next one
 			}
 			q.mu.Unlock()
@@ -287,6 +299,11 @@ func (q *Queue[J]) Settle(e *Entry[J], s Settlement, reason error) {
 		_ = q.cfg.Store.Settle(&next, s, reason)
 	}
 	q.mu.Lock()
+	q.out--
+	if q.alone == e {
+		q.alone = nil
+	}
+	q.signal() // a job waiting to be handed out alone may go now
 	switch s {
 	case Done, Dead:
 		q.forgetLocked(e.ID)
@@ -320,6 +337,21 @@ func (q *Queue[J]) Settle(e *Entry[J], s Settlement, reason error) {
 	q.mu.Unlock()
 	if q.cfg.OnSettled != nil {
 		_ = pipeline.Protect(func() { q.cfg.OnSettled(&next, s, reason) })
+	}
+}
+
+// Lift ends the isolation of the job of that ID handed out alone (its
+// danger is over: a broker calls it once the job's answer is kept): other
+// jobs are handed out again. It also clears the job's Alone mark.
+func (q *Queue[J]) Lift(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if e, ok := q.pending[id]; ok {
+		e.Alone = false
+	}
+	if q.alone != nil && q.alone.ID == id {
+		q.alone = nil
+		q.signal()
 	}
 }
 
