@@ -26,6 +26,9 @@ import (
 	"sync/atomic"
 )
 
+// Credential is the user a child runs as (Config.Credential).
+type Credential struct{ UID, GID uint32 }
+
 // EnvMarker is the environment variable that tells a process it was started
 // as a worker child; its value names the engine it serves.
 const EnvMarker = "PSENGINE_CHILD"
