@@ -256,14 +256,19 @@ func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error
 	var hello *sandboxHello
 	if sb != nil {
 		cfg.Env, cfg.Environ, cfg.Credential, hello = nil, sb.environ, sb.cred, sb.hello
-		cfg.Cleanup = func() { _ = sb.dir.Remove() }
+		cfg.Cleanup = sb.cleanup
 	}
 	p, err := child.Start(cfg)
 	if err != nil {
 		if sb != nil {
-			_ = sb.dir.Remove()
+			sb.cleanup()
 		}
 		return nil, err
+	}
+	if err := sb.started(p.Pid()); err != nil {
+		p.Kill()
+		_ = p.Wait()
+		return nil, fmt.Errorf("worker %d: %w", w.id, err)
 	}
 	cw := &childWorker{p: p, gen: gen, sandbox: sb}
 	defer context.AfterFunc(ctx, p.Kill)()

@@ -109,6 +109,24 @@ type sandboxChild struct {
 	hello   *sandboxHello
 	environ []string
 	cred    *child.Credential
+	pids    *sandbox.PidsGroup // nil: none could be made (pidsErr says why)
+	pidsErr error
+}
+
+// started puts the child, just started, in its pids cgroup.
+func (sc *sandboxChild) started(pid int) error {
+	if sc == nil || sc.pids == nil {
+		return nil
+	}
+	return sc.pids.Add(pid)
+}
+
+// cleanup removes what the child's sandbox made, once it has exited.
+func (sc *sandboxChild) cleanup() {
+	if sc.pids != nil {
+		_ = sc.pids.Remove()
+	}
+	_ = sc.dir.Remove()
 }
 
 // prepareSandbox makes the sandbox of a child to start with gen's Env: its
@@ -140,12 +158,18 @@ func (e *Engine) prepareSandbox(gen *generation) (*sandboxChild, error) {
 	}
 	policy.Read = append(policy.Read, dir.In)
 	policy.Write = append(policy.Write, dir.Temp)
-	return &sandboxChild{
+	sc := &sandboxChild{
 		dir:     dir,
 		hello:   &sandboxHello{Policy: policy, Temp: dir.Temp},
 		environ: sandbox.Environ(os.Environ(), allow, append(slices.Clone(pc.Env), "TMPDIR="+dir.Temp)),
 		cred:    s.cred,
-	}, nil
+	}
+	procs := pc.Sandbox.MaxProcs
+	if procs == 0 {
+		procs = sandbox.DefaultProcs
+	}
+	sc.pids, sc.pidsErr = sandbox.NewPidsGroup(procs)
+	return sc, nil
 }
 
 // sandboxPolicy is the policy of gen's children (but their own
@@ -265,7 +289,20 @@ func (e *Engine) logSandbox(sc *sandboxChild, r *sandbox.Report) {
 		names = append(names, name)
 	}
 	attrs := append([]any{"environment", strings.Join(names, " ")}, r.Attrs()...)
+	if sc.pids != nil {
+		attrs = append(attrs, "pids_cgroup", fmt.Sprintf("at most %d tasks per child (%s)", e.procsLimit(), filepath.Dir(sc.pids.Dir)))
+	} else {
+		attrs = append(attrs, "pids_cgroup", fmt.Sprintf("unavailable (%v)", sc.pidsErr))
+	}
 	e.cfg.logger.Info("worker children are sandboxed", attrs...)
+}
+
+// procsLimit is the children's task limit.
+func (e *Engine) procsLimit() uint64 {
+	if n := e.procs.cfg.Sandbox.MaxProcs; n > 0 {
+		return n
+	}
+	return sandbox.DefaultProcs
 }
 
 // enterSandbox confines this worker child as the parent said (see
