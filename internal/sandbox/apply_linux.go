@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
@@ -23,6 +24,13 @@ import (
 // named in the Report's Missing; an error means a part that the kernel
 // has failed, and the process must not go on.
 func Apply(p Policy) (Report, error) {
+	start := time.Now()
+	r, err := apply(p)
+	r.Took = time.Since(start)
+	return r, err
+}
+
+func apply(p Policy) (Report, error) {
 	r := Report{Limits: p.Limits.withDefaults(), UID: os.Getuid(), GID: os.Getgid()}
 	if err := setLimits(&r); err != nil {
 		return r, err

@@ -57,24 +57,20 @@ func NewDir(parent, prefix string, uid, gid int) (*Dir, error) {
 // Remove deletes the directory and everything in it.
 func (d *Dir) Remove() error { return os.RemoveAll(d.Root) }
 
-// Stage makes the file at path readable by the child, under its own base
-// name: a hard link to it in a new directory of In (a copy when a link
-// cannot be made, or the child runs as another user). release removes
-// it; call it once the child is done with it.
+// Stage makes the file at path readable by the child, as N-BASE in In
+// (BASE its base name): a hard link to it (a copy when a link cannot be
+// made, or the child runs as another user). release removes it; call it
+// once the child is done with it. A link and its removal are two
+// directory updates: the cheapest way, after passing descriptors, to let
+// a confined child read a file anywhere.
 func (d *Dir) Stage(path string) (staged string, release func(), err error) {
-	sub := filepath.Join(d.In, strconv.FormatUint(d.seq.Add(1), 10))
-	if err := os.Mkdir(sub, 0o711); err != nil {
-		return "", nil, fmt.Errorf("sandbox: staging %s for the child: %w", path, err)
-	}
-	release = func() { _ = os.RemoveAll(sub) }
-	staged = filepath.Join(sub, filepath.Base(path))
+	staged = filepath.Join(d.In, strconv.FormatUint(d.seq.Add(1), 10)+"-"+filepath.Base(path))
 	if d.UID >= 0 || os.Link(path, staged) != nil {
 		if err := copyFile(path, staged); err != nil {
-			release()
 			return "", nil, fmt.Errorf("sandbox: staging %s for the child: %w", path, err)
 		}
 	}
-	return staged, release, nil
+	return staged, func() { _ = os.Remove(staged) }, nil
 }
 
 // copyFile copies src to a new file dst, readable by everyone (the

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Defaults of Limits.
@@ -87,6 +88,7 @@ type Report struct {
 	UID, GID                int
 	ProcLimitEnforced       bool // RLIMIT_NPROC binds (not for uid 0)
 	Missing                 []string
+	Took                    time.Duration // how long Apply took
 }
 
 // Attrs are r as slog attributes, one line for the engine's log.
@@ -117,7 +119,7 @@ func (r Report) Attrs() []any {
 		"no_new_privs", r.NoNewPrivs, "capabilities_dropped", r.CapsDropped,
 		"landlock", ll, "seccomp", sc,
 		"rlimits", fmt.Sprintf("core 0, fsize %d, nofile %d, nproc %s", r.Limits.FileSize, r.Limits.OpenFiles, nproc),
-		"uid", r.UID, "gid", r.GID,
+		"uid", r.UID, "gid", r.GID, "setup", r.Took.Round(time.Microsecond).String(),
 	}
 	if len(r.Missing) > 0 {
 		attrs = append(attrs, "not_enforced", strings.Join(r.Missing, "; "))
