@@ -48,6 +48,11 @@ func (e *Engine) serveChild(c *child.Conn) int {
 		return 4
 	}
 	env.logger = log
+	sandboxed, err := enterSandbox(hello.Hello.Sandbox, &env) // before any of the scanner's code
+	if err != nil {
+		_ = c.Send(fromChild{Ready: &childReady{Err: err.Error()}})
+		return 4
+	}
 	e.env.Store(&env)
 	w := &worker{id: os.Getpid()}
 	ctx := context.Background()
@@ -56,7 +61,7 @@ func (e *Engine) serveChild(c *child.Conn) int {
 		_ = c.Send(fromChild{Ready: &childReady{Err: err.Error()}})
 		return 4
 	}
-	if err := c.Send(fromChild{Ready: &childReady{}}); err != nil {
+	if err := c.Send(fromChild{Ready: &childReady{Sandbox: sandboxed}}); err != nil {
 		return 3
 	}
 

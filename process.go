@@ -13,6 +13,7 @@ import (
 
 	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/child"
+	"github.com/polyswarm/psengine/internal/sandbox"
 	"github.com/polyswarm/psengine/pipeline"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -45,12 +46,15 @@ type ProcessConfig struct {
 	// calls New (or cli.Program.Main) and recognises the marker.
 	Args []string
 	// Env is added to a child's environment (KEY=VALUE), besides the
-	// parent's.
+	// parent's (with the sandbox: besides the variables it lets through).
 	Env []string
 	// StartTimeout bounds how long a child may take to start and set up
 	// (WorkerSetup); one that takes longer is killed, and Start, or the
 	// bounty that waited for it, fails (default 2 minutes).
 	StartTimeout time.Duration
+	// Sandbox confines the children; the zero value is on (see
+	// SandboxConfig).
+	Sandbox SandboxConfig
 }
 
 // DefaultChildStartTimeout is ProcessConfig.StartTimeout's default.
@@ -95,7 +99,8 @@ type (
 		Cancel uint64 // the ID of a scan whose ctx ended
 	}
 	childHello struct {
-		Env envSnapshot
+		Env     envSnapshot
+		Sandbox *sandboxHello // nil: no sandbox
 	}
 	scanRequest struct {
 		ID       uint64
@@ -107,7 +112,8 @@ type (
 		Result *scanResult
 	}
 	childReady struct {
-		Err string // WorkerSetup's error, if it failed
+		Err     string          // WorkerSetup's error, if it failed
+		Sandbox *sandbox.Report // what the sandbox put in force
 	}
 	scanResult struct {
 		ID       uint64
@@ -215,16 +221,18 @@ func (e remoteError) Unwrap() error { return e.kind }
 // worker uses it, and reads its messages itself: no goroutine of ours
 // stands between the child's reply and the bounty waiting for it.
 type childWorker struct {
-	p      *child.Process
-	gen    *generation // the Env it was given
-	tasks  int
-	lastID uint64
+	p       *child.Process
+	gen     *generation   // the Env it was given
+	sandbox *sandboxChild // nil: not sandboxed
+	tasks   int
+	lastID  uint64
 }
 
 // children is the process backend's side of the Engine.
 type children struct {
-	cfg ProcessConfig
-	wg  sync.WaitGroup // replacements starting, children retiring
+	cfg     ProcessConfig
+	wg      sync.WaitGroup // replacements starting, children retiring
+	sandbox sandboxState
 }
 
 // startChild starts a child for w and waits until it is set up (or ctx
@@ -237,17 +245,35 @@ func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("did not set up within %v", timeout))
 	defer cancel()
-	p, err := child.Start(child.Config{Name: e.cfg.name, Args: pc.Args, Env: pc.Env, Output: e.childOutput})
-	if err != nil {
-		return nil, err
-	}
 	e.envs.mu.Lock()
 	gen := e.envs.current
 	e.envs.mu.Unlock()
-	cw := &childWorker{p: p, gen: gen}
+	cfg := child.Config{Name: e.cfg.name, Args: pc.Args, Env: pc.Env, Output: e.childOutput}
+	sb, err := e.prepareSandbox(gen)
+	if err != nil {
+		return nil, fmt.Errorf("worker %d: %w", w.id, err)
+	}
+	var hello *sandboxHello
+	if sb != nil {
+		cfg.Env, cfg.Environ, cfg.Credential, hello = nil, sb.environ, sb.cred, sb.hello
+		cfg.Cleanup = sb.cleanup
+	}
+	p, err := child.Start(cfg)
+	if err != nil {
+		if sb != nil {
+			sb.cleanup()
+		}
+		return nil, err
+	}
+	if err := sb.started(p.Pid()); err != nil {
+		p.Kill()
+		_ = p.Wait()
+		return nil, fmt.Errorf("worker %d: %w", w.id, err)
+	}
+	cw := &childWorker{p: p, gen: gen, sandbox: sb}
 	defer context.AfterFunc(ctx, p.Kill)()
 	var m fromChild
-	err = p.Send(toChild{Hello: &childHello{Env: gen.snapshot}})
+	err = p.Send(toChild{Hello: &childHello{Env: gen.snapshot, Sandbox: hello}})
 	if err == nil {
 		err = p.Recv(&m)
 	}
@@ -260,6 +286,7 @@ func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error
 		return nil, fmt.Errorf("worker %d: child %d: %s", w.id, p.Pid(), m.Ready.Err)
 	case err == nil:
 		e.cfg.logger.Debug("worker child ready", "worker", w.id, "child_pid", p.Pid())
+		e.logSandbox(sb, m.Ready.Sandbox)
 		return cw, nil
 	}
 	if ctx.Err() != nil {
@@ -398,6 +425,11 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 	if err != nil {
 		return Analysis{}, err
 	}
+	unstage, err := cw.stageArtifact(&req)
+	if err != nil {
+		return Analysis{}, err
+	}
+	defer unstage()
 	cw.lastID++
 	id := cw.lastID
 	deadline, _ := ctx.Deadline()

@@ -4,7 +4,8 @@
 // scanners never see it.
 //
 // The parent starts a child with Start: the child inherits the parent's
-// environment plus the marker variable (EnvMarker) naming the engine it is
+// environment (or Config.Environ: a sandbox's allow-list) plus the marker
+// variable (EnvMarker) naming the engine it is
 // to serve, runs in a process group of its own (so that one kill reaches
 // everything it started), and on Linux is killed when the parent dies
 // (parent-death signal), whatever way the parent goes. The child finds its
@@ -25,6 +26,9 @@ import (
 	"sync"
 	"sync/atomic"
 )
+
+// Credential is the user a child runs as (Config.Credential).
+type Credential struct{ UID, GID uint32 }
 
 // EnvMarker is the environment variable that tells a process it was started
 // as a worker child; its value names the engine it serves.

@@ -27,8 +27,17 @@ type Config struct {
 	// process's own (os.Args[1:]), so that the child starts the way the
 	// parent did until it recognises the marker.
 	Args []string
-	// Env is added to the parent's environment (KEY=VALUE).
+	// Env is added to the parent's environment (KEY=VALUE), or to Environ.
 	Env []string
+	// Environ, when not nil, replaces the parent's environment (a sandbox
+	// passes only an allow-list).
+	Environ []string
+	// Credential, when not nil, runs the child as that user (the parent
+	// must be allowed to switch: root).
+	Credential *Credential
+	// Cleanup, when not nil, is called once the child has exited and was
+	// reaped, before Exited is closed (not when Start fails).
+	Cleanup func()
 	// Output receives each line the child writes to its stdout or stderr,
 	// without the line end, with the child's pid; nil discards them. It is
 	// called from one goroutine per child.
@@ -44,6 +53,7 @@ type Process struct {
 	output  *os.File // the read end of the child's stdout and stderr
 
 	exited  chan struct{} // closed once the child was reaped
+	cleanup func()        // Config.Cleanup
 	waitErr error
 	mu      sync.Mutex
 	reaped  bool
@@ -86,11 +96,18 @@ func Start(cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("child: %w", err)
 	}
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(append(withoutMarker(os.Environ()), cfg.Env...), EnvMarker+"="+cfg.Name)
+	base := cfg.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+	cmd.Env = append(append(withoutMarker(base), cfg.Env...), EnvMarker+"="+cfg.Name)
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{toChildR, fromChildW, ctlR} // the child's fds 3, 4 and 5
 	cmd.SysProcAttr = sysProcAttr()
+	if c := cfg.Credential; c != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: []uint32{}}
+	}
 	err = cmd.Start()
 	closeAll(toChildR, fromChildW, outW, ctlR) // the child's ends: the child holds them now
 	if err != nil {
@@ -104,7 +121,7 @@ func Start(cfg Config) (*Process, error) {
 	fromChildR.Fd()
 	toChildW.Fd()
 	ctlW.Fd()
-	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), control: newConn(nil, ctlW), output: outR, exited: make(chan struct{})}
+	p := &Process{cmd: cmd, conn: newConn(fromChildR, toChildW), control: newConn(nil, ctlW), output: outR, exited: make(chan struct{}), cleanup: cfg.Cleanup}
 	p.readers.Go(func() {
 		readLines(outR, func(line string) {
 			if cfg.Output != nil {
@@ -164,6 +181,9 @@ func (p *Process) reap() {
 	}
 	_ = p.output.Close()
 	_ = p.conn.in.Close()
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 	close(p.exited)
 }
 

@@ -176,6 +176,7 @@ func (p *Program) usage() {
 	fmt.Fprintf(p.Stderr, `Usage:
   %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
           [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
+          [--sandbox on|off] [--sandbox-user USER]
           [--in-flight N] [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
@@ -188,7 +189,11 @@ func (p *Program) usage() {
       --summary-json also writes as JSON.
       --backend process scans in child processes (this program, re-executed),
       recycled after N scans or past SIZE of memory; a crash costs only the
-      artifact it held. With --backend NAME the bounties go to that queue and
+      artifact it held. Each child is sandboxed unless --sandbox off: an
+      allow-listed environment, no capabilities, no_new_privs, Landlock
+      (read the system and the engine's data, write its own temp directory,
+      no TCP but what the scanner declares), seccomp, resource limits; as
+      root, --sandbox-user runs the children as that user. With --backend NAME the bounties go to that queue and
       workers anywhere answer them: at most --in-flight (default 64) queued
       at once, each forged with its own expiration (--timeout, or 5m, from
       when a worker should reach it); a full queue is waited for.
@@ -198,7 +203,7 @@ func (p *Program) usage() {
           [--insecure] [--allow-file] [--allow-private] [--workers N] [--in-flight N]
           [--delivery-window DURATION] [--max-body BYTES]
           [--drain DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
-          [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
+          [--sandbox on|off] [--sandbox-user USER] [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
       port) and print "listening on http://ADDR". Signed bounties are answered
       202 and scanned; answers are POSTed to their response_url. The secret
@@ -217,7 +222,8 @@ func (p *Program) usage() {
       in progress are cut short, stay recorded, and the process exits.
   %[1]s worker --backend NAME[,process] [--workers N] [--in-flight N] [--delivery-window DURATION]
           [--grace DURATION] [--timeout DURATION]
-          [--max-tasks-per-child N] [--max-child-memory SIZE] [backend flags]
+          [--max-tasks-per-child N] [--max-child-memory SIZE] [--sandbox on|off]
+          [--sandbox-user USER] [backend flags]
           [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Answer the bounties queued on the backend (by analyze or webhook on any
       machine) until SIGINT or SIGTERM, then let running scans finish.

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,11 +32,26 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("CLI_TEST_PROGRAM") {
 	case "crashy":
-		(&Program{Name: "crashy", Scanner: crashy}).Main()
+		(&Program{Name: "crashy", Scanner: childProgram{crashy}}).Main()
 	case "counter":
-		(&Program{Name: "counter", Scanner: counter}).Main()
+		(&Program{Name: "counter", Scanner: childProgram{counter}}).Main()
+	case "escape":
+		(&Program{Name: "escape", Scanner: escape{}}).Main()
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// childProgram is a test program's scanner, which declares what its
+// sandboxed children need: the variables that make this test binary the
+// program and configure it, and the directory of the counter's scan log.
+type childProgram struct{ psengine.Scanner }
+
+func (childProgram) SandboxNeeds(psengine.Env) psengine.SandboxNeeds {
+	needs := psengine.SandboxNeeds{Env: []string{"CLI_TEST_PROGRAM", "CLI_TEST_GATE", "CLI_TEST_SCANS", "CLI_TEST_SCAN_TIME"}}
+	if f := os.Getenv("CLI_TEST_SCANS"); f != "" {
+		needs.Write = append(needs.Write, filepath.Dir(f))
+	}
+	return needs
 }
 
 // crashy misbehaves as its artifact says, and otherwise answers benign

@@ -17,6 +17,8 @@ type runFlags struct {
 	maxTasks  int
 	maxMemory byteSize
 	timeout   time.Duration
+	sandbox   sandboxFlag
+	sbUser    string
 }
 
 // addRunFlags registers the run flags on fs; queueDefault is --backend's
@@ -27,6 +29,8 @@ func (p *Program) addRunFlags(fs *flag.FlagSet, queueDefault string) *runFlags {
 		"or a registered queue ("+p.backendNames()+"), possibly with process (NAME,process)")
 	fs.IntVar(&r.maxTasks, "max-tasks-per-child", 0, "with process: retire a child after N scans (0: never)")
 	fs.Var(&r.maxMemory, "max-child-memory", "with process: retire a child over SIZE of resident memory, killing it during a scan that drives it over (e.g. 512M; 0: no limit)")
+	fs.Var(&r.sandbox, "sandbox", "with process: on (default) confines each child (allow-listed environment, no capabilities, Landlock, seccomp, limits); off runs them unconfined")
+	fs.StringVar(&r.sbUser, "sandbox-user", "", "with process, when running as root: run the children as this user (name or uid)")
 	fs.DurationVar(&r.timeout, "timeout", 0, "scan deadline of artifacts this command forges, and of bounties without a usable expiration (default 5m)")
 	return r
 }
@@ -45,6 +49,10 @@ func (r *runFlags) check(p *Program) error {
 		return usageError{"--timeout must not be negative"}
 	case !r.backend.process && (r.maxTasks > 0 || r.maxMemory > 0):
 		return usageError{"--max-tasks-per-child and --max-child-memory apply to --backend process only"}
+	case !r.backend.process && (r.sandbox.set || r.sbUser != ""):
+		return usageError{"--sandbox and --sandbox-user apply to --backend process only"}
+	case r.sandbox.off && r.sbUser != "":
+		return usageError{"--sandbox-user needs the sandbox on"}
 	}
 	return nil
 }
@@ -53,7 +61,8 @@ func (r *runFlags) check(p *Program) error {
 func (r *runFlags) engineOptions() []psengine.Option {
 	var opts []psengine.Option
 	if r.backend.process {
-		opts = append(opts, psengine.WithProcessWorkers(psengine.ProcessConfig{MaxTasksPerChild: r.maxTasks, MaxChildMemory: int64(r.maxMemory)}))
+		opts = append(opts, psengine.WithProcessWorkers(psengine.ProcessConfig{MaxTasksPerChild: r.maxTasks, MaxChildMemory: int64(r.maxMemory),
+			Sandbox: psengine.SandboxConfig{Off: r.sandbox.off, User: r.sbUser}}))
 	}
 	if r.timeout > 0 {
 		opts = append(opts, psengine.WithTimeout(r.timeout), psengine.WithDefaultWindow(r.timeout+psengine.DefaultDeliveryMargin))
@@ -87,6 +96,29 @@ func (f *pipelineFlags) check() error {
 
 func (f *pipelineFlags) engineOptions() []psengine.Option {
 	return []psengine.Option{psengine.WithInFlight(f.inFlight), psengine.WithDeliveryWindow(f.deliveryWindow)}
+}
+
+// sandboxFlag is --sandbox: on or off.
+type sandboxFlag struct{ off, set bool }
+
+func (f *sandboxFlag) String() string {
+	if f != nil && f.off {
+		return "off"
+	}
+	return "on"
+}
+
+func (f *sandboxFlag) Set(v string) error {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "1":
+		f.off = false
+	case "off", "false", "0":
+		f.off = true
+	default:
+		return fmt.Errorf("%q: want on or off", v)
+	}
+	f.set = true
+	return nil
 }
 
 // backendList is --backend: a queue (local or a registered name) and

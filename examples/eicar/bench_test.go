@@ -108,3 +108,46 @@ func BenchmarkProcessBackendFiles(b *testing.B) {
 	b.ReportMetric(float64(procCPU)/float64(localCPU), "x-local-cpu")
 	b.ReportMetric(float64(localWall)/float64(b.N)/float64(time.Millisecond), "ms-local")
 }
+
+// BenchmarkSandboxFiles runs the whole `eicar analyze --json --workers 4
+// --backend process` over 2,000 small files with the children sandboxed
+// (the default) and with --sandbox off in each iteration, and reports
+// the wall-time ratio as "x-unsandboxed" and the CPU-time ratio (the
+// process and its children) as "x-unsandboxed-cpu" (target <= 1.05).
+func BenchmarkSandboxFiles(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "eicar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	files := make([]string, 2000)
+	for i := range files {
+		files[i] = filepath.Join(dir, fmt.Sprintf("f%04d", i))
+		buf := make([]byte, 512)
+		_, _ = rand.Read(buf)
+		if err := os.WriteFile(files[i], buf, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(sandbox string) (wall, cpu time.Duration) {
+		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--workers", "4", "--backend", "process", "--sandbox", sandbox}, files...)...)
+		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &out
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("--sandbox %s: %v\n%s", sandbox, err, out.Bytes())
+		}
+		return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	var onWall, onCPU, offWall, offCPU time.Duration
+	for b.Loop() {
+		w, c := run("on")
+		onWall, onCPU = onWall+w, onCPU+c
+		w, c = run("off")
+		offWall, offCPU = offWall+w, offCPU+c
+	}
+	b.ReportMetric(float64(onWall)/float64(offWall), "x-unsandboxed")
+	b.ReportMetric(float64(onCPU)/float64(offCPU), "x-unsandboxed-cpu")
+	b.ReportMetric(float64(offWall)/float64(b.N)/float64(time.Millisecond), "ms-unsandboxed")
+}
