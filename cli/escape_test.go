@@ -152,7 +152,7 @@ func tryForkBomb(max int) string {
 		}
 	}()
 	for range max {
-		c := exec.Command("/bin/sleep", "60")
+		c := exec.Command("/bin/sleep", "10") // outlives the bomb; anything holding on it ends soon
 		if err := c.Start(); err != nil {
 			return fmt.Sprintf("refused: after %d processes (%v): %v", len(started), time.Since(start).Round(time.Millisecond), err)
 		}
