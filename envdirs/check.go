@@ -52,8 +52,10 @@ func (e *CheckError) Unwrap() error { return e.Err }
 
 // Check verifies the directories that hold sensitive things:
 //
-//   - Runtime must exist, be a directory owned by the current user, with mode
-//     exactly 0700 (as XDG_RUNTIME_DIR);
+//   - Runtime must exist and be a directory owned by the current user that
+//     neither the group nor others can write to (mode & 0022 == 0: 0700, as
+//     Ensure creates it and XDG_RUNTIME_DIR is, or 0755, as systemd's
+//     RuntimeDirectory= is by default);
 //   - Secrets, when it exists, must be owned by the current user (or root),
 //     give others no access at all and the group no write access (mode &
 //     0027 == 0), and nothing inside may be writable by the group or
@@ -98,9 +100,10 @@ func checkRuntime(path string) error {
 			Problem: fmt.Sprintf("owned by uid %d, want %d", uid, os.Getuid()),
 			Fix:     "use a directory of your own (" + EnvRuntime + ")", Err: ErrInsecure}
 	}
-	if perm := fi.Mode().Perm(); perm != 0o700 {
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return &CheckError{Role: "runtime", Path: path, Mode: perm,
-			Problem: fmt.Sprintf("mode %#o, want 0700", perm), Fix: "chmod 700 " + shellQuote(path), Err: ErrInsecure}
+			Problem: fmt.Sprintf("mode %#o lets the group or others write in it, want 0700", perm),
+			Fix:     "chmod 700 " + shellQuote(path), Err: ErrInsecure}
 	}
 	return nil
 }

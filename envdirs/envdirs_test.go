@@ -239,7 +239,7 @@ func TestEnsureThenCheck(t *testing.T) {
 }
 
 func TestCheckErrors(t *testing.T) {
-	t.Run("runtime mode 0755", func(t *testing.T) {
+	t.Run("runtime mode 0755 is fine, 0775 is not", func(t *testing.T) {
 		d := layout(t)
 		if err := d.Ensure(); err != nil {
 			t.Fatal(err)
@@ -247,17 +247,23 @@ func TestCheckErrors(t *testing.T) {
 		if err := os.Chmod(d.Runtime, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if err := d.Check(); err != nil {
+			t.Errorf("Check with a runtime directory of mode 0755: %v, want nil", err)
+		}
+		if err := os.Chmod(d.Runtime, 0o775); err != nil {
+			t.Fatal(err)
+		}
 		err := d.Check()
 		var ce *envdirs.CheckError
 		if !errors.Is(err, envdirs.ErrInsecure) || !errors.As(err, &ce) {
 			t.Fatalf("Check = %v, want a *CheckError wrapping ErrInsecure", err)
 		}
-		want := envdirs.CheckError{Role: "runtime", Path: d.Runtime, Mode: 0o755,
-			Problem: "mode 0755, want 0700", Fix: "chmod 700 " + d.Runtime, Err: envdirs.ErrInsecure}
+		want := envdirs.CheckError{Role: "runtime", Path: d.Runtime, Mode: 0o775,
+			Problem: "mode 0775 lets the group or others write in it, want 0700", Fix: "chmod 700 " + d.Runtime, Err: envdirs.ErrInsecure}
 		if diff := cmp.Diff(want, *ce, cmp.Comparer(func(a, b error) bool { return a == b })); diff != "" {
 			t.Errorf("CheckError (-want +got):\n%s", diff)
 		}
-		if want := "envdirs: runtime directory: " + d.Runtime + ": mode 0755, want 0700 (fix: chmod 700 " + d.Runtime + ")"; err.Error() != want {
+		if want := "envdirs: runtime directory: " + d.Runtime + ": mode 0775 lets the group or others write in it, want 0700 (fix: chmod 700 " + d.Runtime + ")"; err.Error() != want {
 			t.Errorf("message %q, want %q (the path and the fix)", err, want)
 		}
 	})
