@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 
 // dialFrom opens a TCP connection to addr from the loopback address ip
 // (any of 127.0.0.0/8 on Linux), as a distinct host would.
-func dialFrom(t *testing.T, ip, addr string) net.Conn {
+func dialFrom(t testing.TB, ip, addr string) net.Conn {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	c, err := d.Dial("tcp", addr)
@@ -43,7 +44,7 @@ type slowClient struct {
 	wg     sync.WaitGroup
 }
 
-func startSlowClient(t *testing.T, ip, addr string) *slowClient {
+func startSlowClient(t testing.TB, ip, addr string) *slowClient {
 	t.Helper()
 	c := &slowClient{conn: dialFrom(t, ip, addr), answer: make(chan *http.Response, 1), done: make(chan struct{})}
 	req := "POST / HTTP/1.1\r\nHost: intake\r\n" + webhook.HeaderEvent + ": bounty\r\n" +
@@ -86,13 +87,13 @@ func (c *slowClient) close() {
 // signedClient posts signed bounties from the loopback address ip, over
 // one kept-alive connection.
 type signedClient struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	client *http.Client
 	n      int
 }
 
-func newSignedClient(t *testing.T, ip, url string) *signedClient {
+func newSignedClient(t testing.TB, ip, url string) *signedClient {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	tr := &http.Transport{DialContext: d.DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -123,12 +124,14 @@ func (c *signedClient) post() (int, http.Header, time.Duration) {
 
 // Acceptance (issue #19): 64 slow clients that send a signature header and
 // trickle a body hold connections, from one address or from eight; signed
-// bounties from another address are still answered 202 within 100 ms each.
-// The handler has its default limits, but for a read timeout and a rate
-// grace of a minute, so that the slow clients cannot be cut off while the
-// bounties are measured (the rate is tested on its own below).
+// bounties from another address are still answered 202, without waiting:
+// the handler is given no read wait at all, so a bounty that found no free
+// slot would be answered 503 at once. (How fast, in milliseconds, is
+// BenchmarkSignedAmidSlowClients's figure.) The handler has its default
+// limits otherwise, but for a read timeout and a rate grace of a minute, so
+// that the slow clients cannot be cut off while the bounties are posted
+// (the rate is tested on its own below).
 func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
-	const within = 100 * time.Millisecond
 	for _, tt := range []struct{ slow, sources int }{
 		{64, 1}, {64, 8},
 		{300, 1}, // more than the read limit: the per-source bound, not the global one, keeps signed bounties flowing
@@ -144,7 +147,7 @@ func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
 				return nil
 			})
 			h, err := webhook.NewHandler(sub, webhook.WithSecret(secret), webhook.WithReadTimeout(time.Minute),
-				webhook.WithMinBodyRate(webhook.DefaultMinBodyRate, time.Minute))
+				webhook.WithMinBodyRate(webhook.DefaultMinBodyRate, time.Minute), webhook.WithReadLimit(webhook.DefaultMaxReads, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,8 +162,7 @@ func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
 				defer clients[i].close()
 			}
 			// Each source reads DefaultReadsPerSource bodies; the rest of
-			// its slow clients are refused (503, connection closed) once
-			// the read wait passes.
+			// its slow clients are refused (503, connection closed).
 			holding := min(slow/sources, webhook.DefaultReadsPerSource)
 			refused := slow - holding*sources
 			for range refused {
@@ -190,10 +192,6 @@ func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
 				}
 				worst = max(worst, took)
 			}
-			if worst > within {
-				t.Errorf("signed bounties while %d slow clients hold their slots: slowest answered in %v, want within %v",
-					slow, worst, within)
-			}
 			// The slow clients held their slots throughout.
 			if !holdingNow() {
 				all, _ := webhook.Reading(h, "")
@@ -211,7 +209,7 @@ func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
 }
 
 // waitAnswer returns the next answer any of clients gets.
-func waitAnswer(t *testing.T, clients []*slowClient) *http.Response {
+func waitAnswer(t testing.TB, clients []*slowClient) *http.Response {
 	t.Helper()
 	deadline := time.After(psenginetest.EventuallyWithin)
 	for {
@@ -337,5 +335,65 @@ func TestReadLimitsBetweenSources(t *testing.T) {
 	if code, hdr, _ := newSignedClient(t, "127.0.0.100", srv.URL).post(); code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Errorf("signed bounty once %d hosts hold every slot: %d (Retry-After %q), want 503 with Retry-After",
 			all/perSource, code, hdr.Get("Retry-After"))
+	}
+}
+
+// BenchmarkSignedAmidSlowClients: signed bounties posted one after another
+// from 127.0.0.2 to the handler (default limits) on a loopback server,
+// while 64 slow clients from 127.0.0.1 hold connections with a signature
+// header and a trickled body ("slow-64": they are given a minute of grace
+// so that they hold throughout), or while nobody else is connected
+// ("quiet"). Reports the time to 202 of the signed bounties: p50-ms,
+// p99-ms and max-ms (issue #19's target: every one within 100 ms).
+func BenchmarkSignedAmidSlowClients(b *testing.B) {
+	for _, slow := range []int{0, 64} {
+		name := "quiet"
+		if slow > 0 {
+			name = fmt.Sprintf("slow-%d", slow)
+		}
+		b.Run(name, func(b *testing.B) {
+			h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, psengine.Job) error { return nil }),
+				webhook.WithSecret(secret), webhook.WithReadTimeout(time.Hour), webhook.WithMinBodyRate(webhook.DefaultMinBodyRate, time.Hour))
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			clients := make([]*slowClient, slow)
+			for i := range clients {
+				clients[i] = startSlowClient(b, "127.0.0.1", srv.Listener.Addr().String())
+				defer clients[i].close()
+			}
+			holding := min(slow, webhook.DefaultReadsPerSource)
+			for range slow - holding {
+				if res := waitAnswer(b, clients); res.StatusCode != http.StatusServiceUnavailable {
+					b.Fatalf("a slow client over its source's limit: %d, want 503", res.StatusCode)
+				}
+			}
+			psenginetest.Eventually(b, "the slow clients holding their source's slots", func() bool {
+				n, _ := webhook.Reading(h, "")
+				return n == holding
+			})
+			signer := newSignedClient(b, "127.0.0.2", srv.URL)
+			signer.post() // the connection, kept alive from here on
+			var took []time.Duration
+			stopCPU := psenginetest.MeasureCPU(b)
+			for b.Loop() {
+				code, _, d := signer.post()
+				if code != http.StatusAccepted {
+					b.Fatalf("signed bounty: %d, want 202", code)
+				}
+				took = append(took, d)
+			}
+			stopCPU()
+			if n, _ := webhook.Reading(h, ""); n != holding {
+				b.Fatalf("%d bodies being read after the run, want the %d slow clients still holding", n, holding)
+			}
+			slices.Sort(took)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			b.ReportMetric(ms(took[len(took)/2]), "p50-ms")
+			b.ReportMetric(ms(took[len(took)*99/100]), "p99-ms")
+			b.ReportMetric(ms(took[len(took)-1]), "max-ms")
+		})
 	}
 }
