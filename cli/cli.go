@@ -5,7 +5,7 @@
 //	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] [--summary-json FILE] ARTIFACT|DIR...
 //	ENGINE commands [NAME ARG...]
 //	ENGINE worker --backend NAME [--workers N] [backend flags]
-//	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret SECRET]
+//	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret-file FILE]
 //	ENGINE update
 //
 // webhook and worker also take --metrics-addr (Prometheus /metrics,
@@ -199,34 +199,36 @@ func (p *Program) usage() {
       when a worker should reach it); a full queue is waited for.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
-  %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret SECRET]
+  %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret-file FILE]
           [--insecure] [--allow-file] [--allow-private] [--workers N] [--in-flight N]
-          [--delivery-window DURATION] [--max-body BYTES]
-          [--drain DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
-          [--sandbox on|off] [--sandbox-user USER] [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
-      Serve PolySwarm's webhook on HOST:PORT (default :5000; -p 0 picks a free
-      port) and print "listening on http://ADDR". Signed bounties are answered
-      202 and scanned; answers are POSTed to their response_url. The secret
-      comes from --secret or PSENGINE_WEBHOOK_SECRET; without one the server
-      refuses to start unless --insecure. Artifacts and response URLs on
-      loopback, private and link-local addresses are refused unless
-      --allow-private. --workers bounds the scans, --in-flight (default 256) the
-      bounties in progress (fetching, waiting, delivering): an answer waiting
-      on a slow receiver holds no worker. Answers are retried until their
-      bounty expires or --delivery-window (default 5m) after it was
-      accepted, whichever is first. Every bounty answered 202 is recorded
-      in a store in the engine's state directory first: a bounty a stopped
-      or killed run left is answered by the next run (a kept answer is
-      delivered, never scanned again). SIGINT or SIGTERM stop intake and
-      let the recorded bounties be answered for --drain; then those still
-      in progress are cut short, stay recorded, and the process exits.
+          [--delivery-window DURATION] [--max-body BYTES] [--reads-per-source N] [--drain DURATION]
+          [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
+          [--sandbox on|off] [--sandbox-user USER] [--metrics-addr [HOST]:PORT] [--otlp-endpoint URL]
+          [--update-interval DURATION]
+      Serve PolySwarm's webhook on HOST:PORT (default 127.0.0.1:5000, loopback
+      only: --addr 0.0.0.0 or :: for every interface; -p 0 picks a free port)
+      and print "listening on http://ADDR". Signed bounties are answered 202
+      and scanned; answers are POSTed to their response_url. The secret comes
+      from --secret-file (a file of yours, mode 0600 or 0400, as ssh wants of
+      a key), PSENGINE_WEBHOOK_SECRET, or --secret (which every user sees in
+      ps: a warning says so); without one the server refuses to start unless
+      --insecure. Before a request is authenticated, one address sends at
+      most --reads-per-source bodies at once (default 8; behind a reverse
+      proxy every request shares its address), each at 16 KiB/s at least
+      after 2 s and within 10 s, at most --max-body bytes (default 256 KiB).
+      With --backend local or process, the engine's runtime directory is
+      created (0700) when missing, and a runtime or secrets directory (or a
+      secret in it) that other users can write, or read, stops the webhook
+      with the path and the fix (chmod 700 PATH). Artifacts and response URLs
+      on loopback, private and link-local addresses are refused unless
+      --allow-private. SIGINT or SIGTERM stop intake and drain the queue.
   %[1]s worker --backend NAME[,process] [--workers N] [--in-flight N] [--delivery-window DURATION]
-          [--grace DURATION] [--timeout DURATION]
-          [--max-tasks-per-child N] [--max-child-memory SIZE] [--sandbox on|off]
-          [--sandbox-user USER] [backend flags]
-          [--metrics-addr HOST:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
+          [--grace DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
+          [--sandbox on|off] [--sandbox-user USER] [backend flags]
+          [--metrics-addr [HOST]:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
       Answer the bounties queued on the backend (by analyze or webhook on any
-      machine) until SIGINT or SIGTERM, then let running scans finish.
+      machine) until SIGINT or SIGTERM, then let running scans finish. Its
+      directories are checked at start as webhook's are.
   %[1]s deadletters [list|requeue ID...|drop ID...] [--json] [--backend local|NAME]
       List the bounties the queue gave up on (each was answered unknown
       where its expiration allowed), deliver some again as new (requeue), or
@@ -239,7 +241,9 @@ func (p *Program) usage() {
 
 webhook and worker: --metrics-addr serves /metrics (Prometheus), /healthz
 (200 while the process runs) and /readyz (200 when the engine can answer,
-else 503 and why) on HOST:PORT, and prints "metrics on http://ADDR" first.
+else 503 and why) on HOST:PORT, unauthenticated: :PORT alone means
+127.0.0.1:PORT (0.0.0.0:PORT for every interface). It prints "metrics on
+http://ADDR" first.
 --otlp-endpoint exports traces over OTLP/HTTP to a collector (URL/v1/traces;
 or set OTEL_EXPORTER_OTLP_ENDPOINT); logs then carry trace_id and span_id.
 --update-interval updates the definitions that often: a failed update keeps
@@ -249,7 +253,7 @@ the last good definitions serving.
 window of bounties without a usable expiration (default 5m).
 
 Environment: LOG_LEVEL (debug|info|warn|error), LOG_FORMAT (text|json),
-PSENGINE_WEBHOOK_SECRET, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
+PSENGINE_WEBHOOK_SECRET (or WEBHOOK_SECRET), PSENGINE_HOME and PSENGINE_*_DIR, PSENGINE_METADATA_OS, PSENGINE_METADATA_ARCHITECTURE, TMPDIR, TMPPREFIX.
 `, p.Name)
 	p.backendUsage(p.Stderr)
 }

@@ -53,7 +53,7 @@ func (p *Program) startOps(ctx context.Context, log *slog.Logger, f *opsFlags) (
 	if f.metricsAddr == "" {
 		return o, nil
 	}
-	ln, err := net.Listen("tcp", f.metricsAddr)
+	ln, err := net.Listen("tcp", loopbackDefault(f.metricsAddr))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("--metrics-addr: %w", err), tel.shutdown(ctx))
 	}

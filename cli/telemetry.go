@@ -37,7 +37,7 @@ type opsFlags struct {
 // addOpsFlags registers the operation flags on fs.
 func addOpsFlags(fs *flag.FlagSet) *opsFlags {
 	f := &opsFlags{}
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (port 0 picks a free one)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics (Prometheus), /healthz and /readyz on [HOST]:PORT (no host: 127.0.0.1; 0.0.0.0:PORT for every interface; port 0 picks a free one)")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this collector URL (as OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces is appended)")
 	fs.DurationVar(&f.updateEvery, "update-interval", 0, "update the engine's definitions this often (0: never)")
 	return f

@@ -40,9 +40,11 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	fs.SetOutput(io.Discard)
 	port := fs.Int("p", DefaultWebhookPort, "TCP port to listen on; 0 picks a free one")
 	fs.IntVar(port, "port", DefaultWebhookPort, "same as -p")
-	addr := fs.String("addr", "", "host or IP to listen on (default: every interface; 127.0.0.1 without a secret)")
+	addr := fs.String("addr", "127.0.0.1", "host or IP to listen on (0.0.0.0 or :: for every interface)")
 	run := p.addRunFlags(fs, "local")
-	secretFlag := fs.String("secret", "", "webhook secret (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
+	secretFlag := fs.String("secret", "", "webhook secret: every user sees it in ps (default $PSENGINE_WEBHOOK_SECRET, then $WEBHOOK_SECRET)")
+	secretFile := fs.String("secret-file", "", "read the webhook secret from this file (yours, mode 0600 or 0400; a trailing newline is dropped)")
+	perSource := fs.Int("reads-per-source", webhook.DefaultReadsPerSource, "request bodies one address may send at once before authentication (behind a reverse proxy, all requests share its address)")
 	insecure := fs.Bool("insecure", false, "without a secret, accept unsigned requests (development only)")
 	allowFile := fs.Bool("allow-file", false, "let bounties reference file:// artifacts (development only)")
 	allowPrivate := fs.Bool("allow-private", false, "let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
@@ -70,6 +72,10 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return pipe.check()
 	case *maxBody < 1:
 		return usageError{"--max-body must be at least 1"}
+	case *perSource < 1:
+		return usageError{"--reads-per-source must be at least 1"}
+	case *addr == "":
+		return usageError{"--addr: give a host or IP (0.0.0.0 or :: for every interface)"}
 	case *drain <= 0:
 		return usageError{"--drain must be positive"}
 	}
@@ -93,18 +99,27 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	secret := *secretFlag
-	for _, name := range []string{"PSENGINE_WEBHOOK_SECRET", "WEBHOOK_SECRET"} {
-		if secret == "" {
-			secret = p.Getenv(name)
-		}
+	secret, err := p.webhookSecret(*secretFlag, *secretFile)
+	if err != nil {
+		return err
 	}
 	if secret == "" && !*insecure {
-		return usageError{"no webhook secret: set PSENGINE_WEBHOOK_SECRET or --secret (or --insecure for development)"}
+		return usageError{"no webhook secret: set PSENGINE_WEBHOOK_SECRET or give --secret-file (or --insecure for development)"}
 	}
 	log, err := p.newLogger(slog.LevelInfo)
 	if err != nil {
 		return err
+	}
+	if *secretFlag != "" {
+		log.Warn("the webhook secret was given with --secret: every user of this machine can read it in the process list (ps); use --secret-file or PSENGINE_WEBHOOK_SECRET")
+	}
+	if secret == "" && everyInterface(*addr) {
+		log.Warn("unauthenticated requests (--insecure) are taken on every interface (--addr " + *addr + ")")
+	}
+	if queue == "local" {
+		if err := p.checkDirs(); err != nil {
+			return err
+		}
 	}
 	o, err := p.startOps(ctx, log, opsF)
 	if err != nil {
@@ -119,13 +134,14 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return err
 	}
 	stop = o.intake(ctx, sub, stop)
-	opts := []webhook.Option{webhook.WithSecret(secret), webhook.WithMaxBody(*maxBody), webhook.WithLogger(log)}
+	opts := []webhook.Option{webhook.WithSecret(secret), webhook.WithMaxBody(*maxBody), webhook.WithLogger(log),
+		webhook.WithReadLimitPerSource(*perSource)}
 	if *insecure {
 		opts = append(opts, webhook.WithInsecure())
 	}
 	handler, err := webhook.NewHandler(sub, opts...)
 	if err == nil {
-		err = p.serveWebhook(ctx, log, handler, *addr, secret == "", *port, *drain, stop)
+		err = p.serveWebhook(ctx, log, handler, *addr, *port, *drain, stop)
 	} else {
 		err = errors.Join(err, stop(context.WithoutCancel(ctx)))
 	}
@@ -273,11 +289,8 @@ func (p *Program) openIntakeStore(log *slog.Logger) (*localq.Broker, error) {
 
 // serveWebhook listens, serves h until ctx ends or the server fails, then
 // closes the server and calls stop, both within the drain deadline.
-func (p *Program) serveWebhook(ctx context.Context, log *slog.Logger, h http.Handler, addr string, unsigned bool, port int,
+func (p *Program) serveWebhook(ctx context.Context, log *slog.Logger, h http.Handler, addr string, port int,
 	drain time.Duration, stop func(context.Context) error) error {
-	if addr == "" && unsigned {
-		addr = "127.0.0.1" // unauthenticated: not on every interface unless asked
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
 		return errors.Join(err, stop(context.WithoutCancel(ctx)))

@@ -56,6 +56,9 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := p.checkDirs(); err != nil {
+		return err
+	}
 	o, err := p.startOps(ctx, log, opsF)
 	if err != nil {
 		return err

@@ -14,37 +14,58 @@ var (
 	ErrInsecure = errors.New("envdirs: insecure permissions")
 	// ErrNotDir reports a directory path that names something else.
 	ErrNotDir = errors.New("envdirs: not a directory")
+	// ErrNotRegular reports a secret file path that names something other
+	// than a regular file (a directory, a FIFO, a device).
+	ErrNotRegular = errors.New("envdirs: not a regular file")
 	// ErrEnsure reports a directory that Ensure could not create.
 	ErrEnsure = errors.New("envdirs: cannot create directory")
 )
 
-// CheckError reports one problem found by Check. Err is ErrInsecure, ErrNotDir
-// or the file-system error (fs.ErrNotExist for a missing runtime directory).
+// CheckError reports one problem found by Check or ReadSecretFile. Err is
+// ErrInsecure, ErrNotDir, ErrNotRegular or the file-system error
+// (fs.ErrNotExist for a missing runtime directory).
 type CheckError struct {
-	Role    string      // "runtime" or "secrets"
+	Role    string      // "runtime", "secrets" (the directory or a file in it) or "secret file"
 	Path    string      // the offending directory or file
 	Mode    fs.FileMode // its permission bits, when known
 	Problem string      // human-readable: "mode 0755, want 0700"
+	Fix     string      // the command that fixes it, when one does: "chmod 700 /run/e"
 	Err     error
 }
 
+// Error names the path, the problem and the fix, as ssh does for a key file
+// others can read: "envdirs: runtime directory: /run/e: mode 0777, want
+// 0700 (fix: chmod 700 /run/e)".
 func (e *CheckError) Error() string {
-	return fmt.Sprintf("envdirs: %s directory: %s: %s", e.Role, e.Path, e.Problem)
+	what := e.Role
+	if e.Role == "runtime" || e.Role == "secrets" {
+		what += " directory"
+	}
+	msg := fmt.Sprintf("envdirs: %s: %s: %s", what, e.Path, e.Problem)
+	if e.Fix != "" {
+		msg += " (fix: " + e.Fix + ")"
+	}
+	return msg
 }
 
 func (e *CheckError) Unwrap() error { return e.Err }
 
 // Check verifies the directories that hold sensitive things:
 //
-//   - Runtime must exist, be a directory owned by the current user, with mode
-//     exactly 0700 (as XDG_RUNTIME_DIR);
-//   - Secrets, when it exists, must give others no access at all (mode & 0007
-//     == 0), and nothing inside may be readable or writable by others (symbolic
-//     links are judged by their targets).
+//   - Runtime must exist and be a directory owned by the current user that
+//     neither the group nor others can write to (mode & 0022 == 0: 0700, as
+//     Ensure creates it and XDG_RUNTIME_DIR is, or 0755, as systemd's
+//     RuntimeDirectory= is by default);
+//   - Secrets, when it exists, must be owned by the current user (or root),
+//     give others no access at all and the group no write access (mode &
+//     0027 == 0), and nothing inside may be writable by the group or
+//     readable or writable by others (mode & 0026 == 0; symbolic links are
+//     judged by their targets).
 //
 // It returns nil or every problem found, joined (errors.Join) *CheckError
 // values: errors.Is(err, ErrInsecure) and errors.As(err, &checkErr) work.
-// Empty fields are skipped. Check never changes anything: Ensure creates.
+// Each names the path, and the command that fixes it (CheckError.Fix). Empty
+// fields are skipped. Check never changes anything: Ensure creates.
 // Ownership and modes are not checked on Windows.
 func (d Dirs) Check() error {
 	var errs []error
@@ -76,11 +97,13 @@ func checkRuntime(path string) error {
 	}
 	if uid, ok := owner(fi); ok && uid != os.Getuid() {
 		return &CheckError{Role: "runtime", Path: path, Mode: fi.Mode().Perm(),
-			Problem: fmt.Sprintf("owned by uid %d, want %d", uid, os.Getuid()), Err: ErrInsecure}
+			Problem: fmt.Sprintf("owned by uid %d, want %d", uid, os.Getuid()),
+			Fix:     "use a directory of your own (" + EnvRuntime + ")", Err: ErrInsecure}
 	}
-	if perm := fi.Mode().Perm(); perm != 0o700 {
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return &CheckError{Role: "runtime", Path: path, Mode: perm,
-			Problem: fmt.Sprintf("mode %#o, want 0700", perm), Err: ErrInsecure}
+			Problem: fmt.Sprintf("mode %#o lets the group or others write in it, want 0700", perm),
+			Fix:     "chmod 700 " + shellQuote(path), Err: ErrInsecure}
 	}
 	return nil
 }
@@ -98,9 +121,15 @@ func checkSecrets(root string) []error {
 		return nil
 	}
 	var errs []error
-	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+	if uid, ok := owner(fi); ok && uid != os.Getuid() && uid != 0 {
+		errs = append(errs, &CheckError{Role: "secrets", Path: root, Mode: fi.Mode().Perm(),
+			Problem: fmt.Sprintf("owned by uid %d, want %d (or root)", uid, os.Getuid()),
+			Fix:     "use a directory of your own (" + EnvSecrets + ")", Err: ErrInsecure})
+	}
+	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
 		errs = append(errs, &CheckError{Role: "secrets", Path: root, Mode: perm,
-			Problem: fmt.Sprintf("mode %#o gives others access, want no bits for others (e.g. 0700)", perm), Err: ErrInsecure})
+			Problem: fmt.Sprintf("mode %#o lets others in or the group write, want 0700 or 0750", perm),
+			Fix:     "chmod 700 " + shellQuote(root), Err: ErrInsecure})
 	}
 	walkErr := filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -118,9 +147,14 @@ func checkSecrets(root string) []error {
 			errs = append(errs, &CheckError{Role: "secrets", Path: path, Problem: err.Error(), Err: err})
 			return nil
 		}
-		if perm := info.Mode().Perm(); perm&0o006 != 0 {
+		if perm := info.Mode().Perm(); perm&0o026 != 0 {
+			want := "600"
+			if info.IsDir() {
+				want = "700"
+			}
 			errs = append(errs, &CheckError{Role: "secrets", Path: path, Mode: perm,
-				Problem: fmt.Sprintf("mode %#o is readable or writable by others", perm), Err: ErrInsecure})
+				Problem: fmt.Sprintf("mode %#o lets others read or write it, or the group write it", perm),
+				Fix:     "chmod " + want + " " + shellQuote(path), Err: ErrInsecure})
 		}
 		return nil
 	})

@@ -47,6 +47,8 @@
 // [Resolve] only computes paths: it neither reads nor writes the file system.
 // [Dirs.Ensure] creates what is missing (runtime and secrets 0700, the rest
 // 0755) and [Dirs.Check] refuses an unsafe runtime or secrets directory with a
-// [*CheckError]. A [Dirs] holds only strings: copy it freely, for instance into
-// the Env that scanners receive.
+// [*CheckError] that names the path and the fix ("chmod 700 PATH"), as ssh
+// refuses a private key others can read; [ReadSecretFile] reads one secret
+// from a file under the same rules. A [Dirs] holds only strings: copy it
+// freely, for instance into the Env that scanners receive.
 package envdirs

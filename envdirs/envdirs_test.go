@@ -239,7 +239,7 @@ func TestEnsureThenCheck(t *testing.T) {
 }
 
 func TestCheckErrors(t *testing.T) {
-	t.Run("runtime mode 0755", func(t *testing.T) {
+	t.Run("runtime mode 0755 is fine, 0775 is not", func(t *testing.T) {
 		d := layout(t)
 		if err := d.Ensure(); err != nil {
 			t.Fatal(err)
@@ -247,18 +247,24 @@ func TestCheckErrors(t *testing.T) {
 		if err := os.Chmod(d.Runtime, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if err := d.Check(); err != nil {
+			t.Errorf("Check with a runtime directory of mode 0755: %v, want nil", err)
+		}
+		if err := os.Chmod(d.Runtime, 0o775); err != nil {
+			t.Fatal(err)
+		}
 		err := d.Check()
 		var ce *envdirs.CheckError
 		if !errors.Is(err, envdirs.ErrInsecure) || !errors.As(err, &ce) {
 			t.Fatalf("Check = %v, want a *CheckError wrapping ErrInsecure", err)
 		}
-		want := envdirs.CheckError{Role: "runtime", Path: d.Runtime, Mode: 0o755,
-			Problem: "mode 0755, want 0700", Err: envdirs.ErrInsecure}
+		want := envdirs.CheckError{Role: "runtime", Path: d.Runtime, Mode: 0o775,
+			Problem: "mode 0775 lets the group or others write in it, want 0700", Fix: "chmod 700 " + d.Runtime, Err: envdirs.ErrInsecure}
 		if diff := cmp.Diff(want, *ce, cmp.Comparer(func(a, b error) bool { return a == b })); diff != "" {
 			t.Errorf("CheckError (-want +got):\n%s", diff)
 		}
-		if !strings.Contains(err.Error(), d.Runtime) {
-			t.Errorf("message %q does not name the path", err)
+		if want := "envdirs: runtime directory: " + d.Runtime + ": mode 0775 lets the group or others write in it, want 0700 (fix: chmod 700 " + d.Runtime + ")"; err.Error() != want {
+			t.Errorf("message %q, want %q (the path and the fix)", err, want)
 		}
 	})
 	t.Run("runtime is a file", func(t *testing.T) {
@@ -340,6 +346,35 @@ func TestCheckErrors(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{d.Secrets, link}, paths); diff != "" {
 			t.Errorf("insecure paths (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("group-writable secrets dir and file", func(t *testing.T) {
+		d := layout(t)
+		if err := d.Ensure(); err != nil {
+			t.Fatal(err)
+		}
+		shared := filepath.Join(d.Secrets, "shared.key") // group-readable: allowed
+		writable := filepath.Join(d.Secrets, "writable.key")
+		for path, mode := range map[string]fs.FileMode{shared: 0o640, writable: 0o660} {
+			if err := os.WriteFile(path, []byte("k"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(d.Secrets, 0o770); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range unjoin(d.Check()) {
+			var ce *envdirs.CheckError
+			if errors.As(e, &ce) && errors.Is(e, envdirs.ErrInsecure) {
+				got = append(got, ce.Fix)
+			}
+		}
+		if diff := cmp.Diff([]string{"chmod 700 " + d.Secrets, "chmod 600 " + writable}, got); diff != "" {
+			t.Errorf("fixes (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("missing secrets dir is fine", func(t *testing.T) {

@@ -14,9 +14,9 @@
 //	POST, no signature               400 {"status":"REJECTED","error":...}
 //	POST, signature does not match   401
 //	POST, body over the cap          413 (WithMaxBody; the body is not read past it)
-//	POST, body slower than the limit 408, connection closed (WithReadTimeout)
-//	POST, every read slot taken      503 with Retry-After, connection closed, body unread
-//	      (WithReadLimit)
+//	POST, body too slow              408, connection closed (WithMinBodyRate, WithReadTimeout)
+//	POST, every read slot taken, or  503 with Retry-After, connection closed, body unread
+//	      every one of its source's       (WithReadLimit, WithReadLimitPerSource)
 //	POST, ping (body may be empty)   200 {"status":"OK"}
 //	POST, another event              400
 //	POST, malformed bounty           400 (the error names the field)
@@ -29,14 +29,43 @@
 //
 // The signature is checked, in constant time, over the body exactly as
 // received and before any JSON is read: an unsigned or wrongly signed request
-// never reaches the parser or the engine. Before it is
-// authenticated, a request is bounded: at most WithReadLimit bodies are read
-// at once (others wait briefly, then get 503), each within WithReadTimeout,
-// so a flood of slow or large unsigned POSTs holds a bounded number of
-// goroutines and of body buffers (the host sets its server's
-// ReadHeaderTimeout for the headers before them). A handler
-// without a secret refuses to be built (ErrNoSecret) unless the host opts
-// into WithInsecure, which logs a warning.
+// never reaches the parser or the engine.
+//
+// # Before authentication
+//
+// The signature covers the body, so a request must be read before it can
+// be judged, and any client can send a signature header. Reading is
+// bounded so that slow or large unsigned POSTs can neither exhaust memory
+// nor starve signed bounties:
+//
+//   - at most WithReadLimit bodies (256) are read at once, at most
+//     WithMaxBody bytes each (256 KiB): 64 MiB at most in body buffers;
+//   - at most WithReadLimitPerSource of them (8) come from one source (an
+//     IPv4 address, an IPv6 /64): one host holding its slots with bodies it
+//     never finishes delays only its own requests, and signed bounties from
+//     PolySwarm's addresses are read at once;
+//   - a request that finds no slot waits WithReadLimit's wait (100 ms), then
+//     gets 503 with Retry-After and its connection closed, its body unread;
+//   - a body must arrive at WithMinBodyRate on average (16 KiB/s) once its
+//     grace has passed (2 s), and whole within WithReadTimeout (10 s), else
+//     408 and the connection closed: past the grace, a slot is held only
+//     by sending.
+//
+// So 64 slow clients on one host, each with a signature header and a body
+// trickled byte by byte, hold 8 slots, and signed bounties from elsewhere
+// are answered 202 in a millisecond or two.
+// Hosts enough to take every slot (32 with the defaults, each keeping 8
+// slow bodies going) make every sender wait, but hold no more memory than
+// the bound; behind a reverse proxy, every request shares the proxy's
+// address (see WithReadLimitPerSource). The host sets its server's
+// ReadHeaderTimeout for the headers that come first. Strings a request
+// chooses (ids, the reasons quoting them) are cut to a few hundred bytes
+// in log records.
+//
+// A handler without a secret refuses to be built (ErrNoSecret) unless the
+// host opts into WithInsecure, which logs a warning.
+//
+// # Queueing
 //
 // A bounty is handed to a Submitter (a *psengine.Engine, or anything with
 // its SubmitJob method) and answered at once; the scan, the delivery of the

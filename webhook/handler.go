@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/internal/logsafe"
 )
 
 // Submitter takes the bounties the handler accepts. *psengine.Engine is one:
@@ -45,8 +47,11 @@ type Handler struct {
 	log        *slog.Logger
 
 	reads       chan struct{} // a slot per body being read
+	sources     *sourceLimits // nil: no per-source bound
 	readWait    time.Duration
 	readTimeout time.Duration
+	minRate     int64 // bytes per second; 0: none
+	rateGrace   time.Duration
 }
 
 // NewHandler returns a handler that verifies requests and hands their
@@ -62,8 +67,11 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		retryAfter:  DefaultRetryAfter,
 		logger:      slog.New(slog.DiscardHandler),
 		maxReads:    DefaultMaxReads,
+		perSource:   DefaultReadsPerSource,
 		readWait:    DefaultReadWait,
 		readTimeout: DefaultReadTimeout,
+		minRate:     DefaultMinBodyRate,
+		rateGrace:   DefaultBodyGrace,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -86,6 +94,11 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 		reads:       make(chan struct{}, cfg.maxReads),
 		readWait:    cfg.readWait,
 		readTimeout: cfg.readTimeout,
+		minRate:     cfg.minRate,
+		rateGrace:   cfg.rateGrace,
+	}
+	if cfg.perSource < cfg.maxReads {
+		h.sources = newSourceLimits(cfg.perSource)
 	}
 	if h.secret != nil {
 		h.macs = newMACPool(h.secret)
@@ -128,9 +141,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Whatever the server allows, this request has readTimeout to send its
-	// body (where the connection supports deadlines).
+	// body (where the connection supports deadlines), and readBody
+	// shortens that to keep the body above the minimum rate.
+	start := time.Now()
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(h.readTimeout))
+	deadlines := rc.SetReadDeadline(start.Add(h.readTimeout)) == nil
 
 	signature := r.Header.Get(HeaderSignature)
 	if h.secret != nil && signature == "" {
@@ -138,21 +153,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, http.StatusBadRequest, ErrMissingSignature.Error())
 		return
 	}
-	if !h.acquireRead(r.Context()) {
+	var src netip.Addr
+	var srcSlots *sourceSlots
+	if h.sources != nil {
+		src = sourceOf(r.RemoteAddr)
+		srcSlots = h.sources.enter(src)
+	}
+	if refused := h.acquireRead(r.Context(), srcSlots); refused != "" {
+		if srcSlots != nil {
+			h.sources.leave(src, srcSlots)
+		}
 		h.dropBody(w, rc)
-		h.log.Warn("webhook: request refused for now: too many bodies being read", "status", http.StatusServiceUnavailable,
-			"remote", r.RemoteAddr, "reading", cap(h.reads))
+		h.log.Warn("webhook: request refused for now: "+refused, "status", http.StatusServiceUnavailable,
+			"remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", h.retryAfter)
-		reply(w, http.StatusServiceUnavailable, statusUnavailable, "too many requests being read, retry later")
+		reply(w, http.StatusServiceUnavailable, statusUnavailable, refused+", retry later")
 		return
 	}
-	body, err := h.readBody(w, r)
+	body, err := h.readBody(w, r, rc, start, deadlines)
 	<-h.reads
+	if srcSlots != nil {
+		<-srcSlots.slots
+		h.sources.leave(src, srcSlots)
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
 			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.maxBody))
+		case errors.Is(err, errTooSlow):
+			h.dropBody(w, rc)
+			h.reject(w, r, http.StatusRequestTimeout, fmt.Sprintf("body slower than %d bytes/s", h.minRate))
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			h.dropBody(w, rc)
 			h.reject(w, r, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", h.readTimeout))
@@ -163,7 +194,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The body is in: the rest of the request (queueing it) is not bound
 	// by the time it had to send it.
-	_ = rc.SetReadDeadline(time.Time{})
+	if deadlines {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if h.secret != nil {
 		if err := h.macs.verify(body, signature); err != nil {
 			h.reject(w, r, http.StatusUnauthorized, err.Error())
@@ -202,26 +235,66 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.submit(w, r, b, delivery)
 }
 
-// acquireRead takes a slot to read a body, waiting up to h.readWait; false
-// when none came (or the request ended).
-func (h *Handler) acquireRead(ctx context.Context) bool {
+// Why a request is refused a read slot.
+const (
+	refusedSource = "too many requests from your address being read"
+	refusedAll    = "too many requests being read"
+)
+
+// acquireRead takes a slot of src (unless nil), then one of the handler's,
+// to read a body, waiting up to h.readWait for both in all. It returns ""
+// with both taken, else why not (and none taken): the wait passed or the
+// request ended.
+func (h *Handler) acquireRead(ctx context.Context, src *sourceSlots) string {
+	w := slotWait{wait: h.readWait}
+	defer w.stop()
+	if src != nil && !w.take(ctx, src.slots) {
+		return refusedSource
+	}
+	if !w.take(ctx, h.reads) {
+		if src != nil {
+			<-src.slots
+		}
+		return refusedAll
+	}
+	return ""
+}
+
+// slotWait takes slots within one wait, shared by all it takes.
+type slotWait struct {
+	wait    time.Duration
+	t       *time.Timer // started by the first take that has to wait
+	expired bool
+}
+
+// take puts a token in slots: at once, or within what is left of the wait
+// (false once it has passed or ctx ended).
+func (w *slotWait) take(ctx context.Context, slots chan struct{}) bool {
 	select {
-	case h.reads <- struct{}{}:
+	case slots <- struct{}{}:
 		return true
 	default:
 	}
-	if h.readWait <= 0 {
+	if w.expired || w.wait <= 0 {
 		return false
 	}
-	t := time.NewTimer(h.readWait)
-	defer t.Stop()
+	if w.t == nil {
+		w.t = time.NewTimer(w.wait)
+	}
 	select {
-	case h.reads <- struct{}{}:
+	case slots <- struct{}{}:
 		return true
-	case <-t.C:
+	case <-w.t.C:
 	case <-ctx.Done():
 	}
+	w.expired = true
 	return false
+}
+
+func (w *slotWait) stop() {
+	if w.t != nil {
+		w.t.Stop()
+	}
 }
 
 // dropBody gives up on the rest of the request's body: the connection is
@@ -248,18 +321,18 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 	switch {
 	case err == nil:
 		if h.log.Enabled(r.Context(), slog.LevelDebug) {
-			h.log.DebugContext(r.Context(), "webhook: bounty accepted", "bounty", b.ID.String(), "delivery", delivery)
+			h.log.DebugContext(r.Context(), "webhook: bounty accepted", "bounty", b.ID, "delivery", delivery)
 		}
 		reply(w, http.StatusAccepted, statusAccepted, "")
 	case errors.Is(err, psengine.ErrDuplicate):
 		h.log.InfoContext(r.Context(), "webhook: repeated bounty acknowledged, not queued again", "delivery", delivery,
-			"bounty", b.ID.String(), "err", err)
+			"bounty", b.ID, "err", err)
 		reply(w, http.StatusOK, statusDuplicate, "")
 	case errors.Is(err, psengine.ErrMalformedBounty):
 		h.reject(w, r, http.StatusBadRequest, err.Error())
 	case errors.Is(err, psengine.ErrExpired):
 		h.log.WarnContext(r.Context(), "webhook: expired bounty refused", "status", http.StatusUnprocessableEntity,
-			"bounty", b.ID.String(), "delivery", delivery, "err", err)
+			"bounty", b.ID, "delivery", delivery, "err", err)
 		reply(w, http.StatusUnprocessableEntity, statusExpired, err.Error())
 	case errors.Is(err, psengine.ErrQueueFull):
 		h.unavailable(w, r, b, "queue full, retry later", err)
@@ -268,27 +341,37 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 	case r.Context().Err() != nil: // the sender went away; nobody reads this
 		h.unavailable(w, r, b, "request cancelled", err)
 	default:
-		h.log.ErrorContext(r.Context(), "webhook: cannot queue bounty", "bounty", b.ID.String(), "delivery", delivery, "err", err)
+		h.log.ErrorContext(r.Context(), "webhook: cannot queue bounty", "bounty", b.ID, "delivery", delivery, "err", err)
 		h.unavailable(w, r, b, "cannot queue the bounty, retry later", err)
 	}
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, b psengine.Bounty, msg string, err error) {
-	h.log.Warn("webhook: bounty refused for now", "status", http.StatusServiceUnavailable, "bounty", b.ID.String(),
-		"delivery", r.Header.Get(HeaderDelivery), "err", err)
+	h.log.Warn("webhook: bounty refused for now", "status", http.StatusServiceUnavailable, "bounty", b.ID,
+		"delivery", logsafe.String(r.Header.Get(HeaderDelivery)), "err", err)
 	w.Header().Set("Retry-After", h.retryAfter)
 	reply(w, http.StatusServiceUnavailable, statusUnavailable, msg)
 }
 
+// maxReasonLen bounds the reason a rejection logs and answers: it may quote
+// what the request sent (an id, a URL).
+const maxReasonLen = 1024
+
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	msg = logsafe.Cut(msg, maxReasonLen)
 	h.log.Warn("webhook: request rejected", "status", code, "reason", msg, "remote", r.RemoteAddr,
-		"delivery", r.Header.Get(HeaderDelivery))
+		"delivery", logsafe.String(r.Header.Get(HeaderDelivery)))
 	reply(w, code, statusRejected, msg)
 }
 
+// errTooSlow: the body came slower than the minimum rate.
+var errTooSlow = errors.New("webhook: body slower than the minimum rate")
+
 // readBody reads the whole body, at most h.maxBody bytes; beyond, it stops
-// and returns a *http.MaxBytesError.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// and returns a *http.MaxBytesError. When the connection takes deadlines
+// (deadlines), each read must end by the time the body would fall under
+// the minimum rate (errTooSlow past it), or by the read timeout.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, start time.Time, deadlines bool) ([]byte, error) {
 	if r.ContentLength > h.maxBody {
 		return nil, &http.MaxBytesError{Limit: h.maxBody}
 	}
@@ -300,9 +383,23 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		size = min(r.ContentLength+1, 64<<10)
 	}
 	buf := make([]byte, 0, size)
+	timeout := start.Add(h.readTimeout)
+	rated := false // the deadline set is the rate's, not the timeout
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
+		}
+		if deadlines && h.minRate > 0 {
+			// The next byte is due when the body so far, plus it, would
+			// average the minimum rate since the grace.
+			due := start.Add(h.rateGrace + time.Duration(float64(len(buf)+1)/float64(h.minRate)*float64(time.Second)))
+			if due.Before(timeout) {
+				rated = true
+				_ = rc.SetReadDeadline(due)
+			} else if rated {
+				rated = false
+				_ = rc.SetReadDeadline(timeout)
+			}
 		}
 		n, err := rd.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -310,6 +407,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 			return buf, nil
 		}
 		if err != nil {
+			if rated && errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, errTooSlow
+			}
 			return nil, err
 		}
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // slowPost opens a connection and sends a POST whose body never comes:
-// the headers, a 1 MB Content-Length and one byte. signed says whether it
+// the headers, a 100 kB Content-Length and one byte. signed says whether it
 // carries a (wrong) signature, which makes the handler read the body.
 func slowPost(t *testing.T, addr string, signed bool) net.Conn {
 	t.Helper()
@@ -27,7 +27,7 @@ func slowPost(t *testing.T, addr string, signed bool) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := "POST / HTTP/1.1\r\nHost: intake\r\n" + webhook.HeaderEvent + ": bounty\r\nContent-Length: 1000000\r\n"
+	req := "POST / HTTP/1.1\r\nHost: intake\r\n" + webhook.HeaderEvent + ": bounty\r\nContent-Length: 100000\r\n"
 	if signed {
 		req += webhook.HeaderSignature + ": " + strings.Repeat("0", 64) + "\r\n"
 	}
