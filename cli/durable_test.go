@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,9 +27,22 @@ import (
 // counter answers benign after appending its artifact's content, one line
 // per completed scan, to the file CLI_TEST_SCANS. A scan first waits for
 // the file CLI_TEST_GATE to exist, when that is set, then takes
-// CLI_TEST_SCAN_TIME; it honours its ctx throughout.
+// CLI_TEST_SCAN_TIME; it honours its ctx throughout. The artifact whose
+// content is CLI_TEST_POISON ends the process (exit status poisonExit),
+// once the file CLI_TEST_POISON_GATE exists when that is set (instead of
+// CLI_TEST_GATE). With CLI_TEST_STARTS, each scan appends its content to
+// that file as it starts.
 var counter = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
-	if gate := os.Getenv("CLI_TEST_GATE"); gate != "" {
+	data, _ := a.Bytes()
+	if starts := os.Getenv("CLI_TEST_STARTS"); starts != "" {
+		appendLine(starts, data)
+	}
+	gate := os.Getenv("CLI_TEST_GATE")
+	poison := os.Getenv("CLI_TEST_POISON")
+	if poison != "" && string(data) == poison {
+		gate = os.Getenv("CLI_TEST_POISON_GATE")
+	}
+	if gate != "" {
 		for {
 			if _, err := os.Stat(gate); err == nil {
 				break
@@ -40,6 +54,9 @@ var counter = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a p
 			}
 		}
 	}
+	if poison != "" && string(data) == poison {
+		os.Exit(poisonExit) // as a scanner's fatal error would
+	}
 	if d, err := time.ParseDuration(os.Getenv("CLI_TEST_SCAN_TIME")); err == nil {
 		select {
 		case <-ctx.Done():
@@ -47,21 +64,23 @@ var counter = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a p
 		case <-time.After(d):
 		}
 	}
-	content, err := a.Bytes()
-	if err != nil {
-		return psengine.Analysis{}, err
-	}
-	f, err := os.OpenFile(os.Getenv("CLI_TEST_SCANS"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return psengine.Analysis{}, err
-	}
-	defer f.Close()
-	if _, err := f.Write(append(content, '\n')); err != nil {
+	if err := appendLine(os.Getenv("CLI_TEST_SCANS"), data); err != nil {
 		return psengine.Analysis{}, err
 	}
 	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5,
 		Metadata: psengine.Metadata{Extra: map[string]any{"pid": os.Getpid()}}}, nil
 })
+
+// appendLine appends line and a newline to the file at path.
+func appendLine(path string, line []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(append(line, '\n'))
+	return err
+}
 
 const durableSecret = "durable secret"
 
@@ -74,23 +93,28 @@ type durableRig struct {
 	scans    string
 	receiver *httptest.Server
 
-	mu      sync.Mutex
-	answers map[string]int
-	arrived chan string
+	mu       sync.Mutex
+	answers  map[string]int
+	verdicts map[string]string // the last answer's verdict, by bounty id
+	arrived  chan string
 }
+
+// poisonExit is how the counter engine ends on its poison artifact.
+const poisonExit = 7
 
 func newDurableRig(t *testing.T) *durableRig {
 	dir := t.TempDir()
 	r := &durableRig{t: t, home: filepath.Join(dir, "home"), scans: filepath.Join(dir, "scans"),
-		answers: map[string]int{}, arrived: make(chan string, 1000)}
+		answers: map[string]int{}, verdicts: map[string]string{}, arrived: make(chan string, 1000)}
 	r.receiver = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var a map[string]any
-		if err := json.NewDecoder(req.Body).Decode(&a); err != nil || a["verdict"] != "benign" {
-			t.Errorf("answer %v (%v), want benign", a, err)
+		if err := json.NewDecoder(req.Body).Decode(&a); err != nil {
+			t.Errorf("answer %v: %v", a, err)
 		}
 		id := strings.TrimPrefix(req.URL.Path, "/")
 		r.mu.Lock()
 		r.answers[id]++
+		r.verdicts[id], _ = a["verdict"].(string)
 		r.mu.Unlock()
 		r.arrived <- id
 	}))
@@ -114,8 +138,17 @@ type run struct {
 }
 
 // start runs `counter webhook` on the rig's home with the environment
-// additions env and the extra args.
+// additions env and the extra args, and waits until it listens.
 func (r *durableRig) start(env []string, args ...string) *run {
+	r.t.Helper()
+	ru, stdout := r.launch(env, args...)
+	ru.base = listeningURL(r.t, stdout, ru.stderr)
+	return ru
+}
+
+// launch starts `counter webhook` as start does, without waiting for it to
+// listen: the caller reads its stdout.
+func (r *durableRig) launch(env []string, args ...string) (*run, io.Reader) {
 	r.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -141,8 +174,7 @@ func (r *durableRig) start(env []string, args ...string) *run {
 			_ = cmd.Wait()
 		}
 	})
-	ru.base = listeningURL(r.t, stdout, ru.stderr)
-	return ru
+	return ru, stdout
 }
 
 // post sends bounty i under delivery and wants 202.
@@ -206,6 +238,9 @@ func (r *durableRig) checkOnce(n int) {
 	for i := 1; i <= n; i++ {
 		if got := r.answers[strconv.Itoa(i)]; got != 1 {
 			r.t.Errorf("bounty %d answered %d times, want 1", i, got)
+		}
+		if v := r.verdicts[strconv.Itoa(i)]; v != "benign" {
+			r.t.Errorf("bounty %d answered %q, want benign", i, v)
 		}
 		if got := scans[fmt.Sprint("bounty ", i)]; got != 1 {
 			r.t.Errorf("bounty %d scanned %d times, want 1", i, got)

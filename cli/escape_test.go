@@ -219,6 +219,14 @@ func newEscapeRig(t *testing.T, user string, webhook bool) *escapeRig {
 			t.Fatal(err)
 		}
 	}
+	if webhook { // the webhook refuses a secrets directory others can read: the sandbox must refuse its root child
+		if err := os.Chmod(filepath.Join(r.home, "secrets"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(secretFile, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cat, err := os.ReadFile("/bin/cat")
 	if err != nil {
 		t.Fatal(err)

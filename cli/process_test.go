@@ -47,7 +47,8 @@ func TestMain(m *testing.M) {
 type childProgram struct{ psengine.Scanner }
 
 func (childProgram) SandboxNeeds(psengine.Env) psengine.SandboxNeeds {
-	needs := psengine.SandboxNeeds{Env: []string{"CLI_TEST_PROGRAM", "CLI_TEST_GATE", "CLI_TEST_SCANS", "CLI_TEST_SCAN_TIME"}}
+	needs := psengine.SandboxNeeds{Env: []string{"CLI_TEST_PROGRAM", "CLI_TEST_GATE", "CLI_TEST_SCANS", "CLI_TEST_SCAN_TIME",
+		"CLI_TEST_POISON", "CLI_TEST_POISON_GATE", "CLI_TEST_STARTS"}}
 	if f := os.Getenv("CLI_TEST_SCANS"); f != "" {
 		needs.Write = append(needs.Write, filepath.Dir(f))
 	}

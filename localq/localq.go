@@ -107,6 +107,13 @@ type Broker struct {
 	closed    bool                     // Close: no new jobs
 	released  bool                     // Release: the file is closed
 	ops       sync.WaitGroup           // writes to the store under way
+
+	// settling holds the settlements being written, by the order they were
+	// asked for (see MarkScanning's barrier).
+	settlingMu   sync.Mutex
+	settlingCond *sync.Cond
+	settling     map[uint64]struct{}
+	settleSeq    uint64
 }
 
 var (
@@ -173,7 +180,9 @@ func Open(path string, cfg Config) (*Broker, error) {
 		writing:  make(map[string]chan struct{}),
 		scanning: make(map[string]bool),
 		crashes:  make(map[string]int),
+		settling: make(map[uint64]struct{}),
 	}
+	q.settlingCond = sync.NewCond(&q.settlingMu)
 	q.q = jobq.New(jobq.Config[psengine.Job]{MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, Store: store{q}, OnSettled: q.settled})
 	if err := q.load(cfg.now()); err != nil {
 		_ = db.Close()
@@ -540,7 +549,9 @@ func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason e
 			return b.Put(key, data)
 		}
 	}
+	done := q.settlingStarts()
 	ok, err := q.write(write)
+	done()
 	switch {
 	case !ok:
 		q.log.Error("localq: a job settled after Release: the store keeps it as it was", "job", job.ID)
@@ -610,9 +621,55 @@ func dropOldestDead(tx *bolt.Tx, n int) error {
 }
 
 // MarkScanning records that job's scan starts in this process, and
-// returns once that is on disk; see psengine.ScanMarker.
+// returns once that is on disk, and once every settlement asked for before
+// it returns is too; see psengine.ScanMarker. So should the scan end the
+// process at once, no answer delivered before it is delivered again: a
+// neighbour's answer delivered while its settlement was still being
+// written would otherwise come back with its job (a crash in the middle of
+// a long scan can still cost the answers delivered during it that much).
 func (q *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
-	return q.rewrite(ctx, job.ID, "marking the scan of", func(s *stored) { s.scanning = true })
+	if err := q.rewrite(ctx, job.ID, "marking the scan of", func(s *stored) { s.scanning = true }); err != nil {
+		return err
+	}
+	q.settledBefore()
+	return nil
+}
+
+// settlingStarts records a settlement being written; the returned function
+// records its end.
+func (q *Broker) settlingStarts() (done func()) {
+	q.settlingMu.Lock()
+	q.settleSeq++
+	seq := q.settleSeq
+	q.settling[seq] = struct{}{}
+	q.settlingMu.Unlock()
+	return func() {
+		q.settlingMu.Lock()
+		delete(q.settling, seq)
+		q.settlingMu.Unlock()
+		q.settlingCond.Broadcast()
+	}
+}
+
+// settledBefore waits until the settlements asked for so far are written
+// (or failed).
+func (q *Broker) settledBefore() {
+	q.settlingMu.Lock()
+	defer q.settlingMu.Unlock()
+	upTo := q.settleSeq
+	for {
+		pending := false
+		for seq := range q.settling {
+			if seq <= upTo {
+				pending = true
+				break
+			}
+		}
+		if !pending {
+			return
+		}
+		q.settlingCond.Wait()
+	}
 }
 
 // KeepAnswer records answer with job, a job being handled, and returns once

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,10 +22,15 @@ func TestUntrustedStringsAreCutInLogs(t *testing.T) {
 	hugeID := strings.Repeat("7", 500<<10)
 	var logs psenginetest.SyncBuffer
 	full := false
-	h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, psengine.Job) error {
-		if full {
+	seen := map[string]bool{}
+	h, err := webhook.NewHandler(webhook.SubmitFunc(func(_ context.Context, j psengine.Job) error {
+		switch {
+		case full:
 			return psengine.ErrQueueFull
+		case seen[j.ID]:
+			return fmt.Errorf("%w: job %s", psengine.ErrDuplicate, j.ID)
 		}
+		seen[j.ID] = true
 		return nil
 	}), webhook.WithSecret(secret), webhook.WithMaxBody(1<<20),
 		webhook.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
