@@ -47,8 +47,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -84,6 +82,10 @@ type Scanner struct {
 	// ReloadWait bounds how long Update waits for clamd's VERSION to change
 	// after RELOAD; 0 means DefaultReloadWait.
 	ReloadWait time.Duration
+	// Stream streams every artifact (INSTREAM) even on a unix socket,
+	// where the engine otherwise passes clamd a descriptor of the file
+	// (FILDES): for a clamd built without descriptor passing.
+	Stream bool
 }
 
 var (
@@ -176,7 +178,7 @@ func (s Scanner) SetupWorker(ctx context.Context, env psengine.Env) (psengine.En
 	if err != nil {
 		return env, err
 	}
-	sess := NewSession(addr)
+	sess := s.newSession(addr)
 	if err := sess.Connect(ctx); err != nil {
 		return env, err
 	}
@@ -206,10 +208,10 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 		if err != nil {
 			return psengine.Analysis{}, err
 		}
-		sess = NewSession(addr)
+		sess = s.newSession(addr)
 		defer sess.Close()
 	}
-	reply, err := sess.Scan(ctx, a.Open)
+	reply, err := sess.Scan(ctx, ArtifactContent(a))
 	var an psengine.Analysis
 	switch {
 	case errors.Is(err, clamd.ErrSizeLimit):
@@ -222,6 +224,12 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 	v := answerVersion(env, sess)
 	an.Metadata.Scanner.VendorVersion, an.Metadata.Scanner.SignaturesVersion = v.Engine, v.Signatures
 	return an, nil
+}
+
+func (s Scanner) newSession(addr clamd.Address) *Session {
+	sess := NewSession(addr)
+	sess.SetStream(s.Stream)
+	return sess
 }
 
 // Classify turns a FOUND or OK reply into an analysis (an ERROR reply is
@@ -305,7 +313,7 @@ func (s Scanner) Commands() []psengine.Command {
 				if err != nil {
 					return nil, err
 				}
-				return scanFiles(ctx, addr, args)
+				return scanFiles(ctx, s.newSession(addr), args)
 			},
 		},
 	}
@@ -330,13 +338,12 @@ func info(ctx context.Context, addr clamd.Address) (Info, error) {
 	}, nil
 }
 
-func scanFiles(ctx context.Context, addr clamd.Address, paths []string) ([]FileReport, error) {
-	sess := NewSession(addr)
+func scanFiles(ctx context.Context, sess *Session, paths []string) ([]FileReport, error) {
 	defer sess.Close()
 	reports := make([]FileReport, 0, len(paths))
 	for _, path := range paths {
 		rep := FileReport{Path: path, Verdict: psengine.Unknown}
-		reply, err := sess.Scan(ctx, func() (io.ReadCloser, error) { return os.Open(path) })
+		reply, err := sess.Scan(ctx, FileContent(path))
 		switch {
 		case errors.Is(err, clamd.ErrUnreachable), errors.Is(err, clamd.ErrConnection), ctx.Err() != nil:
 			return nil, err
