@@ -23,7 +23,12 @@ import (
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(runProgramEnv) == "1" { // re-executed as the program (benchmarks)
+		program(os.Getenv).Main()
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // run runs the program with CLAMD_ADDRESS=addr and returns its exit status,
 // stdout and stderr.
