@@ -38,7 +38,10 @@
 //
 // Update (psengine.Updater; `clamav update`, `--update-interval`) asks
 // clamd to RELOAD its databases and reads the new VERSION for the head and
-// the answers. CheckHealth (psengine.HealthChecker, /readyz) is clamd
+// the answers; given clamd's DatabaseDirectory (Scanner.DatabaseDir), it
+// reloads only when the files changed, fails on a database ClamAV cannot
+// load, naming the file, and waits for the new version only as long as
+// the reload takes. CheckHealth (psengine.HealthChecker, /readyz) is clamd
 // answering PING: the engine starts and runs while clamd is down, answering
 // unknown, and is ready once clamd answers.
 package engine
@@ -79,8 +82,16 @@ const describeTimeout = 10 * time.Second
 type Scanner struct {
 	// Address of clamd: unix:PATH or tcp:HOST:PORT; "" means DefaultAddress.
 	Address string
-	// ReloadWait bounds how long Update waits for clamd's VERSION to change
-	// after RELOAD; 0 means DefaultReloadWait.
+	// DatabaseDir is clamd's DatabaseDirectory, when this process can read
+	// it: Update then reloads only when its files changed, checks them
+	// first, and waits for the new version (see Update). "" leaves Update
+	// blind to the files.
+	DatabaseDir string
+	// Clamscan is the clamscan program that checks changed database files
+	// before a reload; "" finds clamscan on PATH.
+	Clamscan string
+	// ReloadWait bounds how long Update waits for clamd's VERSION to name
+	// a new database version after RELOAD; 0 means DefaultReloadWait.
 	ReloadWait time.Duration
 	// Stream streams every artifact (INSTREAM) even on a unix socket,
 	// where the engine otherwise passes clamd a descriptor of the file
