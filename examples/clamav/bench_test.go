@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -67,9 +66,14 @@ func smallFiles(b *testing.B, n int) []string {
 func mixedFiles(b *testing.B, n int) (dir string, testfiles int) {
 	b.Helper()
 	dir = b.TempDir()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatalf("go env GOROOT: %v", err)
+	}
+	goroot := strings.TrimSpace(string(out))
 	var real []string
 	for _, pattern := range []string{"debug/*/testdata/*", "archive/*/testdata/*", "compress/*/testdata/*", "image/*/testdata/*", "image/testdata/*"} {
-		m, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", pattern))
+		m, _ := filepath.Glob(filepath.Join(goroot, "src", pattern))
 		for _, p := range m {
 			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() <= 1<<20 {
 				real = append(real, p)
@@ -77,7 +81,7 @@ func mixedFiles(b *testing.B, n int) (dir string, testfiles int) {
 		}
 	}
 	if len(real) == 0 {
-		b.Fatalf("no testdata files under %s", runtime.GOROOT())
+		b.Fatalf("no testdata files under %s", goroot)
 	}
 	i := 0
 	write := func(name string, data []byte) {

@@ -1,6 +1,16 @@
 // Package engine is the ClamAV example engine: it answers bounties by
-// streaming each artifact to a clamd daemon, which may run on another
-// machine, and turning clamd's reply into an analysis.
+// having a clamd daemon, which may run on another machine, scan each
+// artifact, and turning clamd's reply into an analysis.
+//
+// # Transfer
+//
+// On a unix socket clamd is passed a file descriptor (FILDES, SCM_RIGHTS)
+// and reads the content itself: the artifact's own file when it has one (a
+// local file, or the temp file large content spilled to), else a memory
+// file (memfd; on systems without it, the artifact's temp file). Over TCP,
+// or with Scanner.Stream, the content is streamed (INSTREAM). Passing the
+// descriptor costs clamd neither the copy through the socket nor the temp
+// file it spools a stream to.
 //
 // # Connections
 //
@@ -21,9 +31,9 @@
 //     metadata.heuristic and has confidence "likely" (0.7);
 //   - OK: benign at a low bid (confidence 0.15): clamd knowing no
 //     signature for a file is weak evidence;
-//   - "INSTREAM size limit exceeded" (an artifact over clamd's
-//     StreamMaxLength): the SKIPPED special result, with the reason in
-//     metadata.error;
+//   - "INSTREAM size limit exceeded" (a streamed artifact over clamd's
+//     StreamMaxLength, which binds streams only): the SKIPPED special
+//     result, with the reason in metadata.error;
 //   - clamd unreachable or lost during the scan, or any other ERROR reply:
 //     an error, which the engine answers unknown and reports to its error
 //     hooks.
@@ -207,8 +217,9 @@ func (Scanner) TeardownWorker(_ context.Context, env psengine.Env) error {
 // Accepts file artifacts: clamd scans content, not URLs.
 func (Scanner) Accepts(a psengine.Artifact) bool { return a.Type == psengine.FileArtifact }
 
-// Scan streams the artifact to clamd over the worker's session (see the
-// package doc for the answers).
+// Scan has clamd scan the artifact over the worker's session, passing its
+// descriptor or streaming it (see the package doc for both, and for the
+// answers).
 func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
 	if ctx.Err() != nil {
 		return psengine.Analysis{}, context.Cause(ctx)
@@ -315,7 +326,7 @@ func (s Scanner) Commands() []psengine.Command {
 		},
 		{
 			Name: "scan_file",
-			Help: "scan_file PATH...: stream each file to clamd and print its reply and verdict",
+			Help: "scan_file PATH...: have clamd scan each file and print its reply and verdict",
 			Run: func(ctx context.Context, env psengine.Env, args []string) (any, error) {
 				if len(args) == 0 {
 					return nil, errors.New("scan_file needs at least one PATH")
