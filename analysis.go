@@ -202,11 +202,16 @@ type Answer struct {
 func NewAnswer(b Bounty, a Analysis) Answer { return Answer{Analysis: a, Vote: b.IsVote()} }
 
 // MarshalJSON writes the answer as PolySwarm expects it: the bid as a JSON
-// integer, no bid key in a vote.
+// integer, no bid key in a vote, and metadata.malware_family always
+// present ("" when there is none), as polyswarm-artifact's verdict schema
+// requires it.
 func (a Answer) MarshalJSON() ([]byte, error) {
 	meta, err := a.Metadata.marshal(a.Confidence)
 	if err != nil {
 		return nil, err
+	}
+	if a.Metadata.MalwareFamily == "" {
+		meta = withEmptyFamily(meta)
 	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"verdict":`)
@@ -219,6 +224,19 @@ func (a Answer) MarshalJSON() ([]byte, error) {
 	buf.Write(meta)
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
+}
+
+// withEmptyFamily adds "malware_family":"" to a metadata object that has
+// no such key, as its first key (where the known fields put it).
+func withEmptyFamily(obj []byte) []byte {
+	const key = `"malware_family":""`
+	out := make([]byte, 0, len(obj)+len(key)+1)
+	out = append(out, '{')
+	out = append(out, key...)
+	if rest := obj[1:]; len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, obj[1:]...)
 }
 
 // UnmarshalJSON reads an answer; the confidence is accepted top level or

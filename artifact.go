@@ -107,6 +107,19 @@ func (a Artifact) Path() (string, error) {
 	return a.content.Path()
 }
 
+// File returns the path of a real file that already holds the content (the
+// local file the artifact was fetched from, or the temp file it spilled to)
+// without writing one: ok is false for content held only in memory, for
+// which Path would write a temp file. Scanners that can take the content in
+// another form (a stream, a memory file) use it to choose. The file belongs
+// to the artifact: do not modify or remove it.
+func (a Artifact) File() (path string, ok bool) {
+	if a.content == nil {
+		return "", false
+	}
+	return a.content.File()
+}
+
 // Close releases the content (removes temporary files). The engine calls it
 // for the artifacts it fetched; call it for the ones you made yourself.
 func (a Artifact) Close() error {

@@ -153,6 +153,11 @@ type Bounty struct {
 	Metadata json.RawMessage
 	Duration time.Duration // 0 when not given
 	TaskedAt time.Time     // zero when not given
+	// Warnings say what ParseBounty ignored in the bounty instead of
+	// refusing it (a sha256 that is not one). The parser does not log
+	// them: whoever receives the bounty does, once. They are not part of
+	// the wire form.
+	Warnings []string
 }
 
 // IsVote reports whether the answer to b is a vote (arbitration phase, no bid).
@@ -190,7 +195,11 @@ func fieldErr(field string, err error) error {
 //     UUID (kept as a string, even if numeric); legacy name guid;
 //   - artifact_type: file or url in any casing; missing, null or "" is file;
 //   - artifact_uri: legacy name artifact_url;
-//   - sha256 and mimetype: top level, else under metadata;
+//   - sha256 and mimetype: top level, else under metadata; a sha256 that is
+//     not 64 hex digits (such as "asdf", or "optional-for-file" from
+//     PolySwarm's documentation) or not a string is ignored with a warning
+//     (Bounty.Warnings), and the engine checks nothing but uses the
+//     content's own sha256;
 //   - expiration: RFC 3339, a zone as +0000, no zone (UTC), or seconds since
 //     the epoch; missing, null, empty or unreadable leaves it zero;
 //   - rules: missing, null, {} or [] are bid.DefaultRules, and a missing or
@@ -202,8 +211,7 @@ func fieldErr(field string, err error) error {
 // Object keys match case-insensitively, the last of repeated keys wins. It
 // fails, with a *BountyError naming the field, on input that is not a JSON
 // object, on a missing id or artifact URI, and on a value that is present but
-// wrong: another artifact type or phase, a sha256 that is not 64 hex digits,
-// a response_url that is not http(s), rules that are not valid bid.Rules,
+// wrong: another artifact type or phase, a response_url that is not http(s), rules that are not valid bid.Rules,
 // metadata that is not an object, a string field of another JSON type, an
 // unreadable duration or tasked_at.
 func ParseBounty(data []byte) (Bounty, error) {
@@ -223,7 +231,7 @@ type wireBounty struct {
 	ArtifactType string          `json:"artifact_type"`
 	ArtifactURI  string          `json:"artifact_uri"`
 	ArtifactURL  string          `json:"artifact_url"`
-	SHA256       string          `json:"sha256"`
+	SHA256       sha256Value     `json:"sha256"`
 	MIMEType     string          `json:"mimetype"`
 	Expiration   timeValue       `json:"expiration"`
 	ResponseURL  string          `json:"response_url"`
@@ -278,6 +286,40 @@ func (v *secondsValue) UnmarshalJSON(b []byte) error {
 		v.d, v.err = parseSeconds(b)
 	}
 	return nil
+}
+
+// sha256Value is a sha256 as given: a string, or another JSON value that
+// is ignored with a warning.
+type sha256Value struct {
+	s       string
+	invalid string // the raw value, when it is not a string ("" when it is)
+}
+
+func (v *sha256Value) UnmarshalJSON(b []byte) error {
+	*v = sha256Value{}
+	if !present(b) {
+		return nil
+	}
+	if b[0] == '"' {
+		if s, err := unquote(b); err == nil {
+			v.s = s
+			return nil
+		}
+	}
+	v.invalid = string(b)
+	return nil
+}
+
+// checkSHA256 returns the sha256 given (from field) as lowercase hex, or ""
+// with a warning when it is not 64 hex digits.
+func checkSHA256(field, given string) (string, string) {
+	s := strings.ToLower(strings.TrimSpace(given))
+	if len(s) == 64 {
+		if _, err := hex.DecodeString(s); err == nil {
+			return s, ""
+		}
+	}
+	return "", fmt.Sprintf("%s %.80q is not 64 hex digits: ignored, the content's own sha256 is used", field, given)
 }
 
 // rulesValue is the rules in force; the decoding starts it at
@@ -352,7 +394,19 @@ func (b *Bounty) fromWire(w *wireBounty) error {
 		return &BountyError{Field: "artifact_uri", Reason: "missing (neither artifact_uri nor artifact_url given)"}
 	}
 
-	out.SHA256, out.MIMEType = w.SHA256, w.MIMEType
+	// A sha256 that is not one is ignored, with a warning: the Python
+	// libraries never check it, and PolySwarm's own examples send
+	// placeholders ("optional-for-file").
+	var warn string
+	switch {
+	case w.SHA256.invalid != "":
+		out.Warnings = append(out.Warnings, fmt.Sprintf("sha256 is the JSON value %.80s, not a string: ignored, the content's own sha256 is used", w.SHA256.invalid))
+	case w.SHA256.s != "":
+		if out.SHA256, warn = checkSHA256("sha256", w.SHA256.s); warn != "" {
+			out.Warnings = append(out.Warnings, warn)
+		}
+	}
+	out.MIMEType = w.MIMEType
 	if present(w.Metadata) {
 		if w.Metadata[0] != '{' {
 			return &BountyError{Field: "metadata", Reason: "is not an object"}
@@ -363,17 +417,14 @@ func (b *Bounty) fromWire(w *wireBounty) error {
 				MIMEType string `json:"mimetype"`
 			}
 			_ = json.Unmarshal(w.Metadata, &meta) // best effort: odd types under metadata are not ours to refuse
-			out.SHA256 = cmp.Or(out.SHA256, meta.SHA256)
+			if out.SHA256 == "" && meta.SHA256 != "" {
+				if out.SHA256, warn = checkSHA256("metadata.sha256", meta.SHA256); warn != "" {
+					out.Warnings = append(out.Warnings, warn)
+				}
+			}
 			out.MIMEType = cmp.Or(out.MIMEType, meta.MIMEType)
 		}
 		out.Metadata = w.Metadata
-	}
-	if out.SHA256 != "" {
-		s := strings.ToLower(strings.TrimSpace(out.SHA256))
-		if _, err := hex.DecodeString(s); err != nil || len(s) != 64 {
-			return &BountyError{Field: "sha256", Reason: fmt.Sprintf("%q is not 64 hex digits", out.SHA256)}
-		}
-		out.SHA256 = s
 	}
 
 	out.Expiration = w.Expiration.t // unreadable: zero, a default window

@@ -2,6 +2,7 @@ package psengine_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
 )
@@ -269,7 +271,6 @@ func TestParseBountyErrors(t *testing.T) {
 		{"missing uri", `{"id":1,"artifact_type":"file"}`, "artifact_uri"},
 		{"empty uri", `{"id":1,"artifact_uri":"","artifact_url":null}`, "artifact_uri"},
 		{"null uri", `{"id":1,"artifact_uri":null}`, "artifact_uri"},
-		{"bad sha", `{"id":1,"artifact_type":"file","artifact_uri":"x","sha256":"abc"}`, "sha256"},
 		{"bad phase", `{"id":1,"artifact_type":"file","artifact_uri":"x","phase":"voting"}`, "phase"},
 		{"bare _window phase", `{"id":1,"artifact_uri":"x","phase":"_window"}`, "phase"},
 		{"rules a non-empty array", `{"id":1,"artifact_uri":"x","rules":[1]}`, "rules"},
@@ -392,6 +393,13 @@ func FuzzParseBounty(f *testing.F) {
 	f.Add([]byte(`{"id":99999999999999999999,"artifact_type":"File","artifact_uri":"data:,x","duration":"3","phase":"Arbitration_window"}`))
 	f.Add([]byte(`{"id":"7","artifact_uri":"u","rules":[],"expiration":"","phase":null}`))
 	f.Add([]byte(`null`))
+	// The sha256 placeholders of real payloads, ignored with a warning.
+	f.Add([]byte(`{"guid":"8f5e1d3c-0b1a-4c2d-9e8f-7a6b5c4d3e2f","artifact_url":"http://localhost:8080/a","expiration":"","rules":[],"sha256":"asdf"}`))
+	f.Add([]byte(`{"id":"1","artifact_type":"FILE","artifact_uri":"https://x.test/a","sha256":"optional-for-file","mimetype":"text/plain"}`))
+	f.Add([]byte(`{"id":1,"artifact_uri":"u","sha256":12345}`))
+	f.Add([]byte(`{"id":1,"artifact_uri":"u","sha256":{"a":1},"metadata":{"sha256":"` + strings.Repeat("0", 64) + `"}}`))
+	f.Add([]byte(`{"id":1,"artifact_uri":"u","metadata":{"sha256":"xyz"}}`))
+	f.Add([]byte(`{"id":1,"artifact_uri":"u","sha256":"","metadata":{"sha256":"` + strings.Repeat("Ab", 32) + `"}}`))
 	for _, c := range syntaxCases {
 		f.Add([]byte(c))
 	}
@@ -429,7 +437,8 @@ func FuzzParseBounty(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
-		if diff := cmp.Diff(b, again, bountyCmp, sameJSON); diff != "" {
+		// The wire form leaves out what was ignored, and so its warnings.
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON, cmpopts.IgnoreFields(psengine.Bounty{}, "Warnings")); diff != "" {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
@@ -448,7 +457,7 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 		ArtifactType string          `json:"artifact_type"`
 		ArtifactURI  string          `json:"artifact_uri"`
 		ArtifactURL  string          `json:"artifact_url"`
-		SHA256       string          `json:"sha256"`
+		SHA256       json.RawMessage `json:"sha256"`
 		MIMEType     string          `json:"mimetype"`
 		Expiration   json.RawMessage `json:"expiration"`
 		ResponseURL  string          `json:"response_url"`
@@ -499,11 +508,39 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 		}
 		return b
 	}
+	// A sha256 (top level, else under metadata) is kept when it is 64 hex
+	// digits; one that is not is ignored with a warning.
+	wantSHA, warnings := "", 0
+	check := func(given string) {
+		norm := strings.ToLower(strings.TrimSpace(given))
+		if _, err := hex.DecodeString(norm); err != nil || len(norm) != 64 {
+			warnings++
+			return
+		}
+		wantSHA = norm
+	}
+	if given(ref.SHA256) {
+		var top string
+		if ref.SHA256[0] != '"' {
+			check("not a string")
+		} else if err := json.Unmarshal(ref.SHA256, &top); err != nil {
+			t.Fatal(err)
+		} else if top != "" {
+			check(top)
+		}
+	}
+	if wantSHA == "" && meta.SHA256 != "" {
+		check(meta.SHA256)
+	}
+	if len(b.Warnings) != warnings {
+		t.Fatalf("%q: warnings %q, want %d", data, b.Warnings, warnings)
+	}
 	want := psengine.Bounty{
 		ID: wantID, ArtifactType: wantType, ArtifactURI: or(ref.ArtifactURI, ref.ArtifactURL),
-		SHA256:      strings.ToLower(strings.TrimSpace(or(ref.SHA256, meta.SHA256))),
+		SHA256:      wantSHA,
 		MIMEType:    or(ref.MIMEType, meta.MIMEType),
 		ResponseURL: ref.ResponseURL, Phase: wantPhase, Metadata: ref.Metadata,
+		Warnings: b.Warnings,
 	}
 	// Each interpreted value, alone in a bounty.
 	alone := func(key string, raw json.RawMessage) psengine.Bounty {
@@ -615,4 +652,45 @@ func FuzzParseBountyFields(f *testing.F) {
 			t.Fatalf("%s: Validate: %v", data, err)
 		}
 	})
+}
+
+// A sha256 that is not one (placeholders of real payloads, other JSON
+// types) is ignored with one warning each, and the metadata's is used
+// when valid; a well-formed one is kept, lowercased.
+func TestParseBountySHA256Placeholders(t *testing.T) {
+	valid := strings.Repeat("Ab", 32)
+	tests := []struct {
+		name, sha256 string // sha256 and metadata as JSON
+		metadata     string
+		want         string
+		warnings     int
+	}{
+		{"asdf", `"asdf"`, `{}`, "", 1},
+		{"optional-for-file", `"optional-for-file"`, `{"filename":"x"}`, "", 1},
+		{"a number", `12345`, `{}`, "", 1},
+		{"an object", `{"a":1}`, `{}`, "", 1},
+		{"63 digits", `"` + valid[1:] + `"`, `{}`, "", 1},
+		{"valid, upper case", `"` + valid + `"`, `{}`, strings.ToLower(valid), 0},
+		{"placeholder, valid under metadata", `"asdf"`, `{"sha256":"` + valid + `"}`, strings.ToLower(valid), 1},
+		{"both placeholders", `"asdf"`, `{"sha256":"x"}`, "", 2},
+		{"null", `null`, `{}`, "", 0},
+		{"empty", `""`, `{}`, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := psengine.ParseBounty([]byte(`{"guid":"g","artifact_url":"data:,x","expiration":"","rules":[],"sha256":` +
+				tt.sha256 + `,"metadata":` + tt.metadata + `}`))
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if b.SHA256 != tt.want || len(b.Warnings) != tt.warnings {
+				t.Errorf("sha256 %q, warnings %q; want %q and %d warnings", b.SHA256, b.Warnings, tt.want, tt.warnings)
+			}
+			for _, w := range b.Warnings {
+				if !strings.Contains(w, "sha256") || !strings.Contains(w, "ignored") {
+					t.Errorf("warning %q does not say what was ignored", w)
+				}
+			}
+		})
+	}
 }

@@ -100,7 +100,7 @@ func ExampleCannotFetch() {
 	a := psengine.CannotFetch(errors.New("404 Not Found"))
 	out, _ := json.Marshal(a)
 	fmt.Println(string(out))
-	// Output: {"verdict":"unknown","bid":0,"metadata":{"comments":["SKIPPED:CANNOT-FETCH"],"error":"404 Not Found"}}
+	// Output: {"verdict":"unknown","bid":0,"metadata":{"malware_family":"","comments":["SKIPPED:CANNOT-FETCH"],"error":"404 Not Found"}}
 }
 
 // Typed keys carry what setup prepared to every scan, without `any` at the

@@ -102,7 +102,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		if err := engine.Start(ctx); err != nil {
 			return err
 		}
-		results = p.localResults(ctx, engine, *kind, *workers, inputs)
+		results = p.localResults(ctx, engine, log, *kind, *workers, inputs)
 	}
 	sum := newSummary(connect != nil)
 	failed := 0
@@ -164,7 +164,7 @@ func writeSummaryFile(path string, sum *summary) error {
 // their results in input order, each as soon as it and those before it
 // are ready. Unreadable bounty files, and the errors found walking a
 // directory, fail alone.
-func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, kind string, workers int, ins []input) iter.Seq[analyzed] {
+func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, log *slog.Logger, kind string, workers int, ins []input) iter.Seq[analyzed] {
 	t := psengine.FileArtifact
 	if kind == "url" {
 		t = psengine.URLArtifact
@@ -177,7 +177,7 @@ func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, kin
 		}
 		start := time.Now()
 		if kind == "bounty" {
-			b, err := p.readBounty(in.name)
+			b, err := p.readBounty(log, in.name)
 			if err != nil {
 				o.res = psengine.Result{Bounty: b, Err: err}
 				return o, nil
@@ -210,7 +210,9 @@ func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, kin
 	}
 }
 
-func (p *Program) readBounty(path string) (psengine.Bounty, error) {
+// readBounty reads the bounty in the file at path (- for stdin) and logs
+// what its parsing ignored (Bounty.Warnings), once.
+func (p *Program) readBounty(log *slog.Logger, path string) (psengine.Bounty, error) {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -221,7 +223,13 @@ func (p *Program) readBounty(path string) (psengine.Bounty, error) {
 	if err != nil {
 		return psengine.Bounty{}, err
 	}
-	return psengine.ParseBounty(data)
+	b, err := psengine.ParseBounty(data)
+	if err == nil {
+		for _, w := range b.Warnings {
+			log.Warn("bounty accepted as is", "file", path, "bounty", b.ID.String(), "warning", w)
+		}
+	}
+	return b, err
 }
 
 // wireResult is the --json line.

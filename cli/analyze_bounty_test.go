@@ -90,3 +90,51 @@ var eicarScanner = psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, 
 	}
 	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
 })
+
+// The sha256 placeholders of real payloads, microengine-webhooks-py's
+// fixture ("asdf", with a guid, an artifact_url, "expiration": "" and
+// "rules": []) and PolySwarm's documented payload ("optional-for-file"),
+// are answered by analyze -t bounty with the content's own sha256, and
+// each is warned about once on stderr.
+func TestAnalyzeBountyPlaceholderSHA256(t *testing.T) {
+	eicar := psenginetest.EICAR()
+	dataURI := "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString(eicar)
+	dir := t.TempDir()
+	files := map[string]string{
+		"webhooks-py.json": `{"guid": "3f0c2d1e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "artifact_type": "file", "artifact_url": "` + dataURI +
+			`", "expiration": "", "rules": [], "sha256": "asdf", "metadata": {}, "response_url": "http://127.0.0.1:9/answer"}`,
+		"docs.json": `{"id": 1234, "artifact_type": "FILE", "artifact_uri": "` + dataURI + `", "sha256": "optional-for-file",
+			"mimetype": "text/plain", "expiration": "2030-01-01T00:00:00+0000", "phase": "assertion",
+			"rules": {"min_allowed_bid": 62500000000000000, "max_allowed_bid": 1000000000000000000},
+			"metadata": {"filename": "eicar.com"}, "response_url": "http://127.0.0.1:9/answer"}`,
+	}
+	var args []string
+	for _, name := range []string{"webhooks-py.json", "docs.json"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(files[name]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, path)
+	}
+	p, stdout, stderr := testProgram(t, eicarScanner)
+	if code := p.Run(context.Background(), append([]string{"analyze", "--json", "--no-progress", "-t", "bounty"}, args...)); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	res := jsonLines(t, stdout.String())
+	if len(res) != 2 {
+		t.Fatalf("%d results, want 2:\n%s", len(res), stdout)
+	}
+	for i, r := range res {
+		if r.Analysis.Verdict != psengine.Malicious || r.Analysis.Bid <= 0 {
+			t.Errorf("%s: answered %+v, want malicious with a bid", args[i], r.Analysis)
+		}
+		if r.Bounty.SHA256 != "" && r.Bounty.SHA256 != psenginetest.SHA256(eicar) {
+			t.Errorf("%s: bounty printed with sha256 %q", args[i], r.Bounty.SHA256)
+		}
+	}
+	for _, placeholder := range []string{"asdf", "optional-for-file"} {
+		if n := strings.Count(stderr.String(), placeholder); n != 1 {
+			t.Errorf("sha256 %q warned about %d times, want once:\n%s", placeholder, n, stderr)
+		}
+	}
+}

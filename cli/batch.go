@@ -149,7 +149,7 @@ func (b *batch) schedule(ctx context.Context) {
 				continue
 			}
 			now := time.Now()
-			req, err := b.p.request(ctx, b.kind, in.name, now, b.window(now))
+			req, err := b.p.request(ctx, b.log, b.kind, in.name, now, b.window(now))
 			if err != nil {
 				b.fail(j, psengine.Result{Bounty: req.Bounty, Err: err})
 				continue
@@ -323,7 +323,7 @@ func (r *answerRate) wait(now time.Time, ahead int64) time.Duration {
 // request makes the bounty for one argument of `analyze --backend`, the
 // way Engine.Analyze forges local bounties (with expiration now+ttl),
 // keeping the content of local inputs for the backend to stage.
-func (p *Program) request(ctx context.Context, kind, arg string, now time.Time, ttl time.Duration) (Request, error) {
+func (p *Program) request(ctx context.Context, log *slog.Logger, kind, arg string, now time.Time, ttl time.Duration) (Request, error) {
 	local := fetch.Local()
 	local.Stdin = p.Stdin
 	switch kind {
@@ -332,7 +332,7 @@ func (p *Program) request(ctx context.Context, kind, arg string, now time.Time, 
 		return Request{Bounty: psengine.LocalBounty(psengine.URLArtifact, arg, hex.EncodeToString(sum[:]),
 			psengine.URIListType, now, ttl)}, nil
 	case "bounty":
-		b, err := p.readBounty(arg)
+		b, err := p.readBounty(log, arg)
 		if err != nil {
 			return Request{}, err
 		}

@@ -262,12 +262,13 @@ func TestWebhookMetricsHealthReadiness(t *testing.T) {
 		t.Errorf("/readyz healthy again: %d, want 200", code)
 	}
 
-	// The webhook's port: GET / for PolySwarm, nothing else.
+	// The webhook's port: GET for PolySwarm's liveness on any path
+	// (bounties are taken on any), and never the metrics.
 	if code, _ := get(t, base+"/"); code != 200 {
 		t.Errorf("webhook GET /: %d, want 200", code)
 	}
-	if code, _ := get(t, base+"/metrics"); code != 404 {
-		t.Errorf("webhook GET /metrics: %d, want 404", code)
+	if code, body := get(t, base+"/metrics"); code != 200 || strings.Contains(body, "# HELP") {
+		t.Errorf("webhook GET /metrics: %d %q, want 200 liveness, not metrics", code, body)
 	}
 	// The metrics port: its routes, GET and HEAD only.
 	if code, _ := get(t, r.metrics+"/"); code != 404 {

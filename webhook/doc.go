@@ -9,8 +9,9 @@
 // the raw body, keyed with the webhook secret) and X-POLYSWARM-DELIVERY (a
 // unique delivery id). The Handler answers:
 //
-//	GET or HEAD /                    200 {"status":"OK"}        (liveness)
-//	GET or HEAD, another path        404 {"status":"NOT_FOUND",...}
+//	GET or HEAD                      200 {"status":"OK"}        (liveness, on every path
+//	                                      where a POST is taken: the registered URL's
+//	                                      path, which load balancers probe)
 //	POST, no signature               400 {"status":"REJECTED","error":...}
 //	POST, signature does not match   401
 //	POST, body over the cap          413 (WithMaxBody; the body is not read past it)
@@ -19,7 +20,8 @@
 //	      every one of its source's       (WithReadLimit, WithReadLimitPerSource)
 //	POST, ping (body may be empty)   200 {"status":"OK"}
 //	POST, another event              400
-//	POST, malformed bounty           400 (the error names the field)
+//	POST, malformed bounty           400 (the error names the field; a sha256 that is
+//	                                      not one is ignored with a logged warning)
 //	POST, bounty                     202 {"status":"ACCEPTED"}  (queued; scanned afterwards)
 //	POST, bounty already expired     422 {"status":"EXPIRED",...} (not queued: an answer would not count)
 //	POST, repeated delivery id or    200 {"status":"DUPLICATE"} (not queued again)

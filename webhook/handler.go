@@ -117,20 +117,16 @@ const (
 	statusRejected    = "REJECTED"
 	statusUnavailable = "UNAVAILABLE"
 	statusExpired     = "EXPIRED"
-	statusNotFound    = "NOT_FOUND"
 )
 
 // ServeHTTP answers one webhook request; see the package documentation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		// Liveness answers on the root only, where PolySwarm checks the
-		// registered URL; any other path is not ours (a host may serve its
-		// own routes, such as metrics, elsewhere).
-		if r.URL.Path != "/" {
-			reply(w, http.StatusNotFound, statusNotFound, "no such path: "+r.URL.Path)
-			return
-		}
+		// Liveness answers wherever bounties are taken: the registered URL
+		// may have a path, which PolySwarm and load balancers probe (as
+		// polyswarm_engine answers them). A host's own routes, such as
+		// metrics, are its mux's and never reach the Handler.
 		reply(w, http.StatusOK, statusOK, "")
 		return
 	case http.MethodPost:
@@ -223,6 +219,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := psengine.ParseBounty(body)
+	for _, warning := range b.Warnings {
+		if err == nil {
+			h.log.WarnContext(r.Context(), "webhook: bounty accepted as is", "bounty", b.ID, "delivery", delivery, "warning", warning)
+		}
+	}
 	if err == nil && b.ResponseURL == "" {
 		// Whatever else is missing has a default; an answer with nowhere
 		// to go does not.

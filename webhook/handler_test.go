@@ -36,14 +36,12 @@ func TestStatusCodes(t *testing.T) {
 	}{
 		{name: "liveness GET of the root", req: func() *http.Request { return httptest.NewRequest("GET", "/", nil) },
 			want: answer{Code: 200, Status: "OK"}},
-		{name: "GET off the root", req: func() *http.Request { return httptest.NewRequest("GET", "/healthz", nil) },
-			want: answer{Code: 404, Status: "NOT_FOUND", Error: true}},
-		{name: "GET of a file under the root", req: func() *http.Request { return httptest.NewRequest("GET", "/index.html", nil) },
-			want: answer{Code: 404, Status: "NOT_FOUND", Error: true}},
+		{name: "GET of the path bounties are posted to", req: func() *http.Request { return httptest.NewRequest("GET", "/polyswarm/hook", nil) },
+			want: answer{Code: 200, Status: "OK"}},
 		{name: "HEAD", req: func() *http.Request { return httptest.NewRequest("HEAD", "/", nil) },
 			want: answer{Code: 200}},
-		{name: "HEAD off the root", req: func() *http.Request { return httptest.NewRequest("HEAD", "/metrics", nil) },
-			want: answer{Code: 404}},
+		{name: "HEAD of the path bounties are posted to", req: func() *http.Request { return httptest.NewRequest("HEAD", "/polyswarm/hook", nil) },
+			want: answer{Code: 200}},
 		{name: "bounty posted to a path", req: func() *http.Request {
 			r := signed("bounty", "d-1", body)
 			r.URL.Path = "/polyswarm/hook"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/envdirs"
+	"github.com/polyswarm/psengine/psenginetest"
+	"github.com/polyswarm/psengine/webhook"
 )
 
 // Every shape PolySwarm's own tools send is accepted (202) and answered:
@@ -111,6 +114,91 @@ func TestLiberalShapesAnswered(t *testing.T) {
 		got := serve(t, h, signed("bounty", "bad-"+name, []byte(body)))
 		if got.Code != http.StatusBadRequest || !got.Error {
 			t.Errorf("%s: %+v, want 400 saying why", name, got)
+		}
+	}
+}
+
+// The sha256 placeholders of real payloads: microengine-webhooks-py's
+// integration fixture (guid, artifact_url, "expiration": "", "rules": [],
+// "sha256": "asdf") and the payload of PolySwarm's documentation
+// ("sha256": "optional-for-file") are accepted (202) with one warning
+// logged each, and answered with the content's own sha256 (an unknown
+// answer keeps malware_family, as the verdict schema requires). A
+// well-formed sha256 that does not match the content stays CANNOT-FETCH.
+func TestPlaceholderSHA256Answered(t *testing.T) {
+	var mu sync.Mutex
+	answers := map[string]map[string]any{}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&a)
+		mu.Lock()
+		answers[strings.TrimPrefix(r.URL.Path, "/answer/")] = a
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	scan := psengine.ScannerFunc(func(_ context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+		if strings.HasPrefix(a.URI, "data:,benign") {
+			return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
+		}
+		return psengine.Analysis{Verdict: psengine.Unknown}, nil
+	})
+	dir := t.TempDir()
+	engine := psengine.New(scan, psengine.WithDirs(envdirs.Dirs{Home: dir, Temp: dir}), psengine.WithGetenv(func(string) string { return "" }))
+	defer engine.Shutdown(context.Background())
+	var logs psenginetest.SyncBuffer
+	h := newHandler(t, engine, webhook.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+
+	mismatch := strings.Repeat("ab", 32)
+	bodies := map[string]string{
+		"asdf": `{"guid": "0b6d3f7e-3c1a-4a8e-9f0c-2d5e6f7a8b9c", "artifact_type": "file",
+			"artifact_url": "data:,benign-asdf", "expiration": "", "rules": [], "sha256": "asdf",
+			"metadata": {}, "response_url": "` + sink.URL + `/answer/asdf"}`,
+		"optional-for-file": `{"id": 1234, "artifact_type": "FILE", "artifact_uri": "data:,unknown-doc",
+			"sha256": "optional-for-file", "mimetype": "text/plain", "expiration": "2030-01-01T00:00:00+0000",
+			"phase": "assertion", "rules": {"min_allowed_bid": 62500000000000000, "max_allowed_bid": 1000000000000000000},
+			"metadata": {"filename": "eicar.txt"}, "response_url": "` + sink.URL + `/answer/optional-for-file"}`,
+		"mismatch": `{"id": 5, "artifact_uri": "data:,benign-mismatch", "sha256": "` + mismatch + `",
+			"response_url": "` + sink.URL + `/answer/mismatch"}`,
+	}
+	for name, body := range bodies {
+		if got := serve(t, h, signed("bounty", "placeholder-"+name, []byte(body))); got.Code != http.StatusAccepted {
+			t.Errorf("%s: %+v, want 202", name, got)
+		}
+	}
+	answer := func(name string) map[string]any {
+		t.Helper()
+		var a map[string]any
+		psenginetest.Eventually(t, name+" answered", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			a = answers[name]
+			return a != nil
+		})
+		return a
+	}
+	family := func(a map[string]any) (string, bool) {
+		meta, _ := a["metadata"].(map[string]any)
+		f, ok := meta["malware_family"].(string)
+		return f, ok
+	}
+	if a := answer("asdf"); a["verdict"] != "benign" {
+		t.Errorf("asdf: answer %v, want benign", a)
+	} else if f, ok := family(a); !ok || f != "" {
+		t.Errorf("asdf: malware_family %q present %v, want \"\"", f, ok)
+	}
+	if a := answer("optional-for-file"); a["verdict"] != "unknown" {
+		t.Errorf("optional-for-file: answer %v, want unknown", a)
+	} else if _, ok := family(a); !ok {
+		t.Errorf("optional-for-file: unknown answer %v without malware_family", a)
+	}
+	a := answer("mismatch")
+	meta, _ := a["metadata"].(map[string]any)
+	if a["verdict"] != "unknown" || !strings.Contains(fmt.Sprint(meta["comments"]), psengine.CommentCannotFetch) {
+		t.Errorf("mismatching sha256: %v, want unknown %s", a, psengine.CommentCannotFetch)
+	}
+	for _, placeholder := range []string{"asdf", "optional-for-file"} {
+		if n := strings.Count(logs.String(), `sha256 \"`+placeholder+`\"`); n != 1 {
+			t.Errorf("sha256 %s logged %d times, want once:\n%s", placeholder, n, logs.String())
 		}
 	}
 }

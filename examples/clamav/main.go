@@ -8,6 +8,11 @@
 //	clamav commands scan_file PATH...
 //	clamav update     (clamd reloads its databases; prints the new head)
 //
+// CLAMD_DATABASE_DIR names clamd's DatabaseDirectory when this program can
+// read it (Debian's: /var/lib/clamav): updates then reload clamd only when
+// its files changed, fail on a database ClamAV cannot load, naming the
+// file, and wait for the new version only as long as the reload takes.
+//
 // See package engine for the answers and package clamd for the protocol.
 package main
 
@@ -26,7 +31,7 @@ func main() {
 func program(getenv func(string) string) *cli.Program {
 	return &cli.Program{
 		Name:    "clamav",
-		Scanner: engine.Scanner{Address: getenv("CLAMD_ADDRESS")},
+		Scanner: engine.Scanner{Address: getenv("CLAMD_ADDRESS"), DatabaseDir: getenv("CLAMD_DATABASE_DIR")},
 		Getenv:  getenv,
 		// clamd scans in its own threads: each worker mostly waits for it,
 		// and 8 keep it busier than 4 (the wall-time benchmark against

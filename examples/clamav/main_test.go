@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +24,12 @@ import (
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(runProgramEnv) == "1" { // re-executed as the program (benchmarks)
+		program(os.Getenv).Main()
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // run runs the program with CLAMD_ADDRESS=addr and returns its exit status,
 // stdout and stderr.
@@ -33,11 +39,16 @@ func run(t *testing.T, addr string, args ...string) (int, string, string) {
 
 // runWith is run with extra engine options.
 func runWith(t *testing.T, addr string, opts []psengine.Option, args ...string) (int, string, string) {
+	return runEnv(t, map[string]string{"CLAMD_ADDRESS": addr}, opts, args...)
+}
+
+// runEnv is run with these environment variables (beside a home and temp
+// dir of the test's, and LOG_LEVEL=error) and extra engine options.
+func runEnv(t *testing.T, vars map[string]string, opts []psengine.Option, args ...string) (int, string, string) {
 	t.Helper()
 	home := t.TempDir()
-	env := map[string]string{
-		"CLAMD_ADDRESS": addr, "PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "error",
-	}
+	env := map[string]string{"PSENGINE_HOME": home, "TMPDIR": home, "LOG_LEVEL": "error"}
+	maps.Copy(env, vars)
 	p := program(func(k string) string { return env[k] })
 	p.Options = append(p.Options, opts...)
 	var stdout, stderr bytes.Buffer

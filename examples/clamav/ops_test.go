@@ -6,6 +6,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,15 +65,27 @@ func TestReadinessFollowsClamd(t *testing.T) {
 }
 
 // `clamav update` makes clamd reload: the head names the new database
-// version. With clamd down it fails, in one line naming the address.
+// version. Given the database directory, a malformed database fails it
+// (exit 1, one line naming the file). With clamd down it fails, in one line
+// naming the address.
 func TestUpdateCommandReloadsClamd(t *testing.T) {
 	cfg := clamdtest.StandardSignatures(t)
 	cfg.CVDVersion = 42
 	d := clamdtest.StartDaemon(t, cfg)
 	cfg.CVDVersion = 43
 	d.ReplaceDatabase(t, cfg)
+	vars := map[string]string{"CLAMD_ADDRESS": d.Address.String(), "CLAMD_DATABASE_DIR": d.DBDir}
+	report := func(stderr string) []string { // the program's own lines, not the engine's log
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			if strings.HasPrefix(l, "clamav: ") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
 
-	code, out, errOut := run(t, d.Address.String(), "update")
+	code, out, errOut := runEnv(t, vars, nil, "update")
 	var head psengine.Metadata
 	if code != 0 || json.Unmarshal([]byte(out), &head) != nil {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -80,15 +94,21 @@ func TestUpdateCommandReloadsClamd(t *testing.T) {
 		t.Errorf("head %+v, want signatures_version 43", head.Scanner)
 	}
 
+	broken := filepath.Join(d.DBDir, "broken.ndb")
+	if err := os.WriteFile(broken, []byte("Broken:zz:not-a-signature\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runEnv(t, vars, nil, "update")
+	if r := report(errOut); code != 1 || out != "" || len(r) != 1 || !strings.Contains(r[0], broken) {
+		t.Errorf("malformed database: exit %d, stdout %q, stderr %q; want 1 and one line naming %s", code, out, errOut, broken)
+	}
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+
 	d.Kill(t)
 	code, out, errOut = run(t, d.Address.String(), "update") // LOG_LEVEL=error: the engine's log too
-	var report []string
-	for _, l := range strings.Split(strings.TrimSpace(errOut), "\n") {
-		if strings.HasPrefix(l, "clamav: ") {
-			report = append(report, l)
-		}
-	}
-	if code != 1 || out != "" || len(report) != 1 || !strings.Contains(report[0], d.Address.Addr) {
+	if r := report(errOut); code != 1 || out != "" || len(r) != 1 || !strings.Contains(r[0], d.Address.Addr) {
 		t.Errorf("clamd down: exit %d, stdout %q, stderr %q; want 1 and one line naming the address", code, out, errOut)
 	}
 }

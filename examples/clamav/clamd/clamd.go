@@ -1,6 +1,6 @@
 // Package clamd is a small client of the ClamAV daemon's socket protocol,
-// enough for a scanning engine: PING, VERSION and INSTREAM inside one
-// IDSESSION, so that one connection serves many scans.
+// enough for a scanning engine: PING, VERSION, INSTREAM and FILDES inside
+// one IDSESSION, so that one connection serves many scans, and RELOAD.
 //
 // # Protocol
 //
@@ -11,7 +11,9 @@
 // close the connection after one command. INSTREAM sends the data as chunks,
 // each a 4-byte big-endian length and the bytes, ending with a zero-length
 // chunk; the artifact is read through a fixed buffer of ChunkSize bytes, so
-// it is never held in memory whole.
+// it is never held in memory whole. FILDES (ScanFD, unix sockets only)
+// passes clamd an open file's descriptor instead, with SCM_RIGHTS, and
+// clamd reads the file itself.
 //
 // clamd closes a connection on its own: after "INSTREAM size limit
 // exceeded" (a stream longer than its StreamMaxLength), after one of its

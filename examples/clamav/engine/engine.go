@@ -1,6 +1,16 @@
 // Package engine is the ClamAV example engine: it answers bounties by
-// streaming each artifact to a clamd daemon, which may run on another
-// machine, and turning clamd's reply into an analysis.
+// having a clamd daemon, which may run on another machine, scan each
+// artifact, and turning clamd's reply into an analysis.
+//
+// # Transfer
+//
+// On a unix socket clamd is passed a file descriptor (FILDES, SCM_RIGHTS)
+// and reads the content itself: the artifact's own file when it has one (a
+// local file, or the temp file large content spilled to), else a memory
+// file (memfd; on systems without it, the artifact's temp file). Over TCP,
+// or with Scanner.Stream, the content is streamed (INSTREAM). Passing the
+// descriptor costs clamd neither the copy through the socket nor the temp
+// file it spools a stream to.
 //
 // # Connections
 //
@@ -21,9 +31,9 @@
 //     metadata.heuristic and has confidence "likely" (0.7);
 //   - OK: benign at a low bid (confidence 0.15): clamd knowing no
 //     signature for a file is weak evidence;
-//   - "INSTREAM size limit exceeded" (an artifact over clamd's
-//     StreamMaxLength): the SKIPPED special result, with the reason in
-//     metadata.error;
+//   - "INSTREAM size limit exceeded" (a streamed artifact over clamd's
+//     StreamMaxLength, which binds streams only): the SKIPPED special
+//     result, with the reason in metadata.error;
 //   - clamd unreachable or lost during the scan, or any other ERROR reply:
 //     an error, which the engine answers unknown and reports to its error
 //     hooks.
@@ -38,7 +48,10 @@
 //
 // Update (psengine.Updater; `clamav update`, `--update-interval`) asks
 // clamd to RELOAD its databases and reads the new VERSION for the head and
-// the answers. CheckHealth (psengine.HealthChecker, /readyz) is clamd
+// the answers; given clamd's DatabaseDirectory (Scanner.DatabaseDir), it
+// reloads only when the files changed, fails on a database ClamAV cannot
+// load, naming the file, and waits for the new version only as long as
+// the reload takes. CheckHealth (psengine.HealthChecker, /readyz) is clamd
 // answering PING: the engine starts and runs while clamd is down, answering
 // unknown, and is ready once clamd answers.
 package engine
@@ -47,8 +60,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -81,9 +92,21 @@ const describeTimeout = 10 * time.Second
 type Scanner struct {
 	// Address of clamd: unix:PATH or tcp:HOST:PORT; "" means DefaultAddress.
 	Address string
-	// ReloadWait bounds how long Update waits for clamd's VERSION to change
-	// after RELOAD; 0 means DefaultReloadWait.
+	// DatabaseDir is clamd's DatabaseDirectory, when this process can read
+	// it: Update then reloads only when its files changed, checks them
+	// first, and waits for the new version (see Update). "" leaves Update
+	// blind to the files.
+	DatabaseDir string
+	// Clamscan is the clamscan program that checks changed database files
+	// before a reload; "" finds clamscan on PATH.
+	Clamscan string
+	// ReloadWait bounds how long Update waits for clamd's VERSION to name
+	// a new database version after RELOAD; 0 means DefaultReloadWait.
 	ReloadWait time.Duration
+	// Stream streams every artifact (INSTREAM) even on a unix socket,
+	// where the engine otherwise passes clamd a descriptor of the file
+	// (FILDES): for a clamd built without descriptor passing.
+	Stream bool
 }
 
 var (
@@ -176,7 +199,7 @@ func (s Scanner) SetupWorker(ctx context.Context, env psengine.Env) (psengine.En
 	if err != nil {
 		return env, err
 	}
-	sess := NewSession(addr)
+	sess := s.newSession(addr)
 	if err := sess.Connect(ctx); err != nil {
 		return env, err
 	}
@@ -194,8 +217,9 @@ func (Scanner) TeardownWorker(_ context.Context, env psengine.Env) error {
 // Accepts file artifacts: clamd scans content, not URLs.
 func (Scanner) Accepts(a psengine.Artifact) bool { return a.Type == psengine.FileArtifact }
 
-// Scan streams the artifact to clamd over the worker's session (see the
-// package doc for the answers).
+// Scan has clamd scan the artifact over the worker's session, passing its
+// descriptor or streaming it (see the package doc for both, and for the
+// answers).
 func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
 	if ctx.Err() != nil {
 		return psengine.Analysis{}, context.Cause(ctx)
@@ -206,10 +230,10 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 		if err != nil {
 			return psengine.Analysis{}, err
 		}
-		sess = NewSession(addr)
+		sess = s.newSession(addr)
 		defer sess.Close()
 	}
-	reply, err := sess.Scan(ctx, a.Open)
+	reply, err := sess.Scan(ctx, ArtifactContent(a))
 	var an psengine.Analysis
 	switch {
 	case errors.Is(err, clamd.ErrSizeLimit):
@@ -222,6 +246,12 @@ func (s Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact
 	v := answerVersion(env, sess)
 	an.Metadata.Scanner.VendorVersion, an.Metadata.Scanner.SignaturesVersion = v.Engine, v.Signatures
 	return an, nil
+}
+
+func (s Scanner) newSession(addr clamd.Address) *Session {
+	sess := NewSession(addr)
+	sess.SetStream(s.Stream)
+	return sess
 }
 
 // Classify turns a FOUND or OK reply into an analysis (an ERROR reply is
@@ -296,7 +326,7 @@ func (s Scanner) Commands() []psengine.Command {
 		},
 		{
 			Name: "scan_file",
-			Help: "scan_file PATH...: stream each file to clamd and print its reply and verdict",
+			Help: "scan_file PATH...: have clamd scan each file and print its reply and verdict",
 			Run: func(ctx context.Context, env psengine.Env, args []string) (any, error) {
 				if len(args) == 0 {
 					return nil, errors.New("scan_file needs at least one PATH")
@@ -305,7 +335,7 @@ func (s Scanner) Commands() []psengine.Command {
 				if err != nil {
 					return nil, err
 				}
-				return scanFiles(ctx, addr, args)
+				return scanFiles(ctx, s.newSession(addr), args)
 			},
 		},
 	}
@@ -330,13 +360,12 @@ func info(ctx context.Context, addr clamd.Address) (Info, error) {
 	}, nil
 }
 
-func scanFiles(ctx context.Context, addr clamd.Address, paths []string) ([]FileReport, error) {
-	sess := NewSession(addr)
+func scanFiles(ctx context.Context, sess *Session, paths []string) ([]FileReport, error) {
 	defer sess.Close()
 	reports := make([]FileReport, 0, len(paths))
 	for _, path := range paths {
 		rep := FileReport{Path: path, Verdict: psengine.Unknown}
-		reply, err := sess.Scan(ctx, func() (io.ReadCloser, error) { return os.Open(path) })
+		reply, err := sess.Scan(ctx, FileContent(path))
 		switch {
 		case errors.Is(err, clamd.ErrUnreachable), errors.Is(err, clamd.ErrConnection), ctx.Err() != nil:
 			return nil, err

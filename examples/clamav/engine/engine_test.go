@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -164,10 +165,14 @@ func TestReconnectOnDroppedConnection(t *testing.T) {
 	}
 }
 
+// Streamed (INSTREAM: a remote clamd, or Scanner.Stream), an artifact over
+// clamd's StreamMaxLength is SKIPPED; its descriptor passed (FILDES), the
+// stream limit does not apply and it is scanned.
 func TestSizeLimitSkipped(t *testing.T) {
 	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{Signatures: fakeSigs, MaxStream: 64 << 10})
-	e := newEngine(t, engine.Scanner{Address: fake.Address.String()})
-	res := psenginetest.Analyze(t, e, randomBytes(1<<20))
+	e := newEngine(t, engine.Scanner{Address: fake.Address.String(), Stream: true})
+	big := randomBytes(1 << 20)
+	res := psenginetest.Analyze(t, e, big)
 	if res.Err != nil {
 		t.Errorf("size limit reported as an error: %v", res.Err)
 	}
@@ -179,6 +184,17 @@ func TestSizeLimitSkipped(t *testing.T) {
 	// clamd closed that connection: the next scan dials again.
 	if res := psenginetest.Analyze(t, e, psenginetest.EICAR()); res.Analysis.Verdict != psengine.Malicious {
 		t.Errorf("scan after the size limit: %s, %v", res.Analysis.Verdict, res.Err)
+	}
+	if n := fake.FDScans(); n != 0 {
+		t.Errorf("%d descriptors passed by a streaming engine", n)
+	}
+
+	passing := newEngine(t, engine.Scanner{Address: fake.Address.String()})
+	if res := psenginetest.Analyze(t, passing, big); res.Err != nil || res.Analysis.Verdict != psengine.Benign {
+		t.Errorf("over the stream limit, descriptor passed: %s, %v; want benign", res.Analysis.Verdict, res.Err)
+	}
+	if n := fake.FDScans(); n != 1 {
+		t.Errorf("%d descriptors passed, want 1", n)
 	}
 }
 
@@ -299,5 +315,25 @@ func TestCommandsUnreachable(t *testing.T) {
 		if _, err := e.Command(context.Background(), args[0], args[1:]); !errors.Is(err, clamd.ErrUnreachable) {
 			t.Errorf("%v with clamd down: %v, want ErrUnreachable", args, err)
 		}
+	}
+}
+
+// Content only in memory (a data: URI) is passed as a memory file: clamd
+// gets a descriptor, and no temp file is written.
+func TestMemoryContentPassedAsDescriptor(t *testing.T) {
+	fake := clamdtest.StartFake(t, clamdtest.FakeConfig{Signatures: fakeSigs})
+	tmp := t.TempDir()
+	e := psengine.New(engine.Scanner{Address: fake.Address.String()}, psengine.WithName("clamav"),
+		psengine.WithDirs(envdirs.Dirs{Temp: tmp, TempPrefix: "clamav-"}))
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	res, err := e.Analyze(context.Background(), psenginetest.DataURI(psenginetest.EICAR()))
+	if err != nil || res.Analysis.Verdict != psengine.Malicious {
+		t.Fatalf("EICAR as a data: URI: %s, %v", res.Analysis.Verdict, err)
+	}
+	if n := fake.FDScans(); n != 1 {
+		t.Errorf("%d descriptors passed, want 1", n)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temp files written for content in memory: %v", left)
 	}
 }

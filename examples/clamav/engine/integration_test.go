@@ -35,13 +35,17 @@ func writeFiles(t *testing.T, dir string, data map[string][]byte) map[string]str
 
 // The engine against a real clamd: every clamav-testfile (packed, archived,
 // mailed, OLE: clamd unpacks them to the signed clam.exe), EICAR, a
-// hash-signed generated file, a clean file, and the size limit. Detection
+// hash-signed generated file, a clean file, and the size limit, given as
+// local files and as data: URIs (content only in memory). Over the unix
+// socket the engine passes descriptors (the local file, or a memory file),
+// over TCP it streams; only a stream is bound by StreamMaxLength. Detection
 // names are compared with clamscan's on the same database.
 func TestRealClamdAnswers(t *testing.T) {
 	cfg := clamdtest.StandardSignatures(t)
 	generated := randomBytes(5000)
 	cfg.Hashes["PsTest.Generated"] = generated
 	cfg.StreamMaxLength = "2M"
+	cfg.TCP = true
 	d := clamdtest.StartDaemon(t, cfg)
 
 	files := writeFiles(t, t.TempDir(), map[string][]byte{
@@ -54,33 +58,52 @@ func TestRealClamdAnswers(t *testing.T) {
 	}
 	ref := d.Reference(t, append(slices.Clone(testfiles), files["eicar.com"], files["generated.bin"], files["clean.txt"])...)
 
-	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(4))
-	inputs := append(slices.Clone(testfiles), files["eicar.com"], files["generated.bin"], files["clean.txt"], files["big.bin"])
-	results := e.AnalyzeAll(context.Background(), inputs)
-	for i, res := range results {
-		path := inputs[i]
-		a := res.Analysis
-		switch name := filepath.Base(path); name {
-		case "clean.txt":
-			if res.Err != nil || a.Verdict != psengine.Benign {
-				t.Errorf("%s: %s (%v), want benign", name, a.Verdict, res.Err)
+	paths := append(slices.Clone(testfiles), files["eicar.com"], files["generated.bin"], files["clean.txt"], files["big.bin"])
+	for _, tc := range []struct {
+		name   string
+		addr   clamd.Address
+		inline bool // as data: URIs
+	}{{"unix-files", d.Address, false}, {"unix-memory", d.Address, true}, {"tcp", d.TCP, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, engine.Scanner{Address: tc.addr.String()}, psengine.WithWorkers(4))
+			inputs := slices.Clone(paths)
+			if tc.inline {
+				for i, p := range inputs {
+					data, err := os.ReadFile(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					inputs[i] = psenginetest.DataURI(data)
+				}
 			}
-		case "big.bin": // 3 MiB over a 2M StreamMaxLength
-			if res.Err != nil || a.Verdict != psengine.Unknown || !slices.Equal(a.Metadata.Comments, []string{psengine.CommentSkipped}) {
-				t.Errorf("%s: %+v (%v), want SKIPPED", name, a, res.Err)
+			for i, res := range e.AnalyzeAll(context.Background(), inputs) {
+				path := paths[i]
+				a := res.Analysis
+				switch name := filepath.Base(path); name {
+				case "clean.txt":
+					if res.Err != nil || a.Verdict != psengine.Benign {
+						t.Errorf("%s: %s (%v), want benign", name, a.Verdict, res.Err)
+					}
+				case "big.bin": // 3 MiB over a 2M StreamMaxLength
+					streamed := tc.addr.Network == "tcp"
+					skipped := a.Verdict == psengine.Unknown && slices.Equal(a.Metadata.Comments, []string{psengine.CommentSkipped})
+					if res.Err != nil || (streamed && !skipped) || (!streamed && a.Verdict != psengine.Benign) {
+						t.Errorf("%s: %+v (%v), want SKIPPED when streamed, else benign", name, a, res.Err)
+					}
+				default:
+					want := ref[path]
+					if want == "" {
+						t.Fatalf("clamscan does not detect %s on the test database", path)
+					}
+					if res.Err != nil || a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != want {
+						t.Errorf("%s: %s %q (%v), want malicious %q", path, a.Verdict, a.Metadata.MalwareFamily, res.Err, want)
+					}
+					if a.Metadata.Scanner.VendorVersion == "" {
+						t.Errorf("%s: no vendor_version", path)
+					}
+				}
 			}
-		default:
-			want := ref[path]
-			if want == "" {
-				t.Fatalf("clamscan does not detect %s on the test database", path)
-			}
-			if res.Err != nil || a.Verdict != psengine.Malicious || a.Metadata.MalwareFamily != want {
-				t.Errorf("%s: %s %q (%v), want malicious %q", path, a.Verdict, a.Metadata.MalwareFamily, res.Err, want)
-			}
-			if a.Metadata.Scanner.VendorVersion == "" {
-				t.Errorf("%s: no vendor_version", path)
-			}
-		}
+		})
 	}
 	// The names come from the test's own database (clamd decorates them).
 	for path, sig := range map[string]string{files["eicar.com"]: clamdtest.EicarSig, testfiles[0]: clamdtest.ClamExeSig} {

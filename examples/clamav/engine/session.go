@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type Session struct {
 	mu        sync.Mutex
 	version   clamd.Version // from the last VERSION asked on a new connection
 	versionAt time.Time     // when
+	stream    bool          // INSTREAM even on a unix socket
 	closed    bool
 }
 
@@ -62,18 +64,40 @@ func (s *Session) VersionAt() (clamd.Version, time.Time) {
 	return s.version, s.versionAt
 }
 
-// Scan streams the content open returns to clamd (INSTREAM) and returns
-// clamd's reply. When the kept connection turns out to be dropped, it
-// dials again and retries once, re-opening the content. An ERROR reply is
-// returned with a *clamd.ReplyError; a clamd that cannot be reached gives
-// an error wrapping clamd.ErrUnreachable, one lost during the scan
-// clamd.ErrConnection.
-func (s *Session) Scan(ctx context.Context, open func() (io.ReadCloser, error)) (clamd.Reply, error) {
+// Content is what a scan sends to clamd: a stream of it, and, when it can
+// be had, an open file holding it.
+type Content struct {
+	// Open returns a reader over the whole content, from the start, for
+	// INSTREAM. The session closes it.
+	Open func() (io.ReadCloser, error)
+	// File, when not nil, returns an open file holding the content, whose
+	// descriptor is passed to clamd (FILDES) on a unix socket. The session
+	// closes it.
+	File func() (*os.File, error)
+}
+
+// FileContent is the content of the file at path, opened for each scan.
+func FileContent(path string) Content {
+	return Content{
+		Open: func() (io.ReadCloser, error) { return os.Open(path) },
+		File: func() (*os.File, error) { return os.Open(path) },
+	}
+}
+
+// Scan has clamd scan the content and returns its reply. On a unix socket
+// with content that has a File (and unless the session streams, see
+// SetStream), clamd is passed the file's descriptor (FILDES) and reads it
+// itself; otherwise the content is streamed (INSTREAM). When the kept
+// connection turns out to be dropped, it dials again and retries once,
+// re-opening the content. An ERROR reply is returned with a
+// *clamd.ReplyError; a clamd that cannot be reached gives an error wrapping
+// clamd.ErrUnreachable, one lost during the scan clamd.ErrConnection.
+func (s *Session) Scan(ctx context.Context, content Content) (clamd.Reply, error) {
 	c, reused, err := s.take(ctx)
 	if err != nil {
 		return clamd.Reply{}, err
 	}
-	rep, err := instream(ctx, c, open)
+	rep, err := s.scanOn(ctx, c, content)
 	if err != nil && reused && errors.Is(err, clamd.ErrConnection) && ctx.Err() == nil {
 		// clamd dropped the kept connection while it was idle: once more
 		// on a new one.
@@ -81,14 +105,40 @@ func (s *Session) Scan(ctx context.Context, open func() (io.ReadCloser, error)) 
 		if c, err = s.dial(ctx); err != nil {
 			return clamd.Reply{}, err
 		}
-		rep, err = instream(ctx, c, open)
+		rep, err = s.scanOn(ctx, c, content)
 	}
 	s.put(c)
 	return rep, err
 }
 
-func instream(ctx context.Context, c *clamd.Conn, open func() (io.ReadCloser, error)) (clamd.Reply, error) {
-	r, err := open()
+// SetStream makes the session stream every content (INSTREAM), even on a
+// unix socket where it could pass a descriptor: for a clamd whose build
+// lacks descriptor passing, and to compare the two.
+func (s *Session) SetStream(stream bool) {
+	s.mu.Lock()
+	s.stream = stream
+	s.mu.Unlock()
+}
+
+func (s *Session) streams() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream
+}
+
+func (s *Session) scanOn(ctx context.Context, c *clamd.Conn, content Content) (clamd.Reply, error) {
+	if content.File != nil && c.CanPassFD() && !s.streams() {
+		f, err := content.File()
+		if err != nil {
+			return clamd.Reply{}, err
+		}
+		defer f.Close()
+		return c.ScanFD(ctx, f)
+	}
+	if content.Open == nil {
+		return clamd.Reply{}, errors.New("clamav: no content to stream")
+	}
+	r, err := content.Open()
 	if err != nil {
 		return clamd.Reply{}, err
 	}

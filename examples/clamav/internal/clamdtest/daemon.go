@@ -82,6 +82,9 @@ type DaemonConfig struct {
 	StreamMaxLength string
 	// TCP makes clamd listen on a loopback TCP port too (Daemon.TCP).
 	TCP bool
+	// MaxThreads is clamd's MaxThreads (scanning threads); 0 keeps its
+	// default (10).
+	MaxThreads int
 	// CVDVersion, when not 0, packs the signatures into an unsigned
 	// daily.cud container of that version (with sigtool), so that VERSION
 	// answers "ClamAV X/CVDVersion/DATE".
@@ -157,6 +160,9 @@ func StartDaemon(tb testing.TB, cfg DaemonConfig) *Daemon {
 	}
 	if cfg.StreamMaxLength != "" {
 		conf = append(conf, "StreamMaxLength "+cfg.StreamMaxLength)
+	}
+	if cfg.MaxThreads > 0 {
+		conf = append(conf, "MaxThreads "+strconv.Itoa(cfg.MaxThreads))
 	}
 	if cfg.TCP {
 		port, err := freePort()
@@ -258,6 +264,16 @@ func (d *Daemon) stop() {
 		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.done
 	}
+}
+
+// CPU returns the CPU time (user and system) clamd used since it last
+// started, from /proc: ok is false where there is none, or when clamd is
+// not running.
+func (d *Daemon) CPU() (cpu time.Duration, ok bool) {
+	if !d.running() {
+		return 0, false
+	}
+	return procCPU(d.cmd.Process.Pid)
 }
 
 // Log returns what clamd printed so far.

@@ -29,7 +29,8 @@ type FakeConfig struct {
 	Signatures map[string][]byte
 	// Version is the VERSION reply; "" means "ClamAV 1.4.6/42/Thu Jan  1 00:00:00 2025".
 	Version string
-	// MaxStream is the StreamMaxLength in bytes; 0 means no limit.
+	// MaxStream is the StreamMaxLength in bytes (INSTREAM only, as for
+	// clamd); 0 means no limit.
 	MaxStream int
 	// CloseAfter closes each connection after this many commands of a
 	// session (0: never), as clamd does after a timeout or a restart.
@@ -56,6 +57,7 @@ type Fake struct {
 
 	accepted atomic.Int64
 	scans    atomic.Int64
+	fdScans  atomic.Int64
 	reloads  atomic.Int64
 	chunks   atomic.Int64
 	maxChunk atomic.Int64
@@ -121,8 +123,11 @@ func (f *Fake) Accepted() int { return int(f.accepted.Load()) }
 // Reloads is how many RELOAD commands the fake answered RELOADING.
 func (f *Fake) Reloads() int { return int(f.reloads.Load()) }
 
-// Scans is how many INSTREAM commands the fake received.
+// Scans is how many scans (INSTREAM and FILDES commands) the fake received.
 func (f *Fake) Scans() int { return int(f.scans.Load()) }
+
+// FDScans is how many of them were FILDES: a descriptor passed.
+func (f *Fake) FDScans() int { return int(f.fdScans.Load()) }
 
 // Chunks is how many non-empty INSTREAM chunks the fake received, and
 // MaxChunk the largest.
@@ -138,7 +143,13 @@ func Serve(nc net.Conn, cfg FakeConfig) {
 
 func (f *Fake) serve(nc net.Conn) {
 	defer nc.Close()
-	br := bufio.NewReader(nc)
+	var src io.Reader = nc
+	fdr := newFDReader(nc)
+	if fdr != nil {
+		src = fdr
+		defer fdr.close()
+	}
+	br := bufio.NewReader(src)
 	session := false
 	id := 0
 	reply := func(s string) error {
@@ -202,6 +213,32 @@ func (f *Fake) serve(nc net.Conn) {
 				err = reply(f.cfg.Reply)
 			default:
 				err = reply("stream: " + f.match(data))
+			}
+		case "FILDES": // the descriptor comes with the byte after the command
+			f.scans.Add(1)
+			f.fdScans.Add(1)
+			if _, err = br.ReadByte(); err != nil {
+				return
+			}
+			file, ok := fdr.take()
+			if !ok {
+				_ = reply("FILDES: didn't receive file descriptor. ERROR")
+				return
+			}
+			var data []byte
+			data, err = readAll(file)
+			name := fmt.Sprintf("fd[%d]", file.Fd())
+			file.Close()
+			switch {
+			case err != nil:
+				err = reply(name + ": " + err.Error() + " ERROR")
+			case f.cfg.Hang:
+				_, _ = io.Copy(io.Discard, br)
+				return
+			case f.cfg.Reply != "":
+				err = reply(f.cfg.Reply)
+			default:
+				err = reply(name + ": " + f.match(data))
 			}
 		default:
 			err = reply("UNKNOWN COMMAND")

@@ -1,0 +1,35 @@
+package engine
+
+import (
+	"os"
+
+	"github.com/polyswarm/psengine"
+)
+
+// ArtifactContent is the content of an artifact as a scan sends it: its
+// stream (INSTREAM), and an open file for descriptor passing (FILDES): the
+// artifact's real file when it has one (a local file, or the temp file
+// content too large for memory was spilled to), else, for content held only
+// in memory, a memory file (memfd on Linux: measured several times cheaper
+// than writing a temp file; elsewhere the artifact's temp file, Path).
+func ArtifactContent(a psengine.Artifact) Content {
+	return Content{Open: a.Open, File: func() (*os.File, error) { return artifactFile(a) }}
+}
+
+func artifactFile(a psengine.Artifact) (*os.File, error) {
+	if _, ok := a.File(); ok {
+		return pathFile(a) // Path checks that a local file is unchanged
+	}
+	return memoryFile(a)
+}
+
+// pathFile opens the artifact's real file, written first to a temp file
+// (under TMPDIR, named with TMPPREFIX, removed with the artifact) when it
+// has none.
+func pathFile(a psengine.Artifact) (*os.File, error) {
+	p, err := a.Path()
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(p)
+}
