@@ -37,6 +37,12 @@ type HealthChecker interface {
 	CheckHealth(ctx context.Context, env Env) error
 }
 
+// ErrUnchanged is what an Updater returns (wrapped or not) when it found
+// nothing new: the engine keeps its definitions, swaps nothing, and counts
+// no update (psengine_updates_total{result="unchanged"}); Update returns an
+// error wrapping it.
+var ErrUnchanged = errors.New("psengine: definitions unchanged")
+
 // ErrNotReady is wrapped by the error Ready returns when the engine is not
 // ready to answer bounties.
 var ErrNotReady = errors.New("psengine: not ready")
@@ -161,9 +167,11 @@ func (e *Engine) retireEnv(env *Env, why string) {
 // next bounty (with the process backend, children are replaced after their
 // current scan); answers carry the head, signatures_version included, of
 // the Env that scanned them. A candidate that fails is released, and the
-// last good Env keeps serving: the error says why. Updates are counted
-// (psengine_updates_total) and logged. Without an Updater, Update does
-// nothing. Concurrent calls run one after the other.
+// last good Env keeps serving: the error says why. An Updater that finds
+// nothing new returns ErrUnchanged: nothing is swapped, and Update returns
+// an error wrapping it. Updates are counted (psengine_updates_total, by
+// result: ok, failed, unchanged) and logged. Without an Updater, Update
+// does nothing. Concurrent calls run one after the other.
 func (e *Engine) Update(ctx context.Context) (err error) {
 	u, ok := e.orig.(Updater)
 	if !ok {
@@ -177,7 +185,11 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 	log := e.cfg.logger
 	defer func() {
 		result := "ok"
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrUnchanged):
+			result = "unchanged"
+			log.DebugContext(ctx, "definitions unchanged", "signatures_version", e.Env().head.Scanner.SignaturesVersion)
+		case err != nil:
 			result = "failed"
 			log.ErrorContext(ctx, "definitions update failed; the last good definitions keep serving", "err", err)
 		}

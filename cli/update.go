@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +14,8 @@ import (
 
 // update starts the engine, updates its definitions once (Engine.Update)
 // and prints the engine's head afterwards (product, vendor_version,
-// signatures_version...) as indented JSON. A failure is one line on
+// signatures_version...) as indented JSON (with "definitions unchanged" on
+// stderr when the Updater found nothing new). A failure is one line on
 // stderr and exit status 1: the definitions were not replaced. Its logs
 // are off unless LOG_LEVEL asks for them, so that the error line is the
 // whole report.
@@ -39,7 +41,9 @@ func (p *Program) update(ctx context.Context, args []string) error {
 	if err := engine.Start(ctx); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
-	if err := engine.Update(ctx); err != nil {
+	if err := engine.Update(ctx); errors.Is(err, psengine.ErrUnchanged) {
+		fmt.Fprintf(p.Stderr, "%s: definitions unchanged\n", p.Name)
+	} else if err != nil {
 		return err // "psengine: update: ..."
 	}
 	b, err := json.MarshalIndent(engine.Env().Head(), "", "  ")

@@ -164,7 +164,8 @@ func TestRealClamdDiesMidRun(t *testing.T) {
 	}
 	hookErrs := map[string]error{}
 	var mu sync.Mutex
-	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(2), psengine.OnError(func(_ context.Context, res psengine.Result) {
+	// Two in flight: the results come back as the scans happen.
+	e := newEngine(t, engine.Scanner{Address: d.Address.String()}, psengine.WithWorkers(2), psengine.WithInFlight(2), psengine.OnError(func(_ context.Context, res psengine.Result) {
 		b, err := res.Bounty, res.Err
 		mu.Lock()
 		hookErrs[b.ID.String()] = err

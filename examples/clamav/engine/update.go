@@ -90,7 +90,7 @@ func (s Scanner) Update(ctx context.Context, env psengine.Env) (psengine.Env, er
 		}
 		if updated && last.Database.Dir == snap.Dir && snap.Digest() == last.Database.Digest() {
 			env.Logger().DebugContext(ctx, "clamav database unchanged; no reload", "dir", snap.Dir, "files", len(snap.Files))
-			return env, nil
+			return env, psengine.ErrUnchanged
 		}
 		changed := snap.Changed(last.Database)
 		if err := database.Check(ctx, s.Clamscan, changed); err != nil {

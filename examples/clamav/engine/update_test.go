@@ -122,8 +122,8 @@ func TestUpdateDatabaseDirWithFake(t *testing.T) {
 		t.Errorf("head %q after %d reloads; want 43 after 2", v, fake.Reloads())
 	}
 	for range 3 { // nothing changed: no RELOAD
-		if err := e.Update(ctx); err != nil {
-			t.Fatal(err)
+		if err := e.Update(ctx); !errors.Is(err, psengine.ErrUnchanged) {
+			t.Fatalf("update with nothing changed: %v, want ErrUnchanged", err)
 		}
 	}
 	if fake.Reloads() != 2 {
@@ -206,8 +206,8 @@ func TestRealClamdUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := e.Update(ctx); err != nil {
-			t.Errorf("update with nothing changed: %v", err)
+		if err := e.Update(ctx); !errors.Is(err, psengine.ErrUnchanged) {
+			t.Errorf("update with nothing changed: %v, want ErrUnchanged", err)
 		}
 	}
 	if n := strings.Count(d.Log(), "Reading databases from"); n != reloads {
