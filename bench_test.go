@@ -9,10 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,4 +386,77 @@ func childReplaced(b *testing.B, sandbox psengine.SandboxConfig) {
 	}
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "ms-replaced")
+}
+
+// BenchmarkSlowReceivers: one worker and a scanner that takes 10 ms, so
+// the engine can answer 100 bounties a second at most; answers go to a
+// receiver that takes 0, 100 ms or 1 s to answer each POST. Each iteration
+// submits 300 bounties at once (in-memory broker) and waits for every
+// answer. Reported: the rate at which answers arrive, from the first to the
+// last ("answers/s"; a receiver's latency delays them all alike, it must
+// not slow them), and as a fraction of the 100/s the scanner allows
+// ("x-scan-rate"; target within 10% of 1 whatever the receiver's latency:
+// a slow receiver holds no worker).
+func BenchmarkSlowReceivers(b *testing.B) {
+	for _, latency := range []time.Duration{0, 100 * time.Millisecond, time.Second} {
+		b.Run(fmt.Sprint("latency=", latency), func(b *testing.B) {
+			const n = 300
+			var answered atomic.Int64
+			var first, last atomic.Int64 // arrival times (UnixNano) of the first and last answers
+			all := make(chan struct{})
+			receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				time.Sleep(latency) // the receiver's latency
+				now := time.Now().UnixNano()
+				first.CompareAndSwap(0, now)
+				if answered.Add(1) == n {
+					last.Store(now)
+					close(all)
+				}
+			}))
+			defer receiver.Close()
+			scanner := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
+				t := time.NewTimer(10 * time.Millisecond) // the scan's work
+				defer t.Stop()
+				select {
+				case <-ctx.Done():
+					return psengine.Analysis{}, ctx.Err()
+				case <-t.C:
+				}
+				return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
+			})
+			var span time.Duration
+			for b.Loop() {
+				answered.Store(0)
+				first.Store(0)
+				all = make(chan struct{})
+				e := psengine.New(scanner, benchDirs(b), psengine.WithWorkers(1))
+				bounties := make([]psengine.Bounty, n)
+				for i := range bounties {
+					bounties[i] = psenginetest.Bounty([]byte(fmt.Sprint("artifact ", i)), psenginetest.WithID(strconv.Itoa(i+1)),
+						psenginetest.WithResponseURL(receiver.URL), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
+				}
+				if err := e.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				for _, bt := range bounties {
+					if err := e.Submit(context.Background(), bt); err != nil {
+						b.Fatal(err)
+					}
+				}
+				select {
+				case <-all:
+				case <-time.After(time.Minute):
+					b.Fatalf("%d of %d answered", answered.Load(), n)
+				}
+				span += time.Duration(last.Load() - first.Load())
+				if err := e.Shutdown(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rate := float64((n-1)*b.N) / span.Seconds()
+			b.ReportMetric(rate, "answers/s")
+			b.ReportMetric(rate/100, "x-scan-rate")
+		})
+	}
 }

@@ -142,8 +142,9 @@ type AnswerKeeper interface {
 // ScanMarker is a Broker that records which jobs are being scanned, so that
 // a process death (a scanner's os.Exit, a fatal error) is charged to the
 // job that caused it. The engine calls MarkScanning just before a job's
-// scan starts in this process (not with the process backend: a child's
-// death is charged to its one job directly), and KeepAnswer ends the mark.
+// scan in this process waits for its worker (not with the process backend:
+// a child's death is charged to its one job directly); a few times
+// WithWorkers jobs at most are marked at once; KeepAnswer ends the mark.
 // A job found marked after the process died is delivered again as a
 // Suspect, not counting an attempt; a suspect found marked (it died
 // scanning alone) counts one, and after its broker's attempts it is given

@@ -54,6 +54,7 @@ type Engine struct {
 	slots   chan *worker  // the free workers: a scan holds one
 	workers []*worker     // all of them
 	fetches chan struct{} // a fetch holds a slot
+	marked  chan struct{} // a job marked scanning (ScanMarker) and not yet scanned holds a slot
 	// alone is held shared by every bounty in progress and exclusively by
 	// a suspect job (Job.Suspect) until its answer is kept: a suspect is
 	// handled alone, so that a process death is charged to it.
@@ -130,6 +131,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 		e.scanner = cfg.middleware[i](e.scanner)
 	}
 	e.fetches = make(chan struct{}, cfg.fetchers)
+	e.marked = make(chan struct{}, maxMarked(cfg.workers))
 	e.slots = make(chan *worker, cfg.workers)
 	for i := range cfg.workers {
 		w := &worker{id: i + 1}
@@ -150,6 +152,12 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	e.tel = e.newTelemetry()
 	return e
 }
+
+// maxMarked is how many jobs may be marked scanning (ScanMarker) and not
+// yet scanned, for workers: enough that the marks' writes (a group commit
+// each) keep the workers busy, few enough that a process death makes few
+// suspects to run alone.
+func maxMarked(workers int) int { return max(4*workers, 32) }
 
 // localPolicy is the policy for the host's own inputs: every local scheme,
 // with p's limits, temp settings, client and custom schemes.

@@ -123,6 +123,16 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 		s.gen = e.acquireEnv()
 		return s, nil
 	}
+	if e.procs == nil && f.job != nil {
+		// Marked before it takes a worker: no fsync holds a worker. A
+		// bounded number of jobs are marked at once (maxMarked), so that
+		// a process death makes few suspects.
+		if err := acquire(ctx, e.marked); err != nil {
+			return s, err
+		}
+		defer func() { <-e.marked }()
+		e.markScanning(ctx, f.job)
+	}
 	w, err := e.takeWorker(ctx)
 	if err != nil {
 		return s, err
@@ -137,7 +147,6 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 			if env, err = e.workerEnv(ctx, w, s.gen.env); err != nil {
 				return err
 			}
-			e.markScanning(ctx, f.job)
 		}
 		start := time.Now()
 		var err error
@@ -171,7 +180,7 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 }
 
 // markScanning tells a broker that records it (ScanMarker) that job's scan
-// starts in this process.
+// is about to start in this process.
 func (e *Engine) markScanning(ctx context.Context, job *Job) {
 	m, ok := e.broker.(ScanMarker)
 	if !ok || job == nil {
