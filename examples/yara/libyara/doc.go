@@ -134,6 +134,7 @@ type SourceFile struct {
 // Rule is a compiled rule as a match reports it. Scans return pointers to
 // the Rules' own values: do not modify them.
 type Rule struct {
+	Index      int // in Rules.Rules
 	Identifier string
 	Namespace  string // "default" unless the source was added under another
 	Tags       []string

@@ -400,6 +400,7 @@ func newRules(r *C.YR_RULES) *Rules {
 	rs.table = make([]Rule, n)
 	for i := range rs.table {
 		rs.table[i] = readRule(C.psy_rule(r, C.uint32_t(i)))
+		rs.table[i].Index = i
 	}
 	return rs
 }

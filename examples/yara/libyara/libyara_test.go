@@ -132,11 +132,11 @@ func TestMatchDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []*libyara.Rule{
-		{Identifier: "Quoted", Namespace: "default", Tags: []string{"tag_one", "TagTwo"}, Metas: []libyara.Meta{
+		{Index: 0, Identifier: "Quoted", Namespace: "default", Tags: []string{"tag_one", "TagTwo"}, Metas: []libyara.Meta{
 			{"description", `the attacker's "tool"` + "\tand\\more"}, {"score", int64(80)}, {"negative", int64(-3)},
 			{"live", true}, {"dead", false}, {"raw", "A\xff"}, {"description", "repeated key"},
 		}},
-		{Identifier: "Plain", Namespace: "default", Tags: []string{}},
+		{Index: 2, Identifier: "Plain", Namespace: "default", Tags: []string{}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("matches (-want +got):\n%s", diff)
