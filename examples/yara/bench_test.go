@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -195,14 +194,21 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 	if err != nil {
 		b.Skip("the yara program is needed for the comparison (apt-get install yara)")
 	}
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		b.Skip("the go command is needed to build the program")
+	}
+	goroot, err := exec.Command(goTool, "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
 	tmp := b.TempDir()
 	bin := filepath.Join(tmp, "yara-engine")
 	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	dir := filepath.Join(tmp, "corpus")
-	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(runtime.GOROOT(), "src"))
+	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
 	rules := generateRules(b, files, 3000)
 	var size int64
 	for _, f := range files {
