@@ -108,6 +108,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -119,6 +120,7 @@ import (
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/examples/yara/libyara"
+	"github.com/polyswarm/psengine/fetch"
 )
 
 // Product and Version are the engine's metadata.product and
@@ -495,13 +497,21 @@ func (c *Compiled) ScanArtifact(ctx context.Context, a psengine.Artifact) ([]Mat
 	})
 }
 
-// ScanFile returns the matches of the rules on the file at path.
+// ScanFile returns the matches of the rules on the file at path, with the
+// file externals of that path (its type detected from its first bytes).
 func (c *Compiled) ScanFile(ctx context.Context, path string) ([]Match, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	return c.scan(ctx, PathExternals(abs, true, ""), func(s *libyara.Scanner) ([]*libyara.Rule, error) {
+	var mimeType string
+	if f, err := os.Open(abs); err == nil {
+		head := make([]byte, fetch.HeadSize)
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		mimeType = psengine.DetectMIMEType(head[:n])
+	}
+	return c.scan(ctx, PathExternals(abs, true, mimeType), func(s *libyara.Scanner) ([]*libyara.Rule, error) {
 		return s.ScanFile(abs)
 	})
 }

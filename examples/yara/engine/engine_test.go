@@ -287,6 +287,18 @@ rule Off { condition: not strict }
 	if diff := cmp.Diff([]string{"Exe_Name", "Pe_Type", "Mine", "Settings"}, ruleNames(t, res.Analysis)); diff != "" {
 		t.Errorf("a local PE named Setup.EXE (-want +got):\n%s", diff)
 	}
+	// The scan_file command: the same externals from the path.
+	out, err := e.Command(ctx, "scan_file", []string{pe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range out.([]engine.FileReport)[0].Matches {
+		names = append(names, m.Rule)
+	}
+	if diff := cmp.Diff([]string{"Exe_Name", "Pe_Type", "Mine", "Settings"}, names); diff != "" {
+		t.Errorf("scan_file of a local PE named Setup.EXE (-want +got):\n%s", diff)
+	}
 	// In memory (a data: URI): no name, no owner; the type from the content.
 	res, err = e.Analyze(ctx, psenginetest.DataURI([]byte("\x7fELF\x02\x01\x01\x00"+strings.Repeat("\x00", 60))))
 	if err != nil {

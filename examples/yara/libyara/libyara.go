@@ -479,10 +479,9 @@ func (r *Rules) Save(w io.Writer) error {
 	if code != C.ERROR_SUCCESS {
 		return fail("yr_rules_save_stream", code)
 	}
-	if b.len > math.MaxInt32*2 {
-		return errors.New("libyara: saved rules too large")
-	}
-	_, err := w.Write(C.GoBytes(unsafe.Pointer(b.data), C.int(b.len)))
+	saved := make([]byte, int(b.len))
+	copy(saved, unsafe.Slice((*byte)(unsafe.Pointer(b.data)), int(b.len)))
+	_, err := w.Write(saved)
 	return err
 }
 
