@@ -1,43 +1,105 @@
-// Package engine is the YARA example engine: it runs the yara program on
-// each artifact (natively, through winex.Run: deadline, process-group kill,
-// bounded output) with the operator's rules.
+// Package engine is the YARA example engine: it scans each artifact in
+// process with libyara (package libyara), with the operator's rules
+// compiled once per definitions generation and shared read-only by every
+// worker.
 //
 // # Rules
 //
 // Scanner.Rules (YARA_RULES in the example program) is a rules file or a
-// directory whose *.yar and *.yara files (searched recursively) are all
-// used; it defaults to DATA/rules under the engine's data directory
-// (envdirs: PSENGINE_DATA_DIR...). At engine setup the rules are compiled
-// once with yarac into a temporary file that every scan uses (`yara -C`):
-// a rules file that does not compile stops the engine at start with an
-// error naming it, and the scans do not recompile.
+// directory whose *.yar and *.yara files (searched recursively, in lexical
+// order) are all compiled into the default namespace; it defaults to
+// DATA/rules under the engine's data directory (envdirs:
+// PSENGINE_DATA_DIR...). A rules file may include others (include
+// "x.yar"), resolved against the directory of the including file. Rules
+// that do not compile stop the engine at start with an error naming the
+// file and line (*RulesError); the compiler's warnings are logged.
 //
-// Update (psengine.Updater) recompiles the rules when their files changed
-// and the engine swaps the new rule set in without pausing scans; rules
-// that no longer compile are an error naming the file, and the last good
-// rules keep serving. The replaced rule set is removed once no scan uses
-// it (Releaser). The engine is ready (HealthChecker) while its compiled
-// rules file is there and readable.
+// The rules are compiled once at engine setup and after each update that
+// changed them; scans never compile. The head's signatures_version is a
+// digest of every file compiled: the top files and every file they
+// include, so that a change in an included file is a new version.
+//
+// Update (psengine.Updater) recompiles the rules when any of those files
+// changed (or a file was added to or removed from the directory) and the
+// engine swaps the new rule set in without pausing scans; rules that no
+// longer compile are an error naming the file and line, and the last good
+// rules keep serving. A replaced rule set is freed once no scan uses it
+// (Releaser). The engine is ready (HealthChecker) while its rules are
+// loaded.
+//
+// # Scans
+//
+// Each scan takes a libyara scanner of the current rule set for itself
+// (scanners are made on demand and reused, so there are as many as scans
+// ever ran at once: one per worker) and scans the artifact where it is:
+// in memory when the engine holds it there, else its file, mapped. A scan
+// is bounded by its context's deadline (in whole seconds: libyara's
+// granularity).
+//
+// # External variables
+//
+// Rules may use external variables. The file externals are set per scan
+// from the artifact, as Loki and THOR set them (public rule sets use them):
+//
+//   - filename: the base name of the artifact's path or URL path;
+//   - filepath: the whole path (a local artifact's absolute path, else the
+//     URL's path);
+//   - extension: the file name's extension, lowercase with its dot
+//     (".exe"), or "";
+//   - filetype: the type detected from the content, in capitals (EXE, ELF,
+//     MACHO, ZIP, RAR, 7Z, GZIP, BZIP2, XZ, CAB, PDF, RTF, OFFICE, JAR, APK,
+//     SCRIPT, TEXT, ...; see FileType), or "";
+//   - owner: the user owning a local artifact's file, or "".
+//
+// Scanner.Externals (YARA_EXTERNALS) defines more, with fixed values: a
+// list of name=value separated by commas or newlines. A value is a bool
+// (true, false), an integer (42, -7, 0x1f), a float (0.5, 1e3), a string
+// in double quotes with Go escapes ("a, \"b\"") or else a bare string as
+// written (spaces around it trimmed), see ParseExternals:
+//
+//	YARA_EXTERNALS='env=prod, max_size=1048576, ratio=0.5, strict=true, label="a, b"'
 //
 // # Answers
 //
-// yara exits 0 whether or not a rule matched, so the answer comes from its
-// output (`-g -m`: tags and meta), never its exit status:
+// Each matching rule has a score: its `score` meta when that is an integer
+// (or a string holding one) from 0 to 100, else DefaultScore (75). A match
+// is informational when one of its tags, or its name, is in the
+// informational set (Scanner.InfoTags, YARA_INFO_TAGS, comma-separated,
+// compared without case; default DefaultInfoTags: info, informational,
+// PECheck), or when its score is below SuspiciousScore (40). Informational
+// matches are reported but never make a verdict: a program that only
+// matches rules like IsPE32 or HasDebugData is not malicious. Then:
 //
-//   - one or more rules match: malicious, the first matching rule's name as
-//     malware_family, confidence "very likely" (0.85), and every match with
-//     its tags and meta in metadata under "yara":
-//     {"rules": [{"name": ..., "tags": [...], "meta": {...}}]};
-//   - no rule matches: unknown by default (rules that do not match say
+//   - the best other match scores at least MaliciousScore (70):
+//     malicious, its rule name as malware_family, its score as the
+//     analysis' Score (which the bid follows);
+//   - it scores from SuspiciousScore to MaliciousScore: suspicious (no
+//     bid), its rule as malware_family;
+//   - no such match: unknown by default (rules that do not match say
 //     nothing about a file, and an unknown answer costs nothing); with
 //     NoMatch = benign (YARA_NO_MATCH=benign), benign at a low bid
-//     (confidence 0.15);
-//   - yara fails (exit status 1, such as an unreadable file) or prints
-//     something unexpected: an error, answered unknown and reported to the
-//     error hooks.
+//     (confidence 0.15).
 //
-// The head carries yara's version as vendor_version and a digest of the
-// rule files as signatures_version, so answers tell which rules gave them.
+// Whenever a rule matched, metadata "yara" reports the matches (Report):
+// their count, and the matches themselves, detections first, by score
+// then rule order, each with its name, namespace (unless "default"), tags,
+// meta (the first value of a repeated key; strings cut at 512 bytes),
+// score and whether it is informational. When they would not fit in the
+// answer (PolySwarm takes 64 KiB), the report keeps the best ones that fit
+// within ReportBudget bytes and says so ("truncated": true); the count
+// stays the whole count.
+//
+// A scan that fails (an unreadable file, libyara's timeout) is an error,
+// answered unknown and reported to the error hooks.
+//
+// The head carries libyara's version as vendor_version and the rules'
+// digest as signatures_version, so answers tell which rules gave them.
+//
+// # Child processes
+//
+// With the process backend the rule set crosses to each child as libyara's
+// saved form (encoding/gob, see Compiled.GobEncode) and is loaded there
+// once: children do not compile either.
 package engine
 
 import (
@@ -46,71 +108,77 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
-	"github.com/polyswarm/psengine/winex"
+	"github.com/polyswarm/psengine/examples/yara/libyara"
+	"github.com/polyswarm/psengine/fetch"
 )
 
 // Product and Version are the engine's metadata.product and
 // metadata.scanner.version.
 const (
 	Product = "yara"
-	Version = "1.0.0"
+	Version = "2.0.0"
 )
 
-// Confidences of the answers (see the package doc).
-var (
-	MatchConfidence, _   = bid.VeryLikely.Confidence()
-	NoMatchConfidence, _ = bid.VeryUnlikely.Confidence()
-)
+// NoMatchConfidence is the confidence of a benign answer without a
+// detection (with NoMatch = benign).
+var NoMatchConfidence, _ = bid.VeryUnlikely.Confidence()
 
 // Errors of the engine's setup and scans.
 var (
 	// ErrRules reports rules that cannot be used: missing, no rule files in
-	// a directory, or a file that does not compile (*RulesError).
+	// a directory, a file that does not compile (*RulesError), or a build
+	// without libyara.
 	ErrRules = errors.New("yara: unusable rules")
-	// ErrProgram reports a yara or yarac program that cannot be found or run.
-	ErrProgram = errors.New("yara: program unusable")
-	// ErrScan reports a yara run that gave no answer (exit status 1).
+	// ErrScan reports a scan that gave no answer.
 	ErrScan = errors.New("yara: scan failed")
-	// ErrConfig reports a bad setting, such as an unknown NoMatch verdict.
+	// ErrConfig reports a bad setting, such as an unknown NoMatch verdict
+	// or a malformed YARA_EXTERNALS.
 	ErrConfig = errors.New("yara: bad setting")
 )
 
-// RulesError is a set of rule files that does not compile, with what
-// yarac said (it names the file and line).
+// RulesError is a set of rule files that does not compile, with libyara's
+// errors (each names the file, an included one maybe, and the line).
 type RulesError struct {
-	Rules  string // the rules file or directory as configured
-	Output string // yarac's messages
+	Rules  string            // the rules file or directory as configured
+	Errors []libyara.Message // libyara's errors
 }
 
 func (e *RulesError) Error() string {
-	return fmt.Sprintf("rules %s do not compile: %s", e.Rules, strings.Join(strings.Fields(e.Output), " "))
+	msgs := make([]string, len(e.Errors))
+	for i, m := range e.Errors {
+		msgs[i] = m.String()
+	}
+	return fmt.Sprintf("rules %s do not compile: %s", e.Rules, strings.Join(msgs, "; "))
 }
 
 // Unwrap returns ErrRules.
 func (e *RulesError) Unwrap() error { return ErrRules }
 
-// Scanner is the YARA engine.
+// Scanner is the YARA engine. Its zero value uses DATA/rules.
 type Scanner struct {
 	// Rules is a rules file or a directory of them; "" means DATA/rules
 	// under the engine's data directory.
 	Rules string
-	// Yara is the yara program; "" means the engine's scanner executable
-	// (PSENGINE_SCANNER) when set, else yara on PATH.
-	Yara string
-	// Yarac is the rules compiler; "" means yarac beside Yara, else on PATH.
-	Yarac string
-	// NoMatch is the verdict when no rule matches: Unknown (also "") or
+	// NoMatch is the verdict without a detection: Unknown (also "") or
 	// Benign (at a low bid).
 	NoMatch psengine.Verdict
+	// Externals defines external variables with fixed values, in
+	// ParseExternals' syntax (YARA_EXTERNALS).
+	Externals string
+	// InfoTags are the tags and rule names whose matches are informational;
+	// nil means DefaultInfoTags.
+	InfoTags []string
 }
 
 var (
@@ -122,17 +190,32 @@ var (
 	_ psengine.Commander      = Scanner{}
 )
 
-// Compiled is the engine's rule set after setup, held in its Env.
+// Compiled is a rule set the engine serves with, held in its Env: the
+// compiled rules, what they were compiled from, and the answer policy.
+// Its scanners are its own: Close frees them with the rules.
 type Compiled struct {
-	Rules       string   // as configured (file or directory)
-	Files       []string // the rule files, absolute and sorted
-	Path        string   // the compiled rules (yarac's output)
-	Digest      string   // 16 hex digits of SHA-256 over the files' names and contents
-	Yara        string   // the yara program
-	Yarac       string   // the yarac program
-	YaraVersion string   // "4.2.3"
-	NoMatch     psengine.Verdict
-	Dir         string // the temp directory holding Path, which Remove deletes
+	Rules     string     // as configured (file or directory)
+	Files     []string   // the top rule files, absolute and sorted
+	Sources   []Source   // every file compiled, top and included, in the order read
+	Digest    string     // 16 hex digits of SHA-256 over Sources' names and contents
+	Externals []External // from Scanner.Externals
+	Policy    Policy
+	Warnings  []string // the compiler's
+
+	rules   *libyara.Rules
+	matches []Match // per rule of rules, as reported
+
+	mu     sync.Mutex
+	free   []*libyara.Scanner // idle scanners
+	out    int                // scanners in use
+	closed bool
+}
+
+// Source is a file compiled into a rule set.
+type Source struct {
+	Path     string // absolute
+	Included bool   // read for an include statement
+	SHA256   string // hex
 }
 
 var compiledKey = psengine.NewKey[*Compiled]("yara.compiled")
@@ -140,126 +223,173 @@ var compiledKey = psengine.NewKey[*Compiled]("yara.compiled")
 // CompiledOf returns the rule set env holds after SetupEngine.
 func CompiledOf(env psengine.Env) (*Compiled, bool) { return compiledKey.Value(env) }
 
-// SetupEngine finds and compiles the rules. Missing rules, rules that do
-// not compile, or missing programs stop the engine with an error naming
-// what is wrong.
+// SetupEngine compiles the rules. Missing rules, rules that do not compile
+// or a bad setting stop the engine with an error naming what is wrong.
 func (s Scanner) SetupEngine(ctx context.Context, env psengine.Env) (psengine.Env, error) {
 	c, err := s.Compile(ctx, env)
 	if err != nil {
 		return env, err
 	}
+	for _, w := range c.Warnings {
+		env.Logger().WarnContext(ctx, "yara rules: "+w)
+	}
 	return compiledKey.With(env, c), nil
 }
 
-// TeardownEngine removes the compiled rules.
+// TeardownEngine frees the rules.
 func (Scanner) TeardownEngine(_ context.Context, env psengine.Env) error {
 	if c, ok := CompiledOf(env); ok {
-		return c.Remove()
+		c.Close()
 	}
 	return nil
 }
 
-// Compile resolves the programs and the rules and compiles the rules into a
-// temporary file (under env's temp directory) that Remove deletes.
+// Compile checks the settings, finds the rule files and compiles them.
+// Close the result when done. Errors wrap ErrConfig or ErrRules (a
+// *RulesError for rules that do not compile).
 func (s Scanner) Compile(ctx context.Context, env psengine.Env) (*Compiled, error) {
-	c := &Compiled{Rules: s.Rules, NoMatch: s.NoMatch}
-	switch c.NoMatch {
-	case "":
-		c.NoMatch = psengine.Unknown
-	case psengine.Unknown, psengine.Benign:
-	default:
-		return nil, fmt.Errorf("%w: NoMatch %q: want unknown or benign", ErrConfig, s.NoMatch)
+	policy, err := s.policy()
+	if err != nil {
+		return nil, err
 	}
+	externals, err := ParseExternals(s.Externals)
+	if err != nil {
+		return nil, err
+	}
+	c := &Compiled{Rules: s.Rules, Externals: externals, Policy: policy}
 	if c.Rules == "" {
 		if env.Dirs().Data == "" {
 			return nil, fmt.Errorf("%w: no rules given (YARA_RULES) and no data directory", ErrRules)
 		}
 		c.Rules = filepath.Join(env.Dirs().Data, "rules")
 	}
-	var err error
 	if c.Files, err = ruleFiles(c.Rules); err != nil {
 		return nil, err
 	}
-	if c.Digest, err = digest(c.Files); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRules, err)
-	}
-	if c.Yara, c.Yarac, err = s.programs(env); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ver, err := winex.Run(ctx, winex.Cmd{Path: c.Yara, Args: []string{"--version"}})
-	if err != nil || ver.ExitCode != 0 {
-		return nil, fmt.Errorf("%w: %s --version: exit %d, %v %s", ErrProgram, c.Yara, ver.ExitCode, err, strings.TrimSpace(ver.Stderr))
+	comp, err := libyara.NewCompiler()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRules, err)
 	}
-	c.YaraVersion = strings.TrimSpace(ver.Stdout)
-
-	if c.Dir, err = os.MkdirTemp(env.Dirs().Temp, env.Dirs().TempPrefix+"yara-"); err != nil {
-		return nil, fmt.Errorf("yara: compiling the rules: %w", err)
+	defer comp.Close()
+	for _, name := range FileExternals {
+		if err := comp.Define(name, ""); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRules, err)
+		}
 	}
-	c.Path = filepath.Join(c.Dir, "rules.yarc")
-	res, err := winex.Run(ctx, winex.Cmd{Path: c.Yarac, Args: append(slices.Clone(c.Files), c.Path)})
-	switch {
-	case err != nil:
-		c.Remove()
-		return nil, fmt.Errorf("%w: %s: %w", ErrProgram, c.Yarac, err)
-	case res.ExitCode != 0:
-		c.Remove()
-		out := strings.TrimSpace(res.Stderr + "\n" + res.Stdout)
-		return nil, &RulesError{Rules: c.Rules, Output: errorLines(out)}
+	for _, x := range externals {
+		if err := comp.Define(x.Name, x.Value); err != nil {
+			return nil, fmt.Errorf("%w: YARA_EXTERNALS: %w", ErrConfig, err)
+		}
 	}
+	for _, f := range c.Files {
+		if err := comp.AddFile(f, ""); err != nil {
+			if ce, ok := errors.AsType[*libyara.CompileError](err); ok {
+				return nil, &RulesError{Rules: c.Rules, Errors: ce.Errors}
+			}
+			return nil, fmt.Errorf("%w: %w", ErrRules, err)
+		}
+	}
+	for _, w := range comp.Warnings() {
+		c.Warnings = append(c.Warnings, w.String())
+	}
+	for _, f := range comp.Files() {
+		c.Sources = append(c.Sources, Source{Path: f.Path, Included: f.Included, SHA256: hex.EncodeToString(f.SHA256[:])})
+	}
+	c.Digest = digest(c.Rules, c.Sources)
+	rules, err := comp.Rules()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRules, err)
+	}
+	c.serve(rules)
 	return c, nil
 }
 
-// errorLines keeps yarac's error lines (its warnings only add noise), or
-// everything when it printed no error line.
-func errorLines(out string) string {
-	var errs []string
-	for line := range strings.SplitSeq(out, "\n") {
-		if strings.Contains(line, "error") {
-			errs = append(errs, line)
+// serve makes c serve with rules.
+func (c *Compiled) serve(rules *libyara.Rules) {
+	c.rules = rules
+	c.matches = make([]Match, rules.Len())
+	for i, r := range rules.Rules() {
+		c.matches[i] = c.Policy.match(r)
+	}
+}
+
+// Includes lists the files included by the rule files, each once, in the
+// order first read.
+func (c *Compiled) Includes() []string {
+	var out []string
+	for _, s := range c.Sources {
+		if s.Included && !slices.Contains(out, s.Path) {
+			out = append(out, s.Path)
 		}
 	}
-	if len(errs) == 0 {
-		return out
-	}
-	return strings.Join(errs, "\n")
+	return out
 }
 
-// Remove deletes the compiled rules.
-func (c *Compiled) Remove() error {
-	if c.Dir == "" {
-		return nil
+// RuleCount is the number of rules compiled, private ones included.
+func (c *Compiled) RuleCount() int { return len(c.matches) }
+
+// Close frees the rules and their scanners: at once when no scan uses
+// them, else when the last scan ends. Scans started afterwards fail.
+func (c *Compiled) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
 	}
-	return os.RemoveAll(c.Dir)
+	c.closed = true
+	for _, s := range c.free {
+		s.Close()
+	}
+	c.free = nil
+	if c.out == 0 {
+		c.freeRules()
+	}
 }
 
-func (s Scanner) programs(env psengine.Env) (yara, yarac string, err error) {
-	yara = s.Yara
-	if yara == "" {
-		yara = env.Dirs().Scanner
+// freeRules frees the rules; c.mu is held and no scanner is open.
+func (c *Compiled) freeRules() {
+	if c.rules != nil {
+		_ = c.rules.Close() // cannot fail: every scanner is closed
+		c.rules = nil
 	}
-	if yara == "" {
-		yara = "yara"
-	}
-	if yara, err = exec.LookPath(yara); err != nil {
-		return "", "", fmt.Errorf("%w: %w (install yara)", ErrProgram, err)
-	}
-	yarac = s.Yarac
-	if yarac == "" {
-		if beside := filepath.Join(filepath.Dir(yara), "yarac"); isExecutable(beside) {
-			yarac = beside
-		} else {
-			yarac = "yarac"
-		}
-	}
-	if yarac, err = exec.LookPath(yarac); err != nil {
-		return "", "", fmt.Errorf("%w: %w (install yara)", ErrProgram, err)
-	}
-	return yara, yarac, nil
 }
 
-func isExecutable(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+// scanner takes a scanner of the rules for one scan; put gives it back.
+func (c *Compiled) scanner() (*libyara.Scanner, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.rules == nil {
+		return nil, fmt.Errorf("%w: the rule set was released", ErrRules)
+	}
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.out++
+		return s, nil
+	}
+	s, err := c.rules.NewScanner()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrScan, err)
+	}
+	c.out++
+	return s, nil
+}
+
+func (c *Compiled) put(s *libyara.Scanner) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out--
+	if !c.closed {
+		c.free = append(c.free, s)
+		return
+	}
+	s.Close()
+	if c.out == 0 {
+		c.freeRules()
+	}
 }
 
 // ruleFiles returns the rules file, or the *.yar and *.yara files under a
@@ -296,25 +426,30 @@ func ruleFiles(rules string) ([]string, error) {
 	return files, nil
 }
 
-// digest is 16 hex digits of SHA-256 over the files' names and contents.
-func digest(files []string) (string, error) {
-	h := sha256.New()
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f), len(data))
-		h.Write(data)
+// digest is 16 hex digits of SHA-256 over the sources' names (relative to
+// the rules' directory, so that moving the rules keeps it), whether each
+// was included, and their contents' digests.
+func digest(rules string, sources []Source) string {
+	root, _ := filepath.Abs(rules)
+	if st, err := os.Stat(root); err == nil && !st.IsDir() {
+		root = filepath.Dir(root)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	h := sha256.New()
+	for _, s := range sources {
+		name := s.Path
+		if rel, err := filepath.Rel(root, s.Path); err == nil && !strings.HasPrefix(rel, "..") {
+			name = rel
+		}
+		fmt.Fprintf(h, "%s\x00%v\x00%s\n", name, s.Included, s.SHA256)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Describe is the head: yara's version and the rules' digest.
+// Describe is the head: libyara's version and the rules' digest.
 func (Scanner) Describe(_ context.Context, env psengine.Env) (psengine.Metadata, error) {
-	m := psengine.Metadata{Product: Product, Scanner: psengine.ScannerInfo{Version: Version}}
+	m := psengine.Metadata{Product: Product, Scanner: psengine.ScannerInfo{Version: Version, VendorVersion: libyara.Version()}}
 	if c, ok := CompiledOf(env); ok {
-		m.Scanner.VendorVersion, m.Scanner.SignaturesVersion = c.YaraVersion, c.Digest
+		m.Scanner.SignaturesVersion = c.Digest
 	}
 	return m, nil
 }
@@ -322,143 +457,94 @@ func (Scanner) Describe(_ context.Context, env psengine.Env) (psengine.Metadata,
 // Accepts file artifacts: the rules match content.
 func (Scanner) Accepts(a psengine.Artifact) bool { return a.Type == psengine.FileArtifact }
 
-// Scan runs `yara -C -w -g -m RULES PATH` on the artifact's file and
-// answers from the output (see the package doc). The env must come from
-// SetupEngine (or hold a Compiled a test made with Compile).
+// Scan scans the artifact with the rules and answers by the policy (see
+// the package doc). The env must come from SetupEngine (or hold a
+// Compiled a test made with Compile).
 func (Scanner) Scan(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
 	c, ok := CompiledOf(env)
 	if !ok {
 		return psengine.Analysis{}, fmt.Errorf("%w: the env holds no compiled rules (run SetupEngine)", ErrConfig)
 	}
-	if ctx.Err() != nil {
-		return psengine.Analysis{}, context.Cause(ctx)
-	}
-	path, err := a.Path()
+	matches, err := c.ScanArtifact(ctx, a)
 	if err != nil {
 		return psengine.Analysis{}, err
 	}
-	matches, err := c.ScanFile(ctx, path)
-	if err != nil {
-		return psengine.Analysis{}, err
-	}
-	return c.Classify(matches), nil
+	return c.Policy.Classify(matches), nil
 }
 
-// ScanFile runs yara on one file and returns the rules that matched.
+// ScanArtifact returns the matches of the rules on a, with the file
+// externals taken from it.
+func (c *Compiled) ScanArtifact(ctx context.Context, a psengine.Artifact) ([]Match, error) {
+	return c.scan(ctx, ArtifactExternals(a), func(s *libyara.Scanner) ([]*libyara.Rule, error) {
+		r, err := a.Open()
+		if err != nil {
+			return nil, err
+		}
+		if f, ok := r.(*os.File); ok { // on disk: libyara maps it
+			defer f.Close()
+			return s.ScanFD(f)
+		}
+		r.Close()
+		data, err := a.Bytes() // held in memory: no copy
+		if err != nil {
+			path, perr := a.Path()
+			if perr != nil {
+				return nil, err
+			}
+			return s.ScanFile(path)
+		}
+		return s.ScanMem(data)
+	})
+}
+
+// ScanFile returns the matches of the rules on the file at path, with the
+// file externals of that path (its type detected from its first bytes).
 func (c *Compiled) ScanFile(ctx context.Context, path string) ([]Match, error) {
-	abs, err := filepath.Abs(path) // never taken for an option
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	res, err := winex.Run(ctx, winex.Cmd{Path: c.Yara, Args: []string{"-C", "-w", "-g", "-m", c.Path, abs}})
+	var mimeType string
+	if f, err := os.Open(abs); err == nil {
+		head := make([]byte, fetch.HeadSize)
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		mimeType = psengine.DetectMIMEType(head[:n])
+	}
+	return c.scan(ctx, PathExternals(abs, true, mimeType), func(s *libyara.Scanner) ([]*libyara.Rule, error) {
+		return s.ScanFile(abs)
+	})
+}
+
+func (c *Compiled) scan(ctx context.Context, fx FileValues, run func(*libyara.Scanner) ([]*libyara.Rule, error)) ([]Match, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	s, err := c.scanner()
 	if err != nil {
+		return nil, err
+	}
+	defer c.put(s)
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	s.SetTimeout(timeout)
+	for i, v := range fx.values() {
+		if err := s.Define(FileExternals[i], v); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrScan, err)
+		}
+	}
+	rules, err := run(s)
+	switch {
+	case errors.Is(err, libyara.ErrTimeout):
+		return nil, fmt.Errorf("%w: %w (%w)", ErrScan, err, context.DeadlineExceeded)
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrScan, err)
 	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("%w: exit %d: %s", ErrScan, res.ExitCode, strings.Join(strings.Fields(res.Stderr), " "))
+	out := make([]Match, len(rules))
+	for i, r := range rules {
+		out[i] = c.matches[r.Index]
 	}
-	if res.Truncated {
-		return nil, fmt.Errorf("%w: output over %d bytes", ErrScan, winex.DefaultMaxOutput)
-	}
-	return ParseOutput(res.RawStdout, abs)
-}
-
-// Classify turns matches into an analysis.
-func (c *Compiled) Classify(matches []Match) psengine.Analysis {
-	if len(matches) == 0 {
-		if c.NoMatch == psengine.Benign {
-			return psengine.Analysis{Verdict: psengine.Benign, Confidence: NoMatchConfidence}
-		}
-		return psengine.Analysis{Verdict: psengine.Unknown}
-	}
-	rules := make([]any, len(matches))
-	for i, m := range matches {
-		rules[i] = map[string]any{"name": m.Rule, "tags": m.Tags, "meta": m.Meta}
-	}
-	return psengine.Analysis{
-		Verdict:    psengine.Malicious,
-		Confidence: MatchConfidence,
-		Metadata: psengine.Metadata{
-			MalwareFamily: matches[0].Rule,
-			Extra:         map[string]any{"yara": map[string]any{"rules": rules}},
-		},
-	}
-}
-
-// Info is what the info command prints.
-type Info struct {
-	Yara              string   `json:"yara"`
-	Yarac             string   `json:"yarac"`
-	VendorVersion     string   `json:"vendor_version"`
-	Rules             string   `json:"rules"`
-	Files             []string `json:"files"`
-	SignaturesVersion string   `json:"signatures_version"`
-	NoMatch           string   `json:"no_match"`
-}
-
-// FileReport is what the scan_file command prints per file.
-type FileReport struct {
-	Path    string           `json:"path"`
-	Verdict psengine.Verdict `json:"verdict"`
-	Matches []Match          `json:"matches"`
-	Error   string           `json:"error,omitempty"`
-}
-
-// Commands exposes info (programs, rule files, versions) and
-// scan_file PATH... (the matches per file), usable without a bounty.
-func (Scanner) Commands() []psengine.Command {
-	compiled := func(env psengine.Env) (*Compiled, error) {
-		c, ok := CompiledOf(env)
-		if !ok {
-			return nil, fmt.Errorf("%w: no compiled rules", ErrConfig)
-		}
-		return c, nil
-	}
-	return []psengine.Command{
-		{
-			Name: "info",
-			Help: "info: the yara programs, version, rule files and their digest",
-			Run: func(_ context.Context, env psengine.Env, args []string) (any, error) {
-				if len(args) != 0 {
-					return nil, errors.New("info takes no arguments")
-				}
-				c, err := compiled(env)
-				if err != nil {
-					return nil, err
-				}
-				return Info{Yara: c.Yara, Yarac: c.Yarac, VendorVersion: c.YaraVersion, Rules: c.Rules,
-					Files: c.Files, SignaturesVersion: c.Digest, NoMatch: string(c.NoMatch)}, nil
-			},
-		},
-		{
-			Name: "scan_file",
-			Help: "scan_file PATH...: the rules matching each file, and the verdict",
-			Run: func(ctx context.Context, env psengine.Env, args []string) (any, error) {
-				if len(args) == 0 {
-					return nil, errors.New("scan_file needs at least one PATH")
-				}
-				c, err := compiled(env)
-				if err != nil {
-					return nil, err
-				}
-				reports := make([]FileReport, 0, len(args))
-				for _, path := range args {
-					rep := FileReport{Path: path, Verdict: psengine.Unknown, Matches: []Match{}}
-					if matches, err := c.ScanFile(ctx, path); err != nil {
-						if ctx.Err() != nil {
-							return nil, err
-						}
-						rep.Error = err.Error()
-					} else {
-						rep.Matches, rep.Verdict = matches, c.Classify(matches).Verdict
-						if rep.Matches == nil {
-							rep.Matches = []Match{}
-						}
-					}
-					reports = append(reports, rep)
-				}
-				return reports, nil
-			},
-		},
-	}
+	return out, nil
 }

@@ -4,12 +4,10 @@ import "github.com/polyswarm/psengine"
 
 var _ psengine.SandboxDeclarer = Scanner{}
 
-// SandboxNeeds declares what a sandboxed worker child needs: the compiled
-// rules (in the engine's temp directory) and the yara program.
-func (Scanner) SandboxNeeds(env psengine.Env) psengine.SandboxNeeds {
-	c, ok := CompiledOf(env)
-	if !ok {
-		return psengine.SandboxNeeds{}
-	}
-	return psengine.SandboxNeeds{Read: []string{c.Dir, c.Yara}}
-}
+// SandboxNeeds declares what a sandboxed worker child needs besides the
+// sandbox's defaults: nothing. The rules reach a child compiled, in the Env
+// (libyara's saved form, loaded in memory), and an artifact is scanned from
+// the file or memory the engine hands it; no rule file, no yara program and
+// no network is needed. A scanner that reads files at scan time declares
+// them here (SandboxNeeds.Read).
+func (Scanner) SandboxNeeds(psengine.Env) psengine.SandboxNeeds { return psengine.SandboxNeeds{} }

@@ -1,14 +1,12 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"sync"
+	"slices"
 
 	"github.com/polyswarm/psengine"
 )
@@ -20,108 +18,84 @@ var (
 	_ psengine.HealthChecker = Scanner{}
 )
 
-// compiledMagic starts every file yarac writes.
-var compiledMagic = []byte("YARA")
-
-// holds counts, per rule set, the Envs beyond the first that hold it: an
-// update that finds the rules unchanged returns the same rule set in a new
-// Env, and the Env it replaces must not delete it when released. Only the
-// engine's own process updates and releases, so a process-wide count is
-// enough.
-var holds = struct {
-	sync.Mutex
-	n map[*Compiled]int
-}{n: map[*Compiled]int{}}
-
-// Update recompiles the rules when their files changed (a file's content,
-// a file added to or removed from the directory): it returns an Env with
-// the new rule set, whose Digest becomes the head's signatures_version.
-// When nothing changed it returns env as it is. Rules that no longer
-// compile are an error naming the file and line (*RulesError), and the
-// engine keeps serving the last good rules.
+// Update recompiles the rules when any file they were compiled from
+// changed (a top file or an included one), or a rule file was added to or
+// removed from the directory: it returns an Env with the new rule set,
+// whose Digest becomes the head's signatures_version. When nothing changed
+// it returns psengine.ErrUnchanged (the engine keeps serving env, and
+// counts no update). Rules that no longer compile are an error
+// naming the file and line (*RulesError), and the engine keeps serving
+// the last good rules.
 func (s Scanner) Update(ctx context.Context, env psengine.Env) (psengine.Env, error) {
 	cur, ok := CompiledOf(env)
 	if !ok {
 		return env, fmt.Errorf("%w: the env holds no compiled rules (run SetupEngine)", ErrConfig)
 	}
-	files, err := ruleFiles(cur.Rules)
-	if err != nil {
-		return env, err
-	}
-	d, err := digest(files)
-	if err != nil {
-		return env, fmt.Errorf("%w: %w", ErrRules, err)
-	}
-	if d == cur.Digest {
-		holds.Lock()
-		holds.n[cur]++
-		holds.Unlock()
-		return env, nil
+	if !cur.changed() {
+		return env, psengine.ErrUnchanged
 	}
 	next, err := s.Compile(ctx, env)
 	if err != nil {
 		return env, err
 	}
+	for _, w := range next.Warnings {
+		env.Logger().WarnContext(ctx, "yara rules: "+w)
+	}
 	return compiledKey.With(env, next), nil
 }
 
-// Release removes the compiled rules of an Env the engine no longer uses
-// (replaced by an update, or a candidate that failed its self-test),
-// unless another Env still holds them.
-func (Scanner) Release(_ context.Context, env psengine.Env) error {
-	c, ok := CompiledOf(env)
-	if !ok {
-		return nil
+// changed reports whether the rules on disk differ from c's: another set
+// of top files, or a file compiled whose content changed or cannot be read.
+func (c *Compiled) changed() bool {
+	files, err := ruleFiles(c.Rules)
+	if err != nil || !slices.Equal(files, c.Files) {
+		return true
 	}
-	holds.Lock()
-	if holds.n[c] > 0 {
-		holds.n[c]--
-		if holds.n[c] == 0 {
-			delete(holds.n, c)
+	for _, src := range c.Sources {
+		data, err := os.ReadFile(src.Path)
+		if err != nil {
+			return true
 		}
-		holds.Unlock()
-		return nil
+		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != src.SHA256 {
+			return true
+		}
 	}
-	holds.Unlock()
-	return c.Remove()
+	return false
 }
 
-// SelfTest checks that yara loads the compiled rules of a candidate: it
-// scans an empty file with them.
+// Release frees the rules of an Env the engine no longer uses (replaced
+// by an update, or a candidate that failed its self-test). Each rule set
+// is in one Env: an update that finds nothing new makes none.
+func (Scanner) Release(_ context.Context, env psengine.Env) error {
+	if c, ok := CompiledOf(env); ok {
+		c.Close()
+	}
+	return nil
+}
+
+// SelfTest checks that a candidate's rules scan: it scans empty content
+// with them.
 func (Scanner) SelfTest(ctx context.Context, env psengine.Env) error {
 	c, ok := CompiledOf(env)
 	if !ok {
 		return fmt.Errorf("%w: the env holds no compiled rules", ErrConfig)
 	}
-	empty := filepath.Join(c.Dir, "selftest.empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		return fmt.Errorf("yara self-test: %w", err)
-	}
-	defer os.Remove(empty)
-	if _, err := c.ScanFile(ctx, empty); err != nil {
-		return fmt.Errorf("yara self-test: the compiled rules of %s: %w", c.Rules, err)
+	if _, err := c.ScanArtifact(ctx, psengine.ArtifactFromBytes(nil)); err != nil {
+		return fmt.Errorf("yara self-test: the rules of %s: %w", c.Rules, err)
 	}
 	return nil
 }
 
-// CheckHealth reports whether the rules are loaded: the compiled rules
-// file exists, is readable and is one yarac wrote.
+// CheckHealth reports whether the rules are loaded.
 func (Scanner) CheckHealth(_ context.Context, env psengine.Env) error {
 	c, ok := CompiledOf(env)
 	if !ok {
 		return fmt.Errorf("%w: no compiled rules", ErrConfig)
 	}
-	f, err := os.Open(c.Path)
-	if err != nil {
-		return fmt.Errorf("%w: the compiled rules: %w", ErrRules, err)
-	}
-	defer f.Close()
-	head := make([]byte, len(compiledMagic))
-	if _, err := io.ReadFull(f, head); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: reading the compiled rules: %w", ErrRules, err)
-	}
-	if !bytes.Equal(head, compiledMagic) {
-		return fmt.Errorf("%w: %s is not a file yarac wrote", ErrRules, c.Path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.rules == nil {
+		return fmt.Errorf("%w: the rules of %s were released", ErrRules, c.Rules)
 	}
 	return nil
 }
