@@ -160,9 +160,11 @@ func writeSummaryFile(path string, sum *summary) error {
 	return nil
 }
 
-// localResults answers the inputs on engine, workers at a time, and yields
-// their results in input order, each as soon as it and those before it
-// are ready. Unreadable bounty files, and the errors found walking a
+// localResults answers the inputs on engine, and yields their results in
+// input order, each as soon as it and those before it are ready. The
+// engine scans workers at a time; a window of 4x workers inputs in
+// progress keeps them all busy while a long scan holds back the results
+// after it. Unreadable bounty files, and the errors found walking a
 // directory, fail alone.
 func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, log *slog.Logger, kind string, workers int, ins []input) iter.Seq[analyzed] {
 	t := psengine.FileArtifact
@@ -198,7 +200,7 @@ func (p *Program) localResults(ctx context.Context, engine *psengine.Engine, log
 	}
 	return func(yield func(analyzed) bool) {
 		i := 0
-		for o, err := range pipeline.Stream(ctx, workers, slices.Values(ins), stage) {
+		for o, err := range pipeline.Stream(ctx, 4*workers, slices.Values(ins), stage) {
 			if err != nil { // ctx ended before it started, or a panic outside the engine
 				o = analyzed{name: ins[min(i, len(ins)-1)].name, res: psengine.Result{Err: err}}
 			}
