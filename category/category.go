@@ -1,4 +1,14 @@
-package psengine
+// Package category names the kinds of artifacts an engine may accept, as
+// PolySwarm's engine tooling names them ("pe", "office", "archives"...),
+// maps mimetypes to them in both the spellings of the mimetype library
+// psengine detects with and of libmagic, and gives a scanner an Acceptor
+// for a set of them:
+//
+//	type Scanner struct{ category.Set }
+//	s := Scanner{category.Accept(category.PE, category.Office)}
+//
+// An artifact outside them is answered UNSUPPORTED without a scan.
+package category
 
 import (
 	"bytes"
@@ -8,37 +18,39 @@ import (
 	"mime"
 	"slices"
 	"strings"
+
+	"github.com/polyswarm/psengine"
 )
 
-// ErrUnknownCategory: a category name not in the category table.
-var ErrUnknownCategory = errors.New("psengine: unknown artifact category")
+// ErrUnknown: a category name not in the category table.
+var ErrUnknown = errors.New("category: unknown artifact category")
 
-// The artifact categories an engine may accept (see AcceptCategories), as
+// The artifact categories an engine may accept (see Accept), as
 // PolySwarm's original engine tooling named them. A mimetype may fall in
 // several: an ELF is "elf" and "linux", a PE "pe" and "winnt", a .docx
 // "office" and "office-word".
 const (
-	CategoryAndroid          = "android"           // APK, DEX
-	CategoryArchives         = "archives"          // zip, 7z, rar, tar, gzip, bzip2, xz, cab, arj, cpio, ISO...
-	CategoryELF              = "elf"               // ELF executables, shared libraries, objects, core dumps
-	CategoryFlash            = "flash"             // SWF, FLV
-	CategoryFont             = "font"              // TrueType, OpenType, WOFF, EOT
-	CategoryLinux            = "linux"             // ELF, deb and rpm packages, shell scripts
-	CategoryMachO            = "mach-o"            // Mach-O and universal binaries
-	CategoryOffice           = "office"            // every Office document: OLE2 (.doc, .xls, .ppt, .msg...) and OOXML, OpenDocument
-	CategoryOfficeWord       = "office-word"       // .doc, .docx, .docm, .dotx, .odt
-	CategoryOfficeExcel      = "office-excel"      // .xls, .xlsx, .xlsm, .xlsb, .ods
-	CategoryOfficePowerPoint = "office-powerpoint" // .ppt, .pptx, .pptm, .ppsx, .odp
-	CategoryOSX              = "osx"               // Mach-O, disk images, xar packages
-	CategoryPDF              = "pdf"
-	CategoryPE               = "pe" // Windows executables and DLLs (and MZ DOS programs)
-	CategoryRTF              = "rtf"
-	CategoryText             = "text"   // any text/* type, JSON, XML and scripts
-	CategoryScript           = "script" // JavaScript, VBScript, PowerShell, batch, shell, Python, Perl, PHP, Ruby, Lua, Tcl
-	CategoryWinNT            = "winnt"  // PE plus other Windows formats: shortcuts, installers, cabinets, CHM, batch files
-	// CategoryURL is not a content type: it stands for URL artifacts, which
+	Android          = "android"           // APK, DEX
+	Archives         = "archives"          // zip, 7z, rar, tar, gzip, bzip2, xz, cab, arj, cpio, ISO...
+	ELF              = "elf"               // ELF executables, shared libraries, objects, core dumps
+	Flash            = "flash"             // SWF, FLV
+	Font             = "font"              // TrueType, OpenType, WOFF, EOT
+	Linux            = "linux"             // ELF, deb and rpm packages, shell scripts
+	MachO            = "mach-o"            // Mach-O and universal binaries
+	Office           = "office"            // every Office document: OLE2 (.doc, .xls, .ppt, .msg...) and OOXML, OpenDocument
+	OfficeWord       = "office-word"       // .doc, .docx, .docm, .dotx, .odt
+	OfficeExcel      = "office-excel"      // .xls, .xlsx, .xlsm, .xlsb, .ods
+	OfficePowerPoint = "office-powerpoint" // .ppt, .pptx, .pptm, .ppsx, .odp
+	OSX              = "osx"               // Mach-O, disk images, xar packages
+	PDF              = "pdf"
+	PE               = "pe" // Windows executables and DLLs (and MZ DOS programs)
+	RTF              = "rtf"
+	Text             = "text"   // any text/* type, JSON, XML and scripts
+	Script           = "script" // JavaScript, VBScript, PowerShell, batch, shell, Python, Perl, PHP, Ruby, Lua, Tcl
+	WinNT            = "winnt"  // PE plus other Windows formats: shortcuts, installers, cabinets, CHM, batch files
+	// URL is not a content type: it stands for URL artifacts, which
 	// a file category never accepts.
-	CategoryURL = "url"
+	URL = "url"
 )
 
 // categoryTable maps each category to the mimetypes in it, in both the
@@ -50,11 +62,11 @@ const (
 // an OLE2 .doc may be application/x-ole-storage, application/CDFV2 or
 // application/msword. Lowercase, without parameters.
 var categoryTable = map[string][]string{
-	CategoryAndroid: {
+	Android: {
 		"application/vnd.android.package-archive",
 		"application/vnd.android.dex", "application/x-dex", "application/x-android-dex",
 	},
-	CategoryArchives: {
+	Archives: {
 		"application/zip", "application/x-zip", "application/x-zip-compressed",
 		"application/x-7z-compressed",
 		"application/vnd.rar", "application/x-rar", "application/x-rar-compressed",
@@ -70,29 +82,29 @@ var categoryTable = map[string][]string{
 		"application/x-iso9660-image", "application/x-stuffit", "application/x-xar",
 		"application/java-archive", "application/x-java-archive",
 	},
-	CategoryELF: {
+	ELF: {
 		"application/x-elf", "application/x-executable", "application/x-sharedlib",
 		"application/x-pie-executable", "application/x-object", "application/x-coredump",
 	},
-	CategoryFlash: {
+	Flash: {
 		"application/x-shockwave-flash", "application/vnd.adobe.flash.movie", "video/x-flv",
 	},
-	CategoryFont: {
+	Font: {
 		"font/ttf", "font/otf", "font/sfnt", "font/woff", "font/woff2", "font/collection",
 		"application/x-font-ttf", "application/x-font-otf", "application/font-sfnt",
 		"application/font-woff", "application/vnd.ms-fontobject", "application/x-font-type1",
 	},
-	CategoryMachO: {
+	MachO: {
 		"application/x-mach-binary", "application/x-mach-o-executable",
 	},
-	CategoryOfficeWord: {
+	OfficeWord: {
 		"application/msword", "application/vnd.ms-word",
 		"application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 		"application/vnd.openxmlformats-officedocument.wordprocessingml.template",
 		"application/vnd.ms-word.document.macroenabled.12", "application/vnd.ms-word.template.macroenabled.12",
 		"application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.text-template",
 	},
-	CategoryOfficeExcel: {
+	OfficeExcel: {
 		"application/vnd.ms-excel", "application/msexcel",
 		"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 		"application/vnd.openxmlformats-officedocument.spreadsheetml.template",
@@ -100,7 +112,7 @@ var categoryTable = map[string][]string{
 		"application/vnd.ms-excel.template.macroenabled.12", "application/vnd.ms-excel.addin.macroenabled.12",
 		"application/vnd.oasis.opendocument.spreadsheet", "application/vnd.oasis.opendocument.spreadsheet-template",
 	},
-	CategoryOfficePowerPoint: {
+	OfficePowerPoint: {
 		"application/vnd.ms-powerpoint", "application/mspowerpoint",
 		"application/vnd.openxmlformats-officedocument.presentationml.presentation",
 		"application/vnd.openxmlformats-officedocument.presentationml.slideshow",
@@ -108,20 +120,20 @@ var categoryTable = map[string][]string{
 		"application/vnd.ms-powerpoint.presentation.macroenabled.12", "application/vnd.ms-powerpoint.slideshow.macroenabled.12",
 		"application/vnd.oasis.opendocument.presentation", "application/vnd.oasis.opendocument.presentation-template",
 	},
-	// CategoryOffice is the three above plus these.
-	CategoryOffice: {
+	// Office is the three above plus these.
+	Office: {
 		"application/x-ole-storage", "application/cdfv2", "application/vnd.ms-office",
 		"application/vnd.ms-outlook", "application/vnd.ms-publisher", "application/onenote",
 		"application/vnd.visio", "application/vnd.ms-visio.drawing.main+xml", "application/x-msaccess",
 	},
-	CategoryPDF: {"application/pdf", "application/x-pdf"},
-	CategoryPE: {
+	PDF: {"application/pdf", "application/x-pdf"},
+	PE: {
 		"application/vnd.microsoft.portable-executable", "application/x-dosexec",
 		"application/x-msdownload", "application/x-ms-dos-executable", "application/x-msdos-program",
 		"application/x-ms-ne-executable",
 	},
-	CategoryRTF: {"text/rtf", "application/rtf"},
-	CategoryScript: {
+	RTF: {"text/rtf", "application/rtf"},
+	Script: {
 		"text/javascript", "application/javascript", "application/x-javascript", "application/ecmascript",
 		"text/vbscript", "text/x-vbscript", "application/x-vbscript",
 		"text/x-powershell", "application/x-powershell",
@@ -132,13 +144,13 @@ var categoryTable = map[string][]string{
 		"text/x-ruby", "application/x-ruby", "text/x-lua", "text/x-tcl", "application/x-tcl",
 		"application/hta",
 	},
-	// CategoryText is every text/* type (see categoriesOf), scripts and these.
-	CategoryText: {
+	// Text is every text/* type (see categoriesOf), scripts and these.
+	Text: {
 		"application/json", "application/xml", "application/xhtml+xml", "application/x-ndjson",
 		"image/svg+xml", "message/rfc822",
 	},
-	// CategoryWinNT is CategoryPE plus these.
-	CategoryWinNT: {
+	// WinNT is PE plus these.
+	WinNT: {
 		"application/x-ms-shortcut",
 		"application/x-ms-installer", "application/x-msi", "application/x-windows-installer",
 		"application/vnd.ms-cab-compressed", "application/x-installshield",
@@ -146,26 +158,26 @@ var categoryTable = map[string][]string{
 		"text/x-msdos-batch", "application/x-bat", "text/x-powershell", "text/vbscript", "text/x-vbscript", "application/hta",
 		"application/x-ms-wim",
 	},
-	// CategoryLinux is CategoryELF plus these.
-	CategoryLinux: {
+	// Linux is ELF plus these.
+	Linux: {
 		"application/vnd.debian.binary-package", "application/x-debian-package", "application/x-rpm",
 		"text/x-shellscript", "text/x-sh", "application/x-sh", "application/x-shellscript",
 	},
-	// CategoryOSX is CategoryMachO plus these.
-	CategoryOSX: {
+	// OSX is MachO plus these.
+	OSX: {
 		"application/x-apple-diskimage", "application/x-xar", "application/x-newton-compatible-pkg",
 		"application/x-mac-binhex40", "application/mac-binhex40", "image/x-icns",
 	},
-	CategoryURL: nil,
+	URL: nil,
 }
 
 // categoryUnions: categories that include others whole.
 var categoryUnions = map[string][]string{
-	CategoryOffice: {CategoryOfficeWord, CategoryOfficeExcel, CategoryOfficePowerPoint},
-	CategoryWinNT:  {CategoryPE},
-	CategoryLinux:  {CategoryELF},
-	CategoryOSX:    {CategoryMachO},
-	CategoryText:   {CategoryScript, CategoryRTF},
+	Office: {OfficeWord, OfficeExcel, OfficePowerPoint},
+	WinNT:  {PE},
+	Linux:  {ELF},
+	OSX:    {MachO},
+	Text:   {Script, RTF},
 }
 
 // mimeIndex maps each mimetype to its categories (sorted), built once.
@@ -191,8 +203,8 @@ var mimeIndex = func() map[string][]string {
 	return idx
 }()
 
-// CategoryNames lists the known categories, sorted.
-func CategoryNames() []string { return slices.Sorted(maps.Keys(categoryTable)) }
+// Names lists the known categories, sorted.
+func Names() []string { return slices.Sorted(maps.Keys(categoryTable)) }
 
 // NormalizeMIMEType lowercases a mimetype and strips its parameters
 // ("text/plain; charset=utf-8" -> "text/plain"). An unparseable value is
@@ -205,14 +217,14 @@ func NormalizeMIMEType(mimetype string) string {
 	return strings.ToLower(strings.TrimSpace(t))
 }
 
-// MIMECategories returns the categories a file of that mimetype falls in
+// Of returns the categories a file of that mimetype falls in
 // (sorted; none for a type in no category), in either spelling, with or
-// without parameters. It never returns CategoryURL.
-func MIMECategories(mimetype string) []string {
+// without parameters. It never returns URL.
+func Of(mimetype string) []string {
 	t := NormalizeMIMEType(mimetype)
 	cats := slices.Clone(mimeIndex[t])
-	if strings.HasPrefix(t, "text/") && !slices.Contains(cats, CategoryText) && t != URIListType {
-		cats = append(cats, CategoryText)
+	if strings.HasPrefix(t, "text/") && !slices.Contains(cats, Text) && t != psengine.URIListType {
+		cats = append(cats, Text)
 		slices.Sort(cats)
 	}
 	return cats
@@ -243,41 +255,41 @@ func sniff(head []byte) string {
 
 func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
-// Categories is an Acceptor that accepts the artifacts of a set of
-// categories (see AcceptCategories). A scanner embeds it, or calls its
-// Accepts from its own. The zero value accepts nothing.
-type Categories struct {
+// Set is a psengine.Acceptor that accepts the artifacts of a set of
+// categories (see Accept). A scanner embeds it, or calls its Accepts from
+// its own. The zero value accepts nothing.
+type Set struct {
 	names []string
 	set   map[string]bool
 }
 
-var _ Acceptor = Categories{}
+var _ psengine.Acceptor = Set{}
 
-// AcceptCategories returns the Acceptor of the named categories (see
-// CategoryNames), for a scanner to embed:
+// Accept returns the Acceptor of the named categories (see Names), for a
+// scanner to embed:
 //
-//	type Scanner struct{ psengine.Categories }
-//	s := Scanner{psengine.AcceptCategories(psengine.CategoryPE, psengine.CategoryOffice)}
+//	type Scanner struct{ category.Set }
+//	s := Scanner{category.Accept(category.PE, category.Office)}
 //
 // An artifact outside them is answered UNSUPPORTED without a scan. Names are
 // case-insensitive. An unknown name panics (the names are the program's
-// own); use ParseCategories for names from configuration.
-func AcceptCategories(names ...string) Categories {
-	c, err := ParseCategories(names...)
+// own); use Parse for names from configuration.
+func Accept(names ...string) Set {
+	c, err := Parse(names...)
 	if err != nil {
 		panic(err)
 	}
 	return c
 }
 
-// ParseCategories is AcceptCategories returning an error wrapping
-// ErrUnknownCategory for an unknown name.
-func ParseCategories(names ...string) (Categories, error) {
-	c := Categories{set: map[string]bool{}}
+// Parse is Accept returning an error wrapping ErrUnknown for an unknown
+// name.
+func Parse(names ...string) (Set, error) {
+	c := Set{set: map[string]bool{}}
 	for _, n := range names {
 		n = strings.ToLower(strings.TrimSpace(n))
 		if _, ok := categoryTable[n]; !ok {
-			return Categories{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknownCategory, n, strings.Join(CategoryNames(), ", "))
+			return Set{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknown, n, strings.Join(Names(), ", "))
 		}
 		if !c.set[n] {
 			c.set[n] = true
@@ -289,20 +301,20 @@ func ParseCategories(names ...string) (Categories, error) {
 }
 
 // Names lists the accepted categories, sorted.
-func (c Categories) Names() []string { return slices.Clone(c.names) }
+func (c Set) Names() []string { return slices.Clone(c.names) }
 
 // Accepts tells whether a falls in one of the categories: a URL artifact
-// when CategoryURL is one; a file artifact when its mimetype (either
+// when URL is one; a file artifact when its mimetype (either
 // spelling, parameters ignored) is in one, or, when the mimetype is
 // application/octet-stream or empty, when its first bytes say it is (ARJ,
 // big-endian cpio, SZDD, KWAJ, ACE, DEX: types the mimetype library does
 // not name).
-func (c Categories) Accepts(a Artifact) bool {
+func (c Set) Accepts(a psengine.Artifact) bool {
 	if len(c.set) == 0 {
 		return false
 	}
-	if a.Type == URLArtifact {
-		return c.set[CategoryURL]
+	if a.Type == psengine.URLArtifact {
+		return c.set[URL]
 	}
 	t := NormalizeMIMEType(a.MIMEType)
 	if t == "" || t == "application/octet-stream" {
@@ -310,7 +322,7 @@ func (c Categories) Accepts(a Artifact) bool {
 			return false
 		}
 	}
-	for _, cat := range MIMECategories(t) {
+	for _, cat := range Of(t) {
 		if c.set[cat] {
 			return true
 		}
@@ -319,4 +331,4 @@ func (c Categories) Accepts(a Artifact) bool {
 }
 
 // String lists the categories, comma-separated.
-func (c Categories) String() string { return strings.Join(c.names, ",") }
+func (c Set) String() string { return strings.Join(c.names, ",") }

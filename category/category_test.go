@@ -1,4 +1,4 @@
-package psengine_test
+package category_test
 
 import (
 	"archive/tar"
@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/category"
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
@@ -312,10 +313,10 @@ func samples(t *testing.T) map[string]func(t *testing.T) sample {
 			return sample{data: needFile(t, "/usr/share/clamav-testfiles/clam.chm"), want: []string{"winnt"}}
 		},
 		"gif (no category)": func(t *testing.T) sample {
-			return sample{data: mimetypeFile(t, "gif.gif"), not: psengine.CategoryNames()}
+			return sample{data: mimetypeFile(t, "gif.gif"), not: category.Names()}
 		},
 		"random bytes (no category)": func(t *testing.T) sample {
-			return sample{data: []byte{0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02}, not: psengine.CategoryNames()}
+			return sample{data: []byte{0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02}, not: category.Names()}
 		},
 	}
 }
@@ -338,18 +339,18 @@ func TestAcceptCategoriesRealFiles(t *testing.T) {
 			a := psenginetest.Artifact(t, s.data)
 			for _, cat := range s.want {
 				covered[cat] = true
-				if !psengine.AcceptCategories(cat).Accepts(a) {
-					t.Errorf("AcceptCategories(%q) refuses it (mimetype %s, categories %v)", cat, a.MIMEType, psengine.MIMECategories(a.MIMEType))
+				if !category.Accept(cat).Accepts(a) {
+					t.Errorf("AcceptCategories(%q) refuses it (mimetype %s, categories %v)", cat, a.MIMEType, category.Of(a.MIMEType))
 				}
 			}
 			for _, cat := range s.not {
-				if psengine.AcceptCategories(cat).Accepts(a) {
+				if category.Accept(cat).Accepts(a) {
 					t.Errorf("AcceptCategories(%q) accepts it (mimetype %s)", cat, a.MIMEType)
 				}
 			}
 			// Several categories: one match is enough.
 			if len(s.want) > 0 && len(s.not) > 0 {
-				both := psengine.AcceptCategories(append([]string{s.want[0]}, s.not...)...)
+				both := category.Accept(append([]string{s.want[0]}, s.not...)...)
 				if !both.Accepts(a) {
 					t.Errorf("%v refuses it", both)
 				}
@@ -359,8 +360,8 @@ func TestAcceptCategoriesRealFiles(t *testing.T) {
 	if t.Failed() || t.Skipped() {
 		return
 	}
-	for _, cat := range psengine.CategoryNames() {
-		if cat != psengine.CategoryURL && !covered[cat] && os.Getenv("CI") == "true" {
+	for _, cat := range category.Names() {
+		if cat != category.URL && !covered[cat] && os.Getenv("CI") == "true" {
 			t.Errorf("no real file tested for category %q", cat)
 		}
 	}
@@ -379,45 +380,45 @@ func TestMIMECategoriesSpellings(t *testing.T) {
 		{"text/x-shellscript", "application/x-sh"},
 		{"application/msword", "application/vnd.ms-word"},
 	} {
-		ca, cb := psengine.MIMECategories(tc.a), psengine.MIMECategories(tc.b)
+		ca, cb := category.Of(tc.a), category.Of(tc.b)
 		if len(ca) == 0 || !slices.Equal(ca, cb) {
 			t.Errorf("MIMECategories(%q) = %v, MIMECategories(%q) = %v: want the same, not empty", tc.a, ca, tc.b, cb)
 		}
 	}
-	if got := psengine.MIMECategories("application/x-dosexec"); !slices.Equal(got, []string{"pe", "winnt"}) {
+	if got := category.Of("application/x-dosexec"); !slices.Equal(got, []string{"pe", "winnt"}) {
 		t.Errorf("x-dosexec: %v", got)
 	}
-	if got := psengine.MIMECategories("image/png"); len(got) != 0 {
+	if got := category.Of("image/png"); len(got) != 0 {
 		t.Errorf("image/png: %v, want none", got)
 	}
-	if got := psengine.NormalizeMIMEType(" Text/HTML ; charset=ISO-8859-1"); got != "text/html" {
+	if got := category.NormalizeMIMEType(" Text/HTML ; charset=ISO-8859-1"); got != "text/html" {
 		t.Errorf("NormalizeMIMEType = %q", got)
 	}
 }
 
 func TestAcceptCategoriesURLsAndZero(t *testing.T) {
 	u := psenginetest.URLArtifact(t, "https://example.com/x")
-	if psengine.AcceptCategories("text", "pe").Accepts(u) {
+	if category.Accept("text", "pe").Accepts(u) {
 		t.Error("file categories accept a URL artifact")
 	}
-	if !psengine.AcceptCategories("url").Accepts(u) {
+	if !category.Accept("url").Accepts(u) {
 		t.Error(`"url" refuses a URL artifact`)
 	}
-	if psengine.AcceptCategories("url").Accepts(psenginetest.Artifact(t, []byte("text"))) {
+	if category.Accept("url").Accepts(psenginetest.Artifact(t, []byte("text"))) {
 		t.Error(`"url" accepts a file`)
 	}
-	if (psengine.Categories{}).Accepts(psenginetest.Artifact(t, pdf())) {
+	if (category.Set{}).Accepts(psenginetest.Artifact(t, pdf())) {
 		t.Error("the zero Categories accepts a file")
 	}
-	c := psengine.AcceptCategories("PE", " office ", "pe")
+	c := category.Accept("PE", " office ", "pe")
 	if got := c.Names(); !slices.Equal(got, []string{"office", "pe"}) {
 		t.Errorf("Names = %v", got)
 	}
 }
 
 func TestParseCategoriesUnknown(t *testing.T) {
-	_, err := psengine.ParseCategories("pe", "executables")
-	if !errors.Is(err, psengine.ErrUnknownCategory) || !strings.Contains(err.Error(), `"executables"`) {
+	_, err := category.Parse("pe", "executables")
+	if !errors.Is(err, category.ErrUnknown) || !strings.Contains(err.Error(), `"executables"`) {
 		t.Errorf("ParseCategories = %v, want ErrUnknownCategory naming the name", err)
 	}
 	defer func() {
@@ -425,11 +426,11 @@ func TestParseCategoriesUnknown(t *testing.T) {
 			t.Error("AcceptCategories with an unknown name did not panic")
 		}
 	}()
-	psengine.AcceptCategories("nope")
+	category.Accept("nope")
 }
 
 // peOnly scans PEs only: it embeds the acceptor.
-type peOnly struct{ psengine.Categories }
+type peOnly struct{ category.Set }
 
 func (peOnly) Scan(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
 	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.5}, nil
@@ -438,7 +439,7 @@ func (peOnly) Scan(context.Context, psengine.Env, psengine.Artifact) (psengine.A
 // Through the engine, an artifact outside the scanner's categories is
 // answered with the protocol's UNSUPPORTED result, without a scan.
 func TestEngineAnswersUnsupportedOutsideCategories(t *testing.T) {
-	e := psenginetest.Engine(t, peOnly{psengine.AcceptCategories(psengine.CategoryPE)})
+	e := psenginetest.Engine(t, peOnly{category.Accept(category.PE)})
 	pe := goSrcFile(t, "debug/pe/testdata/gcc-amd64-mingw-exec")
 	if res := psenginetest.Analyze(t, e, pe); res.Analysis.Verdict != psengine.Benign {
 		t.Errorf("PE: %+v, want the scanner's benign", res.Analysis)
