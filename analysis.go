@@ -189,12 +189,19 @@ func (m Metadata) merge(base Metadata) Metadata {
 	return out
 }
 
-// Answer is the wire form of an analysis: an assertion (verdict, bid,
-// metadata) or, for a bounty in the arbitration phase, a vote (no bid key).
-// The confidence, when set, is written as metadata.confidence.
+// Answer is the wire form of an analysis, the protocol's document, derived
+// from it here and nowhere else: an assertion (verdict, bid, metadata) or,
+// for a bounty in the arbitration phase, a vote (no bid key). The
+// confidence, when set, is written as metadata.confidence; Score and
+// Likelihood, which only steer the bid, are not written.
 type Answer struct {
 	Analysis
 	Vote bool
+
+	// encoded is the answer's JSON when the engine made it already (an
+	// answer is encoded once per bounty: validated by its size, then
+	// delivered as it is).
+	encoded []byte
 }
 
 // NewAnswer returns the answer to b carrying a: a vote when b is in the
@@ -204,8 +211,18 @@ func NewAnswer(b Bounty, a Analysis) Answer { return Answer{Analysis: a, Vote: b
 // MarshalJSON writes the answer as PolySwarm expects it: the bid as a JSON
 // integer, no bid key in a vote, and metadata.malware_family always
 // present ("" when there is none), as polyswarm-artifact's verdict schema
-// requires it.
+// requires it. An answer the engine hands a Deliverer was encoded once
+// already, and MarshalJSON returns that encoding: a Deliverer that wants
+// to send something else builds its own with NewAnswer.
 func (a Answer) MarshalJSON() ([]byte, error) {
+	if a.encoded != nil {
+		return a.encoded, nil
+	}
+	return a.encode()
+}
+
+// encode writes the answer (see MarshalJSON).
+func (a Answer) encode() ([]byte, error) {
 	meta, err := a.Metadata.marshal(a.Confidence)
 	if err != nil {
 		return nil, err
@@ -285,16 +302,46 @@ func (a *Answer) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// MarshalJSON writes a as an assertion (see Answer).
-func (a Analysis) MarshalJSON() ([]byte, error) { return Answer{Analysis: a}.MarshalJSON() }
+// analysisJSON is an Analysis's own encoding: every field. It is what the
+// engine stores and passes between processes (the process backend's
+// children, the durable and distributed brokers' kept answers); the wire
+// Answer is derived from it (see Answer).
+type analysisJSON struct {
+	Verdict    Verdict        `json:"verdict"`
+	Confidence float64        `json:"confidence,omitempty"`
+	Score      float64        `json:"score,omitempty"`
+	Likelihood bid.Likelihood `json:"likelihood,omitempty"`
+	Bid        int64          `json:"bid"`
+	Metadata   Metadata       `json:"metadata"`
+}
 
-// UnmarshalJSON reads an assertion or a vote (see Answer).
+// MarshalJSON writes every field of a: verdict, confidence, score,
+// likelihood, bid, metadata (with its extra keys). This is the analysis's
+// own encoding, not the protocol's answer (see Answer, NewAnswer).
+func (a Analysis) MarshalJSON() ([]byte, error) {
+	return json.Marshal(analysisJSON{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
+		Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata})
+}
+
+// UnmarshalJSON reads an analysis's own encoding (see MarshalJSON). It
+// reads an answer too (the confidence under metadata; a vote has no bid).
 func (a *Analysis) UnmarshalJSON(data []byte) error {
-	var ans Answer
-	if err := ans.UnmarshalJSON(data); err != nil {
+	var w analysisJSON
+	if err := json.Unmarshal(data, &w); err != nil {
 		return err
 	}
-	*a = ans.Analysis
+	out := Analysis{Verdict: w.Verdict, Confidence: w.Confidence, Score: w.Score, Likelihood: w.Likelihood,
+		Bid: w.Bid, Metadata: w.Metadata}
+	if out.Confidence == 0 && bytes.Contains(data, []byte(`"confidence"`)) {
+		var mc struct {
+			Metadata struct {
+				Confidence float64 `json:"confidence"`
+			} `json:"metadata"`
+		}
+		_ = json.Unmarshal(data, &mc)
+		out.Confidence = mc.Metadata.Confidence
+	}
+	*a = out
 	return nil
 }
 
@@ -354,8 +401,31 @@ func (e *ValidationError) Unwrap() error { return ErrInvalidAnalysis }
 // engine's own contract: neither goes on the wire); in an assertion a bid
 // inside b's rules for malicious and benign, and 0 for suspicious and
 // unknown; a product made of lowercase words joined by '-'; a lowercase
-// operating system; valid UTF-8 text. Errors are *ValidationError.
+// operating system; valid UTF-8 text; an answer of MaxAnswerSize bytes of
+// JSON at most. Errors are *ValidationError.
 func Validate(b Bounty, a Analysis) error {
+	if err := validateFields(b, a); err != nil {
+		return err
+	}
+	// The size: exactly when the metadata may be large, as its text
+	// bounds it from below (escaping only adds).
+	m := a.Metadata
+	text := len(m.MalwareFamily) + len(m.Error) + len(m.Product) + len(m.Scanner.Version) +
+		len(m.Scanner.VendorVersion) + len(m.Scanner.SignaturesVersion)
+	for _, list := range [][]string{m.Comments, m.Domains, m.IPAddresses} {
+		for _, s := range list {
+			text += len(s) + 3
+		}
+	}
+	if len(m.Extra) > 0 || text > MaxAnswerSize/8 {
+		_, err := encodeAnswer(b, a)
+		return err
+	}
+	return nil
+}
+
+// validateFields is Validate but for the answer's size.
+func validateFields(b Bounty, a Analysis) error {
 	if !a.Verdict.Valid() {
 		return &ValidationError{"verdict", fmt.Sprintf("%q is not malicious, benign, suspicious or unknown", a.Verdict)}
 	}
@@ -405,25 +475,22 @@ func Validate(b Bounty, a Analysis) error {
 			}
 		}
 	}
-	// The size: exactly when the metadata may be large, as its text
-	// bounds it from below (escaping only adds).
-	text := len(m.MalwareFamily) + len(m.Error) + len(m.Product) + len(m.Scanner.Version) +
-		len(m.Scanner.VendorVersion) + len(m.Scanner.SignaturesVersion)
-	for _, list := range [][]string{m.Comments, m.Domains, m.IPAddresses} {
-		for _, s := range list {
-			text += len(s) + 3
-		}
-	}
-	if len(m.Extra) > 0 || text > MaxAnswerSize/8 {
-		data, err := json.Marshal(NewAnswer(b, a))
-		if err != nil {
-			return &ValidationError{"metadata", err.Error()}
-		}
-		if len(data) > MaxAnswerSize {
-			return &ValidationError{"metadata", fmt.Sprintf("the answer is %d bytes of JSON, over the %d-byte limit", len(data), MaxAnswerSize)}
-		}
-	}
 	return nil
+}
+
+// encodeAnswer is the answer to b carrying a, and its JSON, which must
+// fit in MaxAnswerSize (a *ValidationError otherwise).
+func encodeAnswer(b Bounty, a Analysis) (Answer, error) {
+	ans := NewAnswer(b, a)
+	data, err := ans.encode()
+	if err != nil {
+		return ans, &ValidationError{"metadata", err.Error()}
+	}
+	if len(data) > MaxAnswerSize {
+		return ans, &ValidationError{"metadata", fmt.Sprintf("the answer is %d bytes of JSON, over the %d-byte limit", len(data), MaxAnswerSize)}
+	}
+	ans.encoded = data
+	return ans, nil
 }
 
 // MaxAnswerSize is the largest answer the engine delivers, in bytes of

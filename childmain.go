@@ -2,6 +2,7 @@ package psengine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -178,7 +179,7 @@ func (e *Engine) childScan(ctx context.Context, env Env, req scanRequest) scanRe
 		err = perr
 	}
 	if err == nil {
-		res.Analysis, err = toWireAnalysis(out)
+		res.Analysis, err = json.Marshal(out)
 	}
 	res.Err = toWireError(err)
 	return res

@@ -98,7 +98,7 @@ func ExampleNewAnswer() {
 
 func ExampleCannotFetch() {
 	a := psengine.CannotFetch(errors.New("404 Not Found"))
-	out, _ := json.Marshal(a)
+	out, _ := json.Marshal(psengine.NewAnswer(psengine.Bounty{}, a)) // the protocol's answer
 	fmt.Println(string(out))
 	// Output: {"verdict":"unknown","bid":0,"metadata":{"malware_family":"","comments":["SKIPPED:CANNOT-FETCH"],"error":"404 Not Found"}}
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/polyswarm/psengine/bid"
 	"github.com/polyswarm/psengine/child"
 	"github.com/polyswarm/psengine/internal/sandbox"
 	"github.com/polyswarm/psengine/pipeline"
@@ -117,7 +116,7 @@ type (
 	}
 	scanResult struct {
 		ID       uint64
-		Analysis wireAnalysis
+		Analysis []byte // its own JSON (see Analysis.MarshalJSON)
 		Err      *wireError
 	}
 )
@@ -132,39 +131,6 @@ type wireArtifact struct {
 	MIMEType string
 	Path     string
 	Data     []byte
-}
-
-// wireAnalysis is an Analysis on its way back. The metadata's extra keys
-// (any values) travel as the JSON they will be delivered as.
-type wireAnalysis struct {
-	Verdict    Verdict
-	Confidence float64
-	Score      float64
-	Likelihood bid.Likelihood
-	Bid        int64
-	Metadata   Metadata // without Extra
-	Extra      []byte   // Metadata.Extra as JSON, when it has keys
-}
-
-func toWireAnalysis(a Analysis) (wireAnalysis, error) {
-	w := wireAnalysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-		Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
-	w.Metadata.Extra = nil
-	var err error
-	if len(a.Metadata.Extra) > 0 {
-		w.Extra, err = json.Marshal(a.Metadata.Extra)
-	}
-	return w, err
-}
-
-func (w wireAnalysis) analysis() (Analysis, error) {
-	a := Analysis{Verdict: w.Verdict, Confidence: w.Confidence, Score: w.Score, Likelihood: w.Likelihood, Bid: w.Bid, Metadata: w.Metadata}
-	if len(w.Extra) > 0 {
-		if err := json.Unmarshal(w.Extra, &a.Metadata.Extra); err != nil {
-			return Analysis{}, err
-		}
-	}
-	return a, nil
 }
 
 // wireError is a scan's error on its way back: its message, and what the
@@ -500,8 +466,8 @@ func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analys
 	if r.Err != nil {
 		return Analysis{}, r.Err.err()
 	}
-	out, err := r.Analysis.analysis()
-	if err != nil {
+	var out Analysis
+	if err := json.Unmarshal(r.Analysis, &out); err != nil {
 		return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
 	}
 	return out, nil

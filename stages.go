@@ -56,10 +56,11 @@ type scanned struct {
 	gen      *generation
 }
 
-// answered is a bounty with the answer to give.
+// answered is a bounty with the answer to give, encoded once.
 type answered struct {
 	bounty   Bounty
 	analysis Analysis
+	answer   Answer
 	err      error // why the answer is a special result, if it is
 }
 
@@ -206,34 +207,38 @@ func (e *Engine) answerStage(ctx context.Context, s scanned) (answered, error) {
 		head = s.gen.env.head
 	}
 	out := answered{bounty: s.bounty, err: s.err}
-	var a Analysis
 	err := e.tel.step(ctx, "bid", func(context.Context) error {
 		var err error
-		a, err = e.makeAnswer(s.bounty, s.analysis, head)
+		out.answer, err = e.makeAnswer(s.bounty, s.analysis, head)
 		return err
 	})
 	if err != nil {
 		// The scanner's analysis would be refused: answer unknown instead.
 		out.err = errors.Join(out.err, err)
-		if a, err = e.makeAnswer(s.bounty, Skipped(err), head); err != nil { // cannot fail for a special result
+		if out.answer, err = e.makeAnswer(s.bounty, Skipped(err), head); err != nil { // cannot fail for a special result
 			out.err = errors.Join(out.err, err)
 		}
 	}
-	out.analysis = a
+	out.analysis = out.answer.Analysis
 	return out, nil
 }
 
-// makeAnswer bids, stamps the head and validates: the answer stage's
-// three steps, with panics recovered.
-func (e *Engine) makeAnswer(b Bounty, a Analysis, head Metadata) (out Analysis, err error) {
+// makeAnswer bids, stamps the head, validates and encodes: the answer
+// stage's steps, with panics recovered.
+func (e *Engine) makeAnswer(b Bounty, a Analysis, head Metadata) (ans Answer, err error) {
 	if perr := pipeline.Protect(func() {
 		a = e.bidFor(b, a)
 		a.Metadata = a.Metadata.merge(head)
-		err = Validate(b, a)
+		if err = validateFields(b, a); err == nil {
+			ans, err = encodeAnswer(b, a)
+		}
 	}); perr != nil {
-		return a, perr
+		return NewAnswer(b, a), perr
 	}
-	return a, err
+	if err != nil {
+		ans = NewAnswer(b, a)
+	}
+	return ans, err
 }
 
 // bidFor fills the bid of a malicious or benign assertion.
@@ -284,7 +289,11 @@ func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answer
 	defer cancel()
 	err := e.tel.step(ctx, "deliver", func(ctx context.Context) error {
 		var err error
-		if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(ctx, b, NewAnswer(b, a.analysis)) }); perr != nil {
+		answer := a.answer
+		if answer.encoded == nil { // not made by the answer stage
+			answer = NewAnswer(b, a.analysis)
+		}
+		if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(ctx, b, answer) }); perr != nil {
 			err = perr
 		}
 		return err

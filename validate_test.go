@@ -73,25 +73,46 @@ func TestValidateScoreAndLikelihood(t *testing.T) {
 }
 
 // Score and Likelihood steer the bid only: the answer carries neither, and
-// JSON round trips of the answer keep working.
+// JSON round trips of the answer keep working; the analysis's own encoding
+// carries every field.
 func TestScoreAndLikelihoodStayOffTheWire(t *testing.T) {
 	a := psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.95, Score: 95, Likelihood: bid.AlmostCertain,
-		Bid: 953_125_000_000_000_000, Metadata: psengine.Metadata{MalwareFamily: "Eicar"}}
-	out, err := json.Marshal(a)
+		Bid: 953_125_000_000_000_000, Metadata: psengine.Metadata{MalwareFamily: "Eicar", Extra: map[string]any{"k": "v"}}}
+	out, err := json.Marshal(psengine.NewAnswer(psengine.Bounty{}, a))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"verdict":"malicious","bid":953125000000000000,"metadata":{"confidence":0.95,"malware_family":"Eicar"}}`
+	const want = `{"verdict":"malicious","bid":953125000000000000,"metadata":{"confidence":0.95,"k":"v","malware_family":"Eicar"}}`
 	if string(out) != want {
-		t.Errorf("Marshal = %s; want %s", out, want)
+		t.Errorf("the answer = %s; want %s", out, want)
 	}
-	var back psengine.Analysis
+	var back psengine.Answer
 	if err := json.Unmarshal(out, &back); err != nil {
 		t.Fatal(err)
 	}
-	a.Score, a.Likelihood = 0, bid.NotSpecified
-	if diff := cmp.Diff(a, back, psenginetest.AnalysisOptions); diff != "" {
-		t.Errorf("round trip (-want +got):\n%s", diff)
+	wire := a
+	wire.Score, wire.Likelihood = 0, bid.NotSpecified
+	if diff := cmp.Diff(wire, back.Analysis, psenginetest.AnalysisOptions); diff != "" {
+		t.Errorf("the answer's round trip (-want +got):\n%s", diff)
+	}
+
+	own, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all psengine.Analysis
+	if err := json.Unmarshal(own, &all); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(a, all, psenginetest.AnalysisOptions); diff != "" {
+		t.Errorf("the analysis's own round trip through %s (-want +got):\n%s", own, diff)
+	}
+	var fromAnswer psengine.Analysis // an answer reads as an analysis too
+	if err := json.Unmarshal(out, &fromAnswer); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wire, fromAnswer, psenginetest.AnalysisOptions); diff != "" {
+		t.Errorf("an answer read as an analysis (-want +got):\n%s", diff)
 	}
 }
 

@@ -8,20 +8,19 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/bid"
 )
 
 // record is a job as stored: the bounty in its documented wire form, the
-// kept answer with every field of psengine.Analysis (the wire form of an
-// answer drops Score and Likelihood), and where the job stands.
+// kept answer in psengine.Analysis's own encoding (every field), and where
+// the job stands.
 type record struct {
-	V        int             `json:"v"`
-	ID       string          `json:"id"`
-	Key      string          `json:"key,omitempty"`
-	Attempt  int             `json:"attempt"`
-	Accepted time.Time       `json:"accepted,omitzero"`
-	Bounty   psengine.Bounty `json:"bounty"`
-	Answer   *answer         `json:"answer,omitempty"`
+	V        int                `json:"v"`
+	ID       string             `json:"id"`
+	Key      string             `json:"key,omitempty"`
+	Attempt  int                `json:"attempt"`
+	Accepted time.Time          `json:"accepted,omitzero"`
+	Bounty   psengine.Bounty    `json:"bounty"`
+	Answer   *psengine.Analysis `json:"answer,omitempty"`
 	// Scanning marks a job whose scan started in this process (see
 	// psengine.ScanMarker) and whose answer is not kept yet: found so by
 	// the next Open, the process died while scanning it.
@@ -33,15 +32,6 @@ type record struct {
 	Final   string `json:"final,omitempty"`
 	// Running is version 1's mark of a job a consumer took after Open.
 	Running bool `json:"running,omitempty"`
-}
-
-type answer struct {
-	Verdict    psengine.Verdict  `json:"verdict"`
-	Confidence float64           `json:"confidence,omitempty"`
-	Score      float64           `json:"score,omitempty"`
-	Likelihood bid.Likelihood    `json:"likelihood,omitempty"`
-	Bid        int64             `json:"bid"`
-	Metadata   psengine.Metadata `json:"metadata"`
 }
 
 // stored is a job with what the store records of it besides.
@@ -61,11 +51,7 @@ var errBadRecord = errors.New("localq: unreadable record")
 func encodeJob(s stored) ([]byte, error) {
 	job := s.job
 	r := record{V: recordVersion, ID: job.ID, Key: job.Key, Attempt: job.Attempt, Accepted: job.Accepted, Bounty: job.Bounty,
-		Scanning: s.scanning, Suspect: job.Suspect, Crashes: s.crashes, Final: job.Final}
-	if a := job.Answer; a != nil {
-		r.Answer = &answer{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
-	}
+		Scanning: s.scanning, Suspect: job.Suspect, Crashes: s.crashes, Final: job.Final, Answer: job.Answer}
 	return json.Marshal(r)
 }
 
@@ -91,11 +77,7 @@ func decodeJob(data []byte) (stored, error) {
 		return stored{}, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
 	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Accepted: r.Accepted, Bounty: r.Bounty,
-		Suspect: r.Suspect, Final: r.Final}
-	if a := r.Answer; a != nil {
-		job.Answer = &psengine.Analysis{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-			Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata}
-	}
+		Suspect: r.Suspect, Final: r.Final, Answer: r.Answer}
 	return stored{job: job, scanning: r.Scanning || r.Running, crashes: r.Crashes}, nil
 }
 
