@@ -77,3 +77,12 @@ func kind(k error, cause error) error {
 	}
 	return fmt.Errorf("%w: %w", k, cause)
 }
+
+// protect runs fn and returns its error, or a *PanicError when it panics:
+// the engine calls the scanner's and the host's code through it.
+func protect(fn func() error) (err error) {
+	if perr := pipeline.Protect(func() { err = fn() }); perr != nil {
+		return perr
+	}
+	return err
+}

@@ -1,32 +1,31 @@
 package psengine
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"os"
 	"time"
 
-	"github.com/polyswarm/psengine/child"
-	"github.com/polyswarm/psengine/internal/sandbox"
+	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/internal/child"
+	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 )
 
 // ErrWorkerDied: the child process scanning the bounty died (a panic in a
 // goroutine the scanner started, an exit, a signal, the memory limit, an
 // OOM kill). The bounty is answered unknown and a new child takes its
 // place.
-var ErrWorkerDied = errors.New("psengine: worker process died")
+var ErrWorkerDied = workerproc.ErrDied
 
 // ErrMemoryLimit is wrapped, with ErrWorkerDied, when a child was killed
 // because its memory passed ProcessConfig.MaxChildMemory during a scan.
-var ErrMemoryLimit = errors.New("psengine: worker process memory limit")
+var ErrMemoryLimit = workerproc.ErrMemoryLimit
 
 // ProcessConfig configures the process backend (see WithProcessWorkers).
 // The zero value is usable.
@@ -57,7 +56,7 @@ type ProcessConfig struct {
 }
 
 // DefaultChildStartTimeout is ProcessConfig.StartTimeout's default.
-const DefaultChildStartTimeout = 2 * time.Minute
+const DefaultChildStartTimeout = workerproc.DefaultStartTimeout
 
 // WithProcessWorkers runs every scan in a child process: this program,
 // re-executed, one child per worker (WithWorkers), each running
@@ -78,10 +77,11 @@ const DefaultChildStartTimeout = 2 * time.Minute
 // A child is recognised at start by an environment marker naming the
 // engine (WithName): New, called in the child with that name, serves the
 // parent instead of returning, and exits when the parent retires it or
-// dies. So a host program reaches New the same way in a child (call it
-// early: what runs before it runs in every child too), and a test starts
-// children that run only itself (see psenginetest.ProcessWorkers).
-// Children are supported on unix; elsewhere Start fails.
+// dies (New never returns in a worker child; see IsWorkerChild). So a
+// host program reaches New the same way in a child (call it early: what
+// runs before it runs in every child too), and a test starts children that
+// run only itself (see psenginetest.ProcessWorkers). Children are
+// supported on unix; elsewhere Start fails.
 func WithProcessWorkers(c ProcessConfig) Option {
 	if c.MaxTasksPerChild < 0 || c.MaxChildMemory < 0 {
 		panic(fmt.Sprintf("psengine: WithProcessWorkers(%+v): negative limit", c))
@@ -90,65 +90,101 @@ func WithProcessWorkers(c ProcessConfig) Option {
 		func(cfg *config) { cfg.process = &c })
 }
 
-// Messages between a parent and its children.
-type (
-	toChild struct {
-		Hello  *childHello
-		Scan   *scanRequest
-		Cancel uint64 // the ID of a scan whose ctx ended
-	}
-	childHello struct {
-		Env     envSnapshot
-		Sandbox *sandboxHello // nil: no sandbox
-	}
-	scanRequest struct {
-		ID       uint64
-		Artifact wireArtifact
-		Deadline time.Time // zero: none
-	}
-	fromChild struct {
-		Ready  *childReady
-		Result *scanResult
-	}
-	childReady struct {
-		Err     string          // WorkerSetup's error, if it failed
-		Sandbox *sandbox.Report // what the sandbox put in force
-	}
-	scanResult struct {
-		ID       uint64
-		Analysis []byte // its own JSON (see Analysis.MarshalJSON)
-		Err      *wireError
-	}
-)
-
-// wireArtifact is an Artifact on its way to a child: by the path of a real
-// file holding it, or as bytes.
-type wireArtifact struct {
-	Type     ArtifactType
-	URI      string
-	SHA256   string
-	Size     int64
-	MIMEType string
-	Path     string
-	Data     []byte
+// IsWorkerChild reports whether this process was started as a worker child
+// by an engine's process backend (see WithProcessWorkers): New serves the
+// parent there, and exits, instead of returning. A host can skip what only
+// the parent needs before it calls New.
+func IsWorkerChild() bool {
+	_, ok := child.Marked()
+	return ok
 }
 
-// wireError is a scan's error on its way back: its message, and what the
-// engine needs to know of it.
-type wireError struct {
-	Message     string
-	Unsupported bool
-	Encrypted   bool
-	Panic       bool
-	Stack       []byte
-	Goexit      bool
+// inChildren is the scan runner of the process backend: the worker
+// children of package workerproc, one per worker.
+type inChildren struct {
+	e    *Engine
+	pool *workerproc.Pool
 }
 
-func toWireError(err error) *wireError {
+func (r inChildren) local() bool { return false }
+
+func (r inChildren) start(ctx context.Context, gen *generation) error {
+	slots := make([]*workerproc.Slot, len(r.e.workers))
+	for i, w := range r.e.workers {
+		slots[i] = &w.slot
+	}
+	if err := r.pool.StartAll(ctx, slots, gen.child); err != nil {
+		return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
+	}
+	return nil
+}
+
+// scan runs the scan of a in w's child (see workerproc.Pool.Scan).
+func (r inChildren) scan(ctx context.Context, w *worker, gen *generation, a Artifact) (Analysis, error) {
+	wa := workerproc.Artifact{Type: string(a.Type), URI: a.URI, SHA256: a.SHA256, Size: a.Size, MIMEType: a.MIMEType}
+	if a.content == nil {
+		return Analysis{}, errNoContent
+	}
+	if path, ok := a.content.File(); ok { // a local file, or the temp file it spilled to
+		wa.Path = path
+	} else {
+		data, err := a.content.View(a.Size)
+		if err != nil {
+			return Analysis{}, err
+		}
+		wa.Data = data
+	}
+	res, err := r.pool.Scan(ctx, &w.slot, gen.child, wa)
+	switch {
+	case errors.Is(err, ErrWorkerDied), errors.Is(err, pipeline.ErrAbandoned):
+		return Analysis{}, err
+	case err != nil:
+		return Analysis{}, kind(ErrSetup, err)
+	case res.Err != nil:
+		return Analysis{}, remoteErr(res.Err)
+	}
+	var out Analysis
+	if err := json.Unmarshal(res.Analysis, &out); err != nil {
+		return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
+	}
+	return out, nil
+}
+
+func (r inChildren) stop(ctx context.Context) []error {
+	slots := make([]*workerproc.Slot, len(r.e.workers))
+	for i, w := range r.e.workers {
+		slots[i] = &w.slot
+	}
+	r.pool.Stop(ctx, slots) // each child runs its own WorkerTeardown
+	return nil
+}
+
+// childGeneration is how children are set up with env: its snapshot and,
+// unless the sandbox is off, the policy of their sandbox.
+func (e *Engine) childGeneration(env *Env) (*workerproc.Generation, error) {
+	snap, err := env.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(snap); err != nil {
+		return nil, err
+	}
+	g := &workerproc.Generation{Env: buf.Bytes()}
+	if !e.cfg.process.Sandbox.Off {
+		if g.Policy, g.Allow, err = e.sandboxPolicy(env); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// toWireError is err as it crosses back from a child.
+func toWireError(err error) *workerproc.Error {
 	if err == nil {
 		return nil
 	}
-	w := &wireError{Message: err.Error(), Unsupported: errors.Is(err, ErrUnsupported),
+	w := &workerproc.Error{Message: err.Error(), Unsupported: errors.Is(err, ErrUnsupported),
 		Encrypted: errors.Is(err, ErrEncrypted), Goexit: errors.Is(err, pipeline.ErrGoexit)}
 	if pe, ok := errors.AsType[*PanicError](err); ok {
 		w.Panic, w.Stack, w.Message = true, pe.Stack, fmt.Sprint(pe.Value)
@@ -156,12 +192,10 @@ func toWireError(err error) *wireError {
 	return w
 }
 
-// err rebuilds an error that the engine classifies as it would the
+// remoteErr rebuilds an error that the engine classifies as it would the
 // original: the special results, panics with their stack, Goexit.
-func (w *wireError) err() error {
+func remoteErr(w *workerproc.Error) error {
 	switch {
-	case w == nil:
-		return nil
 	case w.Panic:
 		return &PanicError{Value: w.Message, Stack: w.Stack}
 	case w.Goexit:
@@ -183,370 +217,87 @@ type remoteError struct {
 func (e remoteError) Error() string { return e.msg }
 func (e remoteError) Unwrap() error { return e.kind }
 
-// childWorker is a worker's child process. Only the goroutine holding its
-// worker uses it, and reads its messages itself: no goroutine of ours
-// stands between the child's reply and the bounty waiting for it.
-type childWorker struct {
-	p       *child.Process
-	gen     *generation   // the Env it was given
-	sandbox *sandboxChild // nil: not sandboxed
-	tasks   int
-	lastID  uint64
+// childSide is a worker child's side of the engine (workerproc.Handler).
+type childSide struct {
+	e    *Engine
+	w    *worker
+	wenv *Env // the worker's Env, once set up
 }
 
-// children is the process backend's side of the Engine.
-type children struct {
-	cfg     ProcessConfig
-	wg      sync.WaitGroup // replacements starting, children retiring
-	sandbox sandboxState
+// takeOverAsChild serves the parent when this process is a worker child of
+// the engine named e.cfg.name (see WithProcessWorkers), and then exits; it
+// returns at once otherwise. Its logs go to stderr as JSON records, which
+// the parent logs with the child's pid.
+func (e *Engine) takeOverAsChild() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lowestLevel(e.cfg.logger)}))
+	if code, ok := workerproc.Serve(e.cfg.name, &childSide{e: e, w: &worker{id: os.Getpid()}}, log, ErrTimeout); ok {
+		os.Exit(code)
+	}
 }
 
-// startChild starts a child for w and waits until it is set up (or ctx
-// ends: the child is then killed).
-func (e *Engine) startChild(ctx context.Context, w *worker) (*childWorker, error) {
-	pc := e.procs.cfg
-	timeout := pc.StartTimeout
-	if timeout <= 0 {
-		timeout = DefaultChildStartTimeout
+func (c *childSide) Setup(data []byte, temp string) error {
+	var snap envSnapshot
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
+		return fmt.Errorf("the engine's Env: %w", err)
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("did not set up within %v", timeout))
-	defer cancel()
-	e.envs.mu.Lock()
-	gen := e.envs.current
-	e.envs.mu.Unlock()
-	cfg := child.Config{Name: e.cfg.name, Args: pc.Args, Env: pc.Env, Output: e.childOutput}
-	sb, err := e.prepareSandbox(gen)
+	env, err := snap.env()
 	if err != nil {
-		return nil, fmt.Errorf("worker %d: %w", w.id, err)
+		return fmt.Errorf("the engine's Env: %w", err)
 	}
-	var hello *sandboxHello
-	if sb != nil {
-		cfg.Env, cfg.Environ, cfg.Credential, hello = nil, sb.environ, sb.cred, sb.hello
-		cfg.Cleanup = sb.cleanup
+	c.e.cfg.logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lowestLevel(c.e.cfg.logger)}))
+	env.logger = c.e.cfg.logger
+	if temp != "" {
+		env.dirs.Temp = temp
 	}
-	p, err := child.Start(cfg)
-	if err != nil {
-		if sb != nil {
-			sb.cleanup()
+	c.e.env.Store(&env)
+	c.wenv, err = c.e.workerEnv(context.Background(), c.w, &env)
+	return err
+}
+
+func (c *childSide) Scan(ctx context.Context, wa workerproc.Artifact) workerproc.Result {
+	var content *fetch.Content
+	if wa.Path != "" {
+		var err error
+		if content, err = fetch.FromFile(wa.Path, wa.Size, wa.SHA256); err != nil {
+			return workerproc.Result{Err: toWireError(err)}
 		}
-		return nil, err
-	}
-	if err := sb.started(p.Pid()); err != nil {
-		p.Kill()
-		_ = p.Wait()
-		return nil, fmt.Errorf("worker %d: %w", w.id, err)
-	}
-	cw := &childWorker{p: p, gen: gen, sandbox: sb}
-	defer context.AfterFunc(ctx, p.Kill)()
-	var m fromChild
-	err = p.Send(toChild{Hello: &childHello{Env: gen.snapshot, Sandbox: hello}})
-	if err == nil {
-		err = p.Recv(&m)
-	}
-	switch {
-	case err == nil && m.Ready == nil:
-		err = errors.New("its first message is not Ready")
-	case err == nil && m.Ready.Err != "":
-		_ = p.CloseInput()
-		_ = p.Wait()
-		return nil, fmt.Errorf("worker %d: child %d: %s", w.id, p.Pid(), m.Ready.Err)
-	case err == nil:
-		e.cfg.logger.Debug("worker child ready", "worker", w.id, "child_pid", p.Pid())
-		e.logSandbox(sb, m.Ready.Sandbox)
-		return cw, nil
-	}
-	if ctx.Err() != nil {
-		err = context.Cause(ctx)
 	} else {
-		err = cw.ended(err)
+		content = fetch.FromBytes(wa.Data)
 	}
-	p.Kill()
-	_ = p.Wait()
-	return nil, fmt.Errorf("worker %d: child %d did not start: %w", w.id, p.Pid(), err)
+	a := Artifact{Type: ArtifactType(wa.Type), URI: wa.URI, SHA256: wa.SHA256, Size: wa.Size, MIMEType: wa.MIMEType, content: content}
+	defer a.Close()
+	// A panic becomes an error; a scan that ignores its ctx is the
+	// parent's to end, by killing this process.
+	var out Analysis
+	err := protect(func() (err error) { out, err = c.e.scanner.Scan(ctx, *c.wenv, a); return err })
+	if err != nil {
+		return workerproc.Result{Err: toWireError(err)}
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return workerproc.Result{Err: toWireError(err)}
+	}
+	return workerproc.Result{Analysis: data}
 }
 
-// ended says how cw's child ended, after a Send or Recv failed with err:
-// its exit status or signal, or the bad message.
-func (cw *childWorker) ended(err error) error {
-	if !child.IsGone(err) { // a message we cannot read: no more trust
-		cw.p.Kill()
-		_ = cw.p.Wait()
-		return fmt.Errorf("child %d: bad message: %w", cw.p.Pid(), err)
-	}
-	if werr := cw.p.Wait(); werr != nil {
-		return werr
-	}
-	return fmt.Errorf("child %d exited", cw.p.Pid())
-}
-
-// childOutput logs a line a child wrote: its log records (JSON, see
-// serveChild) at their own level with their attributes, anything else as
-// it is; each with the child's pid.
-func (e *Engine) childOutput(pid int, line string) {
-	log := e.cfg.logger
-	var rec map[string]any
-	if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &rec) == nil {
-		var level slog.Level
-		if s, ok := rec[slog.LevelKey].(string); ok {
-			_ = level.UnmarshalText([]byte(s))
-		}
-		msg, _ := rec[slog.MessageKey].(string)
-		attrs := []any{"child_pid", pid}
-		for k, v := range rec {
-			if k != slog.LevelKey && k != slog.MessageKey && k != slog.TimeKey {
-				attrs = append(attrs, k, v)
-			}
-		}
-		log.Log(context.Background(), level, msg, attrs...)
+func (c *childSide) Teardown() {
+	t, ok := c.e.orig.(WorkerTeardown)
+	if !ok || c.wenv == nil {
 		return
 	}
-	log.Warn("worker child output", "child_pid", pid, "line", line)
-}
-
-// childFor returns w's child, starting one when it has none.
-func (e *Engine) childFor(ctx context.Context, w *worker) (*childWorker, error) {
-	if w.next != nil { // a replacement is starting
-		r := <-w.next
-		w.next = nil
-		w.child = r.cw
-		if r.err != nil {
-			e.cfg.logger.WarnContext(ctx, "a replacement worker child failed to start; trying again", "worker", w.id, "err", r.err)
-		}
-	}
-	if w.child == nil {
-		cw, err := e.startChild(ctx, w)
-		if err != nil {
-			return nil, kind(ErrSetup, err)
-		}
-		w.child = cw
-	}
-	return w.child, nil
-}
-
-type started struct {
-	cw  *childWorker
-	err error
-}
-
-// replaceChild forgets w's child, which has ended or is being retired, and
-// starts its replacement in the background, so that it is ready (or
-// nearly) when w's next bounty comes.
-func (e *Engine) replaceChild(w *worker, reason string) {
-	e.tel.childRestarts.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
-	w.child = nil
-	if e.hard.Err() != nil || e.intake.Err() != nil && e.ownBroker == nil {
-		return // shutting down: the next use, if any, starts one
-	}
-	next := make(chan started, 1)
-	w.next = next
-	e.procs.wg.Go(func() {
-		cw, err := e.startChild(e.hard, w)
-		next <- started{cw, err}
-	})
-}
-
-// retireChild ends cw gracefully (its WorkerTeardown runs) in the
-// background, killing it if it does not exit in time.
-func (e *Engine) retireChild(cw *childWorker, why string) {
-	e.cfg.logger.Debug("retiring worker child", "child_pid", cw.p.Pid(), "why", why)
-	_ = cw.p.CloseInput()
-	e.procs.wg.Go(func() {
-		t := time.NewTimer(30 * time.Second)
-		defer t.Stop()
-		select {
-		case <-cw.p.Exited():
-		case <-t.C:
-			cw.p.Kill()
-		}
-		_ = cw.p.Wait()
-	})
-}
-
-// scanInChild runs the scan of a in w's child. It returns the child's
-// result; when the child dies, an error wrapping ErrWorkerDied; when ctx
-// ends, the child is asked to cancel the scan and gets ScanGrace to return,
-// after which its process group is killed and the error wraps
-// pipeline.ErrAbandoned. A dead or killed child is replaced.
-func (e *Engine) scanInChild(ctx context.Context, w *worker, a Artifact) (Analysis, error) {
-	cw, err := e.childFor(ctx, w)
-	if err != nil {
-		return Analysis{}, err
-	}
-	select {
-	case <-cw.p.Exited(): // died while idle
-		e.replaceChild(w, "died")
-		if cw, err = e.childFor(ctx, w); err != nil {
-			return Analysis{}, err
-		}
-	default:
-	}
-	if !e.envs.currentIs(cw.gen) { // an update replaced its Env
-		e.retireChild(cw, "an update replaced its Env")
-		w.child = nil
-		if cw, err = e.childFor(ctx, w); err != nil {
-			return Analysis{}, err
-		}
-	}
-	req, err := wireArtifactOf(a)
-	if err != nil {
-		return Analysis{}, err
-	}
-	unstage, err := cw.stageArtifact(&req)
-	if err != nil {
-		return Analysis{}, err
-	}
-	defer unstage()
-	cw.lastID++
-	id := cw.lastID
-	deadline, _ := ctx.Deadline()
-
-	// Why the child was killed, if it was: set before the kill.
-	var killed atomic.Pointer[error]
-	kill := func(why error) {
-		if killed.CompareAndSwap(nil, &why) {
-			cw.p.Kill()
-		}
-	}
-	var grace *time.Timer
-	var mu sync.Mutex
-	defer context.AfterFunc(ctx, func() {
-		_ = cw.p.SendControl(toChild{Cancel: id})
-		mu.Lock()
-		defer mu.Unlock()
-		grace = time.AfterFunc(e.grace(), func() {
-			kill(fmt.Errorf("%w: the scan did not return %v after its context ended (%w); its child process was killed",
-				pipeline.ErrAbandoned, e.grace(), context.Cause(ctx)))
-		})
-	})()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if grace != nil {
-			grace.Stop()
-		}
-	}()
-	if max := e.procs.cfg.MaxChildMemory; max > 0 {
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-				if rss, err := cw.p.RSS(); err == nil && rss > max {
-					kill(fmt.Errorf("%w: %w: child %d used %d bytes, over the %d allowed; killed", ErrWorkerDied, ErrMemoryLimit, cw.p.Pid(), rss, max))
-					return
-				}
-			}
-		}()
-	}
-
-	var m fromChild
-	err = cw.p.Send(toChild{Scan: &scanRequest{ID: id, Artifact: req, Deadline: deadline}})
-	for err == nil && (m.Result == nil || m.Result.ID != id) {
-		m = fromChild{}
-		err = cw.p.Recv(&m)
-	}
-	if err != nil {
-		ended := cw.ended(err)
-		if why := killed.Load(); why != nil {
-			e.replaceChild(w, "killed")
-			return Analysis{}, *why
-		}
-		e.replaceChild(w, "died")
-		return Analysis{}, fmt.Errorf("%w during the scan: %w", ErrWorkerDied, ended)
-	}
-	r := m.Result
-	cw.tasks++
-	e.afterChildScan(w, cw)
-	if r.Err != nil {
-		return Analysis{}, r.Err.err()
-	}
-	var out Analysis
-	if err := json.Unmarshal(r.Analysis, &out); err != nil {
-		return Analysis{}, fmt.Errorf("the analysis from the worker child: %w", err)
-	}
-	return out, nil
-}
-
-// afterChildScan retires cw after a scan when it has done its share of
-// tasks or uses too much memory.
-func (e *Engine) afterChildScan(w *worker, cw *childWorker) {
-	pc := e.procs.cfg
-	why := ""
-	if pc.MaxTasksPerChild > 0 && cw.tasks >= pc.MaxTasksPerChild {
-		why = fmt.Sprintf("%d tasks done", cw.tasks)
-	} else if pc.MaxChildMemory > 0 {
-		if rss, err := cw.p.RSS(); err == nil && rss > pc.MaxChildMemory {
-			why = fmt.Sprintf("memory %d bytes over %d", rss, pc.MaxChildMemory)
-		}
-	}
-	if why != "" {
-		e.retireChild(cw, why)
-		e.replaceChild(w, "recycled")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := protect(func() error { return t.TeardownWorker(ctx, *c.wenv) }); err != nil {
+		c.e.cfg.logger.Error("worker teardown", "err", err)
 	}
 }
 
-// wireArtifactOf is how a goes to a child: by the path of the real file
-// holding it (a local file, or the temp file it spilled to), else as bytes.
-func wireArtifactOf(a Artifact) (wireArtifact, error) {
-	w := wireArtifact{Type: a.Type, URI: a.URI, SHA256: a.SHA256, Size: a.Size, MIMEType: a.MIMEType}
-	if a.content == nil {
-		return w, errNoContent
-	}
-	if path, ok := a.content.File(); ok {
-		w.Path = path
-		return w, nil
-	}
-	data, err := a.content.View(a.Size)
-	w.Data = data
-	return w, err
-}
-
-// stopChildren retires every worker's child at shutdown and waits for
-// them (killing those that do not exit by ctx's end).
-func (e *Engine) stopChildren(ctx context.Context) {
-	for _, w := range e.workers {
-		if w.next != nil {
-			r := <-w.next
-			w.next, w.child = nil, r.cw
-		}
-		if w.child != nil {
-			e.retireChild(w.child, "shutdown")
-			w.child = nil
+// lowestLevel is the lowest level l logs.
+func lowestLevel(l *slog.Logger) slog.Level {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if l.Enabled(context.Background(), level) {
+			return level
 		}
 	}
-	done := make(chan struct{})
-	go func() { e.procs.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		<-done // retireChild kills what does not exit within its own bound
-	}
-}
-
-// startChildren starts one child per worker and waits until all are set
-// up.
-func (e *Engine) startChildren(ctx context.Context) error {
-	errs := make([]error, len(e.workers))
-	var wg sync.WaitGroup
-	for i, w := range e.workers {
-		wg.Go(func() { w.child, errs[i] = e.startChild(ctx, w) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, w := range e.workers {
-			if w.child != nil {
-				e.retireChild(w.child, "another child failed to start")
-				w.child = nil
-			}
-		}
-		e.procs.wg.Wait()
-		return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
-	}
-	return nil
+	return slog.LevelError
 }

@@ -18,7 +18,10 @@ import (
 	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -76,7 +79,7 @@ type Engine struct {
 	stopIntake   context.CancelFunc
 	stopHard     context.CancelCauseFunc
 	abandoned    atomic.Int32 // scans walked away from that have not returned
-	procs        *children    // WithProcessWorkers
+	runner       scanRunner   // where scans run: in process, or in children
 	tel          telemetry
 	envs         envs // the Env generations (see Update)
 
@@ -145,8 +148,18 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.intake, e.stopIntake = context.WithCancel(context.Background())
 	e.hard, e.stopHard = context.WithCancelCause(context.Background())
-	if cfg.process != nil {
-		e.procs = &children{cfg: *cfg.process}
+	e.runner = inProcess{e}
+	if pc := cfg.process; pc != nil {
+		e.runner = inChildren{e: e, pool: workerproc.NewPool(workerproc.Config{
+			Name: cfg.name, Args: pc.Args, Env: pc.Env, StartTimeout: pc.StartTimeout,
+			MaxTasks: pc.MaxTasksPerChild, MaxMemory: pc.MaxChildMemory, Grace: e.grace(),
+			Sandbox: workerproc.SandboxConfig{User: pc.Sandbox.User, Procs: pc.Sandbox.MaxProcs},
+			Logger:  cfg.logger,
+			Restarted: func(reason string) {
+				e.tel.childRestarts.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+			},
+			Stopping: func() bool { return e.hard.Err() != nil || e.intake.Err() != nil && e.ownBroker == nil },
+		})}
 	}
 	e.takeOverAsChild()
 	e.tel = e.newTelemetry()
@@ -232,17 +245,13 @@ func (e *Engine) start(ctx context.Context) error {
 		return kind(ErrSetup, fmt.Errorf("describe: %w", err))
 	}
 	env.head = head
-	var snap envSnapshot
-	if e.procs != nil {
-		if snap, err = env.snapshot(); err != nil {
-			return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
-		}
+	gen, err := e.newGeneration(&env)
+	if err != nil {
+		return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
 	}
-	e.setEnv(&env, snap)
-	if e.procs != nil {
-		if err := e.startChildren(ctx); err != nil {
-			return err
-		}
+	e.setEnv(gen)
+	if err := e.runner.start(ctx, gen); err != nil {
+		return err
 	}
 
 	log.Info("engine started", "engine", e.cfg.name, "workers", e.cfg.workers,
@@ -875,31 +884,12 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	// released.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if e.procs != nil {
-		e.stopChildren(tctx) // each runs its own WorkerTeardown
-	} else if t, ok := e.orig.(WorkerTeardown); ok {
-		for _, w := range e.workers {
-			if !w.ready {
-				continue
-			}
-			var err error
-			if perr := pipeline.Protect(func() { err = t.TeardownWorker(tctx, w.env) }); perr != nil {
-				err = perr
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("worker %d teardown: %w", w.id, err))
-			}
-		}
-	}
+	errs = append(errs, e.runner.stop(tctx)...)
 	e.envs.release.Wait()
 	if n := e.abandoned.Load(); n > 0 {
 		errs = append(errs, fmt.Errorf("psengine: %d scans that ignore their context are still running: each tears down its worker Env when it returns; the engine is not torn down", n))
 	} else if t, ok := e.orig.(EngineTeardown); ok && e.env.Load() != nil {
-		var err error
-		if perr := pipeline.Protect(func() { err = t.TeardownEngine(tctx, e.Env()) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() error { return t.TeardownEngine(tctx, e.Env()) }); err != nil {
 			errs = append(errs, fmt.Errorf("engine teardown: %w", err))
 		}
 	}

@@ -1,19 +1,12 @@
 package psengine
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/user"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
-	"github.com/polyswarm/psengine/child"
 	"github.com/polyswarm/psengine/internal/sandbox"
 )
 
@@ -82,116 +75,20 @@ type SandboxConfig struct {
 	MaxFileSize            int64
 }
 
-// sandboxHello is what a child needs to confine itself.
-type sandboxHello struct {
-	Policy sandbox.Policy
-	Temp   string // the child's temp directory
-}
-
-// sandboxState is the process backend's sandbox: the policy of the
-// current generation's children, made once per generation.
-type sandboxState struct {
-	mu     sync.Mutex
-	gen    *generation
-	policy sandbox.Policy // without the child's own directory
-	allow  []string       // environment names the scanner declared
-	cred   *child.Credential
-	uid    int // -1: the parent's
-	gid    int
-	err    error
-	once   sync.Once
-	logged atomic.Bool
-}
-
-// sandboxChild is the sandbox of one child about to start.
-type sandboxChild struct {
-	dir     *sandbox.Dir
-	hello   *sandboxHello
-	environ []string
-	cred    *child.Credential
-	pids    *sandbox.PidsGroup // nil: none could be made (pidsErr says why)
-	pidsErr error
-}
-
-// started puts the child, just started, in its pids cgroup.
-func (sc *sandboxChild) started(pid int) error {
-	if sc == nil || sc.pids == nil {
-		return nil
-	}
-	return sc.pids.Add(pid)
-}
-
-// cleanup removes what the child's sandbox made, once it has exited.
-func (sc *sandboxChild) cleanup() {
-	if sc.pids != nil {
-		_ = sc.pids.Remove()
-	}
-	_ = sc.dir.Remove()
-}
-
-// prepareSandbox makes the sandbox of a child to start with gen's Env: its
-// private directory, environment and policy. nil when the sandbox is off.
-func (e *Engine) prepareSandbox(gen *generation) (*sandboxChild, error) {
-	pc := e.procs.cfg
-	if pc.Sandbox.Off {
-		return nil, nil
-	}
-	s := &e.procs.sandbox
-	s.once.Do(func() { s.uid, s.gid, s.cred, s.err = sandboxUser(pc.Sandbox.User) })
-	if s.err != nil {
-		return nil, s.err
-	}
-	policy, allow, err := e.sandboxPolicy(gen)
-	if err != nil {
-		return nil, err
-	}
-	// The child's temp directory goes where its TMPDIR would have been.
-	env := append(os.Environ(), pc.Env...)
-	parent := lastValue(env, "TMPDIR")
-	prefix := lastValue(env, "TMPPREFIX")
-	if prefix == "" {
-		prefix = e.cfg.name + "-"
-	}
-	dir, err := sandbox.NewDir(parent, prefix, s.uid, s.gid)
-	if err != nil {
-		return nil, err
-	}
-	policy.Read = append(policy.Read, dir.In)
-	policy.Write = append(policy.Write, dir.Temp)
-	sc := &sandboxChild{
-		dir:     dir,
-		hello:   &sandboxHello{Policy: policy, Temp: dir.Temp},
-		environ: sandbox.Environ(os.Environ(), allow, append(slices.Clone(pc.Env), "TMPDIR="+dir.Temp)),
-		cred:    s.cred,
-	}
-	procs := pc.Sandbox.MaxProcs
-	if procs == 0 {
-		procs = sandbox.DefaultProcs
-	}
-	sc.pids, sc.pidsErr = sandbox.NewPidsGroup(procs)
-	return sc, nil
-}
-
-// sandboxPolicy is the policy of gen's children (but their own
-// directory), and the environment names the scanner declared.
-func (e *Engine) sandboxPolicy(gen *generation) (sandbox.Policy, []string, error) {
-	s := &e.procs.sandbox
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gen == gen {
-		return clonePolicy(s.policy), s.allow, nil
-	}
+// sandboxPolicy is the policy of the children set up with env (but their
+// own directory), and the environment names the scanner declared.
+func (e *Engine) sandboxPolicy(env *Env) (*sandbox.Policy, []string, error) {
 	var needs SandboxNeeds
 	if d, ok := e.orig.(SandboxDeclarer); ok {
-		needs = d.SandboxNeeds(*gen.env)
+		needs = d.SandboxNeeds(*env)
 	}
-	sc := e.procs.cfg.Sandbox
+	sc := e.cfg.process.Sandbox
 	p := sandbox.Policy{
 		Read:   sandbox.SystemReadPaths(),
 		Write:  append(sandbox.SystemWritePaths(), needs.Write...),
 		Limits: sandbox.Limits{FileSize: sc.MaxFileSize, OpenFiles: sc.MaxOpenFiles, Procs: sc.MaxProcs},
 	}
-	dirs := gen.env.Dirs()
+	dirs := env.Dirs()
 	for _, d := range []string{dirs.Data, dirs.Config, dirs.Cache, dirs.Bin, dirs.Lib} {
 		if d != "" {
 			p.Read = append(p.Read, d)
@@ -203,17 +100,10 @@ func (e *Engine) sandboxPolicy(gen *generation) (sandbox.Policy, []string, error
 	}
 	for _, addr := range needs.Dial {
 		if err := addDial(&p, addr); err != nil {
-			return sandbox.Policy{}, nil, fmt.Errorf("sandbox: the scanner's SandboxNeeds: %w", err)
+			return nil, nil, fmt.Errorf("sandbox: the scanner's SandboxNeeds: %w", err)
 		}
 	}
-	s.gen, s.policy, s.allow = gen, p, needs.Env
-	return clonePolicy(p), needs.Env, nil
-}
-
-func clonePolicy(p sandbox.Policy) sandbox.Policy {
-	p.Read, p.Write = slices.Clone(p.Read), slices.Clone(p.Write)
-	p.Unix, p.TCP = slices.Clone(p.Unix), slices.Clone(p.TCP)
-	return p
+	return &p, needs.Env, nil
 }
 
 // addDial allows p to connect to addr: "unix:PATH", "tcp:HOST:PORT" or
@@ -236,103 +126,4 @@ func addDial(p *sandbox.Policy, addr string) error {
 	}
 	p.TCP = append(p.TCP, uint16(n))
 	return nil
-}
-
-// sandboxUser resolves SandboxConfig.User: -1 and no credential when
-// empty.
-func sandboxUser(name string) (uid, gid int, cred *child.Credential, err error) {
-	if name == "" {
-		return -1, -1, nil, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		var uerr error
-		if u, uerr = user.LookupId(name); uerr != nil {
-			return 0, 0, nil, fmt.Errorf("sandbox user %q: %w", name, err)
-		}
-	}
-	uid, err = strconv.Atoi(u.Uid)
-	if err == nil {
-		gid, err = strconv.Atoi(u.Gid)
-	}
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("sandbox user %q: %w", name, err)
-	}
-	if os.Geteuid() != 0 {
-		return 0, 0, nil, fmt.Errorf("sandbox user %q: the engine must run as root to start children as another user", name)
-	}
-	if uid == 0 {
-		return 0, 0, nil, fmt.Errorf("sandbox user %q: is root", name)
-	}
-	return uid, gid, &child.Credential{UID: uint32(uid), GID: uint32(gid)}, nil
-}
-
-// lastValue is the value of the last name=... in env.
-func lastValue(env []string, name string) string {
-	for _, kv := range slices.Backward(env) {
-		if v, ok := strings.CutPrefix(kv, name+"="); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// logSandbox logs, once, what a child reported in force.
-func (e *Engine) logSandbox(sc *sandboxChild, r *sandbox.Report) {
-	s := &e.procs.sandbox
-	if sc == nil || r == nil || s.logged.Swap(true) {
-		return
-	}
-	names := []string{}
-	for _, kv := range sc.environ {
-		name, _, _ := strings.Cut(kv, "=")
-		names = append(names, name)
-	}
-	attrs := append([]any{"environment", strings.Join(names, " ")}, r.Attrs()...)
-	if sc.pids != nil {
-		attrs = append(attrs, "pids_cgroup", fmt.Sprintf("at most %d tasks per child (%s)", e.procsLimit(), filepath.Dir(sc.pids.Dir)))
-	} else {
-		attrs = append(attrs, "pids_cgroup", fmt.Sprintf("unavailable (%v)", sc.pidsErr))
-	}
-	e.cfg.logger.Info("worker children are sandboxed", attrs...)
-}
-
-// procsLimit is the children's task limit.
-func (e *Engine) procsLimit() uint64 {
-	if n := e.procs.cfg.Sandbox.MaxProcs; n > 0 {
-		return n
-	}
-	return sandbox.DefaultProcs
-}
-
-// enterSandbox confines this worker child as the parent said (see
-// sandbox.Apply), and makes its temp directory the Env's.
-func enterSandbox(h *sandboxHello, env *Env) (*sandbox.Report, error) {
-	if h == nil {
-		return nil, nil
-	}
-	r, err := sandbox.Apply(h.Policy)
-	if err != nil {
-		return nil, err
-	}
-	env.dirs.Temp = h.Temp
-	return &r, nil
-}
-
-// errSandboxPath is returned for a scan whose artifact could not be
-// staged for a sandboxed child.
-var errSandboxPath = errors.New("psengine: staging the artifact for the sandboxed child")
-
-// stageArtifact makes req's file readable by cw's sandboxed child; the
-// returned function undoes it.
-func (cw *childWorker) stageArtifact(req *wireArtifact) (func(), error) {
-	if cw.sandbox == nil || req.Path == "" {
-		return func() {}, nil
-	}
-	staged, release, err := cw.sandbox.dir.Stage(filepath.Clean(req.Path))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errSandboxPath, err)
-	}
-	req.Path = staged
-	return release, nil
 }

@@ -124,7 +124,7 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 		s.gen = e.acquireEnv()
 		return s, nil
 	}
-	if e.procs == nil && f.job != nil {
+	if e.runner.local() && f.job != nil {
 		// Marked before it takes a worker: no fsync holds a worker. A
 		// bounded number of jobs are marked at once (maxMarked), so that
 		// a process death makes few suspects.
@@ -142,20 +142,9 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 	s.gen = e.acquireEnv()
 	var a Analysis
 	err = e.tel.step(ctx, "scan", func(ctx context.Context) error {
-		env := s.gen.env
-		if e.procs == nil { // with the process backend, workers set up in their children
-			var err error
-			if env, err = e.workerEnv(ctx, w, s.gen.env); err != nil {
-				return err
-			}
-		}
 		start := time.Now()
 		var err error
-		if e.procs != nil {
-			a, err = e.scanInChild(ctx, w, f.artifact)
-		} else {
-			a, err = e.scan(ctx, w, *env, f.artifact, s.gen)
-		}
+		a, err = e.runner.scan(ctx, w, s.gen, f.artifact)
 		e.tel.scanned(ctx, time.Since(start))
 		return err
 	})

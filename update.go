@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
 )
 
@@ -81,9 +82,22 @@ func (e *Engine) Ready(ctx context.Context) error {
 // last bounty to end) releases it. One atomic decrement decides, so a
 // generation is released exactly once and never while a bounty uses it.
 type generation struct {
-	env      *Env
-	snapshot envSnapshot // for children (process backend)
-	refs     atomic.Int64
+	env   *Env
+	child *workerproc.Generation // how children are set up with it (process backend)
+	refs  atomic.Int64
+}
+
+// newGeneration makes the generation of env, ready for children when the
+// scans run in them.
+func (e *Engine) newGeneration(env *Env) (*generation, error) {
+	g := &generation{env: env}
+	if !e.runner.local() {
+		var err error
+		if g.child, err = e.childGeneration(env); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 // envs holds the current generation.
@@ -101,17 +115,16 @@ func (v *envs) currentIs(g *generation) bool {
 	return v.current == g
 }
 
-// setEnv makes env the current generation (at Start, and by Update) and
+// setEnv makes g the current generation (at Start, and by Update) and
 // drops the replaced generation's own reference: it returns that
 // generation when this left it unused (the caller releases it), else nil
 // (its last bounty releases it).
-func (e *Engine) setEnv(env *Env, snap envSnapshot) (unused *generation) {
-	g := &generation{env: env, snapshot: snap}
+func (e *Engine) setEnv(g *generation) (unused *generation) {
 	g.refs.Store(1)
 	e.envs.mu.Lock()
 	old := e.envs.current
 	e.envs.current = g
-	e.env.Store(env)
+	e.env.Store(g.env)
 	e.envs.mu.Unlock()
 	if old != nil && old.refs.Add(-1) == 0 {
 		return old
@@ -210,22 +223,17 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 		return fmt.Errorf("psengine: update: the candidate's head: %w", err)
 	}
 	if t, ok := e.orig.(SelfTester); ok {
-		if perr := pipeline.Protect(func() { err = t.SelfTest(ctx, next) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err = protect(func() error { return t.SelfTest(ctx, next) }); err != nil {
 			e.retireEnv(&next, "a failed update")
 			return fmt.Errorf("psengine: update: the candidate failed its self-test: %w", err)
 		}
 	}
-	var snap envSnapshot
-	if e.procs != nil {
-		if snap, err = next.snapshot(); err != nil {
-			e.retireEnv(&next, "a failed update")
-			return fmt.Errorf("psengine: update: %w", err)
-		}
+	gen, err := e.newGeneration(&next)
+	if err != nil {
+		e.retireEnv(&next, "a failed update")
+		return fmt.Errorf("psengine: update: %w", err)
 	}
-	if old := e.setEnv(&next, snap); old != nil {
+	if old := e.setEnv(gen); old != nil {
 		e.retireEnv(old.env, "replaced by an update")
 	}
 	log.InfoContext(ctx, "definitions updated", "signatures_version", next.head.Scanner.SignaturesVersion,

@@ -36,7 +36,7 @@ func TestGenerationReleasedOnce(t *testing.T) {
 	c := &releaseCounter{released: map[int]int{}}
 	e := New(c)
 	first := generationID.With(Env{}, 0)
-	e.setEnv(&first, envSnapshot{})
+	e.setEnv(&generation{env: &first})
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for range 2 * runtime.GOMAXPROCS(0) {
@@ -51,7 +51,7 @@ func TestGenerationReleasedOnce(t *testing.T) {
 	swaps := 0
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); swaps++ {
 		env := generationID.With(Env{}, swaps+1)
-		if old := e.setEnv(&env, envSnapshot{}); old != nil {
+		if old := e.setEnv(&generation{env: &env}); old != nil {
 			e.retireEnv(old.env, "replaced")
 		}
 	}

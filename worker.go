@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
 )
 
@@ -28,10 +29,51 @@ type worker struct {
 	base  *Env // the engine Env it was built on
 	ready bool
 
-	// With the process backend: the worker's child, or the replacement
-	// being started.
-	child *childWorker
-	next  chan started
+	slot workerproc.Slot // with the process backend: the worker's child
+}
+
+// scanRunner is where scans run, one seam: in this process (inProcess) or
+// in worker children (inChildren, the process backend). start runs once at
+// the engine's start with its first generation, stop once at its end.
+type scanRunner interface {
+	local() bool // scans run in this process: a process death is a scan's
+	start(ctx context.Context, gen *generation) error
+	scan(ctx context.Context, w *worker, gen *generation, a Artifact) (Analysis, error)
+	stop(ctx context.Context) []error
+}
+
+// inProcess is the scan runner of scans in this process: each worker has
+// its own Env (WorkerSetup), and a scan runs on a goroutine of its own
+// (see Engine.scan).
+type inProcess struct{ e *Engine }
+
+func (r inProcess) local() bool                              { return true }
+func (r inProcess) start(context.Context, *generation) error { return nil }
+
+func (r inProcess) scan(ctx context.Context, w *worker, gen *generation, a Artifact) (Analysis, error) {
+	env, err := r.e.workerEnv(ctx, w, gen.env)
+	if err != nil {
+		return Analysis{}, err
+	}
+	return r.e.scan(ctx, w, *env, a, gen)
+}
+
+// stop tears the workers' Envs down (WorkerTeardown).
+func (r inProcess) stop(ctx context.Context) []error {
+	t, ok := r.e.orig.(WorkerTeardown)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, w := range r.e.workers {
+		if !w.ready {
+			continue
+		}
+		if err := protect(func() error { return t.TeardownWorker(ctx, w.env) }); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d teardown: %w", w.id, err))
+		}
+	}
+	return errs
 }
 
 // takeWorker takes a free worker, waiting for one until ctx ends (then it
@@ -65,11 +107,7 @@ func (e *Engine) workerEnv(ctx context.Context, w *worker, cur *Env) (*Env, erro
 	env := cur.WithLogger(cur.Logger().With("worker", w.id))
 	if s, ok := e.orig.(WorkerSetup); ok {
 		var out Env
-		var err error
-		if perr := pipeline.Protect(func() { out, err = s.SetupWorker(ctx, env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() (err error) { out, err = s.SetupWorker(ctx, env); return err }); err != nil {
 			return nil, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
 		}
 		env = out
@@ -127,11 +165,7 @@ func (e *Engine) retire(env Env) {
 	if t, ok := e.orig.(WorkerTeardown); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		var err error
-		if perr := pipeline.Protect(func() { err = t.TeardownWorker(ctx, env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() error { return t.TeardownWorker(ctx, env) }); err != nil {
 			log.Error("worker teardown after an abandoned scan", "err", err)
 		}
 	}

@@ -34,7 +34,6 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/child"
 )
 
 // Program is one engine's command-line host.
@@ -66,7 +65,7 @@ type Program struct {
 func (p *Program) Main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
-	if _, isChild := child.Marked(); !isChild { // a worker child ends when its parent says
+	if !psengine.IsWorkerChild() { // a worker child ends when its parent says
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		go watchSignals(sigs, cancel, os.Exit)
 	}
@@ -118,7 +117,7 @@ func (e usageError) Error() string { return e.msg }
 // Errors are printed to Stderr as one line each, never as a Go panic trace.
 func (p *Program) Run(ctx context.Context, args []string) int {
 	p.defaults()
-	if _, ok := child.Marked(); ok {
+	if psengine.IsWorkerChild() {
 		// A worker child of this program's process backend: the engine
 		// serves its parent and exits (see psengine.WithProcessWorkers).
 		log, err := p.newLogger(slog.LevelInfo)

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/child"
 )
 
 // ProcessWorkers returns the option that runs an engine's scans in child
@@ -40,7 +39,4 @@ func RunPattern(name string) string {
 // InChild reports whether this process is a worker child started by the
 // process backend (see ProcessWorkers): a test can skip work that only the
 // parent needs.
-func InChild() bool {
-	_, ok := child.Marked()
-	return ok
-}
+func InChild() bool { return psengine.IsWorkerChild() }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine/child"
+	"github.com/polyswarm/psengine/internal/child"
 	"go.uber.org/goleak"
 )
 
