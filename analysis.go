@@ -524,3 +524,8 @@ func ProductName(s string) string {
 	})
 	return strings.Join(words, "-")
 }
+
+// present reports whether a raw value was given and is not null.
+func present(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
+}
