@@ -18,10 +18,9 @@ import (
 	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
+	"github.com/polyswarm/psengine/internal/telemetry"
 	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -80,7 +79,7 @@ type Engine struct {
 	stopHard     context.CancelCauseFunc
 	abandoned    atomic.Int32 // scans walked away from that have not returned
 	runner       scanRunner   // where scans run: in process, or in children
-	tel          telemetry
+	tel          telemetry.Telemetry
 	envs         envs // the Env generations (see Update)
 
 	shutdownOnce sync.Once
@@ -156,7 +155,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 			Sandbox: workerproc.SandboxConfig{User: pc.Sandbox.User, Procs: pc.Sandbox.MaxProcs},
 			Logger:  cfg.logger,
 			Restarted: func(reason string) {
-				e.tel.childRestarts.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+				e.tel.ChildRestarted(reason)
 			},
 			Stopping: func() bool { return e.hard.Err() != nil || e.intake.Err() != nil && e.ownBroker == nil },
 		})}
@@ -527,7 +526,7 @@ func (e *Engine) analyzeLocal(ctx context.Context, t ArtifactType, uri string) R
 		content, mime = fetch.FromBytes([]byte(uri)), URIListType
 	} else {
 		rctx, cancel := e.bountyContext(ctx, e.scanDeadline(now.Add(e.cfg.localTTL), now), true)
-		err := e.tel.step(rctx, "fetch", func(ctx context.Context) error {
+		err := e.tel.Step(rctx, "fetch", func(ctx context.Context) error {
 			if err := acquire(ctx, e.fetches); err != nil {
 				return err
 			}
@@ -542,7 +541,7 @@ func (e *Engine) analyzeLocal(ctx context.Context, t ArtifactType, uri string) R
 			e.finish(ctx, &res)
 			return res
 		}
-		e.tel.fetchBytes.Add(ctx, content.Size())
+		e.tel.Fetched(ctx, content.Size())
 		mime = DetectMIMEType(content.Head())
 	}
 	b = LocalBounty(t, uri, content.SHA256(), mime, now, e.cfg.localTTL)
@@ -556,8 +555,8 @@ func (e *Engine) analyzeLocal(ctx context.Context, t ArtifactType, uri string) R
 // with ctx, unless detach: then only Shutdown giving up ends it (a caller
 // who goes away once the answer is made does not take it away).
 func (e *Engine) process(ctx context.Context, r request, detach bool, accepted time.Time) (res Result) {
-	ctx, span := e.tel.startBounty(ctx, r.bounty)
-	defer func() { e.tel.endBounty(ctx, span, res) }()
+	ctx, span := e.startBounty(ctx, r.bounty)
+	defer func() { e.endBounty(ctx, span, res) }()
 	dctx := ctx
 	if detach {
 		var release func()
@@ -766,8 +765,8 @@ func (e *Engine) lastCall(ctx context.Context, job Job, b Bounty, accepted time.
 // deliverKept delivers an answer made earlier and runs the hooks; why is
 // the error the answer stands for, if any.
 func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted time.Time, why error) (res Result) {
-	ctx, span := e.tel.startBounty(ctx, b)
-	defer func() { e.tel.endBounty(ctx, span, res) }()
+	ctx, span := e.startBounty(ctx, b)
+	defer func() { e.endBounty(ctx, span, res) }()
 	res = Result{Bounty: b, Analysis: a, Answered: true, Err: why}
 	if err := e.deliverStage(ctx, accepted, answered{bounty: b, analysis: a}); err != nil {
 		res.Err = errors.Join(res.Err, err)

@@ -76,7 +76,7 @@ func (e *Engine) fetchStage(ctx context.Context, r request) (fetched, error) {
 	case b.ArtifactType == URLArtifact:
 		r.content, r.mime = fetch.FromBytes([]byte(b.ArtifactURI)), URIListType
 	default:
-		err := e.tel.step(ctx, "fetch", func(ctx context.Context) error {
+		err := e.tel.Step(ctx, "fetch", func(ctx context.Context) error {
 			if err := acquire(ctx, e.fetches); err != nil {
 				return err
 			}
@@ -85,7 +85,7 @@ func (e *Engine) fetchStage(ctx context.Context, r request) (fetched, error) {
 			if err != nil {
 				return err
 			}
-			e.tel.fetchBytes.Add(ctx, c.Size())
+			e.tel.Fetched(ctx, c.Size())
 			r.content = c
 			return nil
 		})
@@ -97,7 +97,7 @@ func (e *Engine) fetchStage(ctx context.Context, r request) (fetched, error) {
 		}
 	}
 	var f fetched
-	_ = e.tel.step(ctx, "identify", func(context.Context) error { f = identify(r); return nil })
+	_ = e.tel.Step(ctx, "identify", func(context.Context) error { f = identify(r); return nil })
 	return f, nil
 }
 
@@ -141,11 +141,11 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 	defer e.giveWorker(w)
 	s.gen = e.acquireEnv()
 	var a Analysis
-	err = e.tel.step(ctx, "scan", func(ctx context.Context) error {
+	err = e.tel.Step(ctx, "scan", func(ctx context.Context) error {
 		start := time.Now()
 		var err error
 		a, err = e.runner.scan(ctx, w, s.gen, f.artifact)
-		e.tel.scanned(ctx, time.Since(start))
+		e.tel.Scanned(ctx, time.Since(start))
 		return err
 	})
 	switch {
@@ -196,7 +196,7 @@ func (e *Engine) answerStage(ctx context.Context, s scanned) (answered, error) {
 		head = s.gen.env.head
 	}
 	out := answered{bounty: s.bounty, err: s.err}
-	err := e.tel.step(ctx, "bid", func(context.Context) error {
+	err := e.tel.Step(ctx, "bid", func(context.Context) error {
 		var err error
 		out.answer, err = e.makeAnswer(s.bounty, s.analysis, head)
 		return err
@@ -276,7 +276,7 @@ func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answer
 	}
 	ctx, cancel := context.WithDeadline(dctx, deadline)
 	defer cancel()
-	err := e.tel.step(ctx, "deliver", func(ctx context.Context) error {
+	err := e.tel.Step(ctx, "deliver", func(ctx context.Context) error {
 		var err error
 		answer := a.answer
 		if answer.encoded == nil { // not made by the answer stage
@@ -293,7 +293,7 @@ func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answer
 			err = fmt.Errorf("%w: the bounty expired", err)
 		}
 	}
-	e.tel.delivered(ctx, err)
+	e.delivered(ctx, err)
 	return kind(ErrDeliver, err)
 }
 

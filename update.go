@@ -8,9 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-
 	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
 )
@@ -206,7 +203,7 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 			result = "failed"
 			log.ErrorContext(ctx, "definitions update failed; the last good definitions keep serving", "err", err)
 		}
-		e.tel.updates.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+		e.tel.Updated(ctx, result)
 	}()
 	cur := e.Env()
 	var next Env
