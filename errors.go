@@ -1,6 +1,7 @@
 package psengine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -86,3 +87,7 @@ func protect(fn func() error) (err error) {
 	}
 	return err
 }
+
+// deadlinePassed reports whether ctx ended at its bounty's deadline (cause
+// ErrTimeout), rather than by a caller, a consumer or Shutdown.
+func deadlinePassed(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrTimeout) }

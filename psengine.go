@@ -229,11 +229,7 @@ func (e *Engine) start(ctx context.Context) error {
 
 	if s, ok := e.orig.(EngineSetup); ok {
 		var out Env
-		var err error
-		if perr := pipeline.Protect(func() { out, err = s.SetupEngine(ctx, env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() (err error) { out, err = s.SetupEngine(ctx, env); return err }); err != nil {
 			return kind(ErrSetup, fmt.Errorf("engine setup: %w", err))
 		}
 		env = out
@@ -607,7 +603,7 @@ func (e *Engine) produce(ctx context.Context, r request) (scanned, error) {
 	if err == nil {
 		s, err = e.scanStage(rctx, f)
 	}
-	if err != nil && rctx.Err() != nil && !errors.Is(context.Cause(rctx), ErrTimeout) {
+	if err != nil && rctx.Err() != nil && !deadlinePassed(rctx) {
 		// The caller, the consumer or Shutdown gave up on this bounty
 		// (not its deadline): no answer, so that a broker hands it to
 		// another worker rather than take an "unknown" for it.
@@ -808,10 +804,7 @@ func (e *Engine) Command(ctx context.Context, name string, args []string) (any, 
 			return nil, err
 		}
 		var out any
-		var err error
-		if perr := pipeline.Protect(func() { out, err = c.Run(ctx, e.Env(), args) }); perr != nil {
-			err = perr
-		}
+		err := protect(func() (err error) { out, err = c.Run(ctx, e.Env(), args); return err })
 		return out, err
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownCommand, name)

@@ -90,8 +90,8 @@ func (e *Engine) fetchStage(ctx context.Context, r request) (fetched, error) {
 			return nil
 		})
 		if err != nil {
-			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) && !errors.Is(err, ErrTimeout) {
-				err = fmt.Errorf("%w: %w", cause, err)
+			if deadlinePassed(ctx) && !errors.Is(err, ErrTimeout) {
+				err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 			}
 			return fetched{request: r}, kind(ErrFetch, err)
 		}
@@ -151,10 +151,10 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 	switch {
 	case err == nil:
 		s.analysis = a
-	case ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrTimeout):
+	case ctx.Err() != nil && !deadlinePassed(ctx):
 		e.releaseEnv(s.gen)
 		return scanned{bounty: f.bounty}, err // given up on: no answer
-	case errors.Is(context.Cause(ctx), ErrTimeout): // the deadline ended it, whatever it says
+	case deadlinePassed(ctx): // the deadline ended it, whatever it says
 		s.err = fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.Is(err, ErrUnsupported), errors.Is(err, ErrEncrypted):
 		s.analysis = answerFor(err)
@@ -277,15 +277,11 @@ func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answer
 	ctx, cancel := context.WithDeadline(dctx, deadline)
 	defer cancel()
 	err := e.tel.Step(ctx, "deliver", func(ctx context.Context) error {
-		var err error
 		answer := a.answer
 		if answer.encoded == nil { // not made by the answer stage
 			answer = NewAnswer(b, a.analysis)
 		}
-		if perr := pipeline.Protect(func() { err = e.cfg.deliverer.Deliver(ctx, b, answer) }); perr != nil {
-			err = perr
-		}
-		return err
+		return protect(func() error { return e.cfg.deliverer.Deliver(ctx, b, answer) })
 	})
 	if err != nil && ctx.Err() != nil && dctx.Err() == nil && !errors.Is(err, ErrPermanent) {
 		err = fmt.Errorf("%w (the delivery window of %v from %s ended it)", err, e.cfg.deliveryWindow, accepted.Format(time.RFC3339))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine/internal/workerproc"
-	"github.com/polyswarm/psengine/pipeline"
 )
 
 // SelfTester checks an Env before it serves: the engine calls it with the
@@ -59,11 +58,7 @@ func (e *Engine) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrNotReady, e.startErr)
 	}
 	if h, ok := e.orig.(HealthChecker); ok {
-		var err error
-		if perr := pipeline.Protect(func() { err = h.CheckHealth(ctx, e.Env()) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() error { return h.CheckHealth(ctx, e.Env()) }); err != nil {
 			return fmt.Errorf("%w: the scanner is not healthy: %w", ErrNotReady, err)
 		}
 	}
@@ -159,11 +154,7 @@ func (e *Engine) retireEnv(env *Env, why string) {
 	e.envs.release.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		var err error
-		if perr := pipeline.Protect(func() { err = r.Release(ctx, *env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() error { return r.Release(ctx, *env) }); err != nil {
 			e.cfg.logger.Error("releasing an Env", "why", why, "err", err)
 		}
 	})
@@ -207,10 +198,7 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 	}()
 	cur := e.Env()
 	var next Env
-	if perr := pipeline.Protect(func() { next, err = u.Update(ctx, cur) }); perr != nil {
-		err = perr
-	}
-	if err != nil {
+	if err = protect(func() (err error) { next, err = u.Update(ctx, cur); return err }); err != nil {
 		return fmt.Errorf("psengine: update: %w", err)
 	}
 	next.name, next.logger = cur.name, cur.logger
@@ -244,11 +232,7 @@ func (e *Engine) head(ctx context.Context, env Env) (Metadata, error) {
 	head := e.cfg.meta
 	if d, ok := e.orig.(Describer); ok {
 		var m Metadata
-		var err error
-		if perr := pipeline.Protect(func() { m, err = d.Describe(ctx, env) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() (err error) { m, err = d.Describe(ctx, env); return err }); err != nil {
 			return Metadata{}, err
 		}
 		head = head.merge(m)

@@ -152,7 +152,9 @@ func (t Telemetry) Delivered(ctx context.Context, result string) {
 }
 
 // Scanned records a scan's duration.
-func (t Telemetry) Scanned(ctx context.Context, d time.Duration) { t.scanDuration.Record(ctx, d.Seconds()) }
+func (t Telemetry) Scanned(ctx context.Context, d time.Duration) {
+	t.scanDuration.Record(ctx, d.Seconds())
+}
 
 // Fetched records artifact bytes fetched.
 func (t Telemetry) Fetched(ctx context.Context, n int64) { t.fetchBytes.Add(ctx, n) }
