@@ -288,7 +288,7 @@ func (c *childSide) Teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := protect(func() error { return t.TeardownWorker(ctx, *c.wenv) }); err != nil {
-		c.e.cfg.logger.Error("worker teardown", "err", err)
+		c.e.cfg.logger.ErrorContext(ctx, "worker teardown", "err", err)
 	}
 }
 

@@ -249,7 +249,7 @@ func (e *Engine) start(ctx context.Context) error {
 		return err
 	}
 
-	log.Info("engine started", "engine", e.cfg.name, "workers", e.cfg.workers,
+	log.InfoContext(ctx, "engine started", "engine", e.cfg.name, "workers", e.cfg.workers,
 		"product", head.Product, "vendor_version", head.Scanner.VendorVersion)
 	if e.ownBroker != nil {
 		e.startOwnConsumers()
@@ -295,7 +295,7 @@ func (e *Engine) startOwnConsumers() {
 	for range e.cfg.inFlight {
 		e.consumers.Go(func() {
 			if err := e.broker.Consume(e.hard, h); err != nil && e.hard.Err() == nil {
-				e.cfg.logger.Error("consumer stopped", "err", err)
+				e.cfg.logger.ErrorContext(e.hard, "consumer stopped", "err", err)
 			}
 		})
 	}

@@ -155,7 +155,7 @@ func (e *Engine) retireEnv(env *Env, why string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := protect(func() error { return r.Release(ctx, *env) }); err != nil {
-			e.cfg.logger.Error("releasing an Env", "why", why, "err", err)
+			e.cfg.logger.ErrorContext(ctx, "releasing an Env", "why", why, "err", err)
 		}
 	})
 }

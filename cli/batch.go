@@ -238,13 +238,13 @@ func (b *batch) resubmit(ctx context.Context, r *pendingReq, res psengine.Result
 	case errors.Is(res.Err, psengine.ErrQueueFull):
 		r.full++
 		if r.full == 1 {
-			b.log.Debug("the queue is full: waiting for room", "artifact", b.ins[r.idx].name)
+			b.log.DebugContext(ctx, "the queue is full: waiting for room", "artifact", b.ins[r.idx].name)
 		}
 		return true
 	case errors.Is(res.Err, psengine.ErrExpired) && b.kind != "bounty" && r.resubmits < expiredResubmits:
 		r.resubmits++
 		r.full = 0
-		b.log.Warn("resubmitting a bounty that expired in the queue before a worker reached it",
+		b.log.WarnContext(ctx, "resubmitting a bounty that expired in the queue before a worker reached it",
 			"artifact", b.ins[r.idx].name, "resubmission", r.resubmits)
 		return true
 	}

@@ -58,7 +58,7 @@ func (p *Program) deadletters(ctx context.Context, args []string) error {
 	}
 	defer func() {
 		if err := closeStore(); err != nil {
-			log.Error("closing the queue", "err", err)
+			log.ErrorContext(ctx, "closing the queue", "err", err)
 		}
 	}()
 	if verb == "list" {
@@ -95,7 +95,7 @@ func (p *Program) deadletters(ctx context.Context, args []string) error {
 // deadLetterStore opens the queue whose dead letters deadletters acts on.
 func (p *Program) deadLetterStore(ctx context.Context, log *slog.Logger, queue string, conns map[string]Connector) (psengine.DeadLetterStore, func() error, error) {
 	if queue == "" || queue == "local" {
-		q, err := p.openIntakeStore(log)
+		q, err := p.openIntakeStore(ctx, log)
 		if errors.Is(err, localq.ErrLocked) {
 			return nil, nil, fmt.Errorf("%w (stop the webhook that holds it first)", err)
 		}

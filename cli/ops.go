@@ -68,7 +68,7 @@ func (p *Program) startOps(ctx context.Context, log *slog.Logger, f *opsFlags) (
 	o.served = make(chan error, 1)
 	go func() { o.served <- o.srv.Serve(ln) }()
 	fmt.Fprintf(p.Stdout, "metrics on http://%s\n", ln.Addr())
-	log.Info("metrics, health and readiness served", "addr", ln.Addr().String(),
+	log.InfoContext(ctx, "metrics, health and readiness served", "addr", ln.Addr().String(),
 		"paths", "/metrics /healthz /readyz")
 	return o, nil
 }
@@ -136,7 +136,7 @@ func (o *ops) follow(ctx context.Context, e *psengine.Engine) (stop func()) {
 		defer close(done)
 		o.updateLoop(ctx, loopCtx, e)
 	}()
-	o.log.Info("definitions are updated periodically", "interval", o.every)
+	o.log.InfoContext(ctx, "definitions are updated periodically", "interval", o.every)
 	return o.stopUpdates
 }
 
@@ -177,7 +177,7 @@ func (o *ops) updateLoop(sigCtx, loopCtx context.Context, e *psengine.Engine) {
 		start := time.Now()
 		err := e.Update(ctx)
 		cancel()
-		o.log.Debug("definitions update", "took", time.Since(start).Round(time.Millisecond), "ok", err == nil)
+		o.log.DebugContext(ctx, "definitions update", "took", time.Since(start).Round(time.Millisecond), "ok", err == nil)
 	}
 }
 
@@ -202,13 +202,13 @@ func (o *ops) close() {
 	defer cancel()
 	if o.srv != nil {
 		if err := o.srv.Shutdown(ctx); err != nil {
-			o.log.Warn("stopping the metrics server", "err", err)
+			o.log.WarnContext(ctx, "stopping the metrics server", "err", err)
 		}
 		if err := <-o.served; !errors.Is(err, http.ErrServerClosed) {
-			o.log.Error("the metrics server failed", "err", err)
+			o.log.ErrorContext(ctx, "the metrics server failed", "err", err)
 		}
 	}
 	if err := o.tel.shutdown(ctx); err != nil {
-		o.log.Warn("stopping telemetry", "err", err)
+		o.log.WarnContext(ctx, "stopping telemetry", "err", err)
 	}
 }

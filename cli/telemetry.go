@@ -105,7 +105,7 @@ func (p *Program) newTelemetry(ctx context.Context, log *slog.Logger, f *opsFlag
 		}
 		// A partial resource is still usable; the error says which
 		// variable was malformed.
-		log.Warn("telemetry resource", "err", err)
+		log.WarnContext(ctx, "telemetry resource", "err", err)
 	}
 	if f.metricsAddr != "" {
 		t.registry = prometheus.NewRegistry()

@@ -111,10 +111,10 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return err
 	}
 	if *secretFlag != "" {
-		log.Warn("the webhook secret was given with --secret: every user of this machine can read it in the process list (ps); use --secret-file or PSENGINE_WEBHOOK_SECRET")
+		log.WarnContext(ctx, "the webhook secret was given with --secret: every user of this machine can read it in the process list (ps); use --secret-file or PSENGINE_WEBHOOK_SECRET")
 	}
 	if secret == "" && everyInterface(*addr) {
-		log.Warn("unauthenticated requests (--insecure) are taken on every interface (--addr " + *addr + ")")
+		log.WarnContext(ctx, "unauthenticated requests (--insecure) are taken on every interface (--addr "+*addr+")")
 	}
 	if queue == "local" {
 		if err := p.checkDirs(); err != nil {
@@ -146,7 +146,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		err = errors.Join(err, stop(context.WithoutCancel(ctx)))
 	}
 	if err == nil {
-		log.Info("stopped")
+		log.InfoContext(ctx, "stopped")
 	}
 	return err
 }
@@ -186,15 +186,15 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 	policy.PublicOnly = !allowPrivate
 	opts := append([]psengine.Option{psengine.WithWorkers(workers)}, runOpts...)
 	if allowPrivate {
-		log.Warn("bounties may reference artifacts and response URLs on private addresses (--allow-private)")
+		log.WarnContext(ctx, "bounties may reference artifacts and response URLs on private addresses (--allow-private)")
 	} else {
 		opts = append(opts, psengine.WithDeliverer(psengine.HTTPDeliverer(&deliver.Client{PublicOnly: true, Logger: log})))
 	}
 	if allowFile {
 		policy.Allow = append(policy.Allow, "file")
-		log.Warn("bounties may reference local files (--allow-file)")
+		log.WarnContext(ctx, "bounties may reference local files (--allow-file)")
 	}
-	q, err := p.openIntakeStore(log)
+	q, err := p.openIntakeStore(ctx, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,7 +217,7 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 			errs = append(errs, fmt.Errorf("stopping the engine: %w", err))
 		}
 		if ctx.Err() != nil {
-			log.Warn("drain deadline passed: the bounties in progress stay recorded for the next start")
+			log.WarnContext(ctx, "drain deadline passed: the bounties in progress stay recorded for the next start")
 		}
 		if err := <-served; err != nil {
 			errs = append(errs, err)
@@ -228,10 +228,10 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 			errs = append(errs, err)
 		} else if len(left) > 0 {
 			for _, job := range left {
-				log.Info("bounty left recorded: it is answered at the next start", "bounty", job.Bounty.ID.String(),
+				log.InfoContext(ctx, "bounty left recorded: it is answered at the next start", "bounty", job.Bounty.ID.String(),
 					"job", job.ID, "attempt", job.Attempt, "answered", job.Answer != nil, "expiration", job.Bounty.Expiration)
 			}
-			log.Warn("bounties left recorded for the next start", "count", len(left))
+			log.WarnContext(ctx, "bounties left recorded for the next start", "count", len(left))
 		}
 		if err := q.Release(); err != nil {
 			errs = append(errs, fmt.Errorf("closing the intake store: %w", err))
@@ -266,13 +266,13 @@ func withoutCause(err error, ctx context.Context) error {
 
 // openIntakeStore opens the durable intake store in the engine's state
 // directory and logs what an earlier run left in it.
-func (p *Program) openIntakeStore(log *slog.Logger) (*localq.Broker, error) {
+func (p *Program) openIntakeStore(ctx context.Context, log *slog.Logger) (*localq.Broker, error) {
 	dirs, warnings, err := envdirs.Resolve(p.Name, p.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: the engine's state directory: %w", err)
 	}
 	for _, w := range warnings {
-		log.Warn(w)
+		log.WarnContext(ctx, w)
 	}
 	path := filepath.Join(dirs.State, localq.DefaultFile)
 	q, err := localq.Open(path, localq.Config{Logger: log})
@@ -280,9 +280,9 @@ func (p *Program) openIntakeStore(log *slog.Logger) (*localq.Broker, error) {
 		return nil, fmt.Errorf("webhook: the intake store: %w", err)
 	}
 	if n := q.Len(); n > 0 {
-		log.Info("resuming bounties recorded by an earlier run", "count", n, "store", path)
+		log.InfoContext(ctx, "resuming bounties recorded by an earlier run", "count", n, "store", path)
 	} else {
-		log.Info("intake store opened", "store", path)
+		log.InfoContext(ctx, "intake store opened", "store", path)
 	}
 	return q, nil
 }
@@ -309,14 +309,14 @@ func (p *Program) serveWebhook(ctx context.Context, log *slog.Logger, h http.Han
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(p.Stdout, "listening on http://%s\n", ln.Addr())
-	log.Info("webhook listening", "addr", ln.Addr().String())
+	log.InfoContext(ctx, "webhook listening", "addr", ln.Addr().String())
 
 	var errs []error
 	select {
 	case <-ctx.Done():
-		log.Info("stopping: no new bounties; draining", "deadline", drain)
+		log.InfoContext(ctx, "stopping: no new bounties; draining", "deadline", drain)
 	case err := <-served: // the server failed on its own
-		log.Error("webhook server stopped", "err", err)
+		log.ErrorContext(ctx, "webhook server stopped", "err", err)
 		errs = append(errs, err)
 		served = nil
 	}

@@ -71,7 +71,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	}
 	defer func() {
 		if err := sess.Close(); err != nil {
-			log.Error("closing the backend", "err", err)
+			log.ErrorContext(ctx, "closing the backend", "err", err)
 		}
 	}()
 	opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithBroker(sess.Broker())}, sess.WorkerOptions()...)
@@ -89,15 +89,15 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	// another worker).
 	served := make(chan error, 1)
 	go func() { served <- engine.Serve(context.WithoutCancel(ctx)) }()
-	log.Info("worker serving", "backend", run.backend.String(), "workers", *workers)
+	log.InfoContext(ctx, "worker serving", "backend", run.backend.String(), "workers", *workers)
 	select {
 	case err = <-served:
 	case <-ctx.Done():
-		log.Info("stopping: running scans may finish", "grace", *grace)
+		log.InfoContext(ctx, "stopping: running scans may finish", "grace", *grace)
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *grace)
 		defer cancel()
 		if serr := engine.Shutdown(gctx); serr != nil {
-			log.Warn("shutdown", "err", serr)
+			log.WarnContext(ctx, "shutdown", "err", serr)
 		}
 		err = <-served
 	}

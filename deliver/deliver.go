@@ -293,18 +293,18 @@ func (c *Client) post(ctx context.Context, rawURL string, body []byte, deadline 
 		var err error
 		rec.Status, err = c.attempt(ctx, tmpl, effective)
 		if err != nil && !errors.Is(err, pipeline.ErrPermanent) {
-			log.Warn("deliver: attempt failed", "attempt", rec.Attempts, "status", rec.Status, "err", err)
+			log.WarnContext(ctx, "deliver: attempt failed", "attempt", rec.Attempts, "status", rec.Status, "err", err)
 		}
 		return struct{}{}, err
 	}
 	_, err = pipeline.Retry(c.backoff(), attempt)(rctx, struct{}{})
 	switch {
 	case err == nil:
-		log.Debug("deliver: answer accepted", "attempts", rec.Attempts, "status", rec.Status)
+		log.DebugContext(ctx, "deliver: answer accepted", "attempts", rec.Attempts, "status", rec.Status)
 	case errors.Is(err, pipeline.ErrPermanent):
-		log.Warn("deliver: answer rejected", "attempts", rec.Attempts, "status", rec.Status, "err", err)
+		log.WarnContext(ctx, "deliver: answer rejected", "attempts", rec.Attempts, "status", rec.Status, "err", err)
 	case ctx.Err() == nil && expires && errors.Is(err, context.DeadlineExceeded):
-		log.Warn("deliver: gave up at deadline", "attempts", rec.Attempts, "status", rec.Status, "err", err)
+		log.WarnContext(ctx, "deliver: gave up at deadline", "attempts", rec.Attempts, "status", rec.Status, "err", err)
 		return fmt.Errorf("%w: %w", ErrExpired, err)
 	default:
 		return fmt.Errorf("deliver: %w", err)

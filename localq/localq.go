@@ -836,7 +836,7 @@ func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 			}
 			d, err := decodeDead(v)
 			if err != nil {
-				q.log.Warn("localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
+				q.log.WarnContext(ctx, "localq: unreadable dead letter", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
 			}
 			out = append(out, d)

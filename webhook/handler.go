@@ -160,7 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.sources.leave(src, srcSlots)
 		}
 		h.dropBody(w, rc)
-		h.log.Warn("webhook: request refused for now: "+refused, "status", http.StatusServiceUnavailable,
+		h.log.WarnContext(r.Context(), "webhook: request refused for now: "+refused, "status", http.StatusServiceUnavailable,
 			"remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", h.retryAfter)
 		reply(w, http.StatusServiceUnavailable, statusUnavailable, refused+", retry later")
@@ -348,7 +348,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, b psengine.Bounty, msg string, err error) {
-	h.log.Warn("webhook: bounty refused for now", "status", http.StatusServiceUnavailable, "bounty", b.ID,
+	h.log.WarnContext(r.Context(), "webhook: bounty refused for now", "status", http.StatusServiceUnavailable, "bounty", b.ID,
 		"delivery", logsafe.String(r.Header.Get(HeaderDelivery)), "err", err)
 	w.Header().Set("Retry-After", h.retryAfter)
 	reply(w, http.StatusServiceUnavailable, statusUnavailable, msg)
@@ -360,7 +360,7 @@ const maxReasonLen = 1024
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	msg = logsafe.Cut(msg, maxReasonLen)
-	h.log.Warn("webhook: request rejected", "status", code, "reason", msg, "remote", r.RemoteAddr,
+	h.log.WarnContext(r.Context(), "webhook: request rejected", "status", code, "reason", msg, "remote", r.RemoteAddr,
 		"delivery", logsafe.String(r.Header.Get(HeaderDelivery)))
 	reply(w, code, statusRejected, msg)
 }

@@ -122,7 +122,7 @@ func (p *Pool) start(ctx context.Context, s *Slot, gen *Generation) (*proc, erro
 		_ = cp.Wait()
 		return nil, fmt.Errorf("worker %d: child %d: %s", s.ID, cp.Pid(), m.Ready.Err)
 	case err == nil:
-		p.cfg.Logger.Debug("worker child ready", "worker", s.ID, "child_pid", cp.Pid())
+		p.cfg.Logger.DebugContext(ctx, "worker child ready", "worker", s.ID, "child_pid", cp.Pid())
 		p.logSandbox(sb, m.Ready.Sandbox)
 		return pr, nil
 	}
