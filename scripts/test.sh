@@ -9,12 +9,18 @@ cd "$(dirname "$0")/.."
 source scripts/goenv.sh
 staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 
+# step says what runs next, and how long the run has taken so far.
+start=$SECONDS
+step() { printf '== [%3ds] %s\n' $((SECONDS - start)) "$*"; }
+
+step "gofmt"
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change:" $unformatted >&2
 	exit 1
 fi
 
+step "go mod tidy -diff, natsq built against the core it requires"
 # Both modules tidy. natsq requires the core at a commit of this repository
 # (scripts/goenv.sh resolves it from this clone), and must build against
 # exactly that, without the workspace.
@@ -43,7 +49,12 @@ if ! printf '#include <yara.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1; then
 	tags=(-tags nolibyara)
 fi
 
+step "go vet (core)"
 go vet "${tags[@]}" ./...
+step "staticcheck (core)"
 go run "$staticcheck" "${tags[@]}" ./...
+step "go test -race (core): a line per package as it passes"
 go test "${tags[@]}" -race -count=1 ./...
+step "natsq: go vet, staticcheck, go test -race"
 (cd natsq && go vet ./... && go run "$staticcheck" ./... && go test -race -count=1 ./...)
+step "all passed"
