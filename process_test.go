@@ -75,7 +75,7 @@ func pidOf(t *testing.T, res psengine.Result) int {
 func TestProcessBackendSurvivesCrashes(t *testing.T) {
 	var mu sync.Mutex
 	var hooked []error
-	e := newEngine(t, crashy, psengine.WithWorkers(2), psengine.WithTimeout(2*time.Second),
+	e := newEngine(t, crashy, psengine.WithWorkers(2),
 		psenginetest.ProcessWorkers(t, psengine.ProcessConfig{MaxChildMemory: 256 << 20}),
 		psengine.OnError(func(_ context.Context, res psengine.Result) {
 			mu.Lock()
@@ -86,7 +86,6 @@ func TestProcessBackendSurvivesCrashes(t *testing.T) {
 		"panic in a goroutine": psengine.ErrWorkerDied,
 		"exit":                 psengine.ErrWorkerDied,
 		"sigkill":              psengine.ErrWorkerDied,
-		"hang":                 psengine.ErrTimeout,
 		"allocate":             psengine.ErrMemoryLimit,
 	}
 	var inputs []string
@@ -111,12 +110,24 @@ func TestProcessBackendSurvivesCrashes(t *testing.T) {
 		}
 		pids[pidOf(t, res)] = true
 	}
+	// A scan that hangs, with a deadline of its own (the others have all
+	// the time they need, however loaded the machine): its child is
+	// killed ScanGrace after the deadline.
+	hang := psenginetest.Bounty([]byte("hang"), psenginetest.WithExpiration(time.Now().Add(psengine.DefaultDeliveryMargin+time.Second)))
+	if res, _ := e.AnalyzeBounty(context.Background(), hang); !errors.Is(res.Err, psengine.ErrTimeout) || res.Analysis.Verdict != psengine.Unknown {
+		t.Errorf("hang: %v, %+v; want an unknown answer for ErrTimeout", res.Err, res.Analysis)
+	}
+	if res := psenginetest.Analyze(t, e, []byte("fine after the hang")); res.Err != nil || res.Analysis.Verdict != psengine.Benign {
+		t.Errorf("after the hang: %v, %+v; want benign from a new child", res.Err, res.Analysis)
+	} else {
+		pids[pidOf(t, res)] = true
+	}
 	if pids[os.Getpid()] {
 		t.Errorf("a scan ran in the parent")
 	}
 	mu.Lock()
-	if len(hooked) != len(bad) {
-		t.Errorf("%d errors reported to the hooks, want %d: %v", len(hooked), len(bad), hooked)
+	if len(hooked) != len(bad)+1 {
+		t.Errorf("%d errors reported to the hooks, want %d: %v", len(hooked), len(bad)+1, hooked)
 	}
 	mu.Unlock()
 	if err := e.Shutdown(context.Background()); err != nil {

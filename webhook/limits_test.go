@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
 )
 
@@ -48,14 +49,13 @@ func readStatus(c net.Conn, d time.Duration) (*http.Response, error) {
 }
 
 // A flood of slow POSTs takes no more than the read limit of goroutines
-// and body buffers beyond a short wait: the others are answered at once
-// (503 with Retry-After, or 400 when unsigned) and their connections
-// closed; the slow readers are cut off by the read timeout (408); a signed
-// bounty meanwhile is answered 503 with Retry-After, not left hanging,
-// and taken once the flood is over.
+// and body buffers: the others are answered at once (503 with
+// Retry-After, or 400 when unsigned) and their connections closed; a
+// signed bounty meanwhile is answered 503 with Retry-After, not left
+// hanging, and taken once the readers are gone. Every wait is on a
+// condition: the readers hold their slots until the test lets them go.
 func TestSlowPostsAreBounded(t *testing.T) {
 	const limit, flood = 4, 200
-	const readTimeout = 3 * time.Second
 	var mu sync.Mutex
 	var taken []string
 	sub := webhook.SubmitFunc(func(_ context.Context, j psengine.Job) error {
@@ -65,13 +65,11 @@ func TestSlowPostsAreBounded(t *testing.T) {
 		return nil
 	})
 	h, err := webhook.NewHandler(sub, webhook.WithSecret(secret), webhook.WithReadLimit(limit, 20*time.Millisecond),
-		webhook.WithReadTimeout(readTimeout))
+		webhook.WithReadTimeout(time.Hour), webhook.WithMinBodyRate(0, 0), webhook.WithReadLimitPerSource(limit))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ReadHeaderTimeout = 2 * time.Second
-	srv.Start()
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 
@@ -79,80 +77,119 @@ func TestSlowPostsAreBounded(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	base := runtime.NumGoroutine()
-	start := time.Now()
+	type answer struct {
+		res *http.Response
+		err error
+	}
 	conns := make([]net.Conn, flood)
+	answers := make([]chan answer, flood)
 	for i := range conns {
 		conns[i] = slowPost(t, addr, i%2 == 1)
 		defer conns[i].Close()
+		answers[i] = make(chan answer, 1)
+		go func() {
+			res, err := readStatus(conns[i], time.Hour)
+			answers[i] <- answer{res, err}
+		}()
 	}
-	// Well before the read timeout, only the readers are left.
-	var extra int
-	for {
-		extra = runtime.NumGoroutine() - base
-		if extra <= limit+2 || time.Since(start) > readTimeout/2 {
-			break
+	// Every POST but the readers' is answered; then only the readers are
+	// left (theirs, and the test's goroutines waiting for their answers).
+	got := make([]*answer, flood)
+	answered := func() int {
+		n := 0
+		for i, ch := range answers {
+			if got[i] == nil {
+				select {
+				case a := <-ch:
+					got[i] = &a
+				default:
+				}
+			}
+			if got[i] != nil {
+				n++
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		return n
 	}
-	if extra > limit+2 {
-		t.Errorf("%d goroutines more than before %d slow POSTs, %v later; want at most the read limit %d (+2)",
-			extra, flood, time.Since(start).Round(time.Millisecond), limit)
-	}
+	psenginetest.Eventually(t, "every POST but the readers' answered", func() bool { return answered() == flood-limit })
+	psenginetest.Eventually(t, "only the readers left", func() bool { return runtime.NumGoroutine()-base <= 2*limit+2 })
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 5<<20 {
 		t.Errorf("%d slow POSTs allocated %d MiB; want less than 5 (the read limit bounds body buffers)", flood, alloc>>20)
 	}
 
-	// A real bounty now: refused for now, at once, with Retry-After.
+	// A real bounty now: refused for now, with Retry-After.
 	body := bountyJSON(t, "7", []byte("content"))
-	post := func() (*http.Response, time.Duration) {
+	post := func() *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(string(body)))
 		req.Header.Set(webhook.HeaderEvent, "bounty")
 		req.Header.Set(webhook.HeaderDelivery, fmt.Sprint("d-", time.Now().UnixNano()))
 		req.Header.Set(webhook.HeaderSignature, webhook.Sign(secret, body))
-		client := &http.Client{Timeout: 2 * readTimeout}
+		client := &http.Client{}
 		defer client.CloseIdleConnections()
-		t0 := time.Now()
 		res, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		return res, time.Since(t0)
+		return res
 	}
-	if res, took := post(); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || took > time.Second {
-		t.Errorf("signed bounty during the flood: %d (Retry-After %q) after %v; want 503 with Retry-After at once",
-			res.StatusCode, res.Header.Get("Retry-After"), took)
+	if res := post(); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("signed bounty during the flood: %d (Retry-After %q); want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 
 	codes := map[int]int{}
-	for _, c := range conns {
-		res, err := readStatus(c, 2*readTimeout)
-		if err != nil {
-			t.Errorf("no answer to a slow POST: %v", err)
+	for i, a := range got {
+		if a == nil {
+			continue // a reader's
+		}
+		if a.err != nil {
+			t.Errorf("no answer to slow POST %d: %v", i, a.err)
 			continue
 		}
-		codes[res.StatusCode]++
-		if res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") == "" {
+		codes[a.res.StatusCode]++
+		if a.res.StatusCode == http.StatusServiceUnavailable && a.res.Header.Get("Retry-After") == "" {
 			t.Error("503 without Retry-After")
 		}
-		if !res.Close {
-			t.Errorf("answer %d keeps the connection of an unread body open", res.StatusCode)
+		if !a.res.Close {
+			t.Errorf("answer %d keeps the connection of an unread body open", a.res.StatusCode)
 		}
 	}
-	want := map[int]int{http.StatusBadRequest: flood / 2, http.StatusServiceUnavailable: flood/2 - limit, http.StatusRequestTimeout: limit}
+	want := map[int]int{http.StatusBadRequest: flood / 2, http.StatusServiceUnavailable: flood/2 - limit}
 	if fmt.Sprint(codes) != fmt.Sprint(want) {
-		t.Errorf("answers to the slow POSTs %v, want %v (unsigned 400, refused 503, timed out 408)", codes, want)
+		t.Errorf("answers to the slow POSTs %v, want %v (unsigned 400, refused 503)", codes, want)
 	}
 
-	if res, _ := post(); res.StatusCode != http.StatusAccepted {
-		t.Errorf("signed bounty after the flood: %d, want 202", res.StatusCode)
+	// The readers go: their slots are free, and a signed bounty is taken.
+	for i, a := range got {
+		if a == nil {
+			conns[i].Close()
+		}
 	}
+	psenginetest.Eventually(t, "a signed bounty taken once the readers are gone", func() bool { return post().StatusCode == http.StatusAccepted })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(taken) != 1 {
 		t.Errorf("%d bounties queued, want 1", len(taken))
+	}
+}
+
+// A body that does not come within the read timeout is cut off: 408, and
+// the connection closed.
+func TestReadTimeoutCutsSlowBodies(t *testing.T) {
+	h, err := webhook.NewHandler(&queue{}, webhook.WithSecret(secret), webhook.WithReadTimeout(100*time.Millisecond),
+		webhook.WithMinBodyRate(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := slowPost(t, srv.Listener.Addr().String(), true)
+	defer c.Close()
+	res, err := readStatus(c, time.Minute)
+	if err != nil || res.StatusCode != http.StatusRequestTimeout || !res.Close {
+		t.Fatalf("a body that never comes: %+v, %v; want 408 and the connection closed", res, err)
 	}
 }
