@@ -280,7 +280,11 @@ func Attach(name string) (c *Conn, ok bool, err error) {
 		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3, 4 and 5)")
 	}
 	c = &Conn{c: newConn(in, out), control: newConn(ctl, nil), ppid: os.Getppid()}
-	go c.obeyParent()
+	// Caught from now on, before Attach returns: a signal that came before
+	// the goroutine ran would otherwise end the child.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go c.obeyParent(sigs)
 	return c, true, nil
 }
 
@@ -295,9 +299,7 @@ func Attach(name string) (c *Conn, ok bool, err error) {
 // as a multi-threaded parent signals when the thread that started the
 // child exits, maybe before the process does. The signals are caught, not
 // ignored, so programs the child starts get the default dispositions.
-func (c *Conn) obeyParent() {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+func (c *Conn) obeyParent(sigs <-chan os.Signal) {
 	for range sigs {
 		for range 100 {
 			if os.Getppid() != c.ppid {
