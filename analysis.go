@@ -319,8 +319,7 @@ type analysisJSON struct {
 // likelihood, bid, metadata (with its extra keys). This is the analysis's
 // own encoding, not the protocol's answer (see Answer, NewAnswer).
 func (a Analysis) MarshalJSON() ([]byte, error) {
-	return json.Marshal(analysisJSON{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-		Likelihood: a.Likelihood, Bid: a.Bid, Metadata: a.Metadata})
+	return json.Marshal(analysisJSON(a))
 }
 
 // UnmarshalJSON reads an analysis's own encoding (see MarshalJSON). It
@@ -330,8 +329,7 @@ func (a *Analysis) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return err
 	}
-	out := Analysis{Verdict: w.Verdict, Confidence: w.Confidence, Score: w.Score, Likelihood: w.Likelihood,
-		Bid: w.Bid, Metadata: w.Metadata}
+	out := Analysis(w)
 	if out.Confidence == 0 && bytes.Contains(data, []byte(`"confidence"`)) {
 		var mc struct {
 			Metadata struct {

@@ -100,13 +100,6 @@ type envs struct {
 	release sync.WaitGroup // releases under way
 }
 
-// currentIs reports whether g is the current generation.
-func (v *envs) currentIs(g *generation) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.current == g
-}
-
 // setEnv makes g the current generation (at Start, and by Update) and
 // drops the replaced generation's own reference: it returns that
 // generation when this left it unused (the caller releases it), else nil

@@ -22,10 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/localq"
 	"github.com/polyswarm/psengine/psenginetest"
-	"github.com/polyswarm/psengine/webhook"
 )
 
 // A receiver that refuses connections holds no worker: with one worker,
@@ -276,25 +274,4 @@ func (r *durableRig) answeredAll(n int) bool {
 		}
 	}
 	return true
-}
-
-// tryPost posts b as postBounty does, returning an error when the server
-// is gone rather than failing the test.
-func tryPost(base string, b psengine.Bounty, delivery string) (int, error) {
-	body, err := json.Marshal(b)
-	if err != nil {
-		return 0, err
-	}
-	req, _ := http.NewRequest(http.MethodPost, base, bytes.NewReader(body))
-	req.Header.Set(webhook.HeaderEvent, "bounty")
-	req.Header.Set(webhook.HeaderDelivery, delivery)
-	req.Header.Set(webhook.HeaderSignature, webhook.Sign(durableSecret, body))
-	client := &http.Client{Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	res, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	res.Body.Close()
-	return res.StatusCode, nil
 }

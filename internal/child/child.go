@@ -19,6 +19,7 @@ package child
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/gob"
 	"errors"
 	"io"
@@ -92,35 +93,72 @@ func (c *conn) closeOut() error {
 	return err
 }
 
+// controlFrame is what the control stream carries: a value the parent
+// sent with SendControl (its own gob), or the parent's word that it
+// retires the child, sent before it closes the child's input.
+type controlFrame struct {
+	Payload []byte
+	Retire  bool
+}
+
 // Conn is the child's end of the streams (see Attach).
 type Conn struct {
 	c, control *conn
 	ppid       int         // the parent's pid
 	closing    atomic.Bool // Close was called: the streams end here, not at the parent
+	ctl        chan []byte // control values, read by watchControl
+	retired    chan struct{}
+}
+
+// watchControl reads the control stream for the child's whole life. The
+// parent keeps it open as long as it lives, so its end means the parent
+// is gone (killed, crashed, exited without retiring the child): the
+// child's whole process group is then killed, this process and what its
+// scanner started included.
+func (c *Conn) watchControl() {
+	defer close(c.ctl)
+	for {
+		var f controlFrame
+		if err := c.control.recv(&f); err != nil {
+			if !c.closing.Load() {
+				killGroup()
+			}
+			return
+		}
+		if f.Retire {
+			close(c.retired)
+			continue
+		}
+		c.ctl <- f.Payload
+	}
 }
 
 // RecvControl receives the parent's next control value (Process.SendControl)
-// into v. Only one goroutine at a time may call it. The parent keeps the
-// control stream open for the child's whole life, so its end means the
-// parent is gone (killed, crashed, exited without retiring the child): the
-// child's whole process group is then killed, this process and what its
-// scanner started included, and RecvControl does not return. After Close,
-// it returns an error.
+// into v. Only one goroutine at a time may call it. When the parent is
+// gone the child's process group is killed (see watchControl); after
+// Close, it returns an error.
 func (c *Conn) RecvControl(v any) error {
-	err := c.control.recv(v)
-	if err != nil && isEOF(err) && !c.closing.Load() {
-		killGroup()
+	data, ok := <-c.ctl
+	if !ok {
+		return io.EOF
 	}
-	return err
+	return gob.NewDecoder(bytes.NewReader(data)).Decode(v)
 }
 
 // Send sends v to the parent. It is safe for concurrent use.
 func (c *Conn) Send(v any) error { return c.c.send(v) }
 
 // Recv receives the parent's next value into v; io.EOF means the parent
-// closed the stream: the child is being retired (or the parent is gone;
-// see RecvControl).
-func (c *Conn) Recv(v any) error { return c.c.recv(v) }
+// retired the child. The input also ends when the parent dies: then the
+// child's process group is killed instead (see watchControl), whichever
+// end the child sees first.
+func (c *Conn) Recv(v any) error {
+	err := c.c.recv(v)
+	if err != nil && isEOF(err) && !c.closing.Load() {
+		<-c.retired // or the process ends first: the parent is gone
+	}
+	return err
+}
 
 // Close ends the child's side of the streams.
 func (c *Conn) Close() error {

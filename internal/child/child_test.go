@@ -267,7 +267,8 @@ func waitGone(t *testing.T, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Errorf("process %d still alive", pid)
+	st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	t.Errorf("process %d still alive: %s", pid, st)
 }
 
 func startB(b *testing.B) (*child.Process, error) {

@@ -4,6 +4,8 @@ package child
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -200,12 +202,21 @@ func (p *Process) Recv(v any) error { return p.conn.recv(v) }
 // SendControl sends v to the child on the control stream, apart from the
 // messages: a child reads it (Conn.RecvControl) even while it is busy with
 // a message (to cancel it, say).
-func (p *Process) SendControl(v any) error { return p.control.send(v) }
+func (p *Process) SendControl(v any) error {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+		return err
+	}
+	return p.control.send(controlFrame{Payload: buf.Bytes()})
+}
 
 // CloseInput ends the child's input: a child that reads it sees io.EOF and
 // retires (tears down and exits). The control stream stays open until the
 // child has exited: its end tells a child that its parent is gone.
-func (p *Process) CloseInput() error { return p.conn.closeOut() }
+func (p *Process) CloseInput() error {
+	_ = p.control.send(controlFrame{Retire: true}) // first: the child's input ends after it
+	return p.conn.closeOut()
+}
 
 // Kill kills the child's whole process group at once (SIGKILL): the child
 // and everything it started that stayed in its group.
@@ -279,7 +290,9 @@ func Attach(name string) (c *Conn, ok bool, err error) {
 	if in == nil || out == nil || ctl == nil {
 		return nil, true, errors.New("child: started as a worker child without its pipes (fds 3, 4 and 5)")
 	}
-	c = &Conn{c: newConn(in, out), control: newConn(ctl, nil), ppid: os.Getppid()}
+	c = &Conn{c: newConn(in, out), control: newConn(ctl, nil), ppid: os.Getppid(),
+		ctl: make(chan []byte, 16), retired: make(chan struct{})}
+	go c.watchControl()
 	// Caught from now on, before Attach returns: a signal that came before
 	// the goroutine ran would otherwise end the child.
 	sigs := make(chan os.Signal, 1)
