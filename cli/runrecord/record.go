@@ -9,7 +9,7 @@
 //	{"type":"header","format":"psengine-run","version":1,"engine":"yara","started":"2026-05-01T10:00:00Z","backend":"local","kind":"file","inputs":["samples"]}
 //	{"type":"scanner","product":"yara","version":"2.0.0","vendor_version":"4.3.2","signatures_version":"5d0c..."}
 //	{"type":"file","path":"samples/a.exe","sha256":"9f86...","verdict":"malicious","confidence":0.75,"family":"Emotet","seconds":0.0123}
-//	{"type":"file","path":"samples/b.bin","seconds":0,"error":"not-found","message":"open samples/b.bin: no such file or directory"}
+//	{"type":"file","path":"samples/b.bin","seconds":0,"error":"fetch","message":"open samples/b.bin: no such file or directory"}
 //	{"type":"summary","artifacts":2,"answered":1,...}
 //
 // The header comes first; then a file line per artifact, in the run's
@@ -83,6 +83,9 @@ type File struct {
 	// gave none.
 	Confidence float64 `json:"confidence,omitempty"`
 	Family     string  `json:"family,omitempty"` // metadata.malware_family
+	// Skipped is the answer's SKIPPED:* comment: a special answer, given
+	// without a scan (an unsupported type, an encrypted archive...).
+	Skipped string `json:"skipped,omitempty"`
 	// Seconds is the time the artifact took (see Header.TimesIncludeQueue),
 	// 0 when it never reached an engine.
 	Seconds float64 `json:"seconds"`
