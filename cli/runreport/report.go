@@ -250,7 +250,8 @@ func cards(run *runrecord.Run, detections, answered, errors, families int, timed
 // the one above the most.
 func timeBins(secs []float64) (edges []float64, counts []int) {
 	lo, hi := slices.Min(secs), slices.Max(secs)
-	lo = math.Max(lo, 1e-6)
+	lo = math.Max(lo, 1e-6) // a microsecond at least: a first bin for anything shorter
+	hi = math.Max(hi, lo)
 	e := math.Pow(10, math.Floor(math.Log10(lo)))
 	for _, m := range []float64{5, 2} {
 		if e*m <= lo {
@@ -260,7 +261,7 @@ func timeBins(secs []float64) (edges []float64, counts []int) {
 	}
 	for {
 		edges = append(edges, e)
-		if e > hi {
+		if e > hi && len(edges) > 1 { // the first may be above (by a rounding of Pow)
 			break
 		}
 		e = next125(e)
@@ -298,6 +299,8 @@ func formatSeconds(s float64) string {
 		return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", s*1e3), "0"), ".") + "ms"
 	case s < 60:
 		return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", s), "0"), ".") + "s"
+	case s >= 1e6: // a record's own figure, past what a duration holds well
+		return fmt.Sprintf("%.3gs", s)
 	default:
 		d := time.Duration(s * float64(time.Second)).Round(time.Second)
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
