@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/cli/runrecord"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
 )
@@ -31,6 +32,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", p.defaultWorkers(4), "artifacts analyzed at once")
 	inFlight := fs.Int("in-flight", DefaultInFlight, "with --backend NAME: bounties queued and not yet answered at once")
 	summaryFile := fs.String("summary-json", "", "write the run's summary as JSON to `FILE`")
+	recordFile := fs.String("record", "", "write the run's record to `FILE`: a JSON line per artifact as it is answered, then the summary (see report and diff)")
 	noProgress := fs.Bool("no-progress", false, "no progress line, even on a terminal")
 	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
@@ -62,6 +64,15 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("-t %q: want file, url or bounty", *kind)}
 	}
 	inputs := expandInputs(*kind, args)
+	var rec *recorder
+	if *recordFile != "" {
+		h := runrecord.Header{Engine: p.Name, Started: time.Now().UTC(), Backend: run.backend.String(), Kind: *kind,
+			Inputs: args, TimesIncludeQueue: connect != nil}
+		if rec, err = createRecord(*recordFile, h); err != nil {
+			return err
+		}
+		defer rec.close()
+	}
 
 	var pr *progress
 	if len(inputs) > 1 && !*noProgress && isTerminal(p.Stderr) {
@@ -110,6 +121,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	stdoutShared := pr != nil && isTerminal(p.Stdout)
 	for o := range results {
 		sum.add(o)
+		rec.add(o)
 		if !o.res.Answered {
 			failed++
 			fmt.Fprintf(stderr, "%s: %s: %s\n", p.Name, o.name, oneLine(o.res.Err))
@@ -125,6 +137,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		pr.add()
 	}
 	pr.finish()
+	recErr := rec.finish(sum.report())
 	if printErr != nil {
 		return printErr
 	}
@@ -137,6 +150,9 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		if err := writeSummaryFile(*summaryFile, sum); err != nil {
 			return err
 		}
+	}
+	if recErr != nil {
+		return recErr
 	}
 	if failed > 0 {
 		return errReported

@@ -2,7 +2,9 @@
 // psengine.Scanner into a command-line tool with the subcommands of the
 // PolySwarm engine CLI:
 //
-//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] [--summary-json FILE] ARTIFACT|DIR...
+//	ENGINE analyze [-v] [--json] [-t file|url|bounty] [--backend local|NAME] [--summary-json FILE] [--record FILE] ARTIFACT|DIR...
+//	ENGINE report [-o FILE] RECORD
+//	ENGINE diff [--confidence-delta D] [--json] [-o FILE] OLD NEW
 //	ENGINE commands [NAME ARG...]
 //	ENGINE worker --backend NAME [--workers N] [backend flags]
 //	ENGINE webhook [-p PORT] [--addr HOST] [--backend local] [--secret-file FILE]
@@ -146,6 +148,10 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		err = p.update(ctx, rest)
 	case "deadletters":
 		err = p.deadletters(ctx, rest)
+	case "report":
+		err = p.report(rest)
+	case "diff":
+		err = p.diff(rest)
 	case "-h", "-help", "--help", "help":
 		p.usage()
 		return 0
@@ -176,7 +182,7 @@ func (p *Program) usage() {
   %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
           [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
           [--sandbox on|off] [--sandbox-user USER]
-          [--in-flight N] [--summary-json FILE] [--no-progress] ARTIFACT|DIR...
+          [--in-flight N] [--summary-json FILE] [--record FILE] [--no-progress] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
       A bounty's response_url is printed, not POSTed to (webhook answers).
@@ -185,7 +191,10 @@ func (p *Program) usage() {
       in that order. On a terminal, stderr shows the progress (done/total,
       rate, ETA); a batch of more than one artifact ends with a summary on
       stderr (verdicts, errors by kind, bids, scan times), which
-      --summary-json also writes as JSON.
+      --summary-json also writes as JSON. --record writes the run's record
+      (JSON Lines): a header, a line per artifact as it is answered (path,
+      sha256, verdict, confidence, family, seconds, error kind and message),
+      the summary last; an interrupted run leaves a partial record.
       --backend process scans in child processes (this program, re-executed),
       recycled after N scans or past SIZE of memory; a crash costs only the
       artifact it held. Each child is sandboxed unless --sandbox off: an
@@ -196,6 +205,17 @@ func (p *Program) usage() {
       workers anywhere answer them: at most --in-flight (default 64) queued
       at once, each forged with its own expiration (--timeout, or 5m, from
       when a worker should reach it); a full queue is waited for.
+  %[1]s report [-o FILE] RECORD
+      Render a run's record (analyze --record) as one self-contained HTML
+      page (default: on stdout): verdicts, confidence, scan times and the
+      slowest artifacts, errors by kind with examples, malware families.
+  %[1]s diff [--confidence-delta D] [--json] [-o FILE] OLD NEW
+      List the artifacts whose answer changed from the run recorded in OLD
+      to the one in NEW: lost and new detections (malicious), other verdict
+      changes, family changes, confidence changes of D or more (default
+      0.2). Artifacts are matched by path, then by sha256 (moved files);
+      those in one run alone are listed apart. --json prints one document;
+      -o also writes an HTML page. Exit status 1 when detections were lost.
   %[1]s commands [NAME ARG...]
       List the engine's commands, or run one and print its result as JSON.
   %[1]s webhook [-p PORT] [--addr HOST] [--backend local|process|NAME] [--secret-file FILE]

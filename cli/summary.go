@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/cli/runrecord"
 )
 
 // analyzed is one artifact's result with the time it took: the engine's
@@ -108,36 +109,9 @@ func errorKind(err error) string {
 	return "other"
 }
 
-// summaryJSON is the --summary-json document.
-type summaryJSON struct {
-	Artifacts  int            `json:"artifacts"`
-	Answered   int            `json:"answered"`
-	Unanswered int            `json:"unanswered"`
-	Seconds    float64        `json:"elapsed_seconds"`
-	Verdicts   map[string]int `json:"verdicts"`
-	Skipped    map[string]int `json:"skipped"`
-	Errors     map[string]int `json:"errors"`
-	Bids       *bidStats      `json:"bids"`      // null when no answer had a bid
-	ScanTime   *timeStats     `json:"scan_time"` // null when nothing was timed
-	// QueueIncluded: with a queue backend, times run from submission to
-	// answer.
-	QueueIncluded bool `json:"scan_time_includes_queue"`
-}
-
-// bidStats are in NCT-wei (integers; they exceed 2^53).
-type bidStats struct {
-	Count  int   `json:"count"`
-	Min    int64 `json:"min"`
-	Median int64 `json:"median"`
-	Max    int64 `json:"max"`
-}
-
-type timeStats struct {
-	Count int     `json:"count"`
-	P50   float64 `json:"p50_seconds"`
-	P95   float64 `json:"p95_seconds"`
-	Max   float64 `json:"max_seconds"`
-}
+// summaryJSON is the --summary-json document, and a run record's last
+// line.
+type summaryJSON = runrecord.Summary
 
 // rank returns the nearest-rank p-th percentile of sorted (p in (0, 1]).
 func rank[T any](sorted []T, p float64) T {
@@ -157,11 +131,11 @@ func (s *summary) report() summaryJSON {
 	}
 	if len(s.bids) > 0 {
 		b := slices.Sorted(slices.Values(s.bids))
-		r.Bids = &bidStats{Count: len(b), Min: b[0], Median: rank(b, 0.5), Max: b[len(b)-1]}
+		r.Bids = &runrecord.BidStats{Count: len(b), Min: b[0], Median: rank(b, 0.5), Max: b[len(b)-1]}
 	}
 	if len(s.times) > 0 {
 		t := slices.Sorted(slices.Values(s.times))
-		r.ScanTime = &timeStats{Count: len(t), P50: rank(t, 0.5).Seconds(), P95: rank(t, 0.95).Seconds(), Max: t[len(t)-1].Seconds()}
+		r.ScanTime = &runrecord.TimeStats{Count: len(t), P50: rank(t, 0.5).Seconds(), P95: rank(t, 0.95).Seconds(), Max: t[len(t)-1].Seconds()}
 	}
 	return r
 }
