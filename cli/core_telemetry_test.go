@@ -1,10 +1,16 @@
-package psengine_test
+// The core depends on the OpenTelemetry API only; which SDK records its
+// spans and metrics is the host's choice. The spans and metrics the core
+// emits are checked here, in the module that wires an SDK, so that the
+// core's go.mod stays free of it.
+package cli_test
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -17,6 +23,18 @@ import (
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
+// marker finds "MALWARE" in the artifact.
+var marker = psengine.ScannerFunc(func(ctx context.Context, env psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	b, err := a.Bytes()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	if strings.Contains(string(b), "MALWARE") {
+		return psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.5, Metadata: psengine.Metadata{MalwareFamily: "Test.Marker"}}, nil
+	}
+	return psengine.Analysis{Verdict: psengine.Benign, Confidence: 0.25}, nil
+})
+
 // telemetryEngine is an engine whose spans and metrics are recorded.
 func telemetryEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) (*psengine.Engine, *tracetest.SpanRecorder, *sdkmetric.ManualReader) {
 	spans := tracetest.NewSpanRecorder()
@@ -24,7 +42,7 @@ func telemetryEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) 
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
-	e := newEngine(t, s, append([]psengine.Option{psengine.WithTracerProvider(tp), psengine.WithMeterProvider(mp)}, opts...)...)
+	e := psenginetest.Engine(t, s, append([]psengine.Option{psengine.WithGetenv(func(string) string { return "" }), psengine.WithTracerProvider(tp), psengine.WithMeterProvider(mp)}, opts...)...)
 	return e, spans, reader
 }
 
@@ -129,14 +147,19 @@ func (discardSpans) Shutdown(context.Context) error                             
 // (every span sampled, batched to an exporter) and MeterProvider. Target:
 // "on" at most 1.10x "off" in CPU time (cpu-ns/op).
 func BenchmarkTelemetry(b *testing.B) {
-	uris := dataURIs(b, 64, 4096)
+	uris := make([]string, 64)
+	for i := range uris {
+		buf := make([]byte, 4096)
+		_, _ = rand.Read(buf)
+		uris[i] = psenginetest.DataURI(buf)
+	}
 	for _, on := range []bool{false, true} {
 		name := "off"
 		if on {
 			name = "on"
 		}
 		b.Run(name, func(b *testing.B) {
-			opts := []psengine.Option{benchDirs(b)}
+			opts := []psengine.Option{psengine.WithGetenv(func(string) string { return "" })}
 			if on {
 				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}))
 				mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
@@ -144,8 +167,7 @@ func BenchmarkTelemetry(b *testing.B) {
 				defer mp.Shutdown(context.Background())
 				opts = append(opts, psengine.WithTracerProvider(tp), psengine.WithMeterProvider(mp))
 			}
-			e := psengine.New(zeroScanner, opts...)
-			defer e.Shutdown(context.Background())
+			e := psenginetest.Engine(b, marker, opts...)
 			ctx := context.Background()
 			defer psenginetest.MeasureCPU(b)()
 			for i := 0; b.Loop(); i++ {
