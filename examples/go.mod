@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/google/go-cmp v0.7.0
-	github.com/polyswarm/psengine v0.0.0
-	github.com/polyswarm/psengine/cli v0.0.0
+	github.com/polyswarm/psengine v0.0.0-20261207020858-0af6d5ed6259
+	github.com/polyswarm/psengine/cli v0.0.0-20261207020858-0af6d5ed6259
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.49.0
 )
@@ -58,7 +58,3 @@ require (
 	kernel.org/pub/linux/libs/security/libcap/cap v1.2.78 // indirect
 	kernel.org/pub/linux/libs/security/libcap/psx v1.2.78 // indirect
 )
-
-replace github.com/polyswarm/psengine => ../
-
-replace github.com/polyswarm/psengine/cli => ../cli
