@@ -80,6 +80,8 @@ type Engine struct {
 	tel          telemetry
 	envs         envs // the Env generations (see Update)
 
+	results *results // WithResultCache (cache.go); nil without
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -150,6 +152,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.takeOverAsChild()
 	e.tel = e.newTelemetry()
+	e.results = e.newResults() // cache.go
 	return e
 }
 
@@ -239,6 +242,7 @@ func (e *Engine) start(ctx context.Context) error {
 		}
 	}
 	e.setEnv(&env, snap)
+	e.retainResults(ctx, nil, env) // cache.go
 	if e.procs != nil {
 		if err := e.startChildren(ctx); err != nil {
 			return err

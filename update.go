@@ -218,6 +218,11 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 			return fmt.Errorf("psengine: update: the candidate failed its self-test: %w", err)
 		}
 	}
+	// The host's checks (WithSelfTest, selftest.go).
+	if err = e.hostSelfTests(ctx, next); err != nil {
+		e.retireEnv(&next, "a failed update")
+		return fmt.Errorf("psengine: update: the candidate failed the host's self-test: %w", err)
+	}
 	var snap envSnapshot
 	if e.procs != nil {
 		if snap, err = next.snapshot(); err != nil {
@@ -228,6 +233,7 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 	if old := e.setEnv(&next, snap); old != nil {
 		e.retireEnv(old.env, "replaced by an update")
 	}
+	e.retainResults(ctx, &cur, next) // cache.go
 	log.InfoContext(ctx, "definitions updated", "signatures_version", next.head.Scanner.SignaturesVersion,
 		"was", cur.head.Scanner.SignaturesVersion, "vendor_version", next.head.Scanner.VendorVersion)
 	return nil
