@@ -19,18 +19,18 @@
 // a quote), what the definitions must say of it, and for a detection
 // optionally the family:
 //
-//	# PATH                EXPECT          [FAMILY]
-//	eicar.com             malicious       EICAR*
-//	samples/dropper.bin   any-detection
-//	docs/readme.txt       benign
-//	"with space.txt"      benign
+//		# PATH                EXPECT          [FAMILY]
+//		eicar.com             malicious       EICAR*
+//		samples/dropper.bin   any-detection
+//		docs/readme.txt       benign
+//		"with space.txt"      benign
 //
-//   - malicious: the verdict must be malicious;
-//   - any-detection: malicious or suspicious;
-//   - benign: neither malicious nor suspicious (benign or unknown: a file
-//     the definitions say nothing of is not a false positive);
-//   - FAMILY, with malicious or any-detection: a pattern (path.Match
-//     syntax: *, ?, [...]) the malware_family must match, as a whole.
+//	  - malicious: the verdict must be malicious;
+//	  - any-detection: malicious or suspicious;
+//	  - benign: neither malicious nor suspicious (benign or unknown: a file
+//	    the definitions say nothing of is not a false positive);
+//	  - FAMILY, with malicious or any-detection: a pattern (path.Match
+//	    syntax: *, ?, [...]) the malware_family must match, as a whole.
 //
 // Blank lines and lines starting with # are ignored, and # after
 // whitespace starts a comment. Load checks the whole manifest at once
