@@ -38,6 +38,20 @@ func WithSelfTest(t SelfTest) Option {
 	return opt("WithSelfTest(...)", func(c *config) { c.selfTests = append(c.selfTests, t) })
 }
 
+// SelfTest runs the WithSelfTest checks on the Env serving now (starting
+// the engine first), as Update runs them on a candidate: to learn whether
+// the definitions in use pass them (at start; after an update that found
+// nothing new). It returns nil without checks. The Env is held until the
+// checks end (an update meanwhile does not release it).
+func (e *Engine) SelfTest(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	g := e.acquireEnv()
+	defer e.releaseEnv(g)
+	return e.hostSelfTests(ctx, *g.env)
+}
+
 // hostSelfTests runs the WithSelfTest checks on candidate.
 func (e *Engine) hostSelfTests(ctx context.Context, candidate Env) error {
 	if len(e.cfg.selfTests) == 0 {

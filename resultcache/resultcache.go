@@ -183,13 +183,10 @@ func Open(path string, cfg Config) (*Cache, error) {
 
 // openDB opens the bbolt file, replacing one bbolt cannot read.
 func openDB(path string, cfg Config) (*bolt.DB, error) {
-	opts := &bolt.Options{
-		Timeout: cfg.LockTimeout,
-		// The free list is rebuilt at Open rather than written with every
-		// commit: fewer pages to sync per batch.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	}
+	// The free list is written with each commit (bbolt's default), not
+	// rebuilt at Open: a short command (analyze FILE) opens the cache
+	// without reading all of it.
+	opts := &bolt.Options{Timeout: cfg.LockTimeout, FreelistType: bolt.FreelistMapType}
 	db, err := bolt.Open(path, 0o600, opts)
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
@@ -211,19 +208,28 @@ func openDB(path string, cfg Config) (*bolt.DB, error) {
 // load makes the buckets and reads the meta: the retained generation and
 // the counts. A file of another layout is emptied.
 func (c *Cache) load() error {
-	return c.db.Update(func(tx *bolt.Tx) error {
+	read := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || string(meta.Get(metaFormat)) != format {
-			if err := reset(tx, ""); err != nil {
-				return err
-			}
-			meta = tx.Bucket(bucketMeta)
+			return errNoMeta
 		}
 		c.stats = Stats{Generation: string(meta.Get(metaGen)), Records: int(getUint(meta, metaCount)), Bytes: int64(getUint(meta, metaBytes))}
 		c.generation = c.stats.Generation
 		return nil
+	}
+	err := c.db.View(read) // a read: no commit to sync
+	if !errors.Is(err, errNoMeta) {
+		return err
+	}
+	return c.db.Update(func(tx *bolt.Tx) error { // a new file, or one of another layout
+		if err := reset(tx, ""); err != nil {
+			return err
+		}
+		return read(tx)
 	})
 }
+
+var errNoMeta = errors.New("no meta of this layout")
 
 // reset empties the cache in tx and makes gen the generation retained.
 func reset(tx *bolt.Tx, gen string) error {
@@ -407,6 +413,10 @@ func (c *Cache) Retain(ctx context.Context, generation string) {
 	if c.closed {
 		c.mu.Unlock()
 		return
+	}
+	if generation == c.generation && generation != "" {
+		c.mu.Unlock()
+		return // held already: nothing to drop
 	}
 	c.generation = generation
 	kept := c.queue[:0]
