@@ -11,6 +11,8 @@
 // calls Test with each candidate Env an update brings, after the scanner's
 // own SelfTester, and Test scans every file of the corpus with that
 // candidate (psengine.CandidateScan), never with the definitions serving.
+// Engine.SelfTest runs the same check on the definitions serving (the CLI
+// does at start, and in update when nothing new was found).
 //
 // # The manifest
 //
@@ -19,18 +21,19 @@
 // a quote), what the definitions must say of it, and for a detection
 // optionally the family:
 //
-//		# PATH                EXPECT          [FAMILY]
-//		eicar.com             malicious       EICAR*
-//		samples/dropper.bin   any-detection
-//		docs/readme.txt       benign
-//		"with space.txt"      benign
+//	# PATH                EXPECT          [FAMILY]
+//	eicar.com             malicious       EICAR*
+//	samples/dropper.bin   any-detection
+//	docs/readme.txt       benign
+//	"with space.txt"      benign
 //
-//	  - malicious: the verdict must be malicious;
-//	  - any-detection: malicious or suspicious;
-//	  - benign: neither malicious nor suspicious (benign or unknown: a file
-//	    the definitions say nothing of is not a false positive);
-//	  - FAMILY, with malicious or any-detection: a pattern (path.Match
-//	    syntax: *, ?, [...]) the malware_family must match, as a whole.
+// The expectations:
+//   - malicious: the verdict must be malicious;
+//   - any-detection: malicious or suspicious;
+//   - benign: neither malicious nor suspicious (benign or unknown: a file
+//     the definitions say nothing of is not a false positive);
+//   - FAMILY, with malicious or any-detection: a pattern (path.Match
+//     syntax: *, ?, [...]) the malware_family must match, as a whole.
 //
 // Blank lines and lines starting with # are ignored, and # after
 // whitespace starts a comment. Load checks the whole manifest at once
