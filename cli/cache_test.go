@@ -156,7 +156,12 @@ func TestWebhookSameFileScannedOnce(t *testing.T) {
 			w.Post(t, id, b)
 			got = append(got, answers.Wait(t, id))
 		}
+		_, scrape := w.Get(t, "/metrics")
 		w.Stop(t)
+		hit := strings.Contains(scrape, `psengine_cache_lookups_total{result="hit"} 1`)
+		if cached := tc.scans == 1; hit != cached {
+			t.Errorf("%v: /metrics shows a cache hit: %v, want %v:\n%s", tc.flags, hit, cached, grepLines(scrape, "psengine_cache"))
+		}
 		if n := s.total(); n != tc.scans {
 			t.Errorf("%v: %d scans, want %d", tc.flags, n, tc.scans)
 		}
@@ -164,4 +169,15 @@ func TestWebhookSameFileScannedOnce(t *testing.T) {
 			t.Errorf("%v: answers %+v and %+v: want malicious, each bid in its bounty's rules", tc.flags, got[0], got[1])
 		}
 	}
+}
+
+// grepLines returns the lines of s holding sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }
