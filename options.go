@@ -95,6 +95,8 @@ type config struct {
 	window         time.Duration  // WithDefaultWindow
 	meters         metric.MeterProvider
 	tracers        trace.TracerProvider
+	cache          ResultCache // WithResultCache (cache.go)
+	selfTests      []SelfTest  // WithSelfTest (selftest.go)
 }
 
 // WithName names the engine (used for its base directories, logs, and as

@@ -82,6 +82,8 @@ type Engine struct {
 	tel          telemetry.Telemetry
 	envs         envs // the Env generations (see Update)
 
+	results *results // WithResultCache (cache.go); nil without
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -162,6 +164,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.takeOverAsChild()
 	e.tel = e.newTelemetry()
+	e.results = e.newResults() // cache.go
 	return e
 }
 
@@ -245,6 +248,7 @@ func (e *Engine) start(ctx context.Context) error {
 		return kind(ErrSetup, fmt.Errorf("process backend: %w", err))
 	}
 	e.setEnv(gen)
+	e.retainResults(ctx, nil, env) // cache.go
 	if err := e.runner.start(ctx, gen); err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import "context"
 // Everything else a scanner may need is optional, one small interface each,
 // found by type assertion on the value given to New: EngineSetup,
 // WorkerSetup, WorkerTeardown, EngineTeardown, Describer, Acceptor,
-// Commander, Updater, SelfTester, Releaser, HealthChecker, SuccessHook and
-// ErrorHook.
+// Commander, Updater, SelfTester, Releaser, HealthChecker, CacheKeyer,
+// SuccessHook and ErrorHook.
 type Scanner interface {
 	Scan(ctx context.Context, env Env, a Artifact) (Analysis, error)
 }

@@ -124,6 +124,13 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 		s.gen = e.acquireEnv()
 		return s, nil
 	}
+	// The result cache (cache.go): a hit is answered without a scan.
+	cached := e.lookupResult(ctx, f.artifact)
+	if cached.hit {
+		s.analysis, s.gen = cached.analysis, cached.gen
+		return s, nil
+	}
+	defer e.doneResult(cached)
 	if e.runner.local() && f.job != nil {
 		// Marked before it takes a worker: no fsync holds a worker. A
 		// bounded number of jobs are marked at once (maxMarked), so that
@@ -151,6 +158,7 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 	switch {
 	case err == nil:
 		s.analysis = a
+		e.storeResult(ctx, cached, s.gen, f.artifact, a) // the result cache (cache.go)
 	case ctx.Err() != nil && !deadlinePassed(ctx):
 		e.releaseEnv(s.gen)
 		return scanned{bounty: f.bounty}, err // given up on: no answer

@@ -27,6 +27,7 @@ import (
 //	psengine_workers_busy                     workers processing a bounty
 //	psengine_child_restarts_total{reason}     worker children replaced: died, killed or recycled
 //	psengine_updates_total{result}            definition updates: ok, failed or unchanged
+//	psengine_cache_lookups_total{result}      result cache lookups before a scan: hit or miss (cache.go)
 //	psengine_info{product,vendor_version,signatures_version}  1, the engine's head
 //
 // Traces: a span per bounty ("psengine.bounty", with the bounty id, the

@@ -100,6 +100,13 @@ type envs struct {
 	release sync.WaitGroup // releases under way
 }
 
+// currentIs reports whether g is the current generation.
+func (v *envs) currentIs(g *generation) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.current == g
+}
+
 // setEnv makes g the current generation (at Start, and by Update) and
 // drops the replaced generation's own reference: it returns that
 // generation when this left it unused (the caller releases it), else nil
@@ -206,6 +213,11 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 			return fmt.Errorf("psengine: update: the candidate failed its self-test: %w", err)
 		}
 	}
+	// The host's checks (WithSelfTest, selftest.go).
+	if err = e.hostSelfTests(ctx, next); err != nil {
+		e.retireEnv(&next, "a failed update")
+		return fmt.Errorf("psengine: update: the candidate failed the host's self-test: %w", err)
+	}
 	gen, err := e.newGeneration(&next)
 	if err != nil {
 		e.retireEnv(&next, "a failed update")
@@ -214,6 +226,7 @@ func (e *Engine) Update(ctx context.Context) (err error) {
 	if old := e.setEnv(gen); old != nil {
 		e.retireEnv(old.env, "replaced by an update")
 	}
+	e.retainResults(ctx, &cur, next) // cache.go
 	log.InfoContext(ctx, "definitions updated", "signatures_version", next.head.Scanner.SignaturesVersion,
 		"was", cur.head.Scanner.SignaturesVersion, "vendor_version", next.head.Scanner.VendorVersion)
 	return nil

@@ -34,6 +34,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 	summaryFile := fs.String("summary-json", "", "write the run's summary as JSON to `FILE`")
 	recordFile := fs.String("record", "", "write the run's record to `FILE`: a JSON line per artifact as it is answered, then the summary (see report and diff)")
 	noProgress := fs.Bool("no-progress", false, "no progress line, even on a terminal")
+	noCache := addCacheFlag(fs) // cache.go
 	conns := p.backendFlags(fs)
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -107,6 +108,9 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		if run.timeout > 0 {
 			opts = append(opts, psengine.WithLocalTTL(run.timeout+psengine.DefaultDeliveryMargin))
 		}
+		cacheOpts, closeCache := p.resultCache(log, *noCache) // cache.go
+		defer closeCache()                                    // after the engine's shutdown
+		opts = append(opts, cacheOpts...)
 		engine := p.engine(log, opts...)
 		defer shutdown(engine, log)
 		// A setup failure (broken rules, no scanner) is one error, not one per artifact.

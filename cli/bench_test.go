@@ -68,7 +68,7 @@ func BenchmarkAnalyzeCorpus(b *testing.B) {
 	root, paths := benchCorpus(b)
 	home := b.TempDir()
 	b.Run("args", func(b *testing.B) {
-		args := append([]string{"analyze", "--json"}, paths...)
+		args := append([]string{"analyze", "--json", "--no-cache"}, paths...)
 		defer psenginetest.MeasureCPU(b)()
 		for b.Loop() {
 			runAnalyze(b, home, io.Discard, args)
@@ -77,12 +77,12 @@ func BenchmarkAnalyzeCorpus(b *testing.B) {
 	b.Run("dir", func(b *testing.B) {
 		defer psenginetest.MeasureCPU(b)()
 		for b.Loop() {
-			runAnalyze(b, home, io.Discard, []string{"analyze", "--json", root})
+			runAnalyze(b, home, io.Discard, []string{"analyze", "--json", "--no-cache", root})
 		}
 	})
 	// On a terminal, with and without the progress line.
 	for _, progress := range []bool{true, false} {
-		name, args := "tty-progress", []string{"analyze", "--json", root}
+		name, args := "tty-progress", []string{"analyze", "--json", "--no-cache", root}
 		if !progress {
 			name, args = "tty-no-progress", append(args, "--no-progress")
 		}

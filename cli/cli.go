@@ -182,7 +182,7 @@ func (p *Program) usage() {
   %[1]s analyze [-v] [--json] [-t file|url|bounty] [--backend local|process|NAME] [--workers N]
           [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
           [--sandbox on|off] [--sandbox-user USER]
-          [--in-flight N] [--summary-json FILE] [--record FILE] [--no-progress] ARTIFACT|DIR...
+          [--in-flight N] [--summary-json FILE] [--record FILE] [--no-progress] [--no-cache] ARTIFACT|DIR...
       Answer each ARTIFACT (a path, - for stdin, or a file://, data: or
       http(s):// URI; with -t bounty, a bounty JSON file) and print the result.
       A bounty's response_url is printed, not POSTed to (webhook answers).
@@ -205,6 +205,9 @@ func (p *Program) usage() {
       workers anywhere answer them: at most --in-flight (default 64) queued
       at once, each forged with its own expiration (--timeout, or 5m, from
       when a worker should reach it); a full queue is waited for.
+      A file analyzed before, by the same definitions and the same build of
+      this program, is answered from the result cache (STATE/results.db)
+      without a scan; --no-cache scans every artifact.
   %[1]s report [-o FILE] RECORD
       Render a run's record (analyze --record) as one self-contained HTML
       page (default: on stdout): verdicts, confidence, scan times and the
@@ -223,7 +226,7 @@ func (p *Program) usage() {
           [--delivery-window DURATION] [--max-body BYTES] [--reads-per-source N] [--drain DURATION]
           [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
           [--sandbox on|off] [--sandbox-user USER] [--metrics-addr [HOST]:PORT] [--otlp-endpoint URL]
-          [--update-interval DURATION]
+          [--update-interval DURATION] [--selftest-dir DIR] [--no-cache]
       Serve PolySwarm's webhook on HOST:PORT (default 127.0.0.1:5000, loopback
       only: --addr 0.0.0.0 or :: for every interface; -p 0 picks a free port)
       and print "listening on http://ADDR". Signed bounties are answered 202
@@ -245,6 +248,7 @@ func (p *Program) usage() {
           [--grace DURATION] [--timeout DURATION] [--max-tasks-per-child N] [--max-child-memory SIZE]
           [--sandbox on|off] [--sandbox-user USER] [backend flags]
           [--metrics-addr [HOST]:PORT] [--otlp-endpoint URL] [--update-interval DURATION]
+          [--selftest-dir DIR] [--no-cache]
       Answer the bounties queued on the backend (by analyze or webhook on any
       machine) until SIGINT or SIGTERM, then let running scans finish. Its
       directories are checked at start as webhook's are.
@@ -253,7 +257,7 @@ func (p *Program) usage() {
       where its expiration allowed), deliver some again as new (requeue), or
       forget them (drop). With --backend local (the default) this is the
       webhook's intake store: stop the webhook first.
-  %[1]s update
+  %[1]s update [--selftest-dir DIR]
       Update the engine's definitions once and print its head (versions,
       signatures_version) as JSON; on failure, say why and exit 1 (the
       definitions in use are not replaced).
@@ -267,6 +271,14 @@ http://ADDR" first.
 or set OTEL_EXPORTER_OTLP_ENDPOINT); logs then carry trace_id and span_id.
 --update-interval updates the definitions that often: a failed update keeps
 the last good definitions serving.
+--selftest-dir (webhook, worker, update) gates each update on a corpus: DIR/manifest.txt
+lists files with their expected verdict, one per line (PATH malicious|any-detection|benign
+[FAMILY]); new definitions that lose an expected detection, add a detection on a
+benign file, or fail to scan one are refused, naming the files, and the last good
+definitions keep serving.
+webhook and worker answer a file scanned before by the same definitions from the
+result cache (STATE/results.db; at most 64 MiB, oldest dropped first; emptied when
+the definitions change), unless --no-cache.
 
 --timeout is the scan deadline of the artifacts analyze forges, and the
 window of bounties without a usable expiration (default 5m).

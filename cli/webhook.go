@@ -54,6 +54,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for queued and running bounties (those left are answered at the next start)")
 	conns := p.backendFlags(fs)
 	opsF := addOpsFlags(fs)
+	noCache, selftestDir := addCacheFlag(fs), addSelfTestFlag(fs) // cache.go
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -92,6 +93,12 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 		return usageError{"webhook --backend " + queue + ",process: with a queue, the workers choose how scans run (worker --backend " + queue + ",process)"}
 	case opsF.updateEvery > 0 && queue != "local":
 		return usageError{"--update-interval applies to --backend local or process only: the workers update their own definitions"}
+	case *selftestDir != "" && queue != "local":
+		return usageError{"--selftest-dir applies to --backend local or process only: the workers update their own definitions"}
+	}
+	gate, err := selfTest(*selftestDir) // cache.go
+	if err != nil {
+		return err
 	}
 	var connect Connector
 	if queue != "local" {
@@ -128,12 +135,20 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	defer o.close()
 	log = o.log
 
-	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate,
-		append(append(run.engineOptions(), pipe.engineOptions()...), o.engineOptions()...))
+	runOpts := append(append(append(run.engineOptions(), pipe.engineOptions()...), o.engineOptions()...), gate...)
+	if queue == "local" {
+		cacheOpts, closeCache := p.resultCache(log, *noCache) // cache.go
+		defer closeCache()                                    // after stop, which shuts the engine down
+		runOpts = append(runOpts, cacheOpts...)
+	}
+	sub, stop, err := p.intake(ctx, log, connect, *workers, *allowFile, *allowPrivate, runOpts)
 	if err != nil {
 		return err
 	}
 	stop = o.intake(ctx, sub, stop)
+	if e, ok := sub.(*psengine.Engine); ok && len(gate) > 0 {
+		checkServing(ctx, log, e) // cache.go
+	}
 	opts := []webhook.Option{webhook.WithSecret(secret), webhook.WithMaxBody(*maxBody), webhook.WithLogger(log),
 		webhook.WithReadLimitPerSource(*perSource)}
 	if *insecure {

@@ -25,6 +25,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	pipe := addPipelineFlags(fs)
 	conns := p.backendFlags(fs)
 	opsF := addOpsFlags(fs)
+	noCache, selftestDir := addCacheFlag(fs), addSelfTestFlag(fs) // cache.go
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -52,6 +53,10 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	gate, err := selfTest(*selftestDir) // cache.go
+	if err != nil {
+		return err
+	}
 	log, err := p.newLogger(slog.LevelInfo)
 	if err != nil {
 		return err
@@ -76,10 +81,16 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	}()
 	opts := append([]psengine.Option{psengine.WithWorkers(*workers), psengine.WithBroker(sess.Broker())}, sess.WorkerOptions()...)
 	opts = append(append(opts, run.engineOptions()...), pipe.engineOptions()...)
+	cacheOpts, closeCache := p.resultCache(log, *noCache) // cache.go
+	defer closeCache()                                    // after the engine's shutdown
+	opts = append(append(opts, cacheOpts...), gate...)
 	engine := p.engine(log, append(opts, o.engineOptions()...)...)
 	defer shutdown(engine, log)
 	if err := engine.Start(ctx); err != nil {
 		return err
+	}
+	if len(gate) > 0 {
+		checkServing(ctx, log, engine) // cache.go
 	}
 	defer o.follow(ctx, engine)() // stops the updates before the shutdown
 

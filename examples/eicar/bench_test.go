@@ -58,7 +58,7 @@ func BenchmarkLargeFile(b *testing.B) {
 	for b.Loop() {
 		d, _ := run(openssl, "dgst", "-sha256", file)
 		theirs += d
-		d, rss := run(bin, "analyze", "--json", file)
+		d, rss := run(bin, "analyze", "--json", "--no-cache", file)
 		ours += d
 		maxRSS = max(maxRSS, rss)
 	}
@@ -87,7 +87,7 @@ func BenchmarkProcessBackendFiles(b *testing.B) {
 		}
 	}
 	run := func(backend string) (wall, cpu time.Duration) {
-		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--workers", "4", "--backend", backend}, files...)...)
+		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--no-cache", "--workers", "4", "--backend", backend}, files...)...)
 		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &out
@@ -130,7 +130,7 @@ func BenchmarkSandboxFiles(b *testing.B) {
 		}
 	}
 	run := func(sandbox string) (wall, cpu time.Duration) {
-		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--workers", "4", "--backend", "process", "--sandbox", sandbox}, files...)...)
+		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--no-cache", "--workers", "4", "--backend", "process", "--sandbox", sandbox}, files...)...)
 		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &out

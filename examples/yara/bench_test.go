@@ -13,7 +13,7 @@ package main
 // which goes first:
 //
 //	yara -r -p 2 RULES DIR
-//	yara-engine analyze --no-progress --workers 2 DIR   (YARA_RULES=RULES)
+//	yara-engine analyze --no-progress --no-cache --workers 2 DIR   (YARA_RULES=RULES)
 //
 // and reports each one's wall and CPU time (user + system of the process)
 // per run and their ratios, engine/yara: "ratio" (wall) and "cpu-ratio".
@@ -221,7 +221,7 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 
 	yaraCmd := func() *exec.Cmd { return exec.Command(yara, "-r", "-p", "2", rules, dir) }
 	engineCmd := func() *exec.Cmd {
-		cmd := exec.Command(bin, "analyze", "--no-progress", "--workers", "2", dir)
+		cmd := exec.Command(bin, "analyze", "--no-progress", "--no-cache", "--workers", "2", dir)
 		cmd.Env = append(os.Environ(), "YARA_RULES="+rules, "PSENGINE_HOME="+home, "LOG_LEVEL=error")
 		return cmd
 	}

@@ -27,6 +27,7 @@ type Telemetry struct {
 	deliveries    metric.Int64Counter
 	childRestarts metric.Int64Counter
 	updates       metric.Int64Counter
+	cacheLookups  metric.Int64Counter
 }
 
 // Gauges are what the instruments observed on collection read: each
@@ -76,6 +77,9 @@ func New(mp metric.MeterProvider, tp trace.TracerProvider, g Gauges) Telemetry {
 	add(err)
 	t.updates, err = m.Int64Counter("psengine.updates", metric.WithUnit("{update}"),
 		metric.WithDescription("Definition updates, by result (ok, failed, unchanged)."))
+	add(err)
+	t.cacheLookups, err = m.Int64Counter("psengine.cache.lookups", metric.WithUnit("{lookup}"),
+		metric.WithDescription("Result cache lookups before a scan, by result (hit, miss)."))
 	add(err)
 
 	queue, err := m.Int64ObservableGauge("psengine.queue.depth", metric.WithUnit("{job}"),
@@ -168,4 +172,13 @@ func (t Telemetry) ChildRestarted(reason string) {
 // Updated records a definitions update: ok, failed or unchanged.
 func (t Telemetry) Updated(ctx context.Context, result string) {
 	t.updates.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// CacheLookup counts a result cache lookup (result: hit or miss) and
+// notes it on the bounty's span.
+func (t Telemetry) CacheLookup(ctx context.Context, result string) {
+	t.cacheLookups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("psengine.cache", result))
+	}
 }

@@ -205,6 +205,11 @@ type Compiled struct {
 	rules   *libyara.Rules
 	matches []Match // per rule of rules, as reported
 
+	// The result cache's key (cache.go): the configuration, and whether
+	// the rules may read a file external of the artifact's name.
+	config      string
+	namesMatter bool
+
 	mu     sync.Mutex
 	free   []*libyara.Scanner // idle scanners
 	out    int                // scanners in use
@@ -299,6 +304,7 @@ func (s Scanner) Compile(ctx context.Context, env psengine.Env) (*Compiled, erro
 		c.Sources = append(c.Sources, Source{Path: f.Path, Included: f.Included, SHA256: hex.EncodeToString(f.SHA256[:])})
 	}
 	c.Digest = digest(c.Rules, c.Sources)
+	c.config, c.namesMatter = c.cacheConfig(), usesNames(c.Sources)
 	rules, err := comp.Rules()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRules, err)

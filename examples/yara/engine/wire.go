@@ -66,6 +66,7 @@ func (c *Compiled) GobDecode(data []byte) error {
 	}
 	*c = Compiled{Rules: w.Rules, Files: w.Files, Sources: w.Sources, Digest: w.Digest,
 		Externals: w.Externals, Policy: w.Policy, Warnings: w.Warnings}
+	c.config, c.namesMatter = c.cacheConfig(), true // the sources may not be readable here: assume names matter
 	c.serve(rules)
 	return nil
 }
