@@ -90,8 +90,8 @@ func WithResultCache(c ResultCache) Option {
 
 // results is the engine's side of the result cache.
 type results struct {
-	cache   ResultCache
-	tel     telemetry.Telemetry // counts the lookups
+	cache ResultCache
+	tel   telemetry.Telemetry // counts the lookups
 
 	mu sync.Mutex
 	// off: generations whose results cannot be told from those of other
@@ -243,7 +243,6 @@ func (e *Engine) lookupResult(ctx context.Context, a Artifact) resultLookup {
 		}
 	}
 }
-
 
 // storeResult puts the analysis a scan of a by generation g made, unless
 // it must not be cached: the bounty's ctx ended (the analysis may be what a
