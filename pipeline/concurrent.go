@@ -6,86 +6,11 @@ import (
 	"iter"
 
 	"github.com/sourcegraph/conc/pool"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrStopped is the context cause seen by the stages of a [Stream] whose
 // consumer stopped iterating early.
 var ErrStopped = errors.New("pipeline: stream consumer stopped")
-
-// MapAll runs s on every input, at most limit at a time (limit <= 0 means 1),
-// and returns when all have finished. outs[i] and errs[i] belong to ins[i]; both
-// slices always have len(ins) elements, errs[i] being nil on success.
-//
-// One failure does not cancel the others. An input not yet started when ctx
-// ends is not run: its error is context.Cause(ctx). Panics in s become
-// [*PanicError]s.
-func MapAll[In, Out any](ctx context.Context, limit int, ins []In, s Stage[In, Out]) ([]Out, []error) {
-	outs := make([]Out, len(ins))
-	errs := make([]error, len(ins))
-	var g errgroup.Group
-	g.SetLimit(max(limit, 1))
-	for i, in := range ins {
-		if ctx.Err() != nil {
-			errs[i] = context.Cause(ctx)
-			continue
-		}
-		g.Go(func() error {
-			if ctx.Err() != nil {
-				errs[i] = context.Cause(ctx)
-				return nil
-			}
-			call(ctx, s, in, &outs[i], &errs[i])
-			return nil
-		})
-	}
-	_ = g.Wait() // the functions never fail
-	return outs, errs
-}
-
-// Map runs s on every input, at most limit at a time (limit <= 0 means 1), and
-// returns the outputs in input order, or the first error.
-//
-// The first error cancels the context of the other stages, with that error as
-// context.Cause, and stops starting new ones; Map waits for the running ones
-// and returns it with nil outputs. When ctx ends before every input was
-// started, Map returns context.Cause(ctx) unless a stage failed first. Panics
-// in s become [*PanicError]s.
-func Map[In, Out any](ctx context.Context, limit int, ins []In, s Stage[In, Out]) ([]Out, error) {
-	outs := make([]Out, len(ins))
-	finished := make([]bool, len(ins)) // false after Wait: s called runtime.Goexit
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(limit, 1))
-	started := 0
-	for i, in := range ins {
-		if gctx.Err() != nil {
-			break
-		}
-		started++
-		g.Go(func() error {
-			if gctx.Err() != nil {
-				finished[i] = true
-				return context.Cause(gctx)
-			}
-			var err error
-			call(gctx, s, in, &outs[i], &err)
-			finished[i] = true // not reached on runtime.Goexit
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	for _, ok := range finished[:started] {
-		if !ok {
-			return nil, ErrGoexit
-		}
-	}
-	if started < len(ins) {
-		return nil, context.Cause(ctx)
-	}
-	return outs, nil
-}
 
 // Stream returns an iterator that runs s on each value of ins, at most limit
 // at a time (limit <= 0 means 1), and yields the results in input order: each
@@ -180,7 +105,6 @@ func Stream[In, Out any](ctx context.Context, limit int, ins iter.Seq[In], s Sta
 // sequential is Stream with limit 1: ins and s run on the consumer's
 // goroutine, one item after the other.
 func sequential[In, Out any](ctx context.Context, ins iter.Seq[In], s Stage[In, Out]) iter.Seq2[Out, error] {
-	run := Recover(s)
 	return func(yield func(Out, error) bool) {
 		next, stop := iter.Pull(ins)
 		defer stop()
@@ -197,7 +121,9 @@ func sequential[In, Out any](ctx context.Context, ins iter.Seq[In], s Stage[In, 
 				yield(zero, context.Cause(ctx))
 				return
 			}
-			if !yield(run(ctx, in)) {
+			var out Out
+			call(ctx, s, in, &out, &err)
+			if !yield(out, err) {
 				return
 			}
 		}
