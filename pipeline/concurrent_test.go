@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -105,40 +106,45 @@ func TestStreamOrderAndLimit(t *testing.T) {
 	}
 }
 
-// TestStreamBoundedReadAhead consumes slowly and checks that the stream never
-// pulls more than limit+1 inputs beyond what was yielded.
+// TestStreamBoundedReadAhead consumes slowly and checks that the stream pulls
+// at most limit+1 inputs beyond those whose yield has returned (limit held by
+// the pool's goroutines, one waiting for a free goroutine), and that it does
+// read that far ahead: the bound is the pool's, and it is exact.
 func TestStreamBoundedReadAhead(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const limit = 3
-		var pulled, yielded, worst atomic.Int64
-		ins := func(yield func(int) bool) {
-			for i := range 100 {
-				if ahead := pulled.Add(1) - yielded.Load(); ahead > worst.Load() {
-					worst.Store(ahead)
+	for _, limit := range []int{2, 3, 8} {
+		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var pulled, yielded, worst atomic.Int64
+				ins := func(yield func(int) bool) {
+					for i := range 100 {
+						if ahead := pulled.Add(1) - yielded.Load(); ahead > worst.Load() {
+							worst.Store(ahead)
+						}
+						if !yield(i) {
+							return
+						}
+					}
 				}
-				if !yield(i) {
-					return
+				fast := func(_ context.Context, n int) (int, error) { return n, nil }
+				next := 0
+				for out, err := range pipeline.Stream(t.Context(), limit, ins, fast) {
+					if err != nil || out != next {
+						t.Fatalf("got %d, %v; want %d", out, err, next)
+					}
+					next++
+					time.Sleep(time.Second) // slow consumer
+					synctest.Wait()         // let the producer run as far as it can
+					yielded.Add(1)          // this yield returns now
 				}
-			}
-		}
-		fast := func(_ context.Context, n int) (int, error) { return n, nil }
-		next := 0
-		for out, err := range pipeline.Stream(t.Context(), limit, ins, fast) {
-			if err != nil || out != next {
-				t.Fatalf("got %d, %v; want %d", out, err, next)
-			}
-			next++
-			yielded.Add(1)
-			time.Sleep(time.Second) // slow consumer
-			synctest.Wait()         // let the producer run as far as it can
-		}
-		if next != 100 {
-			t.Fatalf("yielded %d; want 100", next)
-		}
-		if w := worst.Load(); w > limit+1 {
-			t.Fatalf("read %d inputs ahead of the consumer; want at most %d", w, limit+1)
-		}
-	})
+				if next != 100 {
+					t.Fatalf("yielded %d; want 100", next)
+				}
+				if w := worst.Load(); w != int64(limit)+1 {
+					t.Fatalf("read at most %d inputs ahead of the consumer; want exactly limit+1 = %d", w, limit+1)
+				}
+			})
+		})
+	}
 }
 
 // TestStreamYieldsWhileInputBlocks checks a result is yielded as soon as it is
@@ -239,27 +245,82 @@ func TestStreamEarlyBreakRealTime(t *testing.T) {
 }
 
 func TestStreamParentCancelled(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cause := errors.New("shutting down")
-		ctx, cancel := context.WithCancelCause(t.Context())
-		time.AfterFunc(1500*time.Millisecond, func() { cancel(cause) })
-		st := func(ctx context.Context, i int) (int, error) {
-			select {
-			case <-time.After(time.Second):
-				return i, nil
-			case <-ctx.Done():
-				return -1, context.Cause(ctx)
-			}
+	cause := errors.New("shutting down")
+	for _, tt := range []struct {
+		limit   int
+		outs    []int
+		errs    []string
+		started []bool
+	}{
+		// 0 finishes at 1s; 1 is cancelled at 1.5s; 2 is read but never started.
+		{1, []int{0, -1, 0}, []string{"", cause.Error(), cause.Error()}, []bool{true, true, false}},
+		// 0 and 1 finish at 1s, and 2 and 3 start then; 4 waits for a free
+		// goroutine. At 1.5s 2 and 3 are cancelled; 4 gets a goroutine but
+		// does not start; 5 is read and not started; 6.. are never read.
+		{2, []int{0, 1, -1, -1, 0, 0}, []string{"", "", cause.Error(), cause.Error(), cause.Error(), cause.Error()}, []bool{true, true, true, true, false, false}},
+	} {
+		t.Run(fmt.Sprint("limit=", tt.limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancelCause(t.Context())
+				time.AfterFunc(1500*time.Millisecond, func() { cancel(cause) })
+				var mu sync.Mutex
+				started := make([]bool, len(tt.started))
+				st := func(ctx context.Context, i int) (int, error) {
+					mu.Lock()
+					started[i] = true
+					mu.Unlock()
+					select {
+					case <-time.After(time.Second):
+						return i, nil
+					case <-ctx.Done():
+						return -1, context.Cause(ctx)
+					}
+				}
+				read := 0
+				ins := func(yield func(int) bool) {
+					for i := range 10 {
+						read++
+						if !yield(i) {
+							return
+						}
+					}
+				}
+				outs, errs := collect(pipeline.Stream(ctx, tt.limit, ins, st))
+				if diff := cmp.Diff(tt.outs, outs); diff != "" {
+					t.Errorf("outs (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.errs, errs); diff != "" {
+					t.Errorf("errs (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.started, started); diff != "" {
+					t.Errorf("started (-want +got):\n%s", diff)
+				}
+				if read != len(tt.outs) {
+					t.Errorf("read %d inputs; want %d, one result each", read, len(tt.outs))
+				}
+			})
+		})
+	}
+}
+
+// TestStreamGoexit checks that a stage calling runtime.Goexit on the pool
+// gets ErrGoexit in its place and the stream goes on, also when it is the
+// last item.
+func TestStreamGoexit(t *testing.T) {
+	st := func(_ context.Context, n int) (int, error) {
+		if n%3 == 1 {
+			runtime.Goexit()
 		}
-		outs, errs := collect(pipeline.Stream(ctx, 1, slices.Values(count(10)), st))
-		// 0 finishes at 1s; 1 is cancelled at 1.5s; 2 is never started.
-		if diff := cmp.Diff([]int{0, -1, 0}, outs); diff != "" {
-			t.Errorf("outs (-want +got):\n%s", diff)
-		}
-		if diff := cmp.Diff([]string{"", cause.Error(), cause.Error()}, errs); diff != "" {
-			t.Errorf("errs (-want +got):\n%s", diff)
-		}
-	})
+		return n, nil
+	}
+	outs, errs := collect(pipeline.Stream(t.Context(), 2, slices.Values(count(8)), st))
+	if diff := cmp.Diff([]int{0, 0, 2, 3, 0, 5, 6, 0}, outs); diff != "" {
+		t.Errorf("outs (-want +got):\n%s", diff)
+	}
+	g := pipeline.ErrGoexit.Error()
+	if diff := cmp.Diff([]string{"", g, "", "", g, "", "", g}, errs); diff != "" {
+		t.Errorf("errs (-want +got):\n%s", diff)
+	}
 }
 
 func TestStreamInputPanics(t *testing.T) {

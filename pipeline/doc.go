@@ -33,8 +33,8 @@
 //
 // [Stream] consumes an iterator and yields results in input order as soon as
 // they are ready, with at most limit stages running, on a pool of reused
-// goroutines (github.com/sourcegraph/conc/pool; no goroutine at all with
-// limit 1). It reads its input only as far
+// goroutines (github.com/sourcegraph/conc/pool, whose bound is the stream's
+// only one; no goroutine at all with limit 1). It reads its input only as far
 // as the consumer keeps up, and leaves no goroutine behind when the iteration
 // ends, which means it waits for every stage it started: wrap a stage that may
 // ignore its context with [Bounded].
