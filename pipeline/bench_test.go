@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkOverhead compares running a stage over 1000 items with a plain loop
-// (the baseline) against MapAll, Map and Stream, for a trivial stage (pure
+// (the baseline) against Stream, for a trivial stage (pure
 // overhead) and for one hashing 4 KiB (a small but real piece of work). Compare
 // the ns/item metric of each sub-benchmark with its loop baseline.
 func BenchmarkOverhead(b *testing.B) {
@@ -47,22 +47,6 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*items), "ns/item")
 		})
 		for _, limit := range []int{1, 4} {
-			b.Run(fmt.Sprintf("%s/MapAll-%d", st.name, limit), func(b *testing.B) {
-				for b.Loop() {
-					if _, errs := pipeline.MapAll(ctx, limit, ins, st.s); errs[0] != nil {
-						b.Fatal(errs[0])
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*items), "ns/item")
-			})
-			b.Run(fmt.Sprintf("%s/Map-%d", st.name, limit), func(b *testing.B) {
-				for b.Loop() {
-					if _, err := pipeline.Map(ctx, limit, ins, st.s); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*items), "ns/item")
-			})
 			b.Run(fmt.Sprintf("%s/Stream-%d", st.name, limit), func(b *testing.B) {
 				for b.Loop() {
 					for _, err := range pipeline.Stream(ctx, limit, slices.Values(ins), st.s) {

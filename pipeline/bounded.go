@@ -12,10 +12,6 @@ import (
 // background.
 var ErrAbandoned = errors.New("pipeline: stage abandoned")
 
-// ErrTimeout is wrapped by the context cause [Timeout] sets when its deadline
-// passes (the cause also wraps context.DeadlineExceeded).
-var ErrTimeout = errors.New("pipeline: timeout")
-
 // Bounded returns a stage that runs s in a new goroutine and returns as soon
 // as s returns, or grace after ctx is done, whichever comes first (grace <= 0:
 // as soon as ctx is done).
@@ -66,28 +62,5 @@ func Bounded[In, Out any](grace time.Duration, s Stage[In, Out]) Stage[In, Out] 
 		default:
 			return zero, fmt.Errorf("%w: %w", ErrAbandoned, context.Cause(ctx))
 		}
-	}
-}
-
-// Timeout returns a stage that runs s with a context that ends after d, and
-// stops waiting for s then, as [Bounded] with no grace does.
-//
-// When the deadline passes, context.Cause of the stage's context, and the
-// returned error, wrap [ErrTimeout] and context.DeadlineExceeded; the error
-// also wraps ErrAbandoned if s had not returned. A stage that noticed the
-// deadline and returned its own error gets ErrTimeout added to that error.
-// A deadline or cancellation of the parent ctx passes through unchanged.
-// With d <= 0 the deadline has already passed: s is not started.
-func Timeout[In, Out any](d time.Duration, s Stage[In, Out]) Stage[In, Out] {
-	bounded := Bounded(0, s)
-	return func(ctx context.Context, in In) (Out, error) {
-		cause := fmt.Errorf("%w after %v: %w", ErrTimeout, d, context.DeadlineExceeded)
-		tctx, cancel := context.WithTimeoutCause(ctx, d, cause)
-		defer cancel()
-		out, err := bounded(tctx, in)
-		if err != nil && !errors.Is(err, ErrTimeout) && context.Cause(tctx) == cause {
-			err = fmt.Errorf("%w: %w", cause, err)
-		}
-		return out, err
 	}
 }

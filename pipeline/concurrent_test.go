@@ -68,195 +68,6 @@ func squares(ins []int) []int {
 	return out
 }
 
-func TestMapAllOrderAndLimit(t *testing.T) {
-	for _, limit := range []int{-1, 0, 1, 3, 100} {
-		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var g gauge
-				ins := count(50)
-				outs, errs := pipeline.MapAll(t.Context(), limit, ins, g.squareSlowly)
-				want := squares(ins)
-				want[13] = 0
-				if diff := cmp.Diff(want, outs); diff != "" {
-					t.Errorf("outs (-want +got):\n%s", diff)
-				}
-				for i, err := range errs {
-					if (i == 13) != (err != nil) {
-						t.Errorf("errs[%d] = %v", i, err)
-					}
-				}
-				if pe, ok := errors.AsType[*pipeline.PanicError](errs[13]); !ok || pe.Value != "unlucky" {
-					t.Errorf("errs[13] = %v; want the recovered panic", errs[13])
-				}
-				wantPeak := int64(min(max(limit, 1), len(ins)))
-				if p := g.peak.Load(); p != wantPeak {
-					t.Errorf("peak concurrency %d; want %d", p, wantPeak)
-				}
-			})
-		})
-	}
-}
-
-func TestMapAllFailureDoesNotCancelOthers(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var g gauge
-		ins := []int{-1, 2, -3, 4}
-		outs, errs := pipeline.MapAll(t.Context(), 2, ins, g.squareSlowly)
-		if diff := cmp.Diff([]int{0, 4, 0, 16}, outs); diff != "" {
-			t.Errorf("outs (-want +got):\n%s", diff)
-		}
-		got := make([]string, len(errs))
-		for i, err := range errs {
-			if err != nil {
-				got[i] = err.Error()
-			}
-		}
-		if diff := cmp.Diff([]string{"negative -1", "", "negative -3", ""}, got); diff != "" {
-			t.Errorf("errs (-want +got):\n%s", diff)
-		}
-	})
-}
-
-func TestMapAllCancelled(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cause := errors.New("stop now")
-		ctx, cancel := context.WithCancelCause(t.Context())
-		time.AfterFunc(time.Second, func() { cancel(cause) })
-		started := make([]bool, 10)
-		st := func(ctx context.Context, i int) (int, error) {
-			started[i] = true
-			select {
-			case <-time.After(time.Duration(i+1) * 600 * time.Millisecond):
-				return i, nil
-			case <-ctx.Done():
-				return 0, context.Cause(ctx)
-			}
-		}
-		// limit 2: 0 and 1 start at once; 0 ends at 0.6s and 2 starts; at 1s
-		// the cause stops 1 and 2, and 3..9 never start.
-		outs, errs := pipeline.MapAll(ctx, 2, count(10), st)
-		if diff := cmp.Diff([]bool{true, true, true, false, false, false, false, false, false, false}, started); diff != "" {
-			t.Errorf("started (-want +got):\n%s", diff)
-		}
-		if outs[0] != 0 || errs[0] != nil {
-			t.Errorf("item 0 = %v, %v; want 0, nil", outs[0], errs[0])
-		}
-		for i, err := range errs[1:] {
-			if err != cause {
-				t.Errorf("errs[%d] = %v; want the cause", i+1, err)
-			}
-		}
-	})
-}
-
-func TestMapAllGoexit(t *testing.T) {
-	_, errs := pipeline.MapAll(t.Context(), 2, []int{1, 2}, func(_ context.Context, n int) (int, error) {
-		if n == 2 {
-			runtime.Goexit()
-		}
-		return n, nil
-	})
-	if errs[0] != nil || !errors.Is(errs[1], pipeline.ErrGoexit) {
-		t.Fatalf("errs = %v; want [nil ErrGoexit]", errs)
-	}
-}
-
-func TestMapAllEmpty(t *testing.T) {
-	outs, errs := pipeline.MapAll(t.Context(), 4, nil, func(context.Context, int) (int, error) { return 0, nil })
-	if len(outs) != 0 || len(errs) != 0 {
-		t.Fatalf("MapAll(nil) = %v, %v; want empty", outs, errs)
-	}
-}
-
-func TestMapOrderAndLimit(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var g gauge
-		ins := count(40)
-		ins[13] = 12 // no panic in this one
-		outs, err := pipeline.Map(t.Context(), 4, ins, g.squareSlowly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(squares(ins), outs); diff != "" {
-			t.Errorf("outs (-want +got):\n%s", diff)
-		}
-		if p := g.peak.Load(); p != 4 {
-			t.Errorf("peak concurrency %d; want 4", p)
-		}
-	})
-}
-
-func TestMapFirstErrorCancelsRest(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		causes := map[int]error{}
-		started := map[int]bool{}
-		st := func(ctx context.Context, i int) (int, error) {
-			mu.Lock()
-			started[i] = true
-			mu.Unlock()
-			if i == 1 {
-				time.Sleep(time.Second)
-				return 0, fmt.Errorf("item %d: %w", i, errBoom)
-			}
-			<-ctx.Done()
-			mu.Lock()
-			causes[i] = context.Cause(ctx)
-			mu.Unlock()
-			return 0, ctx.Err()
-		}
-		outs, err := pipeline.Map(t.Context(), 3, count(10), st)
-		if outs != nil || !errors.Is(err, errBoom) || err.Error() != "item 1: boom" {
-			t.Fatalf("Map = %v, %v; want nil, item 1: boom", outs, err)
-		}
-		if diff := cmp.Diff(map[int]bool{0: true, 1: true, 2: true}, started); diff != "" {
-			t.Errorf("started (-want +got):\n%s", diff)
-		}
-		for _, i := range []int{0, 2} {
-			if causes[i] != err {
-				t.Errorf("item %d saw cause %v; want the first error", i, causes[i])
-			}
-		}
-	})
-}
-
-func TestMapRecoversPanic(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var g gauge
-		_, err := pipeline.Map(t.Context(), 2, count(20), g.squareSlowly)
-		if pe, ok := errors.AsType[*pipeline.PanicError](err); !ok || pe.Value != "unlucky" {
-			t.Fatalf("err = %v; want the recovered panic", err)
-		}
-	})
-}
-
-func TestMapParentCancelled(t *testing.T) {
-	cause := errors.New("parent gone")
-	ctx, cancel := context.WithCancelCause(t.Context())
-	st := func(_ context.Context, i int) (int, error) {
-		if i == 1 {
-			cancel(cause) // the stage itself succeeds, but nothing after it may start
-		}
-		return i, nil
-	}
-	outs, err := pipeline.Map(ctx, 1, count(5), st)
-	if outs != nil || err != cause {
-		t.Fatalf("Map = %v, %v; want nil and the cause", outs, err)
-	}
-}
-
-func TestMapGoexit(t *testing.T) {
-	_, err := pipeline.Map(t.Context(), 1, []int{1, 2}, func(_ context.Context, n int) (int, error) {
-		if n == 2 {
-			runtime.Goexit()
-		}
-		return n, nil
-	})
-	if !errors.Is(err, pipeline.ErrGoexit) {
-		t.Fatalf("err = %v; want ErrGoexit", err)
-	}
-}
-
 // collect drains a stream into values and error strings.
 func collect(seq iter.Seq2[int, error]) (outs []int, errs []string) {
 	for out, err := range seq {
@@ -295,40 +106,45 @@ func TestStreamOrderAndLimit(t *testing.T) {
 	}
 }
 
-// TestStreamBoundedReadAhead consumes slowly and checks that the stream never
-// pulls more than limit+1 inputs beyond what was yielded.
+// TestStreamBoundedReadAhead consumes slowly and checks that the stream pulls
+// at most limit+1 inputs beyond those whose yield has returned (limit held by
+// the pool's goroutines, one waiting for a free goroutine), and that it does
+// read that far ahead: the bound is the pool's, and it is exact.
 func TestStreamBoundedReadAhead(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const limit = 3
-		var pulled, yielded, worst atomic.Int64
-		ins := func(yield func(int) bool) {
-			for i := range 100 {
-				if ahead := pulled.Add(1) - yielded.Load(); ahead > worst.Load() {
-					worst.Store(ahead)
+	for _, limit := range []int{2, 3, 8} {
+		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var pulled, yielded, worst atomic.Int64
+				ins := func(yield func(int) bool) {
+					for i := range 100 {
+						if ahead := pulled.Add(1) - yielded.Load(); ahead > worst.Load() {
+							worst.Store(ahead)
+						}
+						if !yield(i) {
+							return
+						}
+					}
 				}
-				if !yield(i) {
-					return
+				fast := func(_ context.Context, n int) (int, error) { return n, nil }
+				next := 0
+				for out, err := range pipeline.Stream(t.Context(), limit, ins, fast) {
+					if err != nil || out != next {
+						t.Fatalf("got %d, %v; want %d", out, err, next)
+					}
+					next++
+					time.Sleep(time.Second) // slow consumer
+					synctest.Wait()         // let the producer run as far as it can
+					yielded.Add(1)          // this yield returns now
 				}
-			}
-		}
-		fast := func(_ context.Context, n int) (int, error) { return n, nil }
-		next := 0
-		for out, err := range pipeline.Stream(t.Context(), limit, ins, fast) {
-			if err != nil || out != next {
-				t.Fatalf("got %d, %v; want %d", out, err, next)
-			}
-			next++
-			yielded.Add(1)
-			time.Sleep(time.Second) // slow consumer
-			synctest.Wait()         // let the producer run as far as it can
-		}
-		if next != 100 {
-			t.Fatalf("yielded %d; want 100", next)
-		}
-		if w := worst.Load(); w > limit+1 {
-			t.Fatalf("read %d inputs ahead of the consumer; want at most %d", w, limit+1)
-		}
-	})
+				if next != 100 {
+					t.Fatalf("yielded %d; want 100", next)
+				}
+				if w := worst.Load(); w != int64(limit)+1 {
+					t.Fatalf("read at most %d inputs ahead of the consumer; want exactly limit+1 = %d", w, limit+1)
+				}
+			})
+		})
+	}
 }
 
 // TestStreamYieldsWhileInputBlocks checks a result is yielded as soon as it is
@@ -429,27 +245,82 @@ func TestStreamEarlyBreakRealTime(t *testing.T) {
 }
 
 func TestStreamParentCancelled(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cause := errors.New("shutting down")
-		ctx, cancel := context.WithCancelCause(t.Context())
-		time.AfterFunc(1500*time.Millisecond, func() { cancel(cause) })
-		st := func(ctx context.Context, i int) (int, error) {
-			select {
-			case <-time.After(time.Second):
-				return i, nil
-			case <-ctx.Done():
-				return -1, context.Cause(ctx)
-			}
+	cause := errors.New("shutting down")
+	for _, tt := range []struct {
+		limit   int
+		outs    []int
+		errs    []string
+		started []bool
+	}{
+		// 0 finishes at 1s; 1 is cancelled at 1.5s; 2 is read but never started.
+		{1, []int{0, -1, 0}, []string{"", cause.Error(), cause.Error()}, []bool{true, true, false}},
+		// 0 and 1 finish at 1s, and 2 and 3 start then; 4 waits for a free
+		// goroutine. At 1.5s 2 and 3 are cancelled; 4 gets a goroutine but
+		// does not start; 5 is read and not started; 6.. are never read.
+		{2, []int{0, 1, -1, -1, 0, 0}, []string{"", "", cause.Error(), cause.Error(), cause.Error(), cause.Error()}, []bool{true, true, true, true, false, false}},
+	} {
+		t.Run(fmt.Sprint("limit=", tt.limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancelCause(t.Context())
+				time.AfterFunc(1500*time.Millisecond, func() { cancel(cause) })
+				var mu sync.Mutex
+				started := make([]bool, len(tt.started))
+				st := func(ctx context.Context, i int) (int, error) {
+					mu.Lock()
+					started[i] = true
+					mu.Unlock()
+					select {
+					case <-time.After(time.Second):
+						return i, nil
+					case <-ctx.Done():
+						return -1, context.Cause(ctx)
+					}
+				}
+				read := 0
+				ins := func(yield func(int) bool) {
+					for i := range 10 {
+						read++
+						if !yield(i) {
+							return
+						}
+					}
+				}
+				outs, errs := collect(pipeline.Stream(ctx, tt.limit, ins, st))
+				if diff := cmp.Diff(tt.outs, outs); diff != "" {
+					t.Errorf("outs (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.errs, errs); diff != "" {
+					t.Errorf("errs (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.started, started); diff != "" {
+					t.Errorf("started (-want +got):\n%s", diff)
+				}
+				if read != len(tt.outs) {
+					t.Errorf("read %d inputs; want %d, one result each", read, len(tt.outs))
+				}
+			})
+		})
+	}
+}
+
+// TestStreamGoexit checks that a stage calling runtime.Goexit on the pool
+// gets ErrGoexit in its place and the stream goes on, also when it is the
+// last item.
+func TestStreamGoexit(t *testing.T) {
+	st := func(_ context.Context, n int) (int, error) {
+		if n%3 == 1 {
+			runtime.Goexit()
 		}
-		outs, errs := collect(pipeline.Stream(ctx, 1, slices.Values(count(10)), st))
-		// 0 finishes at 1s; 1 is cancelled at 1.5s; 2 is never started.
-		if diff := cmp.Diff([]int{0, -1, 0}, outs); diff != "" {
-			t.Errorf("outs (-want +got):\n%s", diff)
-		}
-		if diff := cmp.Diff([]string{"", cause.Error(), cause.Error()}, errs); diff != "" {
-			t.Errorf("errs (-want +got):\n%s", diff)
-		}
-	})
+		return n, nil
+	}
+	outs, errs := collect(pipeline.Stream(t.Context(), 2, slices.Values(count(8)), st))
+	if diff := cmp.Diff([]int{0, 0, 2, 3, 0, 5, 6, 0}, outs); diff != "" {
+		t.Errorf("outs (-want +got):\n%s", diff)
+	}
+	g := pipeline.ErrGoexit.Error()
+	if diff := cmp.Diff([]string{"", g, "", "", g, "", "", g}, errs); diff != "" {
+		t.Errorf("errs (-want +got):\n%s", diff)
+	}
 }
 
 func TestStreamInputPanics(t *testing.T) {

@@ -8,16 +8,14 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/polyswarm/psengine/pipeline"
 )
 
 // A pipeline in the style of errgroup's md5all example: documents are read,
-// hashed and reported concurrently, in input order, by stages composed with
-// Then and run by Stream; a panicking stage becomes an error, not a crash.
+// hashed and reported concurrently, in input order, by a stage run by Stream;
+// a panicking stage becomes an error, not a crash.
 func Example_pipeline() {
 	files := map[string]string{
 		"a.txt":   "hello",
@@ -32,7 +30,11 @@ func Example_pipeline() {
 		}
 		return body, nil
 	}
-	hash := func(_ context.Context, body string) ([sha256.Size]byte, error) {
+	hash := func(ctx context.Context, name string) ([sha256.Size]byte, error) {
+		body, err := read(ctx, name)
+		if err != nil {
+			return [sha256.Size]byte{}, err
+		}
 		if body == "PANIC" {
 			panic("hasher bug")
 		}
@@ -42,7 +44,7 @@ func Example_pipeline() {
 	names = append(names, "missing.txt")
 
 	i := 0
-	for sum, err := range pipeline.Stream(context.Background(), 2, slices.Values(names), pipeline.Then(read, hash)) {
+	for sum, err := range pipeline.Stream(context.Background(), 2, slices.Values(names), hash) {
 		if err != nil {
 			fmt.Printf("%-11s error: %v\n", names[i], err)
 		} else {
@@ -56,31 +58,6 @@ func Example_pipeline() {
 	// bad.txt     error: pipeline: panic: hasher bug
 	// c.txt       e3b0c442
 	// missing.txt error: missing.txt: not found
-}
-
-func ExampleThen() {
-	parse := func(_ context.Context, s string) (int, error) { return strconv.Atoi(s) }
-	square := func(_ context.Context, n int) (int, error) { return n * n, nil }
-	parseAndSquare := pipeline.Then(parse, square)
-
-	fmt.Println(parseAndSquare(context.Background(), "12"))
-	fmt.Println(parseAndSquare(context.Background(), "twelve"))
-	// Output:
-	// 144 <nil>
-	// 0 strconv.Atoi: parsing "twelve": invalid syntax
-}
-
-func ExampleRecover() {
-	divide := pipeline.Recover(func(_ context.Context, n int) (int, error) {
-		return 100 / n, nil
-	})
-	_, err := divide(context.Background(), 0)
-	fmt.Println(err)
-	var pe *pipeline.PanicError
-	fmt.Println(errors.As(err, &pe), len(pe.Stack) > 0)
-	// Output:
-	// pipeline: panic: runtime error: integer divide by zero
-	// true true
 }
 
 func ExampleProtect() {
@@ -126,22 +103,11 @@ func ExampleBounded() {
 	// pipeline: stage not started: user pressed Ctrl-C
 }
 
-func ExampleTimeout() {
-	slow := func(ctx context.Context, url string) (int, error) {
-		<-ctx.Done() // a stage that never gets an answer
-		return 0, ctx.Err()
-	}
-	_, err := pipeline.Timeout(10*time.Millisecond, slow)(context.Background(), "https://example.invalid/")
-	fmt.Println(errors.Is(err, pipeline.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
-	// Output:
-	// true true
-}
-
 func ExampleRetry() {
 	calls := 0
-	post := func(ctx context.Context, body string) (int, error) {
+	post := func(_ context.Context, body string) (int, error) {
 		calls++
-		fmt.Println("attempt", pipeline.Attempt(ctx))
+		fmt.Println("attempt", calls)
 		switch calls {
 		case 1:
 			return 0, errors.New("connection reset")
@@ -180,43 +146,6 @@ func ExampleBackoff_Delay() {
 	fmt.Println()
 	// Output:
 	// 1s 2s 4s 8s 10s 10s
-}
-
-func ExampleMapAll() {
-	urls := []string{"file:///a", "ftp://b", "data:,c"}
-	scheme := func(_ context.Context, u string) (string, error) {
-		s, _, ok := strings.Cut(u, ":")
-		if !ok || s == "ftp" {
-			return "", fmt.Errorf("unsupported URI %q", u)
-		}
-		return s, nil
-	}
-	outs, errs := pipeline.MapAll(context.Background(), 2, urls, scheme)
-	for i := range urls {
-		fmt.Printf("%q %v\n", outs[i], errs[i])
-	}
-	// Output:
-	// "file" <nil>
-	// "" unsupported URI "ftp://b"
-	// "data" <nil>
-}
-
-func ExampleMap() {
-	lengths, err := pipeline.Map(context.Background(), 4, []string{"a", "bb", "ccc"},
-		func(_ context.Context, s string) (int, error) { return len(s), nil })
-	fmt.Println(lengths, err)
-
-	_, err = pipeline.Map(context.Background(), 4, []string{"a", "", "ccc"},
-		func(_ context.Context, s string) (int, error) {
-			if s == "" {
-				return 0, errors.New("empty input")
-			}
-			return len(s), nil
-		})
-	fmt.Println(err)
-	// Output:
-	// [1 2 3] <nil>
-	// empty input
 }
 
 func ExampleStream() {

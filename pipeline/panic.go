@@ -46,20 +46,6 @@ func newPanicError(v any) *PanicError {
 	return &PanicError{Value: v, Stack: debug.Stack()}
 }
 
-// Recover returns a stage that runs s on the caller's goroutine and turns a
-// panic in s into a [*PanicError] (with a zero Out).
-func Recover[In, Out any](s Stage[In, Out]) Stage[In, Out] {
-	return func(ctx context.Context, in In) (out Out, err error) {
-		defer func() {
-			if v := recover(); v != nil {
-				var zero Out
-				out, err = zero, newPanicError(v)
-			}
-		}()
-		return s(ctx, in)
-	}
-}
-
 // Protect runs fn and returns a [*PanicError] if it panics, nil otherwise.
 // It is meant for hooks and callbacks whose failure must not stop the caller.
 func Protect(fn func()) (err error) {

@@ -134,22 +134,6 @@ func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Wait: d, Err: err}
 }
 
-type attemptKey struct{}
-
-// Attempt returns the 1-based number of the current attempt inside a stage run
-// by [Retry] (the innermost one when nested), or the number set by
-// [WithAttempt], or 0.
-func Attempt(ctx context.Context) int {
-	n, _ := ctx.Value(attemptKey{}).(int)
-	return n
-}
-
-// WithAttempt returns a context whose [Attempt] is n; a queue that redelivers
-// work uses it to tell the handler how many times it was tried.
-func WithAttempt(ctx context.Context, n int) context.Context {
-	return context.WithValue(ctx, attemptKey{}, n)
-}
-
 // Retry returns a stage that calls s until it succeeds, returns an error marked
 // [Permanent] (returned as is), has been called b.MaxAttempts times (the error
 // wraps [ErrExhausted] and the last error), or ctx ends (the error wraps
@@ -163,8 +147,8 @@ func WithAttempt(ctx context.Context, n int) context.Context {
 // reached the deadline. With b.FinalAttempt set, a backoff wait is shortened
 // instead to fit one final call (see [Backoff]).
 //
-// Inside s, [Attempt] returns the attempt number. Panics in s are not
-// recovered: wrap s with [Recover] to retry them.
+// Panics in s are not recovered: they reach Retry's caller (a [Stream] or
+// [Bounded] around Retry turns them into a [*PanicError]).
 func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
 	return func(ctx context.Context, in In) (Out, error) {
 		var zero Out
@@ -174,7 +158,7 @@ func Retry[In, Out any](b Backoff, s Stage[In, Out]) Stage[In, Out] {
 			if ctx.Err() != nil {
 				return zero, stopped(ctx, attempt-1, last)
 			}
-			out, err := s(WithAttempt(ctx, attempt), in)
+			out, err := s(ctx, in)
 			if err == nil {
 				return out, nil
 			}

@@ -113,7 +113,7 @@ func TestBackoffJitterDown(t *testing.T) {
 	}
 }
 
-// flaky fails until attempt succeedAt, recording when and as which attempt it ran.
+// flaky fails until call number succeedAt, recording the number and time of each call.
 type flaky struct {
 	succeedAt int
 	err       error
@@ -123,7 +123,7 @@ type flaky struct {
 }
 
 func (f *flaky) stage(ctx context.Context, in string) (string, error) {
-	f.calls = append(f.calls, pipeline.Attempt(ctx))
+	f.calls = append(f.calls, len(f.calls)+1)
 	f.at = append(f.at, time.Since(f.start))
 	if len(f.calls) >= f.succeedAt {
 		return in + "!", nil
@@ -140,7 +140,7 @@ func TestRetrySucceeds(t *testing.T) {
 			t.Fatalf("Retry = %q, %v; want ok!, nil", out, err)
 		}
 		if diff := cmp.Diff([]int{1, 2, 3, 4}, f.calls); diff != "" {
-			t.Errorf("Attempt() in each call (-want +got):\n%s", diff)
+			t.Errorf("calls (-want +got):\n%s", diff)
 		}
 		want := []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second}
 		if diff := cmp.Diff(want, f.at); diff != "" {
@@ -343,14 +343,5 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	}
 	if pipeline.RetryAfter(time.Second, nil) != nil {
 		t.Error("RetryAfter(d, nil) != nil")
-	}
-}
-
-func TestAttemptOutsideRetry(t *testing.T) {
-	if n := pipeline.Attempt(t.Context()); n != 0 {
-		t.Errorf("Attempt(background) = %d; want 0", n)
-	}
-	if n := pipeline.Attempt(pipeline.WithAttempt(t.Context(), 5)); n != 5 {
-		t.Errorf("Attempt(WithAttempt(5)) = %d; want 5", n)
 	}
 }
