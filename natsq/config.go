@@ -20,8 +20,8 @@ const (
 	DefaultResultTTL   = time.Hour
 	DefaultKeyTTL      = 24 * time.Hour
 	DefaultResultGrace = 30 * time.Second
-	// pullWait bounds one pull request; a consumer whose process died
-	// leaves at most this long a request that no one reads.
+	// pullWait bounds one pull request: an idle process asks again this
+	// often (the server forgets the request of a process gone at once).
 	pullWait = 5 * time.Second
 )
 
@@ -60,12 +60,6 @@ type Config struct {
 	// (zero value: 100ms doubling up to 30s, with jitter; its MaxAttempts
 	// is not used).
 	Backoff pipeline.Backoff
-	// NoPrefetch stops a consumer from taking its next job while its
-	// current one runs. By default, when the server says more jobs are
-	// waiting, it asks for one of those (never for future jobs, which idle
-	// workers' pending pulls get first), keeps it alive with the current
-	// job's heartbeats, and starts it without a round trip to the server.
-	NoPrefetch bool
 	// Capacity caps the jobs queued (not yet acknowledged); Submit answers
 	// psengine.ErrQueueFull beyond it. 0 means no cap.
 	Capacity int64
@@ -165,7 +159,7 @@ type names struct {
 	consumer          string
 	artifacts         string
 	results, answered string
-	keys, kept        string
+	keys, state       string
 }
 
 func namesFor(prefix string) names {
@@ -179,6 +173,6 @@ func namesFor(prefix string) names {
 		results:     prefix + "_results",
 		answered:    prefix + "_answered",
 		keys:        prefix + "_keys",
-		kept:        prefix + "_kept",
+		state:       prefix + "_state",
 	}
 }

@@ -209,12 +209,18 @@ func (s *session) Analyze(ctx context.Context, reqs []cli.Request) iter.Seq[psen
 	}
 }
 
-// Close stops the broker, flushes and closes the connection, and stops the
-// embedded server.
+// Close stops the broker and waits (a few seconds at most) until this
+// process holds no job of the queue's, so that none is left to AckWait;
+// then it flushes and closes the connection and stops the embedded server.
 func (s *session) Close() error {
 	var errs []error
 	if s.broker != nil {
 		s.broker.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.broker.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("nats: jobs still held at exit (they return after AckWait): %w", err))
+		}
+		cancel()
 	}
 	if s.nc != nil {
 		if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
