@@ -444,7 +444,7 @@ func (b *Broker) Drain(ctx context.Context) error {
 // forgetMarks removes this process's scan marks once it holds nothing.
 func (b *Broker) forgetMarks(ctx context.Context) {
 	b.marks.mu.Lock()
-	wrote := b.marks.written > 0 || b.marks.failed > 0
+	wrote := b.marks.wrote
 	b.marks.mu.Unlock()
 	if !wrote {
 		return
@@ -694,7 +694,7 @@ func (b *Broker) handBack(ctx context.Context, hd *held, why string) {
 	hd.st.Explained, hd.dirty = hd.d.delivered, true
 	log := b.log.With("job", hd.job.ID, "delivery", hd.d.delivered)
 	if err := b.saveState(ctx, hd); err != nil {
-		log.Warn("recording a hand-back failed: its next delivery counts it as its worker's death", "err", err)
+		log.Warn("recording a hand-back failed: its next delivery counts it as a lapse (its worker gone)", "err", err)
 	}
 	log.Info("job handed back", "why", why)
 	if err := hd.d.Nak(); err != nil {

@@ -34,8 +34,9 @@ type Config struct {
 	// stream PREFIX_jobs (subject PREFIX.jobs), the dead-letter stream
 	// PREFIX_dead (subject PREFIX.dead), the durable consumer
 	// PREFIX_workers, the object store PREFIX_artifacts and the key-value
-	// buckets PREFIX_results and PREFIX_answered. Letters, digits, '-' and
-	// '_' only. Distinct prefixes are independent queues on one server.
+	// buckets PREFIX_results, PREFIX_answered, PREFIX_keys and
+	// PREFIX_state. Letters, digits, '-' and '_' only. Distinct prefixes
+	// are independent queues on one server.
 	Prefix string
 
 	// Duplicates is the deduplication window: a job whose ID was
@@ -50,10 +51,10 @@ type Config struct {
 	// still in progress, resetting AckWait (default AckWait/3; it must be
 	// shorter than AckWait).
 	Heartbeat time.Duration
-	// MaxAttempts is how many deliveries a job gets before it is
-	// dead-lettered (default 5). A job whose handler never returned (its
-	// worker died) is dead-lettered on the delivery after the last attempt,
-	// without calling a handler.
+	// MaxAttempts is how many failed attempts a job gets before its last
+	// call, and how many times it may end its worker process while scanned
+	// alone (default 5); see the package documentation. Deliveries cut
+	// short by our own stop (hand-backs) are not attempts.
 	MaxAttempts int
 	// Backoff is the delay before a job whose handler failed is delivered
 	// again: Backoff.Delay(attempt) after attempt number attempt failed
@@ -80,10 +81,10 @@ type Config struct {
 	// kept (default 1h).
 	ResultTTL time.Duration
 	// KeyTTL is how long the content keys of submitted bounties
-	// (psengine.Job.Key: the same bounty under another job ID is dropped)
-	// and the answers kept for redeliveries (psengine.AnswerKeeper) are
-	// remembered (default 24h; at least as long as a bounty may take to
-	// expire).
+	// (psengine.Job.Key: the same bounty under another job ID is refused)
+	// are remembered, and the longest a job's record (its attempts, kept
+	// answer...) is kept (default 24h; at least as long as a bounty may
+	// take to expire).
 	KeyTTL time.Duration
 	// ResultGrace is how long Analyze waits for answers past the latest
 	// expiration of its bounties (default 30s). After it, unanswered

@@ -227,62 +227,48 @@ func (b *Broker) judge(ctx context.Context, h *held) {
 }
 
 // scanMarks is this broker instance's key of the state bucket listing the
-// deliveries it is scanning now; MarkScanning writes it, shared by the
-// marks made meanwhile (one write for all the scans starting together).
+// deliveries it is scanning now. MarkScanning publishes the whole list
+// (a few pairs: one per scan in progress), in order, so the key's last
+// value is the latest list; marks made together wait for their flushes
+// side by side, not one after the other.
 type scanMarks struct {
-	key string // "p.ID"
-
-	mu      sync.Mutex
-	changed *sync.Cond
-	scans   map[uint64]int // stream sequence -> delivery
-	version uint64         // of scans
-	written uint64         // the version the bucket holds
-	failed  uint64         // the version whose write failed last
-	err     error          // ... and why
-	writing bool
+	key   string // "p.ID"
+	mu    sync.Mutex
+	scans map[uint64]int // stream sequence -> delivery
+	wrote bool           // a list was published
 }
 
 func newScanMarks(id string) *scanMarks {
-	m := &scanMarks{key: "p." + id, scans: make(map[uint64]int)}
-	m.changed = sync.NewCond(&m.mu)
-	return m
+	return &scanMarks{key: "p." + id, scans: make(map[uint64]int)}
 }
 
 // markRecord is the value of a scanMarks key: [sequence, delivery] pairs.
 type markRecord [][2]uint64
 
 // add marks delivery d of the message seq scanning and returns once the
-// bucket holds the mark (or the write failed).
+// server has the mark (see putMarks).
 func (m *scanMarks) add(ctx context.Context, b *Broker, seq uint64, d int) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.scans[seq] = d
-	m.version++
-	want := m.version
-	for m.written < want {
-		if m.failed >= want {
-			return m.err
-		}
-		if m.writing {
-			m.changed.Wait()
-			continue
-		}
-		m.writing = true
-		v := m.version
-		rec := make(markRecord, 0, len(m.scans))
-		for s, d := range m.scans {
-			rec = append(rec, [2]uint64{s, uint64(d)})
-		}
-		m.mu.Unlock()
-		err := b.putMarks(ctx, m.key, rec)
-		m.mu.Lock()
-		m.writing = false
-		if err != nil {
-			m.failed, m.err = v, err
-		} else {
-			m.written = max(m.written, v)
-		}
-		m.changed.Broadcast()
+	rec := make(markRecord, 0, len(m.scans))
+	for s, d := range m.scans {
+		rec = append(rec, [2]uint64{s, uint64(d)})
+	}
+	data, _ := json.Marshal(rec) // numbers only: cannot fail
+	err := b.nc.Publish("$KV."+b.names.state+"."+m.key, data)
+	m.wrote = true
+	m.mu.Unlock()
+	// The server has it once it answers a ping sent after it: it reads a
+	// connection in order. The stream's own acknowledgement is not waited
+	// for (a second round trip, through the stream, and each scan waits
+	// for its mark): so the worker's death, however soon, cannot lose the
+	// mark; only the server's own crash in the next instant could, and a
+	// mark lost costs only the attribution of a death.
+	if err == nil {
+		err = b.nc.FlushWithContext(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("natsq: recording the scans of this process: %w", err)
 	}
 	return nil
 }
@@ -293,22 +279,7 @@ func (m *scanMarks) add(ctx context.Context, b *Broker, seq uint64, d int) error
 func (m *scanMarks) remove(seq uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.scans[seq]; ok {
-		delete(m.scans, seq)
-		m.version++
-	}
-}
-
-func (b *Broker) putMarks(ctx context.Context, key string, rec markRecord) error {
-	kv, err := b.stateKV(ctx)
-	if err != nil {
-		return err
-	}
-	data, _ := json.Marshal(rec) // numbers only: cannot fail
-	if _, err := kv.Put(ctx, key, data); err != nil {
-		return fmt.Errorf("natsq: recording the scans of this process: %w", err)
-	}
-	return nil
+	delete(m.scans, seq)
 }
 
 // markView is the scan marks of every process as read from the bucket at

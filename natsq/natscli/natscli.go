@@ -73,7 +73,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`; it listens on --nats-url only when that flag is given")
 	fs.StringVar(&base.Prefix, "nats-prefix", prefix, "names of the queue's streams, consumer and buckets")
 	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
-	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
+	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "failed attempts of a job (or worker deaths while it was scanned alone) before its last call and dead letter")
 	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
 	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers, from the first submission (0: until each bounty expires, plus a grace)")
 	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")

@@ -1,0 +1,240 @@
+package natsq_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/natsq"
+	"github.com/polyswarm/psengine/natsq/embedded"
+	"github.com/polyswarm/psengine/psenginetest"
+)
+
+// verdictSink is a response_url on loopback that keeps, per path, the
+// verdicts it was sent.
+type verdictSink struct {
+	*httptest.Server
+	mu       sync.Mutex
+	verdicts map[string][]string
+}
+
+func newVerdictSink(t *testing.T) *verdictSink {
+	s := &verdictSink{verdicts: map[string][]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a struct{ Verdict string }
+		_ = json.NewDecoder(r.Body).Decode(&a)
+		s.mu.Lock()
+		s.verdicts[strings.TrimPrefix(r.URL.Path, "/")] = append(s.verdicts[strings.TrimPrefix(r.URL.Path, "/")], a.Verdict)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *verdictSink) of(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.verdicts[name]...)
+}
+
+// A scan that kills its worker process (SIGKILL) while three innocent
+// bounties are scanned beside it and seven wait, on four workers; worker
+// processes restarted each time, as a supervisor would. The poison comes
+// back a suspect, its attempt unchanged, runs alone, kills its worker
+// alone MaxAttempts times, gets its last call (answered unknown) and is
+// dead-lettered; every innocent is answered exactly once, benign, and
+// none is charged: those being scanned come back suspects, those only
+// held come back as they were.
+func TestAJobThatKillsItsWorkerProcessIsChargedAlone(t *testing.T) {
+	const innocents, maxAttempts = 10, 3
+	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc := connect(t, srv)
+	cfg := natsq.Config{Prefix: "death", AckWait: 1500 * time.Millisecond, MaxAttempts: maxAttempts}
+	sub := newBroker(t, nc, cfg)
+	sink := newVerdictSink(t)
+	dir := t.TempDir()
+	var stderr psenginetest.SyncBuffer
+	startWorker := func() *exec.Cmd {
+		args := fmt.Sprintf("worker --backend nats --nats-url %s --nats-prefix death --nats-ack-wait %v --nats-max-attempts %d --nats-allow-private --workers 4",
+			srv.ClientURL(), cfg.AckWait, maxAttempts)
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), workerEnv+"="+args, deathDirEnv+"="+dir, "PSENGINE_HOME="+t.TempDir(),
+			"LOG_LEVEL=info", "LOG_FORMAT=text")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		})
+		return cmd
+	}
+	submit := func(name string, id int) {
+		b := psenginetest.Bounty([]byte(name), psenginetest.WithID(fmt.Sprint(id)),
+			psenginetest.WithResponseURL(sink.URL+"/"+name), psenginetest.WithExpiration(time.Now().Add(10*time.Minute)))
+		job, err := psengine.NewJob(name, b, time.Now(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Submit(context.Background(), job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scans := func() []string {
+		data, _ := os.ReadFile(filepath.Join(dir, "scans"))
+		return strings.Fields(string(bytes.ReplaceAll(data, []byte("\n"), []byte(" "))))
+	}
+	killedBySIGKILL := func(cmd *exec.Cmd, err error) bool {
+		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return err != nil && ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
+
+	// The first run: the poison scanning, three innocents scanning beside
+	// it, seven held waiting for a worker; then the poison kills it.
+	first := startWorker()
+	submit("poison", 1000)
+	waitFor(t, "the poison's scan", func() bool { return len(scans()) == 2 })
+	for i := 1; i <= innocents; i++ {
+		submit(fmt.Sprint("innocent-", i), 1000+i)
+	}
+	waitFor(t, "three innocents scanning beside it", func() bool { return len(scans()) == 8 })
+	waitFor(t, "the worker to hold every job", func() bool { return ackPending(t, nc, "death") == 1+innocents })
+	if err := os.WriteFile(filepath.Join(dir, "poison-gate"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Wait(); !killedBySIGKILL(first, err) {
+		t.Fatalf("the first worker ended with %v, want the poison's SIGKILL; stderr:\n%s", err, stderr.String())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hold"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The supervisor: a new worker each time one dies, until every bounty
+	// is settled.
+	settled := func() bool {
+		for i := 1; i <= innocents; i++ {
+			if len(sink.of(fmt.Sprint("innocent-", i))) == 0 {
+				return false
+			}
+		}
+		dls, err := sub.DeadLetters(context.Background())
+		return err == nil && len(dls) > 0
+	}
+	deaths := 1
+	for runs := 1; ; runs++ {
+		if runs > 2*maxAttempts+2 {
+			t.Fatalf("%d runs ended by the poison: it is never given up on; stderr:\n%s", deaths, stderr.String())
+		}
+		w := startWorker()
+		exited := make(chan error, 1)
+		go func() { exited <- w.Wait() }()
+		var err error
+	wait:
+		for {
+			select {
+			case err = <-exited:
+				break wait
+			case <-time.After(10 * time.Millisecond):
+				if settled() {
+					_ = w.Process.Signal(syscall.SIGTERM)
+					err = <-exited
+					break wait
+				}
+			}
+		}
+		if killedBySIGKILL(w, err) {
+			deaths++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("run %d: %v; stderr:\n%s", runs, err, stderr.String())
+		}
+		break
+	}
+
+	if want := 1 + maxAttempts; deaths != want {
+		t.Errorf("the poison ended %d worker processes, want %d (once beside the innocents, then alone until given up on)", deaths, want)
+	}
+	got := map[string][]delivered{}
+	data, _ := os.ReadFile(filepath.Join(dir, "deliveries"))
+	for line := range strings.Lines(string(data)) {
+		var d delivered
+		if _, err := fmt.Sscanf(line, "%s %d %t %t", &d.ID, &d.Attempt, &d.Suspect, &d.Final); err != nil {
+			t.Fatalf("deliveries: %q: %v", line, err)
+		}
+		got[d.ID] = append(got[d.ID], d)
+	}
+	wantPoison := []delivered{{"poison", 1, false, false}}
+	for range maxAttempts {
+		wantPoison = append(wantPoison, delivered{"poison", 1, true, false}) // alone, no attempt counted
+	}
+	wantPoison = append(wantPoison, delivered{"poison", 1, false, true}) // the last call
+	if diff := cmp.Diff(wantPoison, got["poison"]); diff != "" {
+		t.Errorf("the poison's deliveries (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"unknown"}, sink.of("poison")); diff != "" {
+		t.Errorf("the poison's answers (-want +got):\n%s", diff)
+	}
+	scanned := map[string]bool{} // the innocents scanning when the poison first struck
+	for i, f := range scans()[:8] {
+		if i%2 == 0 && f != "poison" {
+			scanned[f] = true
+		}
+	}
+	suspects := 0
+	for i := 1; i <= innocents; i++ {
+		name := fmt.Sprint("innocent-", i)
+		if diff := cmp.Diff([]string{"benign"}, sink.of(name)); diff != "" {
+			t.Errorf("%s's answers (-want +got):\n%s", name, diff)
+		}
+		ds := got[name]
+		if len(ds) < 2 {
+			t.Errorf("%s delivered %d times, want its first delivery and at least one after the first death", name, len(ds))
+			continue
+		}
+		if ds[1].Suspect != scanned[name] {
+			t.Errorf("%s: scanning when the poison struck: %t; its next delivery a suspect: %t", name, scanned[name], ds[1].Suspect)
+		}
+		for _, d := range ds {
+			if d.Attempt != 1 || d.Final {
+				t.Errorf("%s charged for the poison: %+v", name, d)
+			}
+			if d.Suspect {
+				suspects++
+			}
+		}
+	}
+	if len(scanned) != 3 || suspects < 3 {
+		t.Errorf("%d innocents scanning beside the poison, %d suspect deliveries: want 3 and at least 3", len(scanned), suspects)
+	}
+	dls, err := sub.DeadLetters(context.Background())
+	if err != nil || len(dls) != 1 || dls[0].Job.ID != "poison" {
+		t.Fatalf("dead letters %v (%v), want the poison's only", dls, err)
+	}
+	if reason := dls[0].Err.Error(); !strings.Contains(reason, psengine.ErrWorkerDied.Error()) || !strings.Contains(reason, "3 times it was scanned alone") {
+		t.Errorf("the poison's dead letter: %s", reason)
+	}
+	if t.Failed() {
+		t.Logf("workers' stderr:\n%s", stderr.String())
+	}
+}
