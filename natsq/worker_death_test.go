@@ -201,31 +201,28 @@ func TestAJobThatKillsItsWorkerProcessIsChargedAlone(t *testing.T) {
 			scanned[f] = true
 		}
 	}
-	suspects := 0
+	// An innocent may lapse more than once before a handler sees it
+	// again (held, or in the broker's hands, while the poison kills its
+	// worker): only the deliveries that reached the engine are written
+	// down. Those scanning beside the poison come back suspects; the others
+	// never are (a suspect runs alone: nothing scans beside it).
 	for i := 1; i <= innocents; i++ {
 		name := fmt.Sprint("innocent-", i)
 		if diff := cmp.Diff([]string{"benign"}, sink.of(name)); diff != "" {
 			t.Errorf("%s's answers (-want +got):\n%s", name, diff)
 		}
 		ds := got[name]
-		if len(ds) < 2 {
-			t.Errorf("%s delivered %d times, want its first delivery and at least one after the first death", name, len(ds))
-			continue
+		if scanned[name] && (len(ds) < 2 || !ds[1].Suspect) {
+			t.Errorf("%s was scanning when the poison struck; its deliveries %+v, want a suspect after the first", name, ds)
 		}
-		if ds[1].Suspect != scanned[name] {
-			t.Errorf("%s: scanning when the poison struck: %t; its next delivery a suspect: %t", name, scanned[name], ds[1].Suspect)
-		}
-		for _, d := range ds {
-			if d.Attempt != 1 || d.Final {
-				t.Errorf("%s charged for the poison: %+v", name, d)
-			}
-			if d.Suspect {
-				suspects++
+		for j, d := range ds {
+			if d.Attempt != 1 || d.Final || (d.Suspect && (!scanned[name] || j == 0)) {
+				t.Errorf("%s charged for the poison: delivery %d: %+v", name, j+1, d)
 			}
 		}
 	}
-	if len(scanned) != 3 || suspects < 3 {
-		t.Errorf("%d innocents scanning beside the poison, %d suspect deliveries: want 3 and at least 3", len(scanned), suspects)
+	if len(scanned) != 3 {
+		t.Errorf("%d innocents scanning beside the poison, want 3", len(scanned))
 	}
 	dls, err := sub.DeadLetters(context.Background())
 	if err != nil || len(dls) != 1 || dls[0].Job.ID != "poison" {
