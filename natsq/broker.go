@@ -450,7 +450,9 @@ func (b *Broker) forgetMarks(ctx context.Context) {
 		return
 	}
 	if kv, err := b.stateKV(ctx); err == nil {
-		_ = kv.Delete(ctx, b.marks.key)
+		if kv.Purge(ctx, b.marks.key, jetstream.PurgeTTL(purgeMarkerTTL)) != nil {
+			_ = kv.Purge(ctx, b.marks.key)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
@@ -438,5 +439,43 @@ func TestRequeueKeepsTheAnswer(t *testing.T) {
 	}
 	if err := b.Requeue(context.Background(), "kept"); !errors.Is(err, psengine.ErrNoDeadLetter) {
 		t.Errorf("a second requeue: %v, want ErrNoDeadLetter", err)
+	}
+}
+
+// A settled job leaves no record: its kept answer is purged from the state
+// bucket with the acknowledgement, and the purge's own marker expires
+// (a per-message TTL) rather than staying for KeyTTL.
+func TestASettledJobLeavesNoRecord(t *testing.T) {
+	nc := connect(t, startServer(t, ""))
+	cfg := fastConfig()
+	cfg.Prefix = "records"
+	b := newBroker(t, nc, cfg)
+	if err := b.Submit(context.Background(), job("answered")); err != nil {
+		t.Fatal(err)
+	}
+	answer := psengine.Analysis{Verdict: psengine.Benign}
+	consumeInBackground(t, b, func(ctx context.Context, j psengine.Job) error {
+		return b.KeepAnswer(ctx, j, answer)
+	})
+	waitFor(t, "the acknowledgement", func() bool { return queued(t, nc, "records") == 0 })
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), "records_state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), "KV_records_state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the record purged", func() bool {
+		_, err := kv.Get(context.Background(), "j.1")
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	m, err := st.GetLastMsgForSubject(context.Background(), "$KV.records_state.j.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := m.Header.Get(jetstream.MsgTTLHeader); ttl == "" {
+		t.Errorf("the purge marker has no TTL: headers %v", m.Header)
 	}
 }

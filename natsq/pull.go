@@ -168,7 +168,7 @@ func (f *feeder) give(d *delivery) {
 		return
 	case f.closed, f.consumers == 0:
 		f.mu.Unlock()
-		f.b.handBackUnhandled(d)
+		go f.b.handBackUnhandled(d) // not in the inbox's goroutine: it writes
 		return
 	case len(f.waiting) > 0:
 		w := f.waiting[0]
@@ -307,7 +307,7 @@ func (f *feeder) close() {
 	f.unsubbed = true
 	f.mu.Unlock()
 	for _, d := range back {
-		f.b.handBackUnhandled(d)
+		go f.b.handBackUnhandled(d) // Drain waits for them
 	}
 	if !drain {
 		return
