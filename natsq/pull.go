@@ -216,6 +216,7 @@ func (f *feeder) pullLocked() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.req == r {
+			f.b.log.Debug("a pull request's end never came; asking again", "asked", r.batch, "got", r.got)
 			f.endLocked()
 			f.pullLocked()
 		}
