@@ -590,7 +590,6 @@ func (b *Broker) handle(ctx context.Context, d *delivery, h psengine.Handler) {
 	}
 	hd := &held{d: d, job: job}
 	hd.st.ID = job.ID
-	log := b.log.With("job", job.ID, "delivery", d.delivered)
 	if !b.prepare(ctx, hd, h == nil) {
 		return
 	}
@@ -614,6 +613,7 @@ func (b *Broker) handle(ctx context.Context, d *delivery, h psengine.Handler) {
 	wctx, cancel := opContext(ctx)
 	defer cancel()
 	stopped := ctx.Err() != nil
+	log := b.jobLog(hd)
 	switch {
 	case herr != nil && stopped && !errors.Is(herr, psengine.ErrPermanent):
 		b.handBack(wctx, hd, oneLine(herr))
@@ -646,6 +646,11 @@ func (b *Broker) handle(ctx context.Context, d *delivery, h psengine.Handler) {
 	}
 }
 
+// jobLog is a logger of hd's job and delivery.
+func (b *Broker) jobLog(hd *held) *slog.Logger {
+	return b.log.With("job", hd.job.ID, "delivery", hd.d.delivered)
+}
+
 // prepare reads and judges the record of hd's message and makes the job
 // its handler gets. It returns false when the delivery was settled here:
 // answered already (acknowledged), or its record unreadable (delivered
@@ -654,7 +659,7 @@ func (b *Broker) prepare(ctx context.Context, hd *held, handBack bool) bool {
 	wctx, cancel := opContext(ctx)
 	defer cancel()
 	d, job := hd.d, hd.job
-	log := b.log.With("job", job.ID, "delivery", d.delivered)
+	log := b.jobLog(hd)
 	if d.delivered > 1 {
 		if err := b.loadState(wctx, hd); err != nil {
 			log.Warn("reading the job's record failed; it is delivered again later", "err", err)
@@ -694,7 +699,7 @@ func (b *Broker) prepare(ctx context.Context, hd *held, handBack bool) bool {
 // neither an attempt nor a death.
 func (b *Broker) handBack(ctx context.Context, hd *held, why string) {
 	hd.st.Explained, hd.dirty = hd.d.delivered, true
-	log := b.log.With("job", hd.job.ID, "delivery", hd.d.delivered)
+	log := b.jobLog(hd)
 	if err := b.saveState(ctx, hd); err != nil {
 		log.Warn("recording a hand-back failed: its next delivery counts it as a lapse (its worker gone)", "err", err)
 	}
