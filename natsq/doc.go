@@ -23,6 +23,12 @@
 //	engine := psengine.New(scanner, append(b.WorkerOptions(), psengine.WithBroker(b), psengine.WithWorkers(4))...)
 //	err = engine.Serve(ctx)
 //
+//	// a worker's stop: no new job; those running finish until the
+//	// deadline, then are handed back; then nothing is left held
+//	err = engine.Shutdown(deadline)
+//	err = b.Drain(ctx)
+//	nc.Close()
+//
 // # What the server holds
 //
 // Provision creates, from Config.Prefix (default "psengine"):
@@ -108,6 +114,10 @@
 // *DeadLetterError with the reason.
 //
 // # One answer per bounty
+//
+// An answer made is kept (psengine.AnswerKeeper) before it is delivered: a
+// job whose worker stopped or died during the delivery comes back with it,
+// and is delivered again without a second scan.
 //
 // A worker killed after delivering an answer but before its acknowledgement
 // reached the server would leave the job to be delivered again. The
