@@ -2,6 +2,8 @@ package natsq_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -477,5 +479,45 @@ func TestASettledJobLeavesNoRecord(t *testing.T) {
 	}
 	if ttl := m.Header.Get(jetstream.MsgTTLHeader); ttl == "" {
 		t.Errorf("the purge marker has no TTL: headers %v", m.Header)
+	}
+}
+
+// A Submit that recorded its job's content key and then failed before the
+// job was published (its process died, the publish timed out) can be
+// retried: the key taken by that very job ID is not a duplicate. Another
+// job ID with that key is.
+func TestSubmitRetriedAfterItsKeyWasRecorded(t *testing.T) {
+	nc := connect(t, startServer(t, ""))
+	cfg := fastConfig()
+	cfg.Prefix = "retry"
+	b := newBroker(t, nc, cfg)
+	bounty := psenginetest.Bounty([]byte("retried"), psenginetest.WithID("4242"))
+	j, err := psengine.NewJob("delivery-1", bounty, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the first Submit left: the key, no job.
+	js, _ := jetstream.New(nc)
+	keys, err := js.KeyValue(context.Background(), "retry_keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(j.Key))
+	if _, err := keys.Create(context.Background(), hex.EncodeToString(sum[:16]), []byte(j.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Submit(context.Background(), j); err != nil {
+		t.Fatalf("the retried Submit: %v, want nil", err)
+	}
+	if err := b.Submit(context.Background(), j); !errors.Is(err, psengine.ErrDuplicate) {
+		t.Errorf("the same job again: %v, want ErrDuplicate", err)
+	}
+	other := j
+	other.ID = "delivery-2"
+	if err := b.Submit(context.Background(), other); !errors.Is(err, psengine.ErrDuplicate) {
+		t.Errorf("the same bounty under another job ID: %v, want ErrDuplicate", err)
+	}
+	if n := queued(t, nc, "retry"); n != 1 {
+		t.Errorf("%d jobs queued, want 1", n)
 	}
 }
