@@ -19,6 +19,7 @@ import (
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
+	"github.com/polyswarm/psengine/psenginetest"
 )
 
 // dataBounty is a bounty whose artifact travels inside it (a data: URI).
@@ -353,9 +354,10 @@ func BenchmarkWorkerDrain(b *testing.B) {
 }
 
 // BenchmarkBroker is the broker alone: Submit, Consume with a handler that
-// does nothing, ack.
+// does nothing, ack; with 1, 4 and 256 consumers in the process (256: an
+// engine's default WithInFlight).
 func BenchmarkBroker(b *testing.B) {
-	for _, consumers := range []int{1, 4} {
+	for _, consumers := range []int{1, 4, 256} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
 			nc := connect(b, startServer(b, ""))
 			broker := newBroker(b, nc, natsqBenchConfig())
@@ -380,6 +382,7 @@ func BenchmarkBroker(b *testing.B) {
 				jobs[i] = psengine.Job{ID: bt.ID.String(), Bounty: bt}
 			}
 			b.ResetTimer()
+			stopCPU := psenginetest.MeasureCPU(b)
 			for _, j := range jobs {
 				if err := broker.Submit(context.Background(), j); err != nil {
 					b.Fatal(err)
@@ -387,6 +390,7 @@ func BenchmarkBroker(b *testing.B) {
 			}
 			<-all
 			b.StopTimer()
+			stopCPU()
 			cancel()
 			for range consumers {
 				<-done
