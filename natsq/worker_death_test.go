@@ -66,7 +66,7 @@ func TestAJobThatKillsItsWorkerProcessIsChargedAlone(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	nc := connect(t, srv)
-	cfg := natsq.Config{Prefix: "death", AckWait: 1500 * time.Millisecond, MaxAttempts: maxAttempts}
+	cfg := natsq.Config{Prefix: "death", AckWait: 2 * time.Second, MaxAttempts: maxAttempts}
 	sub := newBroker(t, nc, cfg)
 	sink := newVerdictSink(t)
 	dir := t.TempDir()
