@@ -19,6 +19,7 @@ import (
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
+	"github.com/polyswarm/psengine/psenginetest"
 )
 
 // dataBounty is a bounty whose artifact travels inside it (a data: URI).
@@ -123,13 +124,16 @@ func BenchmarkEngine(b *testing.B) {
 }
 
 // BenchmarkEngineVsRaw is the throughput figure: submit -> worker -> ack
-// through the library (Engine.Submit on a natsq broker, Engine.Serve with a
-// no-op scanner and WithWorkers(w), acknowledged after the hooks) against
+// through the library (Engine.Submit on a natsq broker: the content key
+// recorded, then the job published; Engine.Serve with a no-op scanner and
+// WithWorkers(w): a scan mark per scan, acknowledged after the hooks) against
 // raw JetStream (the same payloads published, waiting for each publish
 // acknowledgement as Submit does, and consumed with the client's pipelined
 // Consume), on the same server. The two alternate in rounds of 100 jobs so
 // that the machine's load, which others share, weighs on both alike;
-// "ratio" is library jobs/s over raw jobs/s.
+// "ratio" is library jobs/s over raw jobs/s, "cpu-ratio" raw CPU time per
+// job over the library's (the process's: the server, which runs in it,
+// included).
 func BenchmarkEngineVsRaw(b *testing.B) {
 	for _, workers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
@@ -183,11 +187,12 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 				payloads[i], _ = bounties[i].MarshalJSON()
 			}
 			const round = 100
-			var rawTime, libTime time.Duration
+			var rawTime, libTime, rawCPU, libCPU time.Duration
 			b.ResetTimer()
 			for lo := 0; lo < b.N; lo += round {
 				hi := min(lo+round, b.N)
 				rawWant.Store(int64(hi))
+				c0 := processCPU(b)
 				t0 := time.Now()
 				for i := lo; i < hi; i++ {
 					msg := &nats.Msg{Subject: "raw.jobs", Data: payloads[i], Header: nats.Header{}}
@@ -198,8 +203,10 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 				}
 				<-rawDone
 				rawTime += time.Since(t0)
+				rawCPU += processCPU(b) - c0
 
 				libWant.Store(int64(hi))
+				c0 = processCPU(b)
 				t0 = time.Now()
 				for i := lo; i < hi; i++ {
 					if err := e.Submit(ctx, bounties[i]); err != nil {
@@ -208,11 +215,16 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 				}
 				<-libDone
 				libTime += time.Since(t0)
+				libCPU += processCPU(b) - c0
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw-jobs/s")
 			b.ReportMetric(float64(b.N)/libTime.Seconds(), "lib-jobs/s")
 			b.ReportMetric(rawTime.Seconds()/libTime.Seconds(), "ratio")
+			// The server runs in this process: its CPU time is counted.
+			b.ReportMetric(float64(rawCPU.Microseconds())/float64(b.N), "raw-cpu-us/job")
+			b.ReportMetric(float64(libCPU.Microseconds())/float64(b.N), "lib-cpu-us/job")
+			b.ReportMetric(rawCPU.Seconds()/libCPU.Seconds(), "cpu-ratio")
 		})
 	}
 }
@@ -342,9 +354,10 @@ func BenchmarkWorkerDrain(b *testing.B) {
 }
 
 // BenchmarkBroker is the broker alone: Submit, Consume with a handler that
-// does nothing, ack.
+// does nothing, ack; with 1, 4 and 256 consumers in the process (256: an
+// engine's default WithInFlight).
 func BenchmarkBroker(b *testing.B) {
-	for _, consumers := range []int{1, 4} {
+	for _, consumers := range []int{1, 4, 256} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
 			nc := connect(b, startServer(b, ""))
 			broker := newBroker(b, nc, natsqBenchConfig())
@@ -369,6 +382,7 @@ func BenchmarkBroker(b *testing.B) {
 				jobs[i] = psengine.Job{ID: bt.ID.String(), Bounty: bt}
 			}
 			b.ResetTimer()
+			stopCPU := psenginetest.MeasureCPU(b)
 			for _, j := range jobs {
 				if err := broker.Submit(context.Background(), j); err != nil {
 					b.Fatal(err)
@@ -376,6 +390,7 @@ func BenchmarkBroker(b *testing.B) {
 			}
 			<-all
 			b.StopTimer()
+			stopCPU()
 			cancel()
 			for range consumers {
 				<-done
@@ -409,4 +424,13 @@ func startWorkerProcesses(b *testing.B, url, prefix string, procs int) (stop fun
 		workers = append(workers, cmd)
 	}
 	return stop
+}
+
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

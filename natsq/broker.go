@@ -5,35 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/pipeline"
 )
 
 // Headers a dead-lettered message adds to the job's (its body is the
-// bounty as queued).
+// bounty as queued; its Natsq-Job-Id names the job).
 const (
 	HeaderJobID      = "Natsq-Job-Id"
 	HeaderReason     = "Natsq-Reason"
 	HeaderDeliveries = "Natsq-Deliveries"
+	HeaderAttempts   = "Natsq-Attempts"
 	HeaderPermanent  = "Natsq-Permanent"
 )
 
 // Broker is a psengine.Broker on NATS JetStream, shared by any number of
 // processes on any number of machines. Jobs are messages on a work-queue
-// stream, deduplicated by job ID; workers pull them one at a time from a
-// shared durable consumer and acknowledge each only after its handler
-// returned nil (for an Engine: after the answer was delivered). See the
-// package documentation for the guarantees.
+// stream, deduplicated by job ID and by content key; the consumers of one
+// process pull them together from a shared durable consumer and
+// acknowledge each only after its handler returned nil (for an Engine:
+// after the answer was delivered). It is also a psengine.AnswerKeeper, a
+// psengine.ScanMarker and a psengine.DeadLetterStore. See the package
+// documentation for the guarantees.
 //
 // The host owns the *nats.Conn (authentication, TLS, reconnects) and closes
-// it after the broker is done. A Broker is safe for concurrent use.
+// it after the broker is done (Close, then Drain). A Broker is safe for
+// concurrent use.
 type Broker struct {
 	nc        *nats.Conn
 	apiPrefix string // of JetStream API subjects
@@ -45,19 +49,29 @@ type Broker struct {
 	closing context.Context // done once Close was called
 	close   context.CancelFunc
 
-	mu        sync.Mutex // guards the handles, bound on first use
+	mu        sync.Mutex // guards the handles, bound on first use, and the feeder
 	consumer  jetstream.Consumer
 	results   jetstream.KeyValue
 	answered  jetstream.KeyValue
 	keys      jetstream.KeyValue // content keys of submitted bounties
-	kept      jetstream.KeyValue // answers kept for redeliveries
+	state     jetstream.KeyValue // job records and scan marks (state.go)
 	artifacts jetstream.ObjectStore
+	feed      *feeder
 
-	handling sync.Map // job ID -> struct{}: jobs this process is handling
-	keeping  sync.Map // job ID -> struct{}: jobs whose answer this process kept
+	handling sync.Map // job ID -> *held: jobs the consumers of this process handle
+	marks    *scanMarks
+	view     markView
+
+	heldMu   sync.Mutex
+	heldN    int           // deliveries this process holds (arrived, not settled)
+	idle     chan struct{} // closed while heldN is 0
+	unmarked bool          // the scan marks were removed after Close
 }
 
-var _ psengine.Broker = (*Broker)(nil)
+var (
+	_ psengine.Broker          = (*Broker)(nil)
+	_ psengine.DeadLetterStore = (*Broker)(nil)
+)
 
 // New returns a broker using nc with cfg. It does not contact the server:
 // call Provision once (it is idempotent) before the first Submit or Consume.
@@ -81,6 +95,9 @@ func New(nc *nats.Conn, cfg Config) (*Broker, error) {
 		b.apiPrefix += "."
 	}
 	b.closing, b.close = context.WithCancel(context.Background())
+	b.marks = newScanMarks(nuid.Next())
+	b.idle = make(chan struct{})
+	close(b.idle)
 	return b, nil
 }
 
@@ -129,7 +146,7 @@ func (b *Broker) provision(ctx context.Context) error {
 	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        n.dead,
 		Description: "psengine bounties given up on, with the reason in headers",
-		Subjects:    []string{n.deadSubject},
+		Subjects:    []string{n.deadSubject, n.deadSubject + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  c.Duplicates,
 		Storage:     c.Storage,
@@ -181,15 +198,23 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision bucket %s: %w", n.keys, err)
 	}
-	kept, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      n.kept,
-		Description: "psengine answers kept until delivered (a redelivery delivers them without a scan)",
+	stateCfg := jetstream.KeyValueConfig{
+		Bucket:      n.state,
+		Description: "psengine job records (attempts, suspicion, kept answers) and the scans of each worker",
 		TTL:         c.KeyTTL,
 		Storage:     c.Storage,
 		Replicas:    c.Replicas,
-	})
+		// The markers of records removed expire (nats-server 2.11+); an
+		// older server keeps them for TTL.
+		LimitMarkerTTL: purgeMarkerTTL,
+	}
+	state, err := b.js.CreateOrUpdateKeyValue(ctx, stateCfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		stateCfg.LimitMarkerTTL = 0
+		state, err = b.js.CreateOrUpdateKeyValue(ctx, stateCfg)
+	}
 	if err != nil {
-		return fmt.Errorf("natsq: provision bucket %s: %w", n.kept, err)
+		return fmt.Errorf("natsq: provision bucket %s: %w", n.state, err)
 	}
 	artifacts, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      n.artifacts,
@@ -202,7 +227,7 @@ func (b *Broker) provision(ctx context.Context) error {
 		return fmt.Errorf("natsq: provision object store %s: %w", n.artifacts, err)
 	}
 	b.mu.Lock()
-	b.consumer, b.results, b.answered, b.keys, b.kept, b.artifacts = cons, results, answered, keys, kept, artifacts
+	b.consumer, b.results, b.answered, b.keys, b.state, b.artifacts = cons, results, answered, keys, state, artifacts
 	b.mu.Unlock()
 	return nil
 }
@@ -255,8 +280,8 @@ func (b *Broker) keysKV(ctx context.Context) (jetstream.KeyValue, error) {
 	return b.kv(ctx, &b.keys, b.names.keys)
 }
 
-func (b *Broker) keptKV(ctx context.Context) (jetstream.KeyValue, error) {
-	return b.kv(ctx, &b.kept, b.names.kept)
+func (b *Broker) stateKV(ctx context.Context) (jetstream.KeyValue, error) {
+	return b.kv(ctx, &b.state, b.names.state)
 }
 
 func (b *Broker) artifactStore(ctx context.Context) (jetstream.ObjectStore, error) {
@@ -273,54 +298,71 @@ func (b *Broker) artifactStore(ctx context.Context) (jetstream.ObjectStore, erro
 }
 
 // Submit publishes job and returns once the server stored it (the publish
-// acknowledgement), or ctx ends. The job ID (default: the bounty's id) is
-// the message ID: the server drops a job whose ID it saw within the
-// Duplicates window, and Submit returns nil for it. It returns an error
-// wrapping psengine.ErrMalformedBounty for an invalid bounty,
-// psengine.ErrQueueFull beyond Capacity, psengine.ErrClosed after Close, and
-// ErrNotProvisioned when the stream is missing.
+// acknowledgement), or ctx ends. The job is taken as it comes (made by
+// psengine.NewJob: validated, windowed, keyed); an empty ID is the
+// bounty's id. Submit returns an error wrapping psengine.ErrDuplicate for a
+// job whose ID the server saw within Config.Duplicates, or whose Key (the
+// bounty's content: psengine.BountyKey) another job took within
+// Config.KeyTTL; psengine.ErrQueueFull beyond Capacity; psengine.ErrClosed
+// after Close; ErrNotProvisioned when the stream is missing; and an error
+// wrapping psengine.ErrMalformedBounty for a job that cannot travel as a
+// message (an ID with a line break, a bounty over 1 MiB).
 func (b *Broker) Submit(ctx context.Context, job psengine.Job) error {
 	if b.closing.Err() != nil {
 		return psengine.ErrClosed
 	}
-	if err := job.Bounty.Validate(); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if job.ID == "" {
 		job.ID = job.Bounty.ID.String()
 	}
-	if job.Key == "" {
-		job.Key = psengine.BountyKey(job.Bounty)
-	}
+	job.Answer = nil // answers are kept by KeepAnswer only
 	h, body, err := encodeJob(job)
 	if err != nil {
 		return err
 	}
-	var keys jetstream.KeyValue
+	forgetKey := func() {}
 	if job.Key != "" {
-		// The same bounty under another job ID (a replayed webhook body):
-		// taken already, it is dropped, as a repeated ID is.
-		if keys, err = b.keysKV(ctx); err != nil {
+		if forgetKey, err = b.takeKey(ctx, job); err != nil {
 			return err
-		}
-		if _, err := keys.Create(ctx, kvKey(job.Key), []byte(job.ID)); errors.Is(err, jetstream.ErrKeyExists) {
-			b.log.Debug("job with a bounty already taken dropped", "job", job.ID)
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("natsq: submit %s: recording its key: %w", job.ID, err)
 		}
 	}
 	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.names.jobSubject, Data: body, Header: h})
-	if err != nil {
-		if keys != nil { // not taken after all: a retry must be
-			_ = keys.Delete(context.WithoutCancel(ctx), kvKey(job.Key))
-		}
+	switch {
+	case err != nil:
+		forgetKey()
 		return b.publishError(job.ID, err)
-	}
-	if ack.Duplicate {
-		b.log.Debug("duplicate job dropped", "job", job.ID)
+	case ack.Duplicate:
+		forgetKey()
+		return fmt.Errorf("%w: job %s", psengine.ErrDuplicate, job.ID)
 	}
 	return nil
+}
+
+// takeKey records that job took its Key, or returns an error wrapping
+// psengine.ErrDuplicate when another job has it. A key already taken by
+// this very job (a Submit retried after the key was recorded) is not a
+// duplicate: the publish decides. forget gives back a key this call took,
+// should the job not be queued after all.
+func (b *Broker) takeKey(ctx context.Context, job psengine.Job) (forget func(), err error) {
+	keys, err := b.keysKV(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k := kvKey(job.Key)
+	_, err = keys.Create(ctx, k, []byte(job.ID))
+	if err == nil {
+		return func() { _ = keys.Delete(context.WithoutCancel(ctx), k) }, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("natsq: submit %s: recording its key: %w", job.ID, err)
+	}
+	e, gerr := keys.Get(ctx, k)
+	if gerr == nil && string(e.Value()) == job.ID {
+		return func() {}, nil
+	}
+	return nil, fmt.Errorf("%w: bounty %s (job %s)", psengine.ErrDuplicate, job.Key, job.ID)
 }
 
 func (b *Broker) publishError(id string, err error) error {
@@ -338,28 +380,127 @@ func (b *Broker) publishError(id string, err error) error {
 }
 
 // Close stops this Broker (not the queue, which other processes share):
-// Submit answers psengine.ErrClosed, and each Consume returns nil once its
-// current job is settled. Jobs not taken stay queued for other workers.
-// It does not close the connection. Close is idempotent.
-func (b *Broker) Close() { b.close() }
+// Submit answers psengine.ErrClosed, this process takes no new job, and
+// each Consume returns nil once its handler returned. Jobs that arrive for
+// no consumer are handed back (no attempt counted) for other workers. It
+// does not close the connection: call Drain first, so that nothing this
+// process holds is left to AckWait. Close is idempotent.
+func (b *Broker) Close() {
+	b.close()
+	b.mu.Lock()
+	f := b.feed
+	b.mu.Unlock()
+	if f != nil {
+		f.close()
+	}
+}
 
-// Consume pulls jobs one at a time and calls h for each, until ctx ends
-// (then it returns ctx's error) or the broker is closed (then nil); it
-// returns only after h returned and the job was settled, so h is never
-// called after Consume returned. Several Consume calls, in one process or
-// many, share the jobs.
+// Drain waits until this process holds no job of the queue's (none
+// handled, none arrived for a consumer) and returns nil, or ctx ends first
+// and it returns ctx's error. After Close it also waits for the inbox to
+// drain (the jobs the server sent before it learnt that no consumer waits
+// any more: they are handed back), and then removes this process's scan
+// marks: call it before closing the connection.
+func (b *Broker) Drain(ctx context.Context) error {
+	for {
+		b.heldMu.Lock()
+		idle := b.idle
+		b.heldMu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if b.closing.Err() == nil {
+			return nil
+		}
+		b.mu.Lock()
+		f := b.feed
+		b.mu.Unlock()
+		if f != nil {
+			select {
+			case <-f.quiet:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		b.heldMu.Lock()
+		n := b.heldN
+		done := n == 0 && !b.unmarked
+		if done {
+			b.unmarked = true
+		}
+		b.heldMu.Unlock()
+		if n > 0 {
+			continue // the last requests brought jobs: they are being handed back
+		}
+		if done {
+			b.forgetMarks(ctx)
+		}
+		return nil
+	}
+}
+
+// forgetMarks removes this process's scan marks once it holds nothing.
+func (b *Broker) forgetMarks(ctx context.Context) {
+	b.marks.mu.Lock()
+	wrote := b.marks.wrote
+	b.marks.mu.Unlock()
+	if !wrote {
+		return
+	}
+	if kv, err := b.stateKV(ctx); err == nil {
+		if kv.Purge(ctx, b.marks.key, jetstream.PurgeTTL(purgeMarkerTTL)) != nil {
+			_ = kv.Purge(ctx, b.marks.key)
+		}
+	}
+}
+
+// feeder returns the feeder of this process's consumers, made on first
+// use (again after the connection closed); nil once the broker is closed.
+func (b *Broker) feeder() (*feeder, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing.Err() != nil {
+		return nil, nil
+	}
+	if b.feed != nil {
+		b.feed.mu.Lock()
+		gone := b.feed.gone
+		b.feed.mu.Unlock()
+		if gone == nil {
+			return b.feed, nil
+		}
+	}
+	f, err := b.newFeeder()
+	if err != nil {
+		return nil, err
+	}
+	b.feed = f
+	return f, nil
+}
+
+// Consume calls h for each job this process's feeder hands it, one at a
+// time, until ctx ends (then it returns ctx's error) or the broker is
+// closed (then nil); it returns only after h returned and the job was
+// settled, so h is never called after Consume returned. A consumer whose
+// ctx is done takes no job. Several Consume calls, in one process or many,
+// share the jobs; those of one process share one inbox and its pull
+// requests (see pull.go), so an engine's WithInFlight consumers cost one
+// request per batch of jobs, not one per job.
 //
-// Settling: h returning nil acknowledges the job (and removes its staged
-// artifact); an error wrapping psengine.ErrPermanent, or any error on the
-// MaxAttempts-th delivery, dead-letters it; an error after ctx ended hands
-// it back at once for another worker; any other error has it delivered
-// again after Backoff, with Job.Attempt raised. While h runs, the job is
-// kept from other workers by heartbeats every Heartbeat. A job whose answer
-// was already delivered (its worker died before acknowledging it, or the
-// same bounty came again for the same response URL) is acknowledged
-// without calling h.
+// Settling (see the package documentation): h returning nil acknowledges
+// the job (and removes its staged artifact); an error while ctx is done
+// hands it back, its attempt not counted; an error wrapping
+// psengine.ErrPermanent dead-letters it; any other error has it delivered
+// again after Backoff with Job.Attempt raised, and after MaxAttempts gives
+// it a last call (Job.Final) after which it is dead-lettered whatever h
+// returns. While h runs, the job is kept from other workers by heartbeats
+// every Heartbeat. A job whose answer was already delivered (its worker
+// died before acknowledging it, or the same bounty came again for the same
+// response URL) is acknowledged without calling h.
 //
-// Connection trouble does not end Consume: it waits and pulls again (the
+// Connection trouble does not end Consume: the feeder asks again (the
 // host's connection reconnects). It returns an error when the connection
 // was closed for good, and ErrNotProvisioned at once when the consumer is
 // missing.
@@ -367,188 +508,204 @@ func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil Handler", ErrBadConfig)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closing.Err() != nil {
+		return nil
+	}
 	if _, err := b.consumerHandle(ctx); err != nil {
 		return err
 	}
-	p, err := b.newPuller()
-	if err != nil {
+	f, err := b.feeder()
+	if f == nil {
 		return err
 	}
-	defer p.close()
-	pullCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(b.closing, cancel)
-	defer stop()
-	retry := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
-	failures := 0
-	var next *prefetched
-	defer func() {
-		if next != nil {
-			next.handBack()
-		}
-	}()
+	f.join()
+	defer f.leave()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if b.closing.Err() != nil {
-			return nil
-		}
-		var d *delivery
-		if next != nil {
-			d, next = next.wait(), nil
-		}
+		d, err := f.take(ctx)
 		if d == nil {
-			var err error
-			d, err = p.pull(pullCtx, pullWait, false)
-			if err != nil {
-				if pullCtx.Err() != nil {
-					continue // the loop's head says why
-				}
-				if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-					return fmt.Errorf("natsq: consume: the connection is closed: %w", err)
-				}
-				failures++
-				b.log.Warn("pulling a job failed; retrying", "err", err, "failures", failures)
-				wait(pullCtx, retry.Delay(failures))
-				continue
-			}
-			failures = 0
-			if d == nil {
-				continue
-			}
+			return err
 		}
-		if pullCtx.Err() != nil {
-			// Arrived as the consumer stopped: back to the queue at once.
-			_ = d.Nak()
-			continue
-		}
-		if !b.cfg.NoPrefetch && d.pending > 0 {
-			next = prefetch(pullCtx, p)
-		}
-		b.handle(ctx, d, h, next)
+		b.handle(ctx, d, h)
 	}
 }
 
-// wait sleeps for d or until ctx ends.
-func wait(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+// hold counts a delivery this process holds and keeps it alive with
+// heartbeats until release.
+func (b *Broker) hold(d *delivery) {
+	b.heldMu.Lock()
+	if b.heldN == 0 {
+		b.idle = make(chan struct{})
 	}
+	b.heldN++
+	b.heldMu.Unlock()
+	d.stopBeat = heartbeat(b.cfg.Heartbeat, d.InProgress)
 }
 
-// prefetched is the next job, asked for while the current one runs, when
-// the server said jobs were waiting: only a job already waiting (no_wait),
-// so a busy worker never takes work an idle worker's pending pull would
-// get. It is kept alive by the current job's heartbeats until its turn.
-type prefetched struct {
-	done chan struct{}
-	d    *delivery
-}
-
-func prefetch(ctx context.Context, p *puller) *prefetched {
-	f := &prefetched{done: make(chan struct{})}
-	go func() {
-		defer close(f.done)
-		f.d, _ = p.pull(ctx, 0, true) // nothing: the next pull asks again
-	}()
-	return f
-}
-
-// arrived returns the prefetched job if it has arrived, without waiting.
-func (f *prefetched) arrived() *delivery {
-	select {
-	case <-f.done:
-		return f.d
-	default:
-		return nil
+// release ends the hold of a settled delivery.
+func (b *Broker) release(d *delivery) {
+	d.stopBeat()
+	b.heldMu.Lock()
+	b.heldN--
+	if b.heldN == 0 {
+		close(b.idle)
 	}
+	b.heldMu.Unlock()
 }
 
-func (f *prefetched) wait() *delivery {
-	<-f.done
-	return f.d
+// settleTimeout bounds each of the broker's own writes while settling.
+const settleTimeout = 10 * time.Second
+
+// opContext is the context of the broker's own writes for a job: they are
+// made whatever became of ctx (our stop hands a job back by writing).
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
-// handBack returns an unhandled prefetched job to the queue at once.
-func (f *prefetched) handBack() {
-	if d := f.wait(); d != nil {
-		_ = d.Nak()
-	}
+// handBackUnhandled hands back a delivery no consumer took (they stopped,
+// or the broker was closed), its attempt not counted.
+func (b *Broker) handBackUnhandled(d *delivery) {
+	b.handle(context.Background(), d, nil)
 }
 
-// handle runs h on one delivered message and settles it. While h runs,
-// heartbeats keep msg and the prefetched next job (if any) alive.
-func (b *Broker) handle(ctx context.Context, msg *delivery, h psengine.Handler, next *prefetched) {
-	attempt := msg.delivered
-	job, err := decodeJob(msg.Headers(), msg.Data())
+// handle runs h on one delivered message and settles it (h nil: hands it
+// back unhandled).
+func (b *Broker) handle(ctx context.Context, d *delivery, h psengine.Handler) {
+	defer b.release(d)
+	job, err := decodeJob(d.Headers(), d.Data())
 	if err != nil {
-		job.ID = msg.Headers().Get(jetstream.MsgIDHeader)
-		job.Attempt = attempt
-		b.deadLetter(msg, job, &DeadLetterError{Reason: oneLine(err), Deliveries: attempt, Permanent: true})
-		return
-	}
-	job.Attempt = attempt
-	log := b.log.With("job", job.ID, "attempt", attempt)
-	// A redelivery may follow a worker that died between answer and ack;
-	// an answer POSTed elsewhere may come from the same bounty submitted
-	// again under another job ID (a webhook delivery retried by its
-	// sender). Result keys are unique per submission: only redeliveries
-	// can repeat them.
-	_, toSubmitter := resultKey(job.Bounty.ResponseURL)
-	if (attempt > 1 || !toSubmitter) && b.wasAnswered(ctx, job.Bounty) {
-		log.Info("job was already answered: acknowledging it without a second answer")
-		b.ack(msg, job)
-		return
-	}
-	if attempt > b.cfg.MaxAttempts {
-		b.deadLetter(msg, job, &DeadLetterError{
-			Reason:     fmt.Sprintf("no handler finished in %d deliveries (the workers stopped or lost the connection)", attempt-1),
-			Deliveries: attempt - 1,
-		})
-		return
-	}
-
-	stopBeat := heartbeat(b.cfg.Heartbeat, func() error {
-		if next != nil {
-			if m := next.arrived(); m != nil {
-				_ = m.InProgress()
-			}
+		job.ID = d.Headers().Get(HeaderJobID)
+		if job.ID == "" {
+			job.ID = d.Headers().Get(jetstream.MsgIDHeader)
 		}
-		return msg.InProgress()
-	})
-	if attempt > 1 {
-		job.Answer = b.keptAnswer(ctx, job.ID)
+		wctx, cancel := opContext(ctx)
+		defer cancel()
+		b.deadLetter(wctx, &held{d: d, job: job}, &DeadLetterError{Reason: oneLine(err), Deliveries: d.delivered, Permanent: true})
+		return
 	}
-	b.handling.Store(job.ID, struct{}{})
+	hd := &held{d: d, job: job}
+	hd.st.ID = job.ID
+	if !b.prepare(ctx, hd, h == nil) {
+		return
+	}
+	if h == nil {
+		wctx, cancel := opContext(ctx)
+		defer cancel()
+		b.handBack(wctx, hd, "no consumer took it")
+		return
+	}
+	job = hd.job
+	b.handling.Store(job.ID, hd)
 	var herr error
 	if perr := pipeline.Protect(func() { herr = h(ctx, job) }); perr != nil {
 		herr = perr
 	}
-	b.handling.Delete(job.ID)
-	stopBeat()
+	b.handling.CompareAndDelete(job.ID, hd)
+	b.marks.remove(d.seq)
 
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	wctx, cancel := opContext(ctx)
+	defer cancel()
+	stopped := ctx.Err() != nil
+	log := b.jobLog(hd)
 	switch {
+	case herr != nil && stopped && !errors.Is(herr, psengine.ErrPermanent):
+		b.handBack(wctx, hd, oneLine(herr))
+	case job.Final != "":
+		b.deadLetter(wctx, hd, &DeadLetterError{Reason: job.Final, Deliveries: d.delivered, Attempts: job.Attempt})
 	case herr == nil:
-		b.ack(msg, job)
+		b.ack(wctx, hd)
 	case errors.Is(herr, psengine.ErrPermanent):
-		b.deadLetter(msg, job, &DeadLetterError{Reason: oneLine(herr), Deliveries: attempt, Permanent: true})
-	case ctx.Err() != nil:
-		log.Info("consumer stopped during the job: handing it back", "err", herr)
-		if err := msg.Nak(); err != nil {
-			log.Warn("handing the job back failed; it returns after AckWait", "err", err)
+		b.deadLetter(wctx, hd, &DeadLetterError{Reason: oneLine(herr), Deliveries: d.delivered, Attempts: job.Attempt, Permanent: true})
+	case job.Attempt >= b.cfg.MaxAttempts:
+		hd.st.Final = fmt.Sprintf("gave up after %d attempts: %s", job.Attempt, oneLine(herr))
+		hd.st.Explained, hd.dirty = d.delivered, true
+		if err := b.saveState(wctx, hd); err != nil {
+			log.Warn("recording the job's last call failed", "err", err)
 		}
-	case attempt >= b.cfg.MaxAttempts:
-		b.deadLetter(msg, job, &DeadLetterError{Reason: oneLine(herr), Deliveries: attempt})
+		log.Warn("job failed its last attempt: one last call, then it is dead-lettered", "err", herr, "attempts", job.Attempt)
+		if err := d.Nak(); err != nil {
+			log.Warn("asking for the last call failed; it comes after AckWait", "err", err)
+		}
 	default:
-		d := b.cfg.Backoff.Delay(attempt)
-		log.Info("job failed; delivering it again later", "err", herr, "delay", d)
-		if err := msg.NakWithDelay(d); err != nil {
+		hd.st.Attempt, hd.st.Explained, hd.dirty = job.Attempt+1, d.delivered, true
+		if err := b.saveState(wctx, hd); err != nil {
+			log.Warn("recording the job's failure failed", "err", err)
+		}
+		delay := b.cfg.Backoff.Delay(job.Attempt)
+		log.Info("job failed; delivering it again later", "err", herr, "attempt", job.Attempt, "delay", delay)
+		if err := d.NakWithDelay(delay); err != nil {
 			log.Warn("asking for a redelivery failed; it returns after AckWait", "err", err)
 		}
+	}
+}
+
+// jobLog is a logger of hd's job and delivery.
+func (b *Broker) jobLog(hd *held) *slog.Logger {
+	return b.log.With("job", hd.job.ID, "delivery", hd.d.delivered)
+}
+
+// prepare reads and judges the record of hd's message and makes the job
+// its handler gets. It returns false when the delivery was settled here:
+// answered already (acknowledged), or its record unreadable (delivered
+// again later).
+func (b *Broker) prepare(ctx context.Context, hd *held, handBack bool) bool {
+	wctx, cancel := opContext(ctx)
+	defer cancel()
+	d, job := hd.d, hd.job
+	log := b.jobLog(hd)
+	if d.delivered > 1 {
+		if err := b.loadState(wctx, hd); err != nil {
+			log.Warn("reading the job's record failed; it is delivered again later", "err", err)
+			_ = d.NakWithDelay(b.cfg.Backoff.Delay(1))
+			return false
+		}
+	}
+	// A redelivery may follow a worker that died between answer and ack;
+	// an answer POSTed elsewhere may come from the same bounty submitted
+	// again under another job ID. Result keys are unique per submission:
+	// only redeliveries can repeat them.
+	_, toSubmitter := resultKey(job.Bounty.ResponseURL)
+	if (d.delivered > 1 || !toSubmitter) && b.wasAnswered(wctx, job.Bounty) {
+		log.Info("job was already answered: acknowledging it without a second answer")
+		b.ack(wctx, hd)
+		return false
+	}
+	b.judge(wctx, hd)
+	if handBack {
+		return true // recorded with the hand-back
+	}
+	if err := b.saveState(wctx, hd); err != nil {
+		log.Warn("recording the job's lapsed deliveries failed", "err", err)
+	}
+	st := hd.st
+	job.Attempt, job.Final, job.Suspect = max(st.Attempt, 1), st.Final, st.Suspect && st.Final == ""
+	if st.Answer != nil {
+		a := st.Answer.analysis()
+		job.Answer = &a
+	}
+	hd.job = job
+	return true
+}
+
+// handBack returns a job cut short by our own stop (or never handed to a
+// handler) to the queue at once, recording the delivery so that it counts
+// neither an attempt nor a death.
+func (b *Broker) handBack(ctx context.Context, hd *held, why string) {
+	hd.st.Explained, hd.dirty = hd.d.delivered, true
+	log := b.jobLog(hd)
+	if err := b.saveState(ctx, hd); err != nil {
+		log.Warn("recording a hand-back failed: its next delivery counts it as a lapse (its worker gone)", "err", err)
+	}
+	log.Info("job handed back", "why", why)
+	if err := hd.d.Nak(); err != nil {
+		log.Warn("handing the job back failed; it returns after AckWait", "err", err)
 	}
 }
 
@@ -578,110 +735,12 @@ func heartbeat(every time.Duration, beat func() error) (stop func()) {
 	}
 }
 
-// ack acknowledges a handled job and removes its staged artifact.
-func (b *Broker) ack(msg *delivery, job psengine.Job) {
-	if err := msg.Ack(); err != nil {
-		b.log.Warn("acknowledging a handled job failed; a redelivery will find it answered", "job", job.ID, "err", err)
+// ack acknowledges a handled job and removes its record and staged
+// artifact.
+func (b *Broker) ack(ctx context.Context, hd *held) {
+	if err := hd.d.Ack(); err != nil {
+		b.log.Warn("acknowledging a handled job failed; a redelivery will find it answered", "job", hd.job.ID, "err", err)
 	}
-	b.removeArtifact(job.Bounty.ArtifactURI)
-	b.forgetAnswer(job.ID)
-}
-
-// deadLetter moves a job to the dead-letter stream with the reason, and
-// tells its submitter when it waits for a result. If the dead-letter
-// stream cannot take it, the job stays queued and comes back later.
-func (b *Broker) deadLetter(msg *delivery, job psengine.Job, why *DeadLetterError) {
-	log := b.log.With("job", job.ID)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dm := &nats.Msg{Subject: b.names.deadSubject, Data: msg.Data(), Header: nats.Header{}}
-	for _, k := range []string{HeaderVersion, HeaderReply} {
-		if v := msg.Headers().Get(k); v != "" {
-			dm.Header.Set(k, v)
-		}
-	}
-	dm.Header.Set(HeaderJobID, job.ID)
-	dm.Header.Set(HeaderReason, truncate(why.Reason, 2048))
-	dm.Header.Set(HeaderDeliveries, strconv.Itoa(why.Deliveries))
-	dm.Header.Set(HeaderPermanent, strconv.FormatBool(why.Permanent))
-	seq := msg.seq
-	// One dead letter per queued message, even if this worker dies before
-	// removing it from the job stream and another one gives up on it again.
-	dm.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s#%d", job.ID, seq))
-	if _, err := b.js.PublishMsg(ctx, dm); err != nil {
-		log.Error("dead-lettering failed; the job stays queued", "err", err, "reason", why.Reason)
-		_ = msg.NakWithDelay(b.cfg.Backoff.Delay(job.Attempt))
-		return
-	}
-	if err := msg.Term(); err != nil {
-		log.Warn("removing a dead-lettered job failed; it may be dead-lettered again (deduplicated)", "err", err)
-	}
-	b.forgetAnswer(job.ID)
-	log.Warn("job dead-lettered", "reason", why.Reason, "deliveries", why.Deliveries, "permanent", why.Permanent)
-	b.reportToSubmitter(ctx, job.Bounty, kindDead, why.Error())
-	if b.cfg.OnDeadLetter != nil {
-		dl := DeadLetter{Job: job, Err: why}
-		if err := pipeline.Protect(func() { b.cfg.OnDeadLetter(dl) }); err != nil {
-			log.Error("OnDeadLetter panicked", "err", err)
-		}
-	}
-}
-
-// DeadLetters returns the jobs in the dead-letter stream, oldest first, each
-// with a *DeadLetterError as its Err and the number of deliveries it had as
-// its Attempt. A message that is not a readable job comes back with only
-// its ID.
-func (b *Broker) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
-	st, err := b.js.Stream(ctx, b.names.dead)
-	if err != nil {
-		return nil, notProvisioned("stream "+b.names.dead, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("natsq: dead letters: %w", err)
-	}
-	var out []DeadLetter
-	if info.State.Msgs == 0 {
-		return out, nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		raw, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("natsq: dead letter %d: %w", seq, err)
-		}
-		out = append(out, parseDeadLetter(raw.Header, raw.Data))
-	}
-	return out, nil
-}
-
-func parseDeadLetter(h nats.Header, data []byte) DeadLetter {
-	why := &DeadLetterError{Reason: h.Get(HeaderReason)}
-	why.Deliveries, _ = strconv.Atoi(h.Get(HeaderDeliveries))
-	why.Permanent, _ = strconv.ParseBool(h.Get(HeaderPermanent))
-	jh := nats.Header{}
-	for _, k := range []string{HeaderVersion, HeaderReply} {
-		if v := h.Get(k); v != "" {
-			jh.Set(k, v)
-		}
-	}
-	jh.Set(jetstream.MsgIDHeader, h.Get(HeaderJobID))
-	job, err := decodeJob(jh, data)
-	if err != nil {
-		job = psengine.Job{ID: h.Get(HeaderJobID)}
-	}
-	job.Attempt = why.Deliveries
-	return DeadLetter{Job: job, Err: why}
-}
-
-// oneLine flattens an error message to one line, as headers need.
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	b.dropState(ctx, hd)
+	b.removeArtifact(hd.job.Bounty.ArtifactURI)
 }

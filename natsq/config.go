@@ -20,8 +20,8 @@ const (
 	DefaultResultTTL   = time.Hour
 	DefaultKeyTTL      = 24 * time.Hour
 	DefaultResultGrace = 30 * time.Second
-	// pullWait bounds one pull request; a consumer whose process died
-	// leaves at most this long a request that no one reads.
+	// pullWait bounds one pull request: an idle process asks again this
+	// often (the server forgets the request of a process gone at once).
 	pullWait = 5 * time.Second
 )
 
@@ -34,8 +34,9 @@ type Config struct {
 	// stream PREFIX_jobs (subject PREFIX.jobs), the dead-letter stream
 	// PREFIX_dead (subject PREFIX.dead), the durable consumer
 	// PREFIX_workers, the object store PREFIX_artifacts and the key-value
-	// buckets PREFIX_results and PREFIX_answered. Letters, digits, '-' and
-	// '_' only. Distinct prefixes are independent queues on one server.
+	// buckets PREFIX_results, PREFIX_answered, PREFIX_keys and
+	// PREFIX_state. Letters, digits, '-' and '_' only. Distinct prefixes
+	// are independent queues on one server.
 	Prefix string
 
 	// Duplicates is the deduplication window: a job whose ID was
@@ -50,22 +51,16 @@ type Config struct {
 	// still in progress, resetting AckWait (default AckWait/3; it must be
 	// shorter than AckWait).
 	Heartbeat time.Duration
-	// MaxAttempts is how many deliveries a job gets before it is
-	// dead-lettered (default 5). A job whose handler never returned (its
-	// worker died) is dead-lettered on the delivery after the last attempt,
-	// without calling a handler.
+	// MaxAttempts is how many failed attempts a job gets before its last
+	// call, and how many times it may end its worker process while scanned
+	// alone (default 5); see the package documentation. Deliveries cut
+	// short by our own stop (hand-backs) are not attempts.
 	MaxAttempts int
 	// Backoff is the delay before a job whose handler failed is delivered
 	// again: Backoff.Delay(attempt) after attempt number attempt failed
 	// (zero value: 100ms doubling up to 30s, with jitter; its MaxAttempts
 	// is not used).
 	Backoff pipeline.Backoff
-	// NoPrefetch stops a consumer from taking its next job while its
-	// current one runs. By default, when the server says more jobs are
-	// waiting, it asks for one of those (never for future jobs, which idle
-	// workers' pending pulls get first), keeps it alive with the current
-	// job's heartbeats, and starts it without a round trip to the server.
-	NoPrefetch bool
 	// Capacity caps the jobs queued (not yet acknowledged); Submit answers
 	// psengine.ErrQueueFull beyond it. 0 means no cap.
 	Capacity int64
@@ -86,10 +81,10 @@ type Config struct {
 	// kept (default 1h).
 	ResultTTL time.Duration
 	// KeyTTL is how long the content keys of submitted bounties
-	// (psengine.Job.Key: the same bounty under another job ID is dropped)
-	// and the answers kept for redeliveries (psengine.AnswerKeeper) are
-	// remembered (default 24h; at least as long as a bounty may take to
-	// expire).
+	// (psengine.Job.Key: the same bounty under another job ID is refused)
+	// are remembered, and the longest a job's record (its attempts, kept
+	// answer...) is kept (default 24h; at least as long as a bounty may
+	// take to expire).
 	KeyTTL time.Duration
 	// ResultGrace is how long Analyze waits for answers past the latest
 	// expiration of its bounties (default 30s). After it, unanswered
@@ -165,7 +160,7 @@ type names struct {
 	consumer          string
 	artifacts         string
 	results, answered string
-	keys, kept        string
+	keys, state       string
 }
 
 func namesFor(prefix string) names {
@@ -179,6 +174,6 @@ func namesFor(prefix string) names {
 		results:     prefix + "_results",
 		answered:    prefix + "_answered",
 		keys:        prefix + "_keys",
-		kept:        prefix + "_kept",
+		state:       prefix + "_state",
 	}
 }

@@ -23,51 +23,101 @@
 //	engine := psengine.New(scanner, append(b.WorkerOptions(), psengine.WithBroker(b), psengine.WithWorkers(4))...)
 //	err = engine.Serve(ctx)
 //
+//	// a worker's stop: no new job; those running finish until the
+//	// deadline, then are handed back; then nothing is left held
+//	err = engine.Shutdown(deadline)
+//	err = b.Drain(ctx)
+//	nc.Close()
+//
 // # What the server holds
 //
 // Provision creates, from Config.Prefix (default "psengine"):
 //
 //   - PREFIX_jobs, a work-queue stream on subject PREFIX.jobs: one message
-//     per job, the bounty as PolySwarm documents it for a body, the job ID
-//     as Nats-Msg-Id (so the server drops a job ID seen within
-//     Config.Duplicates, default 10 minutes), where the answer goes as
-//     Natsq-Reply, and Natsq-Version;
+//     per job, the bounty as PolySwarm documents it for a body, and the
+//     envelope in headers (see envelope.go): the job ID as Nats-Msg-Id (so
+//     the server drops a job ID seen within Config.Duplicates, default 10
+//     minutes) and Natsq-Job-Id, where the answer goes (Natsq-Reply), the
+//     content key (Natsq-Key), when intake took it (Natsq-Accepted);
 //   - PREFIX_workers, the durable pull consumer every worker shares, with
 //     explicit acknowledgement and Config.AckWait (default 30s);
-//   - PREFIX_dead, the dead-letter stream: the job as queued, with headers
-//     Natsq-Job-Id, Natsq-Reason, Natsq-Deliveries and Natsq-Permanent;
+//   - PREFIX_dead, the dead-letter stream: the job as queued, on a subject
+//     of its own (PREFIX.dead.HASH), with headers Natsq-Job-Id,
+//     Natsq-Reason, Natsq-Attempts, Natsq-Deliveries, Natsq-Permanent and
+//     the answer it kept (Natsq-Answer);
 //   - PREFIX_artifacts, an object store for artifacts staged by submitters
 //     (kept at most Config.ArtifactTTL, default 24h);
 //   - PREFIX_results and PREFIX_answered, key-value buckets for answers
 //     waiting for their submitter and for answered markers (kept
-//     Config.ResultTTL, default 1h).
+//     Config.ResultTTL, default 1h);
+//   - PREFIX_keys, the content keys of the bounties submitted (kept
+//     Config.KeyTTL, default 24h);
+//   - PREFIX_state, what a job's deliveries cannot carry: its attempts,
+//     suspicion, last call and kept answer (one record per job message
+//     that needs one, removed when it is settled), and each worker
+//     process's scans in progress (see below).
 //
 // # Guarantees
 //
-// Every submitted job is delivered at least once. Each Consume keeps one
-// inbox and sends its own pull requests, one outstanding at a time. Submit returns once the
-// server stored the job (file storage by default: it survives a server
-// restart). Each consumer asks for one job when it is free; while a job
-// runs, it may take one more job that was already waiting in the queue
-// (never one an idle worker's pending pull would get), kept alive by the
-// running job's heartbeats (Config.NoPrefetch turns this off). A job is
-// acknowledged only after its handler returned nil, which for an Engine is
-// after the answer was delivered. While the handler runs, an InProgress heartbeat
-// every Config.Heartbeat (default AckWait/3) keeps the job from other
-// workers however long the scan takes; if the worker dies, the heartbeats
-// stop and the server hands the job to another worker after AckWait.
+// natsq follows the rules every psengine broker follows
+// (psenginetest.TestBroker holds it to them, as it does the MemoryBroker
+// and localq):
 //
-// A handler error wrapping psengine.ErrPermanent dead-letters the job at
-// once. Any other error redelivers it after Config.Backoff, with
-// Job.Attempt (the server's delivery count) raised, up to
-// Config.MaxAttempts (default 5) deliveries; then it is dead-lettered. A
-// job whose handlers never return (it kills its workers) is dead-lettered,
-// without another handler call, on the delivery after MaxAttempts. When a
-// consumer's context ends mid-job, the job is handed back at once. A
-// message that is not a job is dead-lettered as permanent. DeadLetters
-// lists the dead-letter stream with each reason (*DeadLetterError).
+//   - Every submitted job is delivered at least once. Submit returns once
+//     the server stored the job (file storage by default: it survives a
+//     server restart); a job whose ID or content key (psengine.Job.Key)
+//     was taken is refused with psengine.ErrDuplicate.
+//   - A job is acknowledged only after its handler returned nil, which for
+//     an Engine is after the answer was delivered. While it is held, an
+//     InProgress heartbeat every Config.Heartbeat (default AckWait/3)
+//     keeps it from other workers however long the scan takes; if the
+//     worker dies, the heartbeats stop and the server hands the job to
+//     another worker after AckWait.
+//   - A consumer whose context is done takes no new job. A job whose
+//     handler fails while its consumer's context is done (our own stop:
+//     Shutdown's deadline) is handed back at once, its attempt not raised.
+//   - Any other failure raises the attempt (psengine.Job.Attempt) and
+//     delivers the job again after Config.Backoff, up to
+//     Config.MaxAttempts (default 5); the job that fails its last attempt
+//     gets a last call (psengine.Job.Final: the engine answers it unknown
+//     without scanning), then is dead-lettered with that reason whatever
+//     its handler returns. An error wrapping psengine.ErrPermanent
+//     dead-letters it at once; a message that is not a job too.
+//   - A job whose scan ends its worker process is charged for it, and the
+//     jobs that process held beside it are not. The server counts every
+//     delivery alike, so natsq records each delivery a worker ends without
+//     an acknowledgement (a failure, a hand-back) before ending it; a
+//     delivery nothing accounts for lapsed: its worker died. natsq is a
+//     psengine.ScanMarker: each worker process keeps in PREFIX_state the
+//     list of the deliveries it is scanning (written before each scan
+//     starts; a scan's mark ends when its answer is kept). A lapsed
+//     delivery found marked died scanning: the job comes back a suspect
+//     (psengine.Job.Suspect, which the engine handles alone), its attempt
+//     unchanged; a suspect found marked again died alone, which counts a
+//     death, and after MaxAttempts deaths it gets its last call (reason:
+//     psengine.ErrWorkerDied) and is dead-lettered. A lapsed delivery not
+//     marked was only held (waiting for a worker, or behind a suspect): it
+//     comes back as it was. Lapses never marked (a death before the scan,
+//     workers that keep losing their connection, the process backend,
+//     whose children's deaths are charged by the engine) still end in a
+//     last call after twice MaxAttempts of them.
+//   - Close stops intake and this process's taking of jobs (the jobs that
+//     arrive for no consumer are handed back); Drain waits until the
+//     process holds none. Call both before closing the connection.
+//   - The consumers of one process (an engine runs WithInFlight of them)
+//     share one inbox and one pull request, sized to the consumers
+//     waiting: jobs come in batches, not one round trip each.
+//
+// Dead letters can be listed, requeued (as new, attempt 1, with the answer
+// they kept) and dropped: natsq.Broker is a psengine.DeadLetterStore, and
+// `ENGINE deadletters --backend nats` acts on them. Each carries a
+// *DeadLetterError with the reason.
 //
 // # One answer per bounty
+//
+// An answer made is kept (psengine.AnswerKeeper) before it is delivered: a
+// job whose worker stopped or died during the delivery comes back with it,
+// and is delivered again without a second scan.
 //
 // A worker killed after delivering an answer but before its acknowledgement
 // reached the server would leave the job to be delivered again. The

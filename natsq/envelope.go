@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,17 +15,27 @@ import (
 // A job on the wire is the bounty in PolySwarm's documented form as the
 // message body (readable with any NATS tool), and headers:
 //
-//	Nats-Msg-Id     the job ID (the server deduplicates on it)
+//	Nats-Msg-Id     what the server deduplicates on: the job ID (a
+//	                requeued dead letter's: the job ID and the dead letter)
+//	Natsq-Job-Id    the job ID (a message without it: Nats-Msg-Id)
 //	Natsq-Version   the format, "1"
 //	Natsq-Reply     where the answer goes, when anywhere
+//	Natsq-Key       psengine.Job.Key, when set
+//	Natsq-Accepted  psengine.Job.Accepted (RFC 3339), when set
+//	Natsq-Answer    the answer a requeued dead letter kept, if any
 //
 // The response URL travels outside the bounty because it may be a result
 // key (ResultScheme), which the bounty parser rightly refuses from
-// PolySwarm.
+// PolySwarm. A job's attempt, suspicion, last call and kept answer change
+// from one delivery to the next, which a message cannot: they are the
+// broker's records in the state bucket (see state.go), keyed by the
+// message's stream sequence.
 const (
-	HeaderVersion = "Natsq-Version"
-	HeaderReply   = "Natsq-Reply"
-	HeaderKey     = "Natsq-Key" // psengine.Job.Key, when set
+	HeaderVersion  = "Natsq-Version"
+	HeaderReply    = "Natsq-Reply"
+	HeaderKey      = "Natsq-Key"
+	HeaderAccepted = "Natsq-Accepted"
+	HeaderAnswer   = "Natsq-Answer"
 )
 
 const envelopeVersion = "1"
@@ -37,8 +48,14 @@ const ResultScheme = "natsq-result"
 // metadata may be larger).
 const maxJobSize = 1 << 20
 
-// encodeJob writes job as message headers and body.
-func encodeJob(job psengine.Job) (nats.Header, []byte, error) {
+// encodeJob writes job as message headers and body, with the job ID as
+// the message ID (see encodeJobAs).
+func encodeJob(job psengine.Job) (nats.Header, []byte, error) { return encodeJobAs(job, job.ID) }
+
+// encodeJobAs writes job as message headers and body, with msgID as the
+// ID the server deduplicates on. The job's Answer travels too (a requeued
+// dead letter's); its Attempt, Suspect and Final do not.
+func encodeJobAs(job psengine.Job, msgID string) (nats.Header, []byte, error) {
 	b := job.Bounty
 	reply := b.ResponseURL
 	b.ResponseURL = ""
@@ -49,17 +66,28 @@ func encodeJob(job psengine.Job) (nats.Header, []byte, error) {
 	if len(body) > maxJobSize {
 		return nil, nil, fmt.Errorf("%w: job %s is %d bytes, more than %d", psengine.ErrMalformedBounty, job.ID, len(body), maxJobSize)
 	}
-	if job.ID == "" || strings.ContainsAny(job.ID+reply+job.Key, "\r\n") {
+	if job.ID == "" || strings.ContainsAny(job.ID+reply+job.Key+msgID, "\r\n") {
 		return nil, nil, fmt.Errorf("%w: job id %q, key %q or response URL %q cannot be a header", psengine.ErrMalformedBounty, job.ID, job.Key, reply)
 	}
 	h := nats.Header{}
-	h.Set(jetstream.MsgIDHeader, job.ID)
+	h.Set(jetstream.MsgIDHeader, msgID)
+	h.Set(HeaderJobID, job.ID)
 	h.Set(HeaderVersion, envelopeVersion)
 	if reply != "" {
 		h.Set(HeaderReply, reply)
 	}
 	if job.Key != "" {
 		h.Set(HeaderKey, job.Key)
+	}
+	if !job.Accepted.IsZero() {
+		h.Set(HeaderAccepted, job.Accepted.UTC().Format(time.RFC3339Nano))
+	}
+	if job.Answer != nil {
+		a, err := json.Marshal(keptFrom(*job.Answer))
+		if err != nil {
+			return nil, nil, fmt.Errorf("natsq: encode the answer of job %s: %w", job.ID, err)
+		}
+		h.Set(HeaderAnswer, string(a))
 	}
 	return h, body, nil
 }
@@ -70,7 +98,10 @@ func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
 	if v := h.Get(HeaderVersion); v != envelopeVersion {
 		return psengine.Job{}, fmt.Errorf("%w: version %q, want %q", ErrMalformedJob, v, envelopeVersion)
 	}
-	id := h.Get(jetstream.MsgIDHeader)
+	id := h.Get(HeaderJobID)
+	if id == "" {
+		id = h.Get(jetstream.MsgIDHeader)
+	}
 	if id == "" {
 		return psengine.Job{}, fmt.Errorf("%w: no job id", ErrMalformedJob)
 	}
@@ -87,7 +118,22 @@ func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
 		}
 		b.ResponseURL = reply
 	}
-	return psengine.Job{ID: id, Key: h.Get(HeaderKey), Bounty: b}, nil
+	job := psengine.Job{ID: id, Key: h.Get(HeaderKey), Bounty: b}
+	if v := h.Get(HeaderAccepted); v != "" {
+		if job.Accepted, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return psengine.Job{}, fmt.Errorf("%w: accepted %q: %w", ErrMalformedJob, v, err)
+		}
+		job.Accepted = job.Accepted.UTC()
+	}
+	if v := h.Get(HeaderAnswer); v != "" {
+		var k keptRecord
+		if err := json.Unmarshal([]byte(v), &k); err != nil {
+			return psengine.Job{}, fmt.Errorf("%w: answer: %w", ErrMalformedJob, err)
+		}
+		a := k.analysis()
+		job.Answer = &a
+	}
+	return job, nil
 }
 
 // checkReply accepts http(s) URLs and result keys.

@@ -29,9 +29,13 @@ var (
 // ErrDeadLettered, and psengine.ErrPermanent when its handler said the
 // failure was permanent.
 type DeadLetterError struct {
-	Reason     string // the handler's last error, or why no handler ran
-	Deliveries int    // how many times the job was delivered
-	Permanent  bool   // the handler returned an error wrapping psengine.ErrPermanent
+	// Reason is why: the handler's permanent error, the last call's
+	// reason (the failure that spent the attempts, or the worker deaths),
+	// or why the message is not a job.
+	Reason     string
+	Deliveries int  // how many times the server delivered the job (hand-backs and lapses included)
+	Attempts   int  // how many of them counted as attempts (psengine.Job.Attempt)
+	Permanent  bool // the handler returned an error wrapping psengine.ErrPermanent
 }
 
 func (e *DeadLetterError) Error() string {
@@ -39,7 +43,7 @@ func (e *DeadLetterError) Error() string {
 	if e.Permanent {
 		kind = "permanent failure"
 	}
-	return fmt.Sprintf("natsq: dead-lettered after %d deliveries (%s): %s", e.Deliveries, kind, e.Reason)
+	return fmt.Sprintf("natsq: dead-lettered after %d attempts in %d deliveries (%s): %s", e.Attempts, e.Deliveries, kind, e.Reason)
 }
 
 // Is reports ErrDeadLettered, and psengine.ErrPermanent for a permanent one.

@@ -99,11 +99,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// natsqBenchConfig is the benchmarks' broker config: the defaults, or without
-// prefetching when NATSQ_BENCH_NOPREFETCH is set (to compare).
-func natsqBenchConfig() natsq.Config {
-	return natsq.Config{NoPrefetch: os.Getenv("NATSQ_BENCH_NOPREFETCH") != ""}
-}
+// natsqBenchConfig is the benchmarks' broker config: the defaults.
+func natsqBenchConfig() natsq.Config { return natsq.Config{} }
 
 // engineScanner is the EICAR example engine.
 func engineScanner() psengine.Scanner { return eicar.Scanner{} }

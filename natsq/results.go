@@ -375,5 +375,13 @@ func (b *Broker) submitForResult(ctx context.Context, key string, r Request) err
 		bounty.ArtifactURI = uri
 	}
 	bounty.ResponseURL = ResultScheme + ":" + key
-	return b.Submit(ctx, psengine.Job{ID: bounty.ID.String() + "@" + key, Bounty: bounty})
+	// The job is made here, once: validated, windowed, keyed, accepted now.
+	job, err := psengine.NewJob(bounty.ID.String()+"@"+key, bounty, time.Now(), psengine.DefaultLocalTTL)
+	if err == nil {
+		err = b.Submit(ctx, job)
+	}
+	if err != nil && r.Content != nil {
+		b.removeArtifact(bounty.ArtifactURI) // no worker will
+	}
+	return err
 }

@@ -73,7 +73,7 @@ func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`; it listens on --nats-url only when that flag is given")
 	fs.StringVar(&base.Prefix, "nats-prefix", prefix, "names of the queue's streams, consumer and buckets")
 	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
-	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "deliveries of a job before it is dead-lettered")
+	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "failed attempts of a job (or worker deaths while it was scanned alone) before its last call and dead letter")
 	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
 	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers, from the first submission (0: until each bounty expires, plus a grace)")
 	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
@@ -209,12 +209,18 @@ func (s *session) Analyze(ctx context.Context, reqs []cli.Request) iter.Seq[psen
 	}
 }
 
-// Close stops the broker, flushes and closes the connection, and stops the
-// embedded server.
+// Close stops the broker and waits (a few seconds at most) until this
+// process holds no job of the queue's, so that none is left to AckWait;
+// then it flushes and closes the connection and stops the embedded server.
 func (s *session) Close() error {
 	var errs []error
 	if s.broker != nil {
 		s.broker.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.broker.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("nats: jobs still held at exit (they return after AckWait): %w", err))
+		}
+		cancel()
 	}
 	if s.nc != nil {
 		if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
