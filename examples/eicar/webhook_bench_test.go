@@ -31,9 +31,9 @@ import (
 const benchSecret = "bench secret"
 
 // BenchmarkWebhookAsShipped: the `eicar webhook` process with its default
-// flags (a durable intake store, 4 workers) but --allow-private (every
-// address is loopback here), 64 signed senders on loopback, each bounty's
-// 1 KiB artifact fetched from a loopback server and its answer POSTed to
+// flags (a durable intake store, 4 workers, the result cache) but
+// --allow-private (every address is loopback here), 64 signed senders on
+// loopback, each bounty's own 1 KiB artifact fetched from a loopback server and its answer POSTed to
 // another. Each iteration sends 3,000 bounties to a fresh engine and waits
 // for every answer, then sends as many through the floor: the same
 // senders making the three minimal exchanges a bounty needs (a POST
@@ -52,11 +52,15 @@ func BenchmarkWebhookAsShipped(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	content := make([]byte, 1024)
-	_, _ = rand.Read(content)
-	sum := sha256.Sum256(content)
-	sha := hex.EncodeToString(sum[:])
-	artifacts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }))
+	// Each bounty's artifact is its own (the random base, stamped with the
+	// bounty's number), as PolySwarm's are: the result cache, on as
+	// shipped, misses every time, and every bounty is scanned.
+	base := make([]byte, 1024)
+	_, _ = rand.Read(base)
+	content := func(seq string) []byte { return append([]byte(seq+"\n"), base[len(seq)+1:]...) }
+	artifacts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(content(strings.TrimPrefix(r.URL.Path, "/a/")))
+	}))
 	defer artifacts.Close()
 	var answered atomic.Int64
 	var target atomic.Int64
@@ -108,6 +112,8 @@ func BenchmarkWebhookAsShipped(b *testing.B) {
 		out := make([][]byte, count)
 		for i := range out {
 			seq++
+			sum := sha256.Sum256(content(strconv.Itoa(seq)))
+			sha := hex.EncodeToString(sum[:])
 			out[i] = fmt.Appendf(nil, `{"id":%d,"artifact_type":"FILE","artifact_uri":"%s/a/%d","sha256":%q,`+
 				`"expiration":%q,"response_url":"%s/answer/%d","rules":{"min_allowed_bid":62500000000000000,`+
 				`"max_allowed_bid":1000000000000000000},"phase":"assertion","duration":300,"metadata":{"filename":"sample.exe"}}`,
