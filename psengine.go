@@ -566,10 +566,13 @@ func (e *Engine) process(ctx context.Context, r request, detach bool, accepted t
 	unlockAlone := func() {}
 	if r.job != nil && r.job.Suspect {
 		// Alone: no other bounty is in progress from here until its
-		// answer is kept. The caller holds no share of alone.
+		// answer is kept. Then it takes a share, like any bounty, for its
+		// delivery: another suspect's scan, which may end the process,
+		// does not overlap the delivery of an answer already kept (which
+		// would then be POSTed again). The caller holds no share of alone.
 		e.alone.Lock()
-		unlockAlone = sync.OnceFunc(e.alone.Unlock)
-		defer unlockAlone()
+		unlockAlone = sync.OnceFunc(func() { e.alone.Unlock(); e.alone.RLock() })
+		defer func() { unlockAlone(); e.alone.RUnlock() }()
 	}
 	res = Result{Bounty: r.bounty}
 	s, err := e.produce(ctx, r)
