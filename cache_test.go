@@ -3,14 +3,12 @@ package psengine_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
@@ -95,38 +93,40 @@ func openCache(t *testing.T, path string) *resultcache.Cache {
 	return c
 }
 
-// cacheEngine is an engine over s with a result cache in a temp dir, and
-// its metrics recorded.
-func cacheEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) (*psengine.Engine, *sdkmetric.ManualReader) {
+// cacheEngine is an engine over s with a result cache in a temp dir, its
+// lookups counted. (The psengine.cache.lookups metric is checked in the cli
+// module, through the webhook's /metrics: the core's tests have no
+// OpenTelemetry SDK.)
+func cacheEngine(t *testing.T, s psengine.Scanner, opts ...psengine.Option) (*psengine.Engine, *countingCache) {
 	t.Helper()
-	c := openCache(t, filepath.Join(t.TempDir(), resultcache.DefaultFile))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	c := &countingCache{ResultCache: openCache(t, filepath.Join(t.TempDir(), resultcache.DefaultFile))}
 	// The engine is shut down (a cleanup) before the cache is closed.
-	return newEngine(t, s, append([]psengine.Option{psengine.WithResultCache(c), psengine.WithMeterProvider(mp), psengine.WithWorkers(4)}, opts...)...), reader
+	return newEngine(t, s, append([]psengine.Option{psengine.WithResultCache(c), psengine.WithWorkers(4)}, opts...)...), c
 }
 
-// lookups returns the cache lookups counted, by result.
-func lookups(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
+// countingCache counts the lookups of a ResultCache, by result.
+type countingCache struct {
+	psengine.ResultCache
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (c *countingCache) Get(ctx context.Context, key psengine.CacheKey) (psengine.Analysis, bool) {
+	a, hit := c.ResultCache.Get(ctx, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int64{}
 	}
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != "psengine.cache.lookups" {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				r, _ := dp.Attributes.Value("result")
-				out[r.AsString()] += dp.Value
-			}
-		}
-	}
-	return out
+	c.counts[map[bool]string{true: "hit", false: "miss"}[hit]]++
+	return a, hit
+}
+
+// lookups returns the lookups counted, by result.
+func lookups(_ *testing.T, c *countingCache) map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.counts)
 }
 
 // The same file in two bounties is scanned once; the second bounty's
@@ -192,8 +192,10 @@ func TestCacheConcurrentSameFileScannedOnce(t *testing.T) {
 			t.Errorf("bounty %d: %s", i, res.Analysis.Verdict)
 		}
 	}
-	if got := lookups(t, reader); got["hit"]+got["miss"] != 8 || got["miss"] != 1 {
-		t.Errorf("lookups %v, want 1 miss and 7 hits", got)
+	// The first bounty misses and scans; each other misses too, or waits
+	// for that scan and then hits.
+	if got := lookups(t, reader); got["hit"]+got["miss"] < 8 || got["hit"] != 7 {
+		t.Errorf("lookups %v, want 7 hits", got)
 	}
 }
 
