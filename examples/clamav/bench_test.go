@@ -291,3 +291,53 @@ func BenchmarkScanOverhead(b *testing.B) {
 	b.ReportMetric(float64(tEngine.Microseconds())/n, "engine-µs/scan")
 	b.ReportMetric(float64(tEngine)/float64(tBare), "ratio")
 }
+
+// BenchmarkSandboxCorpus runs `analyze --backend process --workers 2` over
+// the files of BenchmarkAnalyzeDirVsClamdscan with the children sandboxed
+// (the default) and with --sandbox off, alternating which goes first, and
+// reports the CPU-time ratio (the program, its children and clamd) as
+// "x-unsandboxed-cpu" (target <= 1.05) beside the wall-time one.
+func BenchmarkSandboxCorpus(b *testing.B) {
+	cfg := clamdtest.StandardSignatures(b)
+	cfg.MaxThreads = 2
+	d := clamdtest.StartDaemon(b, cfg)
+	dir, signed := mixedFiles(b, 2000)
+	home := b.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	runProgram := func(sandbox string) procRun {
+		cmd := exec.Command(self, "analyze", "--no-progress", "--workers", "2", "--backend", "process", "--sandbox", sandbox, dir)
+		cmd.Env = append(os.Environ(), runProgramEnv+"=1", "CLAMD_ADDRESS="+d.Address.String(),
+			"PSENGINE_HOME="+home, "TMPDIR="+home, "LOG_LEVEL=error")
+		r, out := measure(b, d, cmd)
+		if n := strings.Count(out, ": malicious "); n != signed {
+			b.Fatalf("--sandbox %s: the program found %d malicious, want %d", sandbox, n, signed)
+		}
+		return r
+	}
+	runProgram("on") // warm the page cache and clamd
+	runProgram("off")
+	var on, off procRun
+	i := 0
+	for b.Loop() {
+		timeOn := func() { r := runProgram("on"); on.wall, on.cpu, on.clamd = on.wall+r.wall, on.cpu+r.cpu, on.clamd+r.clamd }
+		timeOff := func() { r := runProgram("off"); off.wall, off.cpu, off.clamd = off.wall+r.wall, off.cpu+r.cpu, off.clamd+r.clamd }
+		if i%2 == 0 {
+			timeOn()
+			timeOff()
+		} else {
+			timeOff()
+			timeOn()
+		}
+		i++
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(off.cpu.Milliseconds())/n, "unsandboxed-cpu-ms/run")
+	b.ReportMetric(float64(on.cpu.Milliseconds())/n, "sandboxed-cpu-ms/run")
+	b.ReportMetric(float64(off.clamd.Milliseconds())/n, "unsandboxed-clamd-cpu-ms/run")
+	b.ReportMetric(float64(on.clamd.Milliseconds())/n, "sandboxed-clamd-cpu-ms/run")
+	b.ReportMetric(float64(on.cpu)/float64(off.cpu), "x-unsandboxed-cpu")
+	b.ReportMetric(float64(on.wall)/float64(off.wall), "x-unsandboxed")
+}

@@ -25,7 +25,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(runProgramEnv) == "1" { // re-executed as the program (benchmarks)
+	// Re-executed as the program (benchmarks), or as a worker child of such
+	// a run: a sandboxed child's environment has no runProgramEnv, and its
+	// arguments are the program's, not a test's.
+	programChild := psengine.IsWorkerChild() && !slices.ContainsFunc(os.Args[1:], func(a string) bool { return strings.HasPrefix(a, "-test.") })
+	if os.Getenv(runProgramEnv) == "1" || programChild {
 		program(os.Getenv).Main()
 	}
 	goleak.VerifyTestMain(m)

@@ -253,3 +253,58 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 	b.ReportMetric(float64(eWall)/float64(yWall), "ratio")
 	b.ReportMetric(float64(eCPU)/float64(yCPU), "cpu-ratio")
 }
+
+// BenchmarkSandboxCorpus runs `analyze --backend process --workers 2` over
+// the corpus and rules of BenchmarkVsYaraCLI with the children sandboxed
+// (the default) and with --sandbox off, alternating which goes first, and
+// reports the CPU-time ratio (the program and its children) as
+// "x-unsandboxed-cpu" (target <= 1.05) beside the wall-time one.
+func BenchmarkSandboxCorpus(b *testing.B) {
+	needLibyara(b)
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		b.Skip("the go command is needed to build the program")
+	}
+	goroot, err := exec.Command(goTool, "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	bin := filepath.Join(tmp, "yara-engine")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "corpus")
+	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
+	rules := generateRules(b, files, 3000)
+	home := filepath.Join(tmp, "home")
+	engineCmd := func(sandbox string) *exec.Cmd {
+		cmd := exec.Command(bin, "analyze", "--no-progress", "--no-cache", "--workers", "2", "--backend", "process", "--sandbox", sandbox, dir)
+		cmd.Env = append(os.Environ(), "YARA_RULES="+rules, "PSENGINE_HOME="+home, "TMPDIR="+tmp, "LOG_LEVEL=error")
+		return cmd
+	}
+	_, _, on := timed(b, engineCmd("on")) // warm the page cache; both must say the same
+	_, _, off := timed(b, engineCmd("off"))
+	if m, n := bytes.Count(on, []byte(": malicious")), bytes.Count(off, []byte(": malicious")); m != n || m == 0 {
+		b.Fatalf("sandboxed: %d malicious, unsandboxed: %d", m, n)
+	}
+	var onWall, onCPU, offWall, offCPU time.Duration
+	i := 0
+	for b.Loop() {
+		timeOn := func() { w, c, _ := timed(b, engineCmd("on")); onWall += w; onCPU += c }
+		timeOff := func() { w, c, _ := timed(b, engineCmd("off")); offWall += w; offCPU += c }
+		if i%2 == 0 {
+			timeOn()
+			timeOff()
+		} else {
+			timeOff()
+			timeOn()
+		}
+		i++
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(offCPU.Milliseconds())/n, "unsandboxed-cpu-ms/run")
+	b.ReportMetric(float64(onCPU.Milliseconds())/n, "sandboxed-cpu-ms/run")
+	b.ReportMetric(float64(onCPU)/float64(offCPU), "x-unsandboxed-cpu")
+	b.ReportMetric(float64(onWall)/float64(offWall), "x-unsandboxed")
+}
