@@ -322,8 +322,14 @@ func BenchmarkSandboxCorpus(b *testing.B) {
 	var on, off procRun
 	i := 0
 	for b.Loop() {
-		timeOn := func() { r := runProgram("on"); on.wall, on.cpu, on.clamd = on.wall+r.wall, on.cpu+r.cpu, on.clamd+r.clamd }
-		timeOff := func() { r := runProgram("off"); off.wall, off.cpu, off.clamd = off.wall+r.wall, off.cpu+r.cpu, off.clamd+r.clamd }
+		timeOn := func() {
+			r := runProgram("on")
+			on.wall, on.cpu, on.clamd = on.wall+r.wall, on.cpu+r.cpu, on.clamd+r.clamd
+		}
+		timeOff := func() {
+			r := runProgram("off")
+			off.wall, off.cpu, off.clamd = off.wall+r.wall, off.cpu+r.cpu, off.clamd+r.clamd
+		}
 		if i%2 == 0 {
 			timeOn()
 			timeOff()
