@@ -188,12 +188,19 @@ func timed(b *testing.B, cmd *exec.Cmd) (wall, cpu time.Duration, stdout []byte)
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), out.Bytes()
 }
 
-func BenchmarkVsYaraCLI(b *testing.B) {
+// benchSetup is what the program benchmarks share: the built program, the
+// corpus (2,000 real files of at most 4 MiB), 3,000 rules generated from
+// it, and a home directory for the engine.
+type benchSetup struct {
+	bin, dir, rules, home string
+	files                 []string
+}
+
+// setup builds the program and writes the corpus and rules; it skips
+// without libyara or the go command.
+func setup(b *testing.B) benchSetup {
+	b.Helper()
 	needLibyara(b)
-	yara, err := exec.LookPath("yara")
-	if err != nil {
-		b.Skip("the yara program is needed for the comparison (apt-get install yara)")
-	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		b.Skip("the go command is needed to build the program")
@@ -203,28 +210,53 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 		b.Fatal(err)
 	}
 	tmp := b.TempDir()
-	bin := filepath.Join(tmp, "yara-engine")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	s := benchSetup{bin: filepath.Join(tmp, "yara-engine"), dir: filepath.Join(tmp, "corpus"), home: filepath.Join(tmp, "home")}
+	if out, err := exec.Command(goTool, "build", "-o", s.bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	dir := filepath.Join(tmp, "corpus")
-	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
-	rules := generateRules(b, files, 3000)
+	s.files = corpus(b, s.dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
+	s.rules = generateRules(b, s.files, 3000)
 	var size int64
-	for _, f := range files {
+	for _, f := range s.files {
 		if st, err := os.Stat(f); err == nil {
 			size += st.Size()
 		}
 	}
-	b.Logf("corpus: %d files, %d MiB; rules: 3000", len(files), size>>20)
-	home := filepath.Join(tmp, "home")
+	b.Logf("corpus: %d files, %d MiB; rules: 3000", len(s.files), size>>20)
+	return s
+}
 
-	yaraCmd := func() *exec.Cmd { return exec.Command(yara, "-r", "-p", "2", rules, dir) }
-	engineCmd := func() *exec.Cmd {
-		cmd := exec.Command(bin, "analyze", "--no-progress", "--no-cache", "--workers", "2", dir)
-		cmd.Env = append(os.Environ(), "YARA_RULES="+rules, "PSENGINE_HOME="+home, "LOG_LEVEL=error")
-		return cmd
+// analyze is the command of the program's analyze over the corpus, with
+// args before the directory.
+func (s benchSetup) analyze(args ...string) *exec.Cmd {
+	cmd := exec.Command(s.bin, append(append([]string{"analyze", "--no-progress"}, args...), s.dir)...)
+	cmd.Env = append(os.Environ(), "YARA_RULES="+s.rules, "PSENGINE_HOME="+s.home, "LOG_LEVEL=error")
+	return cmd
+}
+
+// alternately runs first and second once in each iteration of b.Loop,
+// swapping which goes first, so that both see the same load on a shared
+// machine.
+func alternately(b *testing.B, first, second func()) {
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			first()
+			second()
+		} else {
+			second()
+			first()
+		}
 	}
+}
+
+func BenchmarkVsYaraCLI(b *testing.B) {
+	yara, err := exec.LookPath("yara")
+	if err != nil {
+		b.Skip("the yara program is needed for the comparison (apt-get install yara)")
+	}
+	s := setup(b)
+	yaraCmd := func() *exec.Cmd { return exec.Command(yara, "-r", "-p", "2", s.rules, s.dir) }
+	engineCmd := func() *exec.Cmd { return s.analyze("--no-cache", "--workers", "2") }
 	// Warm up the page cache, and check both see matches.
 	_, _, out := timed(b, yaraCmd())
 	b.Logf("yara: %d matches", bytes.Count(out, []byte("\n")))
@@ -232,19 +264,9 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 	_, _ = io.Discard.Write(out)
 
 	var yWall, yCPU, eWall, eCPU time.Duration
-	i := 0
-	for b.Loop() {
-		timeYara := func() { w, c, _ := timed(b, yaraCmd()); yWall += w; yCPU += c }
-		timeEngine := func() { w, c, _ := timed(b, engineCmd()); eWall += w; eCPU += c }
-		if i%2 == 0 {
-			timeYara()
-			timeEngine()
-		} else {
-			timeEngine()
-			timeYara()
-		}
-		i++
-	}
+	alternately(b,
+		func() { w, c, _ := timed(b, yaraCmd()); yWall += w; yCPU += c },
+		func() { w, c, _ := timed(b, engineCmd()); eWall += w; eCPU += c })
 	n := float64(b.N)
 	b.ReportMetric(float64(yWall.Milliseconds())/n, "yara-ms/run")
 	b.ReportMetric(float64(eWall.Milliseconds())/n, "engine-ms/run")
@@ -260,27 +282,10 @@ func BenchmarkVsYaraCLI(b *testing.B) {
 // reports the CPU-time ratio (the program and its children) as
 // "x-unsandboxed-cpu" (target <= 1.05) beside the wall-time one.
 func BenchmarkSandboxCorpus(b *testing.B) {
-	needLibyara(b)
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		b.Skip("the go command is needed to build the program")
-	}
-	goroot, err := exec.Command(goTool, "env", "GOROOT").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmp := b.TempDir()
-	bin := filepath.Join(tmp, "yara-engine")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "corpus")
-	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
-	rules := generateRules(b, files, 3000)
-	home := filepath.Join(tmp, "home")
+	s := setup(b)
 	engineCmd := func(sandbox string) *exec.Cmd {
-		cmd := exec.Command(bin, "analyze", "--no-progress", "--no-cache", "--workers", "2", "--backend", "process", "--sandbox", sandbox, dir)
-		cmd.Env = append(os.Environ(), "YARA_RULES="+rules, "PSENGINE_HOME="+home, "TMPDIR="+tmp, "LOG_LEVEL=error")
+		cmd := s.analyze("--no-cache", "--workers", "2", "--backend", "process", "--sandbox", sandbox)
+		cmd.Env = append(cmd.Env, "TMPDIR="+filepath.Dir(s.dir))
 		return cmd
 	}
 	_, _, on := timed(b, engineCmd("on")) // warm the page cache; both must say the same
@@ -289,19 +294,9 @@ func BenchmarkSandboxCorpus(b *testing.B) {
 		b.Fatalf("sandboxed: %d malicious, unsandboxed: %d", m, n)
 	}
 	var onWall, onCPU, offWall, offCPU time.Duration
-	i := 0
-	for b.Loop() {
-		timeOn := func() { w, c, _ := timed(b, engineCmd("on")); onWall += w; onCPU += c }
-		timeOff := func() { w, c, _ := timed(b, engineCmd("off")); offWall += w; offCPU += c }
-		if i%2 == 0 {
-			timeOn()
-			timeOff()
-		} else {
-			timeOff()
-			timeOn()
-		}
-		i++
-	}
+	alternately(b,
+		func() { w, c, _ := timed(b, engineCmd("on")); onWall += w; onCPU += c },
+		func() { w, c, _ := timed(b, engineCmd("off")); offWall += w; offCPU += c })
 	n := float64(b.N)
 	b.ReportMetric(float64(offCPU.Milliseconds())/n, "unsandboxed-cpu-ms/run")
 	b.ReportMetric(float64(onCPU.Milliseconds())/n, "sandboxed-cpu-ms/run")

@@ -22,47 +22,14 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
 
 func BenchmarkCachedRerun(b *testing.B) {
-	needLibyara(b)
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		b.Skip("the go command is needed to build the program")
-	}
-	goroot, err := exec.Command(goTool, "env", "GOROOT").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmp := b.TempDir()
-	bin := filepath.Join(tmp, "yara-engine")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "corpus")
-	files := corpus(b, dir, 2000, 4<<20, "/usr/bin", "/usr/lib", "/usr/share/doc", filepath.Join(strings.TrimSpace(string(goroot)), "src"))
-	rules := generateRules(b, files, 3000)
-	var size int64
-	for _, f := range files {
-		if st, err := os.Stat(f); err == nil {
-			size += st.Size()
-		}
-	}
-	b.Logf("corpus: %d files, %d MiB; rules: 3000", len(files), size>>20)
-	home := filepath.Join(tmp, "home")
-
-	engineCmd := func(extra ...string) *exec.Cmd {
-		args := append(append([]string{"analyze", "--no-progress", "--workers", "2"}, extra...), dir)
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "YARA_RULES="+rules, "PSENGINE_HOME="+home, "LOG_LEVEL=error")
-		return cmd
-	}
+	s := setup(b)
+	engineCmd := func(extra ...string) *exec.Cmd { return s.analyze(append([]string{"--workers", "2"}, extra...)...) }
 	uncachedCmd := func() *exec.Cmd { return engineCmd("--no-cache") }
 	cachedCmd := func() *exec.Cmd { return engineCmd() }
 	// Warm the page cache, fill the result cache, and check both runs
@@ -75,24 +42,18 @@ func BenchmarkCachedRerun(b *testing.B) {
 	if n := bytes.Count(want, []byte(": malicious")) + bytes.Count(want, []byte(": suspicious")); n == 0 {
 		b.Fatal("no detection in the corpus: the rules do not exercise the answers")
 	}
-	hashCmd := func() *exec.Cmd { return exec.Command("sha256sum", files...) }
+	hashCmd := func() *exec.Cmd { return exec.Command("sha256sum", s.files...) }
 
 	var uWall, uCPU, cWall, cCPU, hCPU time.Duration
-	i := 0
-	for b.Loop() {
-		timeUncached := func() { w, c, _ := timed(b, uncachedCmd()); uWall += w; uCPU += c }
-		timeCached := func() { w, c, _ := timed(b, cachedCmd()); cWall += w; cCPU += c }
-		if i%2 == 0 {
-			timeUncached()
-			timeCached()
-		} else {
-			timeCached()
-			timeUncached()
-		}
-		_, c, _ := timed(b, hashCmd())
-		hCPU += c
-		i++
-	}
+	alternately(b,
+		func() { w, c, _ := timed(b, uncachedCmd()); uWall += w; uCPU += c },
+		func() {
+			w, c, _ := timed(b, cachedCmd())
+			cWall += w
+			cCPU += c
+			_, c, _ = timed(b, hashCmd())
+			hCPU += c
+		})
 	n := float64(b.N)
 	b.ReportMetric(float64(uWall.Milliseconds())/n, "uncached-ms/run")
 	b.ReportMetric(float64(cWall.Milliseconds())/n, "cached-ms/run")
