@@ -66,18 +66,16 @@ func BenchmarkLargeFile(b *testing.B) {
 	b.ReportMetric(float64(maxRSS)/1024, "MiB-maxrss")
 }
 
-// BenchmarkProcessBackendFiles runs the whole `eicar analyze --json
-// --workers 4` process over 1,000 small files with --backend process and
-// with --backend local in each iteration, and reports the wall-time ratio
-// as "x-local" (target <= 1.5) and the CPU-time ratio (the process and its
-// children) as "x-local-cpu".
-func BenchmarkProcessBackendFiles(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "eicar")
+// smallFilesProgram builds the program into a temp dir and writes n
+// random files of 512 B beside it.
+func smallFilesProgram(b *testing.B, n int) (bin, dir string, files []string) {
+	b.Helper()
+	dir = b.TempDir()
+	bin = filepath.Join(dir, "eicar")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	files := make([]string, 1000)
+	files = make([]string, n)
 	for i := range files {
 		files[i] = filepath.Join(dir, fmt.Sprintf("f%04d", i))
 		buf := make([]byte, 512)
@@ -86,16 +84,34 @@ func BenchmarkProcessBackendFiles(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return bin, dir, files
+}
+
+// analyzeTimed runs `bin analyze --json --no-cache --workers 4 ARGS FILES`
+// with its home and temp files in dir, and returns its wall time and CPU
+// time (the process and its children).
+func analyzeTimed(b *testing.B, bin, dir string, files []string, args ...string) (wall, cpu time.Duration) {
+	b.Helper()
+	cmd := exec.Command(bin, append(append([]string{"analyze", "--json", "--no-cache", "--workers", "4"}, args...), files...)...)
+	cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("analyze %v: %v\n%s", args, err, out.Bytes())
+	}
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// BenchmarkProcessBackendFiles runs the whole `eicar analyze --json
+// --workers 4` process over 1,000 small files with --backend process and
+// with --backend local in each iteration, and reports the wall-time ratio
+// as "x-local" (target <= 1.5) and the CPU-time ratio (the process and its
+// children) as "x-local-cpu".
+func BenchmarkProcessBackendFiles(b *testing.B) {
+	bin, dir, files := smallFilesProgram(b, 1000)
 	run := func(backend string) (wall, cpu time.Duration) {
-		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--no-cache", "--workers", "4", "--backend", backend}, files...)...)
-		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &out
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("%s: %v\n%s", backend, err, out.Bytes())
-		}
-		return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return analyzeTimed(b, bin, dir, files, "--backend", backend)
 	}
 	var procWall, procCPU, localWall, localCPU time.Duration
 	for b.Loop() {
@@ -115,30 +131,9 @@ func BenchmarkProcessBackendFiles(b *testing.B) {
 // the wall-time ratio as "x-unsandboxed" and the CPU-time ratio (the
 // process and its children) as "x-unsandboxed-cpu" (target <= 1.05).
 func BenchmarkSandboxFiles(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "eicar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	files := make([]string, 2000)
-	for i := range files {
-		files[i] = filepath.Join(dir, fmt.Sprintf("f%04d", i))
-		buf := make([]byte, 512)
-		_, _ = rand.Read(buf)
-		if err := os.WriteFile(files[i], buf, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bin, dir, files := smallFilesProgram(b, 2000)
 	run := func(sandbox string) (wall, cpu time.Duration) {
-		cmd := exec.Command(bin, append([]string{"analyze", "--json", "--no-cache", "--workers", "4", "--backend", "process", "--sandbox", sandbox}, files...)...)
-		cmd.Env = append(os.Environ(), "PSENGINE_HOME="+dir, "TMPDIR="+dir)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &out
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("--sandbox %s: %v\n%s", sandbox, err, out.Bytes())
-		}
-		return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return analyzeTimed(b, bin, dir, files, "--backend", "process", "--sandbox", sandbox)
 	}
 	var onWall, onCPU, offWall, offCPU time.Duration
 	for b.Loop() {
