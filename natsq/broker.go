@@ -687,7 +687,7 @@ func (b *Broker) prepare(ctx context.Context, hd *held, handBack bool) bool {
 	st := hd.st
 	job.Attempt, job.Final, job.Suspect = max(st.Attempt, 1), st.Final, st.Suspect && st.Final == ""
 	if st.Answer != nil {
-		a := st.Answer.analysis()
+		a := *st.Answer
 		job.Answer = &a
 	}
 	hd.job = job

@@ -83,7 +83,7 @@ func encodeJobAs(job psengine.Job, msgID string) (nats.Header, []byte, error) {
 		h.Set(HeaderAccepted, job.Accepted.UTC().Format(time.RFC3339Nano))
 	}
 	if job.Answer != nil {
-		a, err := json.Marshal(keptFrom(*job.Answer))
+		a, err := json.Marshal(*job.Answer) // Analysis's own JSON: every field
 		if err != nil {
 			return nil, nil, fmt.Errorf("natsq: encode the answer of job %s: %w", job.ID, err)
 		}
@@ -126,11 +126,10 @@ func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
 		job.Accepted = job.Accepted.UTC()
 	}
 	if v := h.Get(HeaderAnswer); v != "" {
-		var k keptRecord
-		if err := json.Unmarshal([]byte(v), &k); err != nil {
+		var a psengine.Analysis
+		if err := json.Unmarshal([]byte(v), &a); err != nil {
 			return psengine.Job{}, fmt.Errorf("%w: answer: %w", ErrMalformedJob, err)
 		}
-		a := k.analysis()
 		job.Answer = &a
 	}
 	return job, nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/bid"
 )
 
 // What a job's deliveries mean, and how this package tells them apart.
@@ -46,28 +45,6 @@ import (
 // twice MaxAttempts of them gets its last call all the same: nothing
 // circles for ever.
 
-// keptRecord is an answer as the state bucket and dead letters hold it:
-// every field of psengine.Analysis (the protocol's form drops Score and
-// Likelihood).
-type keptRecord struct {
-	Verdict    psengine.Verdict  `json:"verdict"`
-	Confidence float64           `json:"confidence,omitempty"`
-	Score      float64           `json:"score,omitempty"`
-	Likelihood bid.Likelihood    `json:"likelihood,omitempty"`
-	Bid        int64             `json:"bid"`
-	Metadata   psengine.Metadata `json:"metadata"`
-}
-
-func keptFrom(a psengine.Analysis) keptRecord {
-	return keptRecord{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score, Likelihood: a.Likelihood,
-		Bid: a.Bid, Metadata: a.Metadata}
-}
-
-func (k keptRecord) analysis() psengine.Analysis {
-	return psengine.Analysis{Verdict: k.Verdict, Confidence: k.Confidence, Score: k.Score, Likelihood: k.Likelihood,
-		Bid: k.Bid, Metadata: k.Metadata}
-}
-
 // jobState is what the state bucket records of a job message between its
 // deliveries, under "j.SEQ" (its stream sequence). A message has no record
 // until a delivery ends without an acknowledgement, or its answer is kept.
@@ -76,13 +53,13 @@ type jobState struct {
 	// Explained is the last delivery accounted for: ended by a recorded
 	// failure or hand-back, or judged at a later delivery. Deliveries
 	// after it and before the current one lapsed.
-	Explained int         `json:"explained"`
-	Attempt   int         `json:"attempt,omitempty"` // of the next delivery (0: 1)
-	Final     string      `json:"final,omitempty"`
-	Suspect   bool        `json:"suspect,omitempty"`
-	Deaths    int         `json:"deaths,omitempty"` // lapses while scanned as a suspect
-	Lapses    int         `json:"lapses,omitempty"` // lapses while not scanning
-	Answer    *keptRecord `json:"answer,omitempty"`
+	Explained int                `json:"explained"`
+	Attempt   int                `json:"attempt,omitempty"` // of the next delivery (0: 1)
+	Final     string             `json:"final,omitempty"`
+	Suspect   bool               `json:"suspect,omitempty"`
+	Deaths    int                `json:"deaths,omitempty"` // lapses while scanned as a suspect
+	Lapses    int                `json:"lapses,omitempty"` // lapses while not scanning
+	Answer    *psengine.Analysis `json:"answer,omitempty"` // its own JSON: every field
 }
 
 func stateKey(seq uint64) string { return "j." + strconv.FormatUint(seq, 10) }
@@ -415,8 +392,7 @@ func (b *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengi
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	prev := h.st
-	k := keptFrom(answer)
-	h.st.Answer, h.st.Suspect, h.dirty = &k, false, true
+	h.st.Answer, h.st.Suspect, h.dirty = &answer, false, true
 	if err := b.saveState(ctx, h); err != nil {
 		h.st = prev
 		return fmt.Errorf("natsq: keep the answer of job %s: %w", job.ID, err)
