@@ -54,7 +54,6 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/polyswarm/psengine"
-	"github.com/polyswarm/psengine/bid"
 )
 
 // DefaultFile is the cache's file name in the engine's state directory.
@@ -104,7 +103,7 @@ var (
 
 // format is the version of the file's layout and records: a file of
 // another is emptied at Open.
-const format = "1"
+const format = "2"
 
 // Cache is a psengine.ResultCache kept in a bbolt file. Safe for
 // concurrent use; Close it when done.
@@ -281,22 +280,11 @@ func keyOf(k psengine.CacheKey) lookupKey {
 	return out
 }
 
-// record is an analysis as stored: every field the bid stage reads (Score
-// and Likelihood too, which the wire form leaves out), the metadata as the
-// JSON it is delivered as (Extra included).
-type record struct {
-	Verdict    psengine.Verdict  `json:"v"`
-	Confidence float64           `json:"c,omitempty"`
-	Score      float64           `json:"s,omitempty"`
-	Likelihood int               `json:"l,omitempty"`
-	Bid        int64             `json:"b,omitempty"`
-	Metadata   psengine.Metadata `json:"m"`
-}
-
-// encode makes the record of a under key k: k, the time, the JSON.
+// encode makes the record of a under key k: k, the time, and the
+// analysis in its own JSON (psengine.Analysis.MarshalJSON: every field,
+// Score and Likelihood included, which the bid stage reads).
 func encode(k lookupKey, a psengine.Analysis, now time.Time) ([]byte, error) {
-	data, err := json.Marshal(record{Verdict: a.Verdict, Confidence: a.Confidence, Score: a.Score,
-		Likelihood: int(a.Likelihood), Bid: a.Bid, Metadata: a.Metadata})
+	data, err := json.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
@@ -311,12 +299,11 @@ func decode(k lookupKey, rec []byte) (psengine.Analysis, error) {
 	if len(rec) < len(k)+8 || !bytes.Equal(rec[:len(k)], k[:]) {
 		return psengine.Analysis{}, errors.New("the record is not the key's")
 	}
-	var r record
-	if err := json.Unmarshal(rec[len(k)+8:], &r); err != nil {
+	var a psengine.Analysis
+	if err := json.Unmarshal(rec[len(k)+8:], &a); err != nil {
 		return psengine.Analysis{}, err
 	}
-	return psengine.Analysis{Verdict: r.Verdict, Confidence: r.Confidence, Score: r.Score,
-		Likelihood: bid.Likelihood(r.Likelihood), Bid: r.Bid, Metadata: r.Metadata}, nil
+	return a, nil
 }
 
 // Get returns the analysis put under key, if the cache holds it.
