@@ -81,6 +81,10 @@ var (
 	// is forgotten from its start, touching few pages either way.
 	bucketSeen = []byte("seen")
 	bucketDead = []byte("dead") // sequence number -> deadRecord
+	// A pending job's kept answer and scanning mark have buckets of their
+	// own, so that keeping or marking writes a few bytes, not the record.
+	bucketAnswers = []byte("answers") // sequence number -> psengine.Analysis JSON
+	bucketMarks   = []byte("marks")   // sequence number -> empty: scanning
 )
 
 // Broker is a psengine.Broker whose jobs are recorded in a file (a bbolt
@@ -221,7 +225,7 @@ func (q *Broker) load(now time.Time) error {
 		expired, suspects, others = expired[:0], suspects[:0], others[:0]
 		q.seq = 0
 		clear(q.crashes)
-		for _, name := range [][]byte{bucketJobs, bucketSeen, bucketDead} {
+		for _, name := range [][]byte{bucketJobs, bucketSeen, bucketDead, bucketAnswers, bucketMarks} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -234,7 +238,7 @@ func (q *Broker) load(now time.Time) error {
 			if len(k) == 8 {
 				seq = binary.BigEndian.Uint64(k)
 			}
-			s, err := decodeJob(v)
+			s, err := readJob(tx, k, v)
 			job := s.job
 			drop := false
 			switch {
@@ -263,17 +267,16 @@ func (q *Broker) load(now time.Time) error {
 						"job", job.ID, "bounty", job.Bounty.ID.String(), "deaths_alone", s.crashes)
 				}
 				s.job = job
-				data, err := encodeJob(s)
-				if err != nil {
-					return err
-				}
-				if err := jobs.Put(k, data); err != nil {
+				if err := putJob(tx, k, s); err != nil {
 					return err
 				}
 				k, _ = c.Seek(k) // Put may move the cursor: resume at the key
 			}
 			if drop {
 				if err := c.Delete(); err != nil {
+					return err
+				}
+				if err := deleteState(tx, k); err != nil {
 					return err
 				}
 				k, v = c.Seek(k) // Delete moves the cursor: resume after the removed key
@@ -521,10 +524,10 @@ func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason e
 	var write func(tx *bolt.Tx) error
 	switch how {
 	case jobq.Done:
-		write = func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(key) }
+		write = func(tx *bolt.Tx) error { return deleteJob(tx, key) }
 	case jobq.Dead:
 		write = func(tx *bolt.Tx) error {
-			if err := tx.Bucket(bucketJobs).Delete(key); err != nil {
+			if err := deleteJob(tx, key); err != nil {
 				return err
 			}
 			return putDead(tx, job, reason, dropDead)
@@ -535,16 +538,11 @@ func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason e
 		}
 		fallthrough
 	default: // Retry, LastCall, a hand-back of a job marked scanning
-		data, err := encodeJob(stored{job: job, crashes: crashes})
-		if err != nil {
-			return err
-		}
 		write = func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketJobs)
-			if b.Get(key) == nil {
+			if tx.Bucket(bucketJobs).Get(key) == nil {
 				return nil // settled meanwhile (it cannot be: one consumer holds it)
 			}
-			return b.Put(key, data)
+			return putJob(tx, key, stored{job: job, crashes: crashes})
 		}
 	}
 	done := q.settlingStarts()
@@ -626,9 +624,14 @@ func dropOldestDead(tx *bolt.Tx, n int) error {
 // written would otherwise come back with its job (a crash in the middle of
 // a long scan can still cost the answers delivered during it that much).
 func (q *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
-	if err := q.rewrite(ctx, job.ID, "marking the scan of", func(s *stored) { s.scanning = true }); err != nil {
+	if _, err := q.update(ctx, job.ID, "marking the scan of", func(tx *bolt.Tx, key []byte) error {
+		return tx.Bucket(bucketMarks).Put(key, []byte{})
+	}); err != nil {
 		return err
 	}
+	q.mu.Lock()
+	q.scanning[job.ID] = true
+	q.mu.Unlock()
 	q.settledBefore()
 	return nil
 }
@@ -676,63 +679,58 @@ func (q *Broker) settledBefore() {
 // Job.Answer. It ends the job's scanning mark and its suspicion. See
 // psengine.AnswerKeeper.
 func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengine.Analysis) error {
-	return q.rewrite(ctx, job.ID, "keeping the answer of", func(s *stored) {
-		s.job.Answer, s.job.Suspect, s.scanning = &answer, false, false
+	data, err := json.Marshal(answer)
+	if err != nil {
+		return fmt.Errorf("localq: keeping the answer of job %q: %w", job.ID, err)
+	}
+	seq, err := q.update(ctx, job.ID, "keeping the answer of", func(tx *bolt.Tx, key []byte) error {
+		if err := tx.Bucket(bucketAnswers).Put(key, data); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMarks).Delete(key)
 	})
-}
-
-// rewrite changes the record of a pending job with change, in the store
-// then in memory, and returns once it is committed.
-func (q *Broker) rewrite(ctx context.Context, id, what string, change func(*stored)) error {
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return err
 	}
-	var s stored
-	var seq uint64
 	q.mu.Lock()
-	if !q.q.Update(id, func(e *jobq.Entry[psengine.Job]) {
-		s = stored{job: e.Job, scanning: q.scanning[id], crashes: q.crashes[id]}
-		s.job.Attempt, s.job.Final = e.Attempt, e.Final
-		seq = e.Seq
-	}) || q.released {
-		q.mu.Unlock()
-		return fmt.Errorf("localq: %s job %q: the job is not pending", what, id)
-	}
+	delete(q.scanning, job.ID)
 	q.mu.Unlock()
-	change(&s)
-	data, err := encodeJob(s)
-	if err == nil {
-		var ok bool
-		ok, err = q.write(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketJobs)
-			if b.Get(seqKey(seq)) == nil {
-				return errors.New("the job was settled meanwhile")
-			}
-			return b.Put(seqKey(seq), data)
-		})
-		if !ok {
-			err = psengine.ErrClosed
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("localq: %s job %q: %w", what, id, err)
-	}
-	q.mu.Lock()
-	if s.scanning {
-		q.scanning[id] = true
-	} else {
-		delete(q.scanning, id)
-	}
-	q.mu.Unlock()
-	q.q.Update(id, func(e *jobq.Entry[psengine.Job]) {
+	q.q.Update(job.ID, func(e *jobq.Entry[psengine.Job]) {
 		if e.Seq == seq {
-			e.Job.Answer, e.Job.Suspect = s.job.Answer, s.job.Suspect
+			e.Job.Answer, e.Job.Suspect = &answer, false
 		}
 	})
-	if !s.job.Suspect {
-		q.q.Lift(id) // its answer is kept: the others may run beside it
-	}
+	q.q.Lift(job.ID) // its answer is kept: the others may run beside it
 	return nil
+}
+
+// update runs write, with the store key of pending job id, in a commit,
+// and returns once it is committed, with the job's sequence number.
+func (q *Broker) update(ctx context.Context, id, what string, write func(tx *bolt.Tx, key []byte) error) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var seq uint64
+	q.mu.Lock()
+	if !q.q.Update(id, func(e *jobq.Entry[psengine.Job]) { seq = e.Seq }) || q.released {
+		q.mu.Unlock()
+		return 0, fmt.Errorf("localq: %s job %q: the job is not pending", what, id)
+	}
+	q.mu.Unlock()
+	key := seqKey(seq)
+	ok, err := q.write(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketJobs).Get(key) == nil {
+			return errors.New("the job was settled meanwhile")
+		}
+		return write(tx, key)
+	})
+	if !ok {
+		err = psengine.ErrClosed
+	}
+	if err != nil {
+		return 0, fmt.Errorf("localq: %s job %q: %w", what, id, err)
+	}
+	return seq, nil
 }
 
 // Close stops intake: Submit answers psengine.ErrClosed, while recorded
@@ -806,11 +804,11 @@ func (q *Broker) Len() int { return q.q.Len() }
 func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
 	var jobs []psengine.Job
 	err := q.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJobs).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if s, err := decodeJob(v); err == nil {
+			if s, err := readJob(tx, k, v); err == nil {
 				jobs = append(jobs, s.job)
 			}
 			return nil
@@ -902,14 +900,10 @@ func (q *Broker) Requeue(ctx context.Context, id string) error {
 			return fmt.Errorf("localq: requeue %q: its bounty expired at %s", id, job.Bounty.Expiration.Format(time.RFC3339))
 		}
 		job.Attempt, job.Final, job.Suspect = 1, "", false
-		data, err := encodeJob(stored{job: job})
-		if err != nil {
-			return err
-		}
 		if err := tx.Bucket(bucketDead).Delete(k); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketJobs).Put(seqKey(seq), data)
+		return putJob(tx, seqKey(seq), stored{job: job})
 	})
 	if err != nil {
 		return err

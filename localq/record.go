@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine"
+	bolt "go.etcd.io/bbolt"
 )
 
 // record is a job as stored: the bounty in its documented wire form, the
 // kept answer in psengine.Analysis's own encoding (every field), and where
-// the job stands.
+// the job stands. A pending job's record (bucketJobs) leaves out its
+// answer and its scanning mark, which are kept in buckets of their own
+// (see putJob); a dead letter's has them.
 type record struct {
 	V        int                `json:"v"`
 	ID       string             `json:"id"`
@@ -41,10 +44,11 @@ type stored struct {
 	crashes  int
 }
 
-// recordVersion is the version of the record format written; version 1
-// records (a round earlier) are read too. A record of another version is
-// refused (errBadRecord) rather than misread.
-const recordVersion = 2
+// recordVersion is the version of the record format written; versions 1
+// and 2 (which kept a pending job's answer and mark in its record) are
+// read too. A record of another version is refused (errBadRecord) rather
+// than misread.
+const recordVersion = 3
 
 var errBadRecord = errors.New("localq: unreadable record")
 
@@ -64,7 +68,7 @@ func decodeJob(data []byte) (stored, error) {
 		return stored{}, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
 	switch {
-	case r.V != 1 && r.V != recordVersion:
+	case r.V < 1 || r.V > recordVersion:
 		return stored{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, r.V, recordVersion)
 	case r.ID == "":
 		return stored{}, fmt.Errorf("%w: no job id", errBadRecord)
@@ -79,6 +83,77 @@ func decodeJob(data []byte) (stored, error) {
 	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Accepted: r.Accepted, Bounty: r.Bounty,
 		Suspect: r.Suspect, Final: r.Final, Answer: r.Answer}
 	return stored{job: job, scanning: r.Scanning || r.Running, crashes: r.Crashes}, nil
+}
+
+// readJob reads the pending job stored under key, whose record is v: the
+// record with its kept answer and scanning mark. A kept answer ends the
+// job's suspicion and its mark. An answer that cannot be read is left out
+// (the job is scanned again).
+func readJob(tx *bolt.Tx, key, v []byte) (stored, error) {
+	s, err := decodeJob(v)
+	if err != nil {
+		return s, err
+	}
+	if tx.Bucket(bucketMarks).Get(key) != nil {
+		s.scanning = true
+	}
+	if data := tx.Bucket(bucketAnswers).Get(key); data != nil {
+		var a psengine.Analysis
+		if json.Unmarshal(data, &a) == nil {
+			s.job.Answer = &a
+		}
+	}
+	if s.job.Answer != nil {
+		s.job.Suspect, s.scanning = false, false
+	}
+	return s, nil
+}
+
+// putJob stores s, a pending job, under key: its record, its kept answer
+// (or none) and its scanning mark (or none).
+func putJob(tx *bolt.Tx, key []byte, s stored) error {
+	answer := s.job.Answer
+	s.job.Answer = nil
+	data, err := encodeJob(stored{job: s.job, crashes: s.crashes})
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketJobs).Put(key, data); err != nil {
+		return err
+	}
+	if err := deleteState(tx, key); err != nil {
+		return err
+	}
+	if answer != nil {
+		data, err := json.Marshal(answer)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketAnswers).Put(key, data); err != nil {
+			return err
+		}
+	}
+	if s.scanning {
+		return tx.Bucket(bucketMarks).Put(key, []byte{})
+	}
+	return nil
+}
+
+// deleteJob removes the pending job stored under key.
+func deleteJob(tx *bolt.Tx, key []byte) error {
+	if err := tx.Bucket(bucketJobs).Delete(key); err != nil {
+		return err
+	}
+	return deleteState(tx, key)
+}
+
+// deleteState removes the kept answer and the scanning mark stored under
+// key.
+func deleteState(tx *bolt.Tx, key []byte) error {
+	if err := tx.Bucket(bucketAnswers).Delete(key); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMarks).Delete(key)
 }
 
 // deadRecord is a dead letter as stored.

@@ -1,12 +1,15 @@
 package localq
 
 import (
+	"bytes"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
+	bolt "go.etcd.io/bbolt"
 )
 
 func sampleJobs() []psengine.Job {
@@ -116,4 +119,97 @@ func FuzzSeenDecode(f *testing.F) {
 			t.Errorf("round trip of (%q, %q): (%q, %q, %v)", id, key, id2, key2, ok)
 		}
 	})
+}
+
+// A store written with version 2 records (a kept answer and a scanning
+// mark inside the record) opens as it did, and version 3's own (answer and
+// mark in buckets of their own) as well: a kept answer comes back with its
+// job, not suspected; a mark without an answer makes a suspect; a job
+// settled leaves nothing behind in any bucket.
+func TestStoredStateAcrossVersions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	jobs := sampleJobs()
+	kept, marked := jobs[1], jobs[0]
+	// Written by hand as version 2 did.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketJobs)
+		if err != nil {
+			return err
+		}
+		for i, s := range []stored{{job: marked, scanning: true}, {job: kept}} {
+			data, err := encodeJob(s)
+			if err != nil {
+				return err
+			}
+			data = bytes.Replace(data, []byte(`{"v":3,`), []byte(`{"v":2,`), 1)
+			if err := b.Put(seqKey(uint64(i+1)), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	_ = db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(q *Broker) {
+		t.Helper()
+		got, err := q.Recorded(t.Context())
+		if err != nil || len(got) != 2 {
+			t.Fatalf("recorded %d jobs, %v; want 2", len(got), err)
+		}
+		if got[0].ID != marked.ID || !got[0].Suspect || got[0].Answer != nil {
+			t.Errorf("the job marked scanning: suspect %v, answer %v; want a suspect without answer", got[0].Suspect, got[0].Answer)
+		}
+		if diff := cmp.Diff(kept.Answer, got[1].Answer, psenginetest.AnalysisOptions); diff != "" || got[1].Suspect {
+			t.Errorf("the kept answer, suspect %v (-want +got):\n%s", got[1].Suspect, diff)
+		}
+	}
+	for range 2 { // version 2's records, then as rewritten by the first Open
+		q, err := Open(path, WithClock(Config{}, func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(q)
+		q.Close()
+		if err := q.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Settled, a job leaves no answer or mark behind.
+	db, err = bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketAnswers).Stats().KeyN; n != 0 {
+			t.Errorf("%d answers in their bucket after the first Open, want 0 (version 2 kept it in the record)", n)
+		}
+		if err := tx.Bucket(bucketMarks).Put(seqKey(2), []byte{}); err != nil {
+			return err
+		}
+		if err := putJob(tx, seqKey(2), stored{job: kept}); err != nil {
+			return err
+		}
+		if tx.Bucket(bucketAnswers).Get(seqKey(2)) == nil || tx.Bucket(bucketMarks).Get(seqKey(2)) != nil {
+			t.Error("putJob: want the answer in its bucket and no mark")
+		}
+		if err := deleteJob(tx, seqKey(2)); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bucketJobs, bucketAnswers, bucketMarks} {
+			if tx.Bucket(name).Get(seqKey(2)) != nil {
+				t.Errorf("deleteJob left the job in %s", name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
