@@ -221,7 +221,10 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 	// The engine serves the store until it is shut down: a signal does
 	// not cancel it; stop does.
 	served := make(chan error, 1)
-	go func() { served <- engine.Serve(context.WithoutCancel(ctx)) }()
+	go func() {
+		testHookBeforeServe(engine)
+		served <- engine.Serve(context.WithoutCancel(ctx))
+	}()
 	stop := func(ctx context.Context) error {
 		// No new bounties; those recorded are answered until ctx's
 		// deadline, then those in progress are cut short and handed back:
@@ -234,7 +237,9 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		if ctx.Err() != nil {
 			log.WarnContext(ctx, "drain deadline passed: the bounties in progress stay recorded for the next start")
 		}
-		if err := <-served; err != nil {
+		// ErrClosed: the signal came before Serve began (it then takes
+		// no job); what is recorded stays so for the next start.
+		if err := <-served; err != nil && !errors.Is(err, psengine.ErrClosed) {
 			errs = append(errs, err)
 		}
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -255,6 +260,9 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 	}
 	return engine, stop, nil
 }
+
+// testHookBeforeServe runs before the intake engine's Serve (tests).
+var testHookBeforeServe = func(*psengine.Engine) {}
 
 // withoutCause is err (from a Shutdown given ctx) without ctx's cause: a
 // drain deadline that passed loses nothing (what was not finished stays
