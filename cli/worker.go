@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -99,7 +100,10 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	// are the bounties in progress cut short (handed back to the queue for
 	// another worker).
 	served := make(chan error, 1)
-	go func() { served <- engine.Serve(context.WithoutCancel(ctx)) }()
+	go func() {
+		testHookBeforeServe(engine)
+		served <- engine.Serve(context.WithoutCancel(ctx))
+	}()
 	log.InfoContext(ctx, "worker serving", "backend", run.backend.String(), "workers", *workers)
 	select {
 	case err = <-served:
@@ -110,7 +114,10 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 		if serr := engine.Shutdown(gctx); serr != nil {
 			log.WarnContext(ctx, "shutdown", "err", serr)
 		}
-		err = <-served
+		// ErrClosed: the signal came before Serve began; it took no job.
+		if err = <-served; errors.Is(err, psengine.ErrClosed) {
+			err = nil
+		}
 	}
 	return err
 }
