@@ -135,7 +135,11 @@ func TestAnalyzeProcessBackendSurvivesCrashes(t *testing.T) {
 		}
 	}
 	files := args
-	args = append([]string{"analyze", "--json", "--backend", "process", "--workers", "2", "--timeout", "2s", "--max-child-memory", "256M"}, files...)
+	// Three workers: the hanging scan and the allocating one (held until
+	// the deadline and the memory limit end them) never leave a fine
+	// artifact without a worker, whatever the machine's load; every
+	// artifact's deadline starts when analyze reads it.
+	args = append([]string{"analyze", "--json", "--backend", "process", "--workers", "3", "--timeout", "4s", "--max-child-memory", "256M"}, files...)
 	cmd := crashyCommand(t, tmp, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -197,7 +201,7 @@ func TestWebhookProcessBackendSurvivesCrashes(t *testing.T) {
 	defer receiver.Close()
 
 	cmd := crashyCommand(t, tmp, "webhook", "--backend", "process", "--insecure", "--allow-private", "-p", "0",
-		"--workers", "2", "--timeout", "2s", "--max-child-memory", "256M")
+		"--workers", "3", "--timeout", "4s", "--max-child-memory", "256M") // see TestAnalyzeProcessBackendSurvivesCrashes
 	stdout, _ := cmd.StdoutPipe()
 	var stderr psenginetest.SyncBuffer
 	cmd.Stderr = &stderr
