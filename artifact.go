@@ -3,6 +3,7 @@ package psengine
 import (
 	"errors"
 	"io"
+	"os"
 
 	"github.com/gabriel-vasile/mimetype"
 	"github.com/polyswarm/psengine/fetch"
@@ -118,6 +119,20 @@ func (a Artifact) File() (path string, ok bool) {
 		return "", false
 	}
 	return a.content.File()
+}
+
+// OpenFile opens, for reading, the real file that already holds the
+// content (see File), for scanners that hand a descriptor to another
+// process: the local file, checked unchanged since it was hashed (the file
+// returned is the one checked), or the temp file the content spilled to.
+// The caller closes it. It returns an error wrapping fetch.ErrNoFile for
+// content held only in memory, fetch.ErrChanged for a local file modified
+// since it was hashed.
+func (a Artifact) OpenFile() (*os.File, error) {
+	if a.content == nil {
+		return nil, errNoContent
+	}
+	return a.content.OpenFile()
 }
 
 // Close releases the content (removes temporary files). The engine calls it

@@ -38,6 +38,9 @@ var (
 	// ErrChanged: the local file behind a Content was modified, replaced or
 	// truncated after it was hashed, so its bytes may no longer match SHA256.
 	ErrChanged = errors.New("fetch: local file changed after it was hashed")
+	// ErrNoFile: the content is held only in memory: no real file holds it
+	// (see Content.OpenFile; Path writes one).
+	ErrNoFile = errors.New("fetch: no file holds the content")
 	// ErrBadPolicy: the Policy itself is invalid (a negative limit, an Opener
 	// registered for a built-in scheme, ...). A programming error in the host.
 	ErrBadPolicy = errors.New("fetch: invalid policy")

@@ -25,6 +25,30 @@ func (c *Content) File() (path string, ok bool) {
 	return "", false
 }
 
+// OpenFile opens, for reading, the real file that already holds the
+// content (see File): the original local file, checked unchanged since it
+// was hashed (the file returned is the one checked: nothing can replace it
+// between the check and its use), or the temp file the content spilled to.
+// The caller closes it. Errors: ErrNoFile for content held only in memory
+// (Path writes a temp file; Open reads the memory), and those of Open.
+func (c *Content) OpenFile() (*os.File, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return nil, ErrClosed
+	case c.local != "":
+		return c.openLocal()
+	case c.temp != "":
+		f, err := os.Open(c.temp)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+		}
+		return f, nil
+	}
+	return nil, ErrNoFile
+}
+
 // FromFile returns the content of the existing file path, whose size and
 // lowercase hex SHA-256 are known already (another process fetched and
 // hashed it): the file is neither copied nor hashed again, only its head is

@@ -3,6 +3,7 @@ package fetch_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,61 @@ func TestFileOfContent(t *testing.T) {
 	}
 	if _, err := fetch.FromFile(filepath.Join(dir, "missing"), 5, ""); !errors.Is(err, fetch.ErrUnreachable) || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("FromFile of a missing file: %v, want ErrUnreachable naming it", err)
+	}
+}
+
+// OpenFile gives the checked local file itself, refuses one changed since
+// it was hashed, and has nothing for content held only in memory.
+func TestOpenFileOfContent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a")
+	data := []byte("small enough to be held in memory too")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := fetch.Local().Fetch(t.Context(), path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.OpenFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("OpenFile read %q, %v; want the file's content", got, err)
+	}
+	if fi, err := os.Stat(path); err != nil || f.Name() != path || fi.Size() != int64(len(data)) {
+		t.Errorf("OpenFile opened %q, want %q", f.Name(), path)
+	}
+
+	// Replaced after it was hashed: refused, not opened.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("another content, of another size"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.OpenFile(); !errors.Is(err, fetch.ErrChanged) {
+		if f != nil {
+			_ = f.Close()
+		}
+		t.Errorf("OpenFile of a replaced file: %v, want ErrChanged", err)
+	}
+	_ = c.Close()
+	if _, err := c.OpenFile(); !errors.Is(err, fetch.ErrClosed) {
+		t.Errorf("OpenFile after Close: %v, want ErrClosed", err)
+	}
+
+	mem := fetch.FromBytes([]byte("in memory"))
+	if f, err := mem.OpenFile(); !errors.Is(err, fetch.ErrNoFile) {
+		if f != nil {
+			_ = f.Close()
+		}
+		t.Errorf("OpenFile of content in memory: %v, want ErrNoFile", err)
+	}
+	if _, ok := mem.File(); ok {
+		t.Error("OpenFile of content in memory wrote a file")
 	}
 }

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"os"
 
 	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/fetch"
 )
 
 // ArtifactContent is the content of an artifact as a scan sends it: its
@@ -17,10 +19,11 @@ func ArtifactContent(a psengine.Artifact) Content {
 }
 
 func artifactFile(a psengine.Artifact) (*os.File, error) {
-	if _, ok := a.File(); ok {
-		return pathFile(a) // Path checks that a local file is unchanged
+	f, err := a.OpenFile() // a local file is checked unchanged
+	if errors.Is(err, fetch.ErrNoFile) {
+		return memoryFile(a)
 	}
-	return memoryFile(a)
+	return f, err
 }
 
 // pathFile opens the artifact's real file, written first to a temp file
