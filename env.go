@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/polyswarm/psengine/envdirs"
+	"github.com/polyswarm/psengine/internal/envwire"
 )
 
 // Env is what a scanner may know besides the artifact: the engine's base
@@ -32,7 +33,7 @@ type envNode struct {
 
 type keyID struct {
 	name  string
-	codec valueCodec // encodes the key's values for child processes
+	codec envwire.Codec // encodes the key's values for child processes
 }
 
 // Name returns the engine's name ("" in a zero Env).
@@ -77,9 +78,9 @@ func NewKey[T any](name string) Key[T] {
 	if !named {
 		name = fmt.Sprintf("key#%d", keyCount.Add(1))
 	}
-	id := &keyID{name: name, codec: gobCodec[T]{}}
+	id := &keyID{name: name, codec: envwire.Gob[T]()}
 	if named {
-		registerKey(id)
+		keys.Register(name, id)
 	}
 	return Key[T]{id: id}
 }

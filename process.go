@@ -13,6 +13,7 @@ import (
 
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/internal/child"
+	"github.com/polyswarm/psengine/internal/envwire"
 	"github.com/polyswarm/psengine/internal/workerproc"
 	"github.com/polyswarm/psengine/pipeline"
 )
@@ -236,11 +237,11 @@ func (e *Engine) takeOverAsChild() {
 }
 
 func (c *childSide) Setup(data []byte, temp string) error {
-	var snap envSnapshot
+	var snap envwire.Snapshot
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
 		return fmt.Errorf("the engine's Env: %w", err)
 	}
-	env, err := snap.env()
+	env, err := envFromSnapshot(snap)
 	if err != nil {
 		return fmt.Errorf("the engine's Env: %w", err)
 	}
