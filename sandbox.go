@@ -2,10 +2,7 @@ package psengine
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/polyswarm/psengine/internal/sandbox"
 )
@@ -99,31 +96,9 @@ func (e *Engine) sandboxPolicy(env *Env) (*sandbox.Policy, []string, error) {
 		p.Write = append(p.Write, d)
 	}
 	for _, addr := range needs.Dial {
-		if err := addDial(&p, addr); err != nil {
+		if err := p.AllowDial(addr); err != nil {
 			return nil, nil, fmt.Errorf("sandbox: the scanner's SandboxNeeds: %w", err)
 		}
 	}
 	return &p, needs.Env, nil
-}
-
-// addDial allows p to connect to addr: "unix:PATH", "tcp:HOST:PORT" or
-// "HOST:PORT".
-func addDial(p *sandbox.Policy, addr string) error {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if path == "" {
-			return fmt.Errorf("dial address %q: no path", addr)
-		}
-		p.Unix = append(p.Unix, path)
-		return nil
-	}
-	_, port, err := net.SplitHostPort(strings.TrimPrefix(addr, "tcp:"))
-	if err != nil {
-		return fmt.Errorf("dial address %q: want unix:PATH or tcp:HOST:PORT: %w", addr, err)
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return fmt.Errorf("dial address %q: bad port %q", addr, port)
-	}
-	p.TCP = append(p.TCP, uint16(n))
-	return nil
 }

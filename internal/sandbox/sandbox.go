@@ -11,6 +11,7 @@ package sandbox
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,4 +195,26 @@ func Environ(environ, allow, extra []string) []string {
 		}
 	}
 	return out
+}
+
+// AllowDial lets the child connect to addr: "unix:PATH", "tcp:HOST:PORT"
+// or "HOST:PORT" (Landlock confines TCP by port).
+func (p *Policy) AllowDial(addr string) error {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if path == "" {
+			return fmt.Errorf("dial address %q: no path", addr)
+		}
+		p.Unix = append(p.Unix, path)
+		return nil
+	}
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(addr, "tcp:"))
+	if err != nil {
+		return fmt.Errorf("dial address %q: want unix:PATH or tcp:HOST:PORT: %w", addr, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("dial address %q: bad port %q", addr, port)
+	}
+	p.TCP = append(p.TCP, uint16(n))
+	return nil
 }

@@ -67,3 +67,20 @@ func TestStageLinksAndReleases(t *testing.T) {
 		t.Errorf("left in the parent: %v", entries)
 	}
 }
+
+func TestAllowDial(t *testing.T) {
+	var p Policy
+	for _, addr := range []string{"unix:/run/clamav/clamd.ctl", "tcp:127.0.0.1:3310", "[::1]:8080", "clamd.example:443"} {
+		if err := p.AllowDial(addr); err != nil {
+			t.Errorf("AllowDial(%q): %v", addr, err)
+		}
+	}
+	if !slices.Equal(p.Unix, []string{"/run/clamav/clamd.ctl"}) || !slices.Equal(p.TCP, []uint16{3310, 8080, 443}) {
+		t.Errorf("Unix %q, TCP %v", p.Unix, p.TCP)
+	}
+	for _, bad := range []string{"unix:", "127.0.0.1", "tcp:host:0", "host:http", "host:70000"} {
+		if err := p.AllowDial(bad); err == nil {
+			t.Errorf("AllowDial(%q): no error", bad)
+		}
+	}
+}
