@@ -11,7 +11,10 @@ type exported struct {
 	C *exported
 }
 
+// unexported's field would be lost on the way: gob drops it silently.
 type unexported struct{ a int }
+
+var _ = unexported{a: 1}.a
 
 func TestGobCodec(t *testing.T) {
 	in := exported{A: 1, B: map[string][]byte{"k": []byte("v")}, C: &exported{A: 2}}
