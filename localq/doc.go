@@ -5,11 +5,9 @@
 // # Promises
 //
 //   - Submit returns once the job is committed (bbolt syncs the file before
-//     a commit returns). Writes share commits as a group commit does: a
-//     write made while no commit runs is committed at once; those made
-//     while one runs are committed together after it. So a lone Submit
-//     waits for one sync, and under load a sync is spread over the writes
-//     that arrived during the previous one. Marking a scan and keeping an
+//     a commit returns). Concurrent writes share commits (bbolt's DB.Batch,
+//     with at most 4 ms of batching delay), so the cost of a sync is spread
+//     over the writes that arrive together. Marking a scan and keeping an
 //     answer write a few bytes (buckets of their own), not the job again.
 //   - Jobs not settled when the process stops, or is killed, are delivered
 //     again by the next Open, with the attempt count and the answer kept

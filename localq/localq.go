@@ -94,11 +94,10 @@ var (
 // psengine.DeadLetterStore. Safe for concurrent use; one process at a time
 // has the file open.
 type Broker struct {
-	cfg   Config
-	log   *slog.Logger
-	db    *bolt.DB
-	group groupCommit // the writes to db
-	q     *jobq.Queue[psengine.Job]
+	cfg Config
+	log *slog.Logger
+	db  *bolt.DB
+	q   *jobq.Queue[psengine.Job]
 
 	mu        sync.Mutex
 	seq       uint64                   // the last sequence number given to a job
@@ -172,11 +171,17 @@ func Open(path string, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localq: opening %s: %w", path, err)
 	}
+	// A batch commits once it holds MaxBatchSize writes or MaxBatchDelay
+	// after its first. Measured with the webhook as shipped under load
+	// (BenchmarkWebhookAsShipped): at 1 ms about 2 syncs per bounty, at
+	// 4 ms about 0.6 and a quarter less CPU per bounty, at 10 ms fewer
+	// answers per second (each bounty waits for three commits in turn). A
+	// lone Submit waits up to the delay more for its 202.
+	db.MaxBatchDelay = 4 * time.Millisecond
 	q := &Broker{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		db:       db,
-		group:    groupCommit{db: db},
 		ids:      make(map[string]time.Time),
 		keys:     make(map[string]time.Time),
 		writing:  make(map[string]chan struct{}),
@@ -194,10 +199,10 @@ func Open(path string, cfg Config) (*Broker, error) {
 }
 
 // commit has fn committed to the store, with the writes of the other
-// goroutines that queue while a commit runs (a group commit), and returns
-// its outcome once the commit is synced. fn may run more than once: when
-// a write of the group fails, each is committed alone.
-func (q *Broker) commit(fn func(tx *bolt.Tx) error) error { return q.group.commit(fn) }
+// goroutines committing meanwhile (bbolt's DB.Batch), and returns its
+// outcome once the commit is synced. fn may run more than once: when a
+// write of the batch fails, each is committed alone.
+func (q *Broker) commit(fn func(tx *bolt.Tx) error) error { return q.db.Batch(fn) }
 
 // write runs a commit unless the store was released, counting it for
 // Release; false when it was released.
