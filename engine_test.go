@@ -920,3 +920,57 @@ func TestScanWithinWhatRemains(t *testing.T) {
 		_ = e.Shutdown(context.Background())
 	})
 }
+
+// A POST under way when Shutdown's deadline passes is given the grace to
+// finish rather than cut at once: cut, it may have reached the receiver
+// already, and the answer would be POSTed again after a restart.
+func TestShutdownLetsAPOSTUnderWayFinish(t *testing.T) {
+	posted := make(chan struct{})
+	deadline, cancelDeadline := context.WithCancel(context.Background())
+	defer cancelDeadline()
+	cut := make(chan bool, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(posted)
+		<-deadline.Done()
+		// Within the grace, the engine does not give up on this POST.
+		select {
+		case <-r.Context().Done():
+			cut <- true
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		cut <- false
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	var scans atomic.Int32
+	delivered := make(chan psengine.Result, 1)
+	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})
+	// Not newEngine: its cleanup wants a clean Shutdown, and this one's
+	// deadline passes on purpose.
+	e := psengine.New(countScans(&scans), testDirs(t), psengine.WithGetenv(func(string) string { return "" }), psengine.WithBroker(broker),
+		psengine.OnSuccess(func(_ context.Context, res psengine.Result) { delivered <- res }),
+		psengine.OnError(func(_ context.Context, res psengine.Result) { delivered <- res }))
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(context.Background()) }()
+	if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"), psenginetest.WithResponseURL(srv.URL+"/answer"))); err != nil {
+		t.Fatal(err)
+	}
+	<-posted
+	sctx, cancel := context.WithCancel(context.Background())
+	cancel() // Shutdown's deadline has passed: the POST under way is all that is left
+	shut := make(chan error, 1)
+	go func() { shut <- e.Shutdown(sctx) }()
+	cancelDeadline()
+	if <-cut {
+		t.Fatal("the POST under way was cut at Shutdown's deadline")
+	}
+	if res := <-delivered; !res.Delivered || res.Err != nil {
+		t.Errorf("result %+v, want delivered", res)
+	}
+	<-shut
+	<-served
+	if n := broker.Len(); n != 0 {
+		t.Errorf("%d jobs left in the broker, want 0 (delivered, not handed back)", n)
+	}
+}

@@ -479,6 +479,20 @@ func (e *Engine) detached(ctx context.Context) (dctx context.Context, release fu
 	return dctx, func() { stop(); cancel(nil) }
 }
 
+// graced returns a context for the delivery of a job's answer: it ends
+// grace (see grace) after the consumer's ctx does (Shutdown's deadline),
+// with its cause. A POST under way at the deadline may have reached the
+// receiver already: cut at once, the kept answer would be POSTed again
+// after the restart; given the grace, it usually finishes, and the wait
+// stays bounded. release frees it.
+func (e *Engine) graced(ctx context.Context) (gctx context.Context, release func()) {
+	gctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(e.grace(), func() { cancel(context.Cause(ctx)) })
+	})
+	return gctx, func() { stop(); cancel(nil) }
+}
+
 // givenUp is the cause of a bounty's end that is not its deadline: the
 // caller's (or consumer's) cause, or ErrShutdown when Shutdown gave up.
 func (e *Engine) givenUp(ctx context.Context) error {
@@ -585,6 +599,11 @@ func (e *Engine) process(ctx context.Context, r request, detach bool, accepted t
 	res.Analysis, res.Answered, res.Err = a.analysis, true, a.err
 	e.keepStage(ctx, r.job, a)
 	unlockAlone() // its answer is kept: a suspect is no danger from here on
+	if r.job != nil {
+		var release func()
+		dctx, release = e.graced(dctx)
+		defer release()
+	}
 	if err := e.deliverStage(dctx, accepted, a); err != nil {
 		res.Err = errors.Join(res.Err, err)
 	} else if a.bounty.ResponseURL != "" {
@@ -771,7 +790,9 @@ func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted
 	ctx, span := e.startBounty(ctx, b)
 	defer func() { e.endBounty(ctx, span, res) }()
 	res = Result{Bounty: b, Analysis: a, Answered: true, Err: why}
-	if err := e.deliverStage(ctx, accepted, answered{bounty: b, analysis: a}); err != nil {
+	dctx, release := e.graced(ctx)
+	defer release()
+	if err := e.deliverStage(dctx, accepted, answered{bounty: b, analysis: a}); err != nil {
 		res.Err = errors.Join(res.Err, err)
 	} else if b.ResponseURL != "" {
 		res.Delivered = true
