@@ -937,7 +937,7 @@ func TestShutdownLetsAPOSTUnderWayFinish(t *testing.T) {
 		case <-r.Context().Done():
 			cut <- true
 			return
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond): // well within the grace (1 s)
 		}
 		cut <- false
 		w.WriteHeader(http.StatusOK)

@@ -474,9 +474,7 @@ func (e *Engine) bountyContext(parent context.Context, deadline time.Time, calle
 // once the answer is made: ctx's values, ended only by Shutdown giving up
 // (and the delivery's own deadline). The caller calls release when done.
 func (e *Engine) detached(ctx context.Context) (dctx context.Context, release func()) {
-	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(e.hard, func() { cancel(context.Cause(e.hard)) })
-	return dctx, func() { stop(); cancel(nil) }
+	return outliving(ctx, e.hard, 0)
 }
 
 // graced returns a context for the delivery of a job's answer: it ends
@@ -486,11 +484,21 @@ func (e *Engine) detached(ctx context.Context) (dctx context.Context, release fu
 // after the restart; given the grace, it usually finishes, and the wait
 // stays bounded. release frees it.
 func (e *Engine) graced(ctx context.Context) (gctx context.Context, release func()) {
-	gctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(e.grace(), func() { cancel(context.Cause(ctx)) })
+	return outliving(ctx, ctx, e.grace())
+}
+
+// outliving returns a context with ctx's values that ends, with end's
+// cause, after (0: at once) once end ends; release frees it.
+func outliving(ctx, end context.Context, after time.Duration) (context.Context, func()) {
+	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(end, func() {
+		if after <= 0 {
+			cancel(context.Cause(end))
+			return
+		}
+		time.AfterFunc(after, func() { cancel(context.Cause(end)) })
 	})
-	return gctx, func() { stop(); cancel(nil) }
+	return out, func() { stop(); cancel(nil) }
 }
 
 // givenUp is the cause of a bounty's end that is not its deadline: the
