@@ -267,6 +267,26 @@ func (c *Compiler) Define(name string, value any) error {
 	if c.c == nil {
 		return ErrClosed
 	}
+	return define(name, value, "yr_compiler_define_variable", definers{
+		integer: func(n *C.char, v C.int64_t) C.int { return C.yr_compiler_define_integer_variable(c.c, n, v) },
+		float:   func(n *C.char, v C.double) C.int { return C.yr_compiler_define_float_variable(c.c, n, v) },
+		boolean: func(n *C.char, v C.int) C.int { return C.yr_compiler_define_boolean_variable(c.c, n, v) },
+		str:     func(n, v *C.char) C.int { return C.yr_compiler_define_string_variable(c.c, n, v) },
+	})
+}
+
+// definers are one family of libyara's calls that set an external
+// variable, by the value's type.
+type definers struct {
+	integer func(name *C.char, v C.int64_t) C.int
+	float   func(name *C.char, v C.double) C.int
+	boolean func(name *C.char, v C.int) C.int
+	str     func(name, v *C.char) C.int
+}
+
+// define sets the external name to value through d; call names the family
+// in errors.
+func define(name string, value any, call string, d definers) error {
 	v, err := External(value)
 	if err != nil {
 		return err
@@ -276,18 +296,18 @@ func (c *Compiler) Define(name string, value any) error {
 	var code C.int
 	switch x := v.(type) {
 	case int64:
-		code = C.yr_compiler_define_integer_variable(c.c, cname, C.int64_t(x))
+		code = d.integer(cname, C.int64_t(x))
 	case float64:
-		code = C.yr_compiler_define_float_variable(c.c, cname, C.double(x))
+		code = d.float(cname, C.double(x))
 	case bool:
-		code = C.yr_compiler_define_boolean_variable(c.c, cname, cbool(x))
+		code = d.boolean(cname, cbool(x))
 	case string:
 		cs := C.CString(x)
 		defer C.free(unsafe.Pointer(cs))
-		code = C.yr_compiler_define_string_variable(c.c, cname, cs)
+		code = d.str(cname, cs)
 	}
 	if code != C.ERROR_SUCCESS {
-		return fmt.Errorf("external %q: %w", name, fail("yr_compiler_define_variable", code))
+		return fmt.Errorf("external %q: %w", name, fail(call, code))
 	}
 	return nil
 }
@@ -556,29 +576,12 @@ func (s *Scanner) Define(name string, value any) error {
 	if s.s == nil {
 		return ErrClosed
 	}
-	v, err := External(value)
-	if err != nil {
-		return err
-	}
-	cname := C.CString(name)
-	defer C.free(unsafe.Pointer(cname))
-	var code C.int
-	switch x := v.(type) {
-	case int64:
-		code = C.yr_scanner_define_integer_variable(s.s, cname, C.int64_t(x))
-	case float64:
-		code = C.yr_scanner_define_float_variable(s.s, cname, C.double(x))
-	case bool:
-		code = C.yr_scanner_define_boolean_variable(s.s, cname, cbool(x))
-	case string:
-		cs := C.CString(x)
-		defer C.free(unsafe.Pointer(cs))
-		code = C.yr_scanner_define_string_variable(s.s, cname, cs)
-	}
-	if code != C.ERROR_SUCCESS {
-		return fmt.Errorf("external %q: %w", name, fail("yr_scanner_define_variable", code))
-	}
-	return nil
+	return define(name, value, "yr_scanner_define_variable", definers{
+		integer: func(n *C.char, v C.int64_t) C.int { return C.yr_scanner_define_integer_variable(s.s, n, v) },
+		float:   func(n *C.char, v C.double) C.int { return C.yr_scanner_define_float_variable(s.s, n, v) },
+		boolean: func(n *C.char, v C.int) C.int { return C.yr_scanner_define_boolean_variable(s.s, n, v) },
+		str:     func(n, v *C.char) C.int { return C.yr_scanner_define_string_variable(s.s, n, v) },
+	})
 }
 
 // SetTimeout bounds the scans that follow (libyara counts whole seconds:
