@@ -129,7 +129,8 @@ func (b *Broker) Provision(ctx context.Context) error {
 
 func (b *Broker) provision(ctx context.Context) error {
 	c, n := b.cfg, b.names
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	js := b.js
+	_, err := createOrUpdate(ctx, js.CreateStream, js.UpdateStream, jetstream.StreamConfig{
 		Name:        n.jobs,
 		Description: "psengine bounties waiting for a worker",
 		Subjects:    []string{n.jobSubject},
@@ -143,7 +144,7 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision stream %s: %w", n.jobs, err)
 	}
-	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err = createOrUpdate(ctx, js.CreateStream, js.UpdateStream, jetstream.StreamConfig{
 		Name:        n.dead,
 		Description: "psengine bounties given up on, with the reason in headers",
 		Subjects:    []string{n.deadSubject, n.deadSubject + ".>"},
@@ -168,7 +169,7 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision consumer %s: %w", n.consumer, err)
 	}
-	results, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	results, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
 		Bucket:      n.results,
 		Description: "psengine answers waiting for their submitter",
 		TTL:         c.ResultTTL,
@@ -178,7 +179,7 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision bucket %s: %w", n.results, err)
 	}
-	answered, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	answered, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
 		Bucket:      n.answered,
 		Description: "psengine bounties answered (so a redelivery is not answered twice)",
 		TTL:         c.ResultTTL,
@@ -188,7 +189,7 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision bucket %s: %w", n.answered, err)
 	}
-	keys, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	keys, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
 		Bucket:      n.keys,
 		Description: "psengine bounties submitted, by content (the same bounty under another job ID is dropped)",
 		TTL:         c.KeyTTL,
@@ -208,15 +209,15 @@ func (b *Broker) provision(ctx context.Context) error {
 		// older server keeps them for TTL.
 		LimitMarkerTTL: purgeMarkerTTL,
 	}
-	state, err := b.js.CreateOrUpdateKeyValue(ctx, stateCfg)
+	state, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, stateCfg)
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
 		stateCfg.LimitMarkerTTL = 0
-		state, err = b.js.CreateOrUpdateKeyValue(ctx, stateCfg)
+		state, err = createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, stateCfg)
 	}
 	if err != nil {
 		return fmt.Errorf("natsq: provision bucket %s: %w", n.state, err)
 	}
-	artifacts, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	artifacts, err := createOrUpdate(ctx, js.CreateObjectStore, js.UpdateObjectStore, jetstream.ObjectStoreConfig{
 		Bucket:      n.artifacts,
 		Description: "psengine artifacts staged by submitters for remote workers",
 		TTL:         c.ArtifactTTL,
@@ -230,6 +231,20 @@ func (b *Broker) provision(ctx context.Context) error {
 	b.consumer, b.results, b.answered, b.keys, b.state, b.artifacts = cons, results, answered, keys, state, artifacts
 	b.mu.Unlock()
 	return nil
+}
+
+// createOrUpdate creates a stream or bucket, and updates it only when one
+// of that name exists with another configuration. jetstream's
+// CreateOrUpdate forms send an update every time, and an update rewrites
+// the stream's stored configuration, which nats-server (2.15.3) reads
+// without its lock while another process creates a consumer: workers and
+// submitters starting together made the race detector report it.
+func createOrUpdate[C, T any](ctx context.Context, create, update func(context.Context, C) (T, error), cfg C) (T, error) {
+	v, err := create(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, jetstream.ErrBucketExists) {
+		return update(ctx, cfg)
+	}
+	return v, err
 }
 
 // notProvisioned turns a missing stream, consumer or bucket into

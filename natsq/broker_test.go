@@ -473,3 +473,49 @@ func TestConsumeEndsWhenTheConnectionCloses(t *testing.T) {
 		t.Fatal("Consume did not return after the connection closed")
 	}
 }
+
+// A second Provision of an unchanged configuration sends no update to the
+// server (an update rewrites a stream's stored config, and nats-server
+// 2.15.3 reads that config unlocked while another process creates a
+// consumer: the race detector caught it in a worker and analyze starting
+// together); a changed configuration is still applied.
+func TestProvisionUpdatesOnlyWhatChanged(t *testing.T) {
+	nc := connect(t, startServer(t, ""))
+	cfg := fastConfig()
+	cfg.Prefix = fmt.Sprintf("t%d", prefixes.Add(1))
+	newBroker(t, nc, cfg)
+
+	var updates atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.*.UPDATE.>", func(*nats.Msg) { updates.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	newBroker(t, nc, cfg)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := updates.Load(); n != 0 {
+		t.Errorf("an unchanged Provision sent %d updates, want 0", n)
+	}
+
+	cfg.Capacity = 7
+	newBroker(t, nc, cfg)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), cfg.Prefix+"_jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxMsgs; got != 7 {
+		t.Errorf("after a changed Capacity the stream holds MaxMsgs %d, want 7", got)
+	}
+	if updates.Load() == 0 {
+		t.Error("a changed Capacity sent no update")
+	}
+}
