@@ -337,10 +337,18 @@ func scanPath(ctx context.Context, w *winex.Wine, dirs envdirs.Dirs, path string
 // find runs `find MARKER WINPATH` and checks that find.exe's report is about
 // the file at unixPath.
 func find(ctx context.Context, w *winex.Wine, unixPath, win string) (fileScan, error) {
-	res, err := winex.Run(ctx, winex.Cmd{
+	cmd := winex.Cmd{
 		Wine: w, Path: "find", Args: []string{Marker, win},
 		Encoding: winex.CP1252, MaxOutput: maxFindOutput,
-	})
+	}
+	res, err := winex.Run(ctx, cmd)
+	if err == nil && res.ExitCode != 0 && res.Stdout == "" && ctx.Err() == nil {
+		// find.exe prints a header or "File not found" whenever it runs:
+		// a failure with no output at all is Wine failing around it (seen
+		// once, right after the prefix's wineserver was stopped), worth
+		// one more run.
+		res, err = winex.Run(ctx, cmd)
+	}
 	if err != nil {
 		return fileScan{}, fmt.Errorf("winescan: running find.exe: %w", err)
 	}
@@ -348,7 +356,8 @@ func find(ctx context.Context, w *winex.Wine, unixPath, win string) (fileScan, e
 	if err != nil {
 		var fe *FindError
 		if errors.As(err, &fe) {
-			fe.Path = win
+			fe.Path, fe.Stderr = win, head(res.Stderr)
+			err = findError(fe) // the message was formatted without them
 		}
 		return fileScan{}, err
 	}

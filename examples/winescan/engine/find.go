@@ -30,6 +30,7 @@ type FindError struct {
 	// dot or a device name like CON).
 	FileNotFound bool
 	Output       string // the start of what find.exe printed
+	Stderr       string // the start of what Wine and find.exe printed on stderr
 }
 
 func (e *FindError) Error() string {
@@ -39,6 +40,9 @@ func (e *FindError) Error() string {
 	}
 	if e.Output != "" {
 		msg += fmt.Sprintf("; output %q", e.Output)
+	}
+	if e.Stderr != "" {
+		msg += fmt.Sprintf("; stderr %q", e.Stderr)
 	}
 	return msg
 }
