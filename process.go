@@ -72,8 +72,11 @@ const DefaultChildStartTimeout = workerproc.DefaultStartTimeout
 //
 // The Env that EngineSetup built reaches every child, read-only: its
 // values must be able to cross (see NewKey), else Start fails naming the
-// key. A local file goes to a child by path; other content as bytes, or
-// as the temp file it spilled to.
+// key. An artifact of 64 KiB or less, and content held only in memory,
+// cross in the scan request itself (the child's Artifact.Path is then a
+// temp file of its own); a larger local file, or the temp file larger
+// content spilled to, crosses by path (to a sandboxed child as a link
+// staged in its directory).
 //
 // A child is recognised at start by an environment marker naming the
 // engine (WithName): New, called in the child with that name, serves the
@@ -120,13 +123,19 @@ func (r inChildren) start(ctx context.Context, gen *generation) error {
 	return nil
 }
 
+// inlineMax is the largest file sent to a child in the scan request itself
+// rather than by path: below it, copying the bytes through the pipe costs
+// less than the child's open and read of the file and, for a sandboxed
+// child, the link staged in its directory and its removal.
+const inlineMax = 64 << 10
+
 // scan runs the scan of a in w's child (see workerproc.Pool.Scan).
 func (r inChildren) scan(ctx context.Context, w *worker, gen *generation, a Artifact) (Analysis, error) {
 	wa := workerproc.Artifact{Type: string(a.Type), URI: a.URI, SHA256: a.SHA256, Size: a.Size, MIMEType: a.MIMEType}
 	if a.content == nil {
 		return Analysis{}, errNoContent
 	}
-	if path, ok := a.content.File(); ok { // a local file, or the temp file it spilled to
+	if path, ok := a.content.File(); ok && a.Size > inlineMax { // a local file, or the temp file it spilled to
 		wa.Path = path
 	} else {
 		data, err := a.content.View(a.Size)

@@ -3,9 +3,14 @@
 package psengine_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,5 +313,82 @@ func TestProcessBackendStartTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("Start took %v", took)
+	}
+}
+
+// contentSums reads its artifact through Bytes, Open and Path and answers
+// with the sha256 of each, the path Path gave and its process id.
+var contentSums = psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, a psengine.Artifact) (psengine.Analysis, error) {
+	sum := func(r io.Reader) string {
+		h := sha256.New()
+		_, _ = io.Copy(h, r)
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	b, err := a.Bytes()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	r, err := a.Open()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	defer r.Close()
+	p, err := a.Path()
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return psengine.Analysis{}, err
+	}
+	defer f.Close()
+	return psengine.Analysis{Verdict: psengine.Benign, Metadata: psengine.Metadata{Extra: map[string]any{
+		"bytes": sum(bytes.NewReader(b)), "open": sum(r), "path": sum(f), "path_name": p, "pid": os.Getpid(),
+	}}}, nil
+})
+
+// Whatever its size, a local file scanned in a child reads the same through
+// Bytes, Open and Path, sandboxed or not. A small one (64 KiB or less)
+// crosses in the scan request itself, so its Path is a temp file of the
+// child's; a larger one crosses as its file: the file itself for an
+// unsandboxed child, a link staged in its own directory for a sandboxed one.
+func TestProcessBackendArtifactContent(t *testing.T) {
+	for _, sandboxed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sandboxed=%v", sandboxed), func(t *testing.T) {
+			cfg := psengine.ProcessConfig{Sandbox: psengine.SandboxConfig{Off: !sandboxed}}
+			e := newEngine(t, contentSums, psenginetest.ProcessWorkers(t, cfg))
+			dir := t.TempDir()
+			for _, size := range []int{0, 1000, 64 << 10, 64<<10 + 1, 300 << 10} {
+				data := make([]byte, size)
+				_, _ = rand.Read(data)
+				path := filepath.Join(dir, fmt.Sprintf("sample-%d.exe", size))
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				res, err := e.Analyze(context.Background(), path)
+				if err != nil {
+					t.Fatalf("%d bytes: %v", size, err)
+				}
+				if pid := pidOf(t, res); pid == os.Getpid() {
+					t.Fatalf("%d bytes: scanned in the parent", size)
+				}
+				want := sha256.Sum256(data)
+				x := res.Analysis.Metadata.Extra
+				for _, how := range []string{"bytes", "open", "path"} {
+					if x[how] != hex.EncodeToString(want[:]) {
+						t.Errorf("%d bytes: the content read through %s has sha256 %v, want %x", size, how, x[how], want)
+					}
+				}
+				name, _ := x["path_name"].(string)
+				switch {
+				case size <= 64<<10 && (name == path || strings.HasSuffix(name, "-"+filepath.Base(path))):
+					t.Errorf("%d bytes: Path in the child %s: want a temp file of the child's (the content crossed inline)", size, name)
+				case size > 64<<10 && !sandboxed && name != path:
+					t.Errorf("%d bytes: Path in the unsandboxed child %s, want the file itself %s", size, name, path)
+				case size > 64<<10 && sandboxed && (name == path || !strings.HasSuffix(name, "-"+filepath.Base(path))):
+					t.Errorf("%d bytes: Path in the sandboxed child %s, want a link staged for it (N-%s)", size, name, filepath.Base(path))
+				}
+			}
+		})
 	}
 }
