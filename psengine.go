@@ -896,12 +896,18 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
-		e.stopHard(ErrShutdown) // consumers take no new job; running ones are cut short
+		var queued []Job
 		if e.ownBroker != nil {
-			for _, job := range e.ownBroker.Abandon() {
-				res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
-				e.finish(ctx, &res)
-			}
+			// Abandon before cutting the running ones short: a job cut
+			// short is handed back, and once abandoned the broker no
+			// longer queues it, so it is reported once (by its own
+			// worker), never also as still queued.
+			queued = e.ownBroker.Abandon()
+		}
+		e.stopHard(ErrShutdown) // consumers take no new job; running ones are cut short
+		for _, job := range queued {
+			res := Result{Bounty: job.Bounty, Err: fmt.Errorf("%w: %s (still queued)", ErrShutdown, job.Bounty.ID)}
+			e.finish(ctx, &res)
 		}
 		<-drained // bounties cut short end at most ScanGrace later
 	}
