@@ -20,16 +20,21 @@ func TestBoundedReturnsResult(t *testing.T) {
 }
 
 func TestBoundedAbandons(t *testing.T) {
+	started := make(chan struct{})
 	release := make(chan struct{})
 	finished := make(chan int)
 	st := pipeline.Bounded(0, func(_ context.Context, n int) (int, error) {
+		close(started)
 		<-release // ignores its context on purpose
 		finished <- n
 		return n, nil
 	})
 	cause := errors.New("operator pressed stop")
 	ctx, cancel := context.WithCancelCause(t.Context())
-	go func() { cancel(cause) }()
+	go func() {
+		<-started // cancelled before the start, the stage is not started at all (see below)
+		cancel(cause)
+	}()
 
 	_, err := st(ctx, 7)
 	if !errors.Is(err, pipeline.ErrAbandoned) || !errors.Is(err, cause) {
