@@ -151,6 +151,21 @@ func TestReopenDeliversWhatWasNotSettled(t *testing.T) {
 	}()
 	<-settled
 	<-settled
+	// The handlers returned; wait until the consumer settled them in the
+	// store too (a consumer cancelled before it looked would hand the
+	// failed job back instead: no attempt counted).
+	psenginetest.Eventually(t, "the failed job recorded for its second attempt", func() bool {
+		rec, err := q.Recorded(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range rec {
+			if j.ID == "acked" || j.ID == "failed" && j.Attempt != 2 {
+				return false
+			}
+		}
+		return true
+	})
 	if got, err := q.DeadLetters(context.Background()); err != nil || len(got) != 0 {
 		t.Fatalf("dead letters %v, %v", got, err)
 	}
