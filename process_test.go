@@ -358,7 +358,11 @@ func TestProcessBackendArtifactContent(t *testing.T) {
 			cfg := psengine.ProcessConfig{Sandbox: psengine.SandboxConfig{Off: !sandboxed}}
 			e := newEngine(t, contentSums, psenginetest.ProcessWorkers(t, cfg))
 			dir := t.TempDir()
-			for _, size := range []int{0, 1000, 64 << 10, 64<<10 + 1, 300 << 10} {
+			inline := 64 << 10 // the largest file that crosses in the scan request
+			if sandboxed {
+				inline = 1 << 20
+			}
+			for _, size := range []int{0, 1000, 64 << 10, 64<<10 + 1, 300 << 10, 1 << 20, 1<<20 + 1} {
 				data := make([]byte, size)
 				_, _ = rand.Read(data)
 				path := filepath.Join(dir, fmt.Sprintf("sample-%d.exe", size))
@@ -381,11 +385,11 @@ func TestProcessBackendArtifactContent(t *testing.T) {
 				}
 				name, _ := x["path_name"].(string)
 				switch {
-				case size <= 64<<10 && (name == path || strings.HasSuffix(name, "-"+filepath.Base(path))):
+				case size <= inline && (name == path || strings.HasSuffix(name, "-"+filepath.Base(path))):
 					t.Errorf("%d bytes: Path in the child %s: want a temp file of the child's (the content crossed inline)", size, name)
-				case size > 64<<10 && !sandboxed && name != path:
+				case size > inline && !sandboxed && name != path:
 					t.Errorf("%d bytes: Path in the unsandboxed child %s, want the file itself %s", size, name, path)
-				case size > 64<<10 && sandboxed && (name == path || !strings.HasSuffix(name, "-"+filepath.Base(path))):
+				case size > inline && sandboxed && (name == path || !strings.HasSuffix(name, "-"+filepath.Base(path))):
 					t.Errorf("%d bytes: Path in the sandboxed child %s, want a link staged for it (N-%s)", size, name, filepath.Base(path))
 				}
 			}
