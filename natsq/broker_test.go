@@ -440,6 +440,11 @@ func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the answer", func() bool { return sink.count() == 1 })
+	// The answered marker is written once the POST returned, before the
+	// ack: the resent bounty comes after it, as a sender's retry does
+	// (without a Key, the marker is the only guard; NewJob's Key guards
+	// two submissions at once).
+	waitFor(t, "the first job to be settled", func() bool { return queued(t, nc, "resent") == 0 && ackPending(t, nc, "resent") == 0 })
 	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-2", Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
