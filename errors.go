@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/polyswarm/psengine/broker"
 	"github.com/polyswarm/psengine/pipeline"
+	"github.com/polyswarm/psengine/protocol"
 )
 
 // Error kinds. Every error the engine reports (to a caller or an error hook)
@@ -13,7 +15,7 @@ import (
 // so errors.As still reaches a typed error such as *fetch.TooLargeError.
 var (
 	// ErrMalformedBounty: a bounty that cannot be parsed or misses a field.
-	ErrMalformedBounty = errors.New("psengine: malformed bounty")
+	ErrMalformedBounty = protocol.ErrMalformedBounty
 	// ErrFetch: the artifact could not be read (unreachable, too large,
 	// refused by the fetch policy, checksum mismatch). Answered CANNOT_FETCH.
 	ErrFetch = errors.New("psengine: cannot fetch artifact")
@@ -29,7 +31,7 @@ var (
 	ErrTimeout = errors.New("psengine: scan deadline exceeded")
 	// ErrInvalidAnalysis: the scanner's analysis would be rejected by
 	// PolySwarm (see Validate). Answered unknown.
-	ErrInvalidAnalysis = errors.New("psengine: invalid analysis")
+	ErrInvalidAnalysis = protocol.ErrInvalidAnalysis
 	// ErrDeliver: the answer could not be delivered to the response URL.
 	ErrDeliver = errors.New("psengine: answer not delivered")
 	// ErrExpired: the bounty expired before its scan could start (or
@@ -39,19 +41,19 @@ var (
 	// ErrSetup: engine or worker setup failed.
 	ErrSetup = errors.New("psengine: setup failed")
 	// ErrClosed: the engine or broker is shut down and takes no new work.
-	ErrClosed = errors.New("psengine: closed")
+	ErrClosed = broker.ErrClosed
 	// ErrQueueFull: the broker cannot take the job now; retry later.
-	ErrQueueFull = errors.New("psengine: queue full")
+	ErrQueueFull = broker.ErrQueueFull
 	// ErrDuplicate: the broker refused a job it has (or recently had):
 	// its ID is pending or was settled, or its bounty's Key was taken.
-	ErrDuplicate = errors.New("psengine: duplicate job")
+	ErrDuplicate = broker.ErrDuplicate
 	// ErrGivenUp: the broker gave up on the job (its attempts are spent, or
 	// it ended the process each time it was scanned alone; see Job.Final):
 	// answered unknown, SKIPPED, without a scan, where its expiration
 	// allowed, then dead-lettered.
 	ErrGivenUp = errors.New("psengine: given up on")
 	// ErrNoDeadLetter: a DeadLetterStore has no dead letter of that job.
-	ErrNoDeadLetter = errors.New("psengine: no such dead letter")
+	ErrNoDeadLetter = broker.ErrNoDeadLetter
 	// ErrShutdown: the bounty was still queued or running when Shutdown's
 	// deadline passed.
 	ErrShutdown = errors.New("psengine: shut down before the bounty was answered")

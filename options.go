@@ -256,7 +256,7 @@ func WithMiddleware(m ...Middleware) Option {
 // (Describer) and is merged under every analysis: product, versions,
 // environment, extra keys.
 func WithMetadata(m Metadata) Option {
-	return opt("WithMetadata(...)", func(c *config) { c.meta = m.merge(c.meta) })
+	return opt("WithMetadata(...)", func(c *config) { c.meta = m.Merge(c.meta) })
 }
 
 // WithProduct sets metadata.product (normalised with ProductName).

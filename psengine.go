@@ -800,7 +800,7 @@ func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted
 	res = Result{Bounty: b, Analysis: a, Answered: true, Err: why}
 	dctx, release := e.graced(ctx)
 	defer release()
-	if err := e.deliverStage(dctx, accepted, answered{bounty: b, analysis: a}); err != nil {
+	if err := e.deliverStage(dctx, accepted, answered{bounty: b, analysis: a, answer: NewAnswer(b, a)}); err != nil {
 		res.Err = errors.Join(res.Err, err)
 	} else if b.ResponseURL != "" {
 		res.Delivered = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
+	"github.com/polyswarm/psengine/protocol"
 )
 
 // A bounty's way through the engine, stage by stage. Each stage holds only
@@ -225,15 +226,10 @@ func (e *Engine) answerStage(ctx context.Context, s scanned) (answered, error) {
 func (e *Engine) makeAnswer(b Bounty, a Analysis, head Metadata) (ans Answer, err error) {
 	if perr := pipeline.Protect(func() {
 		a = e.bidFor(b, a)
-		a.Metadata = a.Metadata.merge(head)
-		if err = validateFields(b, a); err == nil {
-			ans, err = encodeAnswer(b, a)
-		}
+		a.Metadata = a.Metadata.Merge(head)
+		ans, err = protocol.EncodeAnswer(b, a)
 	}); perr != nil {
 		return NewAnswer(b, a), perr
-	}
-	if err != nil {
-		ans = NewAnswer(b, a)
 	}
 	return ans, err
 }
@@ -246,7 +242,7 @@ func (e *Engine) bidFor(b Bounty, a Analysis) Analysis {
 	}
 	rules := b.Rules.OrDefault()
 	switch {
-	case !a.Verdict.bids():
+	case !a.Verdict.Bids():
 	case a.Bid == 0:
 		a.Bid = e.cfg.bidder(rules, a)
 	default:
@@ -285,11 +281,7 @@ func (e *Engine) deliverStage(dctx context.Context, accepted time.Time, a answer
 	ctx, cancel := context.WithDeadline(dctx, deadline)
 	defer cancel()
 	err := e.tel.Step(ctx, "deliver", func(ctx context.Context) error {
-		answer := a.answer
-		if answer.encoded == nil { // not made by the answer stage
-			answer = NewAnswer(b, a.analysis)
-		}
-		return protect(func() error { return e.cfg.deliverer.Deliver(ctx, b, answer) })
+		return protect(func() error { return e.cfg.deliverer.Deliver(ctx, b, a.answer) })
 	})
 	if err != nil && ctx.Err() != nil && dctx.Err() == nil && !errors.Is(err, ErrPermanent) {
 		err = fmt.Errorf("%w (the delivery window of %v from %s ended it)", err, e.cfg.deliveryWindow, accepted.Format(time.RFC3339))

@@ -241,9 +241,9 @@ func (e *Engine) head(ctx context.Context, env Env) (Metadata, error) {
 		if err := protect(func() (err error) { m, err = d.Describe(ctx, env); return err }); err != nil {
 			return Metadata{}, err
 		}
-		head = head.merge(m)
+		head = head.Merge(m)
 	}
-	return head.merge(Metadata{
+	return head.Merge(Metadata{
 		Product: ProductName(e.cfg.name),
 		Scanner: ScannerInfo{Environment: e.defaultEnvironment()},
 	}), nil

@@ -1,4 +1,4 @@
-package psengine_test
+package protocol_test
 
 import (
 	"bytes"
@@ -13,15 +13,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
+	"github.com/polyswarm/psengine/protocol"
 )
 
 const sha = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
-func mustID(t *testing.T, digits string) psengine.BountyID {
+func mustID(t *testing.T, digits string) protocol.BountyID {
 	t.Helper()
-	id, err := psengine.NumberID(digits)
+	id, err := protocol.NumberID(digits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func mustID(t *testing.T, digits string) psengine.BountyID {
 }
 
 var bountyCmp = cmp.Options{
-	cmp.AllowUnexported(psengine.BountyID{}),
+	cmp.AllowUnexported(protocol.BountyID{}),
 }
 
 // sameJSON compares raw JSON as json.Marshal writes it (compact, HTML
@@ -43,53 +43,53 @@ var sameJSON = cmp.Comparer(func(a, b json.RawMessage) bool {
 func TestParseBountyShapes(t *testing.T) {
 	exp := time.Date(2021, 2, 19, 10, 13, 47, 36168000, time.UTC)
 	epoch := time.Unix(0, 0).UTC()
-	base := psengine.Bounty{
+	base := protocol.Bounty{
 		ID:           mustID(t, "1"),
-		ArtifactType: psengine.FileArtifact,
+		ArtifactType: protocol.FileArtifact,
 		ArtifactURI:  "https://example.test/a",
 		Rules:        bid.DefaultRules,
-		Phase:        psengine.Assertion,
+		Phase:        protocol.Assertion,
 	}
-	with := func(f func(*psengine.Bounty)) psengine.Bounty { b := base; f(&b); return b }
+	with := func(f func(*protocol.Bounty)) protocol.Bounty { b := base; f(&b); return b }
 	tests := []struct {
 		name string
 		in   string
-		want psengine.Bounty
+		want protocol.Bounty
 	}{
 		{"minimal", `{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a"}`, base},
 		{"id beyond 2^53 kept exactly",
 			`{"id":123456789012345678901234567890,"artifact_type":"file","artifact_uri":"https://example.test/a"}`,
-			with(func(b *psengine.Bounty) { b.ID = mustID(t, "123456789012345678901234567890") })},
+			with(func(b *protocol.Bounty) { b.ID = mustID(t, "123456789012345678901234567890") })},
 		{"uuid id",
 			`{"id":"6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f","artifact_type":"file","artifact_uri":"https://example.test/a"}`,
-			with(func(b *psengine.Bounty) { b.ID = psengine.StringID("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f") })},
+			with(func(b *protocol.Bounty) { b.ID = protocol.StringID("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f") })},
 		{"legacy guid and artifact_url",
 			`{"guid":"abc","artifact_type":"file","artifact_url":"https://example.test/a"}`,
-			with(func(b *psengine.Bounty) { b.ID = psengine.StringID("abc") })},
+			with(func(b *protocol.Bounty) { b.ID = protocol.StringID("abc") })},
 		{"FILE casing", `{"id":1,"artifact_type":"FILE","artifact_uri":"https://example.test/a"}`, base},
 		{"File casing", `{"id":1,"artifact_type":"File","artifact_uri":"https://example.test/a"}`, base},
 		{"URL casing", `{"id":1,"artifact_type":"URL","artifact_uri":"https://example.test/a"}`,
-			with(func(b *psengine.Bounty) { b.ArtifactType = psengine.URLArtifact })},
+			with(func(b *protocol.Bounty) { b.ArtifactType = protocol.URLArtifact })},
 		{"Url casing", `{"id":1,"artifact_type":"Url","artifact_uri":"https://example.test/a"}`,
-			with(func(b *psengine.Bounty) { b.ArtifactType = psengine.URLArtifact })},
+			with(func(b *protocol.Bounty) { b.ArtifactType = protocol.URLArtifact })},
 		{"expiration without zone is UTC",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T10:13:47.036168"}`,
-			with(func(b *psengine.Bounty) { b.Expiration = exp })},
+			with(func(b *protocol.Bounty) { b.Expiration = exp })},
 		{"expiration +0000",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"1970-01-01T00:00:00+0000"}`,
-			with(func(b *psengine.Bounty) { b.Expiration = epoch })},
+			with(func(b *protocol.Bounty) { b.Expiration = epoch })},
 		{"expiration +00:00",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T10:13:47.036168+00:00"}`,
-			with(func(b *psengine.Bounty) { b.Expiration = exp })},
+			with(func(b *protocol.Bounty) { b.Expiration = exp })},
 		{"expiration Z",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T10:13:47.036168Z"}`,
-			with(func(b *psengine.Bounty) { b.Expiration = exp })},
+			with(func(b *protocol.Bounty) { b.Expiration = exp })},
 		{"expiration in another zone",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","expiration":"2021-02-19T12:13:47.036168+02:00"}`,
-			with(func(b *psengine.Bounty) { b.Expiration = exp })},
+			with(func(b *protocol.Bounty) { b.Expiration = exp })},
 		{"sha256 and mimetype under metadata, unknown fields ignored",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","metadata":{"sha256":"` + strings.ToUpper(sha) + `","mimetype":"text/plain","x":[1]},"brand_new":{"a":1}}`,
-			with(func(b *psengine.Bounty) {
+			with(func(b *protocol.Bounty) {
 				b.SHA256, b.MIMEType = sha, "text/plain"
 				b.Metadata = json.RawMessage(`{"sha256":"` + strings.ToUpper(sha) + `","mimetype":"text/plain","x":[1]}`)
 			})},
@@ -97,19 +97,19 @@ func TestParseBountyShapes(t *testing.T) {
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","sha256":null,"mimetype":null,"metadata":null}`, base},
 		{"rules, phase, duration as string, tasked_at, response_url",
 			`{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","rules":{"min_allowed_bid":62500000000000000,"max_allowed_bid":1000000000000000000},"phase":"arbitration","duration":"30","tasked_at":"2021-02-19T10:13:47.036168","response_url":"https://ps.test/r/1"}`,
-			with(func(b *psengine.Bounty) {
+			with(func(b *protocol.Bounty) {
 				b.Rules = bid.Rules{Min: bid.NCT / 16, Max: bid.NCT}
-				b.Phase = psengine.Arbitration
+				b.Phase = protocol.Arbitration
 				b.Duration = 30 * time.Second
 				b.TaskedAt = exp
 				b.ResponseURL = "https://ps.test/r/1"
 			})},
 		{"duration as number", `{"id":1,"artifact_type":"file","artifact_uri":"https://example.test/a","duration":1.5}`,
-			with(func(b *psengine.Bounty) { b.Duration = 1500 * time.Millisecond })},
+			with(func(b *protocol.Bounty) { b.Duration = 1500 * time.Millisecond })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := psengine.ParseBounty([]byte(tt.in))
+			got, err := protocol.ParseBounty([]byte(tt.in))
 			if err != nil {
 				t.Fatalf("ParseBounty: %v", err)
 			}
@@ -123,22 +123,22 @@ func TestParseBountyShapes(t *testing.T) {
 // TestParseBountyLiberal: the shapes PolySwarm's own reference code accepts
 // (issue 12) parse, into the bounty they mean, and that bounty validates.
 func TestParseBountyLiberal(t *testing.T) {
-	base := psengine.Bounty{
+	base := protocol.Bounty{
 		ID:           mustID(t, "1"),
-		ArtifactType: psengine.FileArtifact,
+		ArtifactType: protocol.FileArtifact,
 		ArtifactURI:  "https://example.test/a",
 		Rules:        bid.DefaultRules,
-		Phase:        psengine.Assertion,
+		Phase:        protocol.Assertion,
 	}
-	with := func(f func(*psengine.Bounty)) psengine.Bounty { b := base; f(&b); return b }
-	arbitration := with(func(b *psengine.Bounty) { b.Phase = psengine.Arbitration })
-	url := with(func(b *psengine.Bounty) { b.ArtifactType = psengine.URLArtifact })
-	rules := func(r bid.Rules) psengine.Bounty { return with(func(b *psengine.Bounty) { b.Rules = r }) }
-	id := func(id psengine.BountyID) psengine.Bounty { return with(func(b *psengine.Bounty) { b.ID = id }) }
+	with := func(f func(*protocol.Bounty)) protocol.Bounty { b := base; f(&b); return b }
+	arbitration := with(func(b *protocol.Bounty) { b.Phase = protocol.Arbitration })
+	url := with(func(b *protocol.Bounty) { b.ArtifactType = protocol.URLArtifact })
+	rules := func(r bid.Rules) protocol.Bounty { return with(func(b *protocol.Bounty) { b.Rules = r }) }
+	id := func(id protocol.BountyID) protocol.Bounty { return with(func(b *protocol.Bounty) { b.ID = id }) }
 	const uri = `"artifact_uri":"https://example.test/a"`
 	tests := []struct {
 		name, fields string // fields go beside id and artifact_uri
-		want         psengine.Bounty
+		want         protocol.Bounty
 	}{
 		{"phase missing", ``, base},
 		{"phase null", `"phase":null`, base},
@@ -172,7 +172,7 @@ func TestParseBountyLiberal(t *testing.T) {
 		{"expiration beyond float64", `"expiration":1e400`, base},
 		{"expiration in the year 0", `"expiration":"0000-01-01T00:00:00Z"`, base},
 		{"expiration in seconds since the epoch", `"expiration":1613729627.5`,
-			with(func(b *psengine.Bounty) { b.Expiration = time.Date(2021, 2, 19, 10, 13, 47, 5e8, time.UTC) })},
+			with(func(b *protocol.Bounty) { b.Expiration = time.Date(2021, 2, 19, 10, 13, 47, 5e8, time.UTC) })},
 
 		{"artifact_type missing", ``, base},
 		{"artifact_type null", `"artifact_type":null`, base},
@@ -182,7 +182,7 @@ func TestParseBountyLiberal(t *testing.T) {
 
 		{"unknown fields", `"brand_new":{"a":[1,null]},"other":7`, base},
 		{"keys in another case", `"Phase":"arbitration","ARTIFACT_TYPE":"url"`,
-			with(func(b *psengine.Bounty) { b.Phase, b.ArtifactType = psengine.Arbitration, psengine.URLArtifact })},
+			with(func(b *protocol.Bounty) { b.Phase, b.ArtifactType = protocol.Arbitration, protocol.URLArtifact })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +190,7 @@ func TestParseBountyLiberal(t *testing.T) {
 			if tt.fields != "" {
 				in += "," + tt.fields
 			}
-			got, err := psengine.ParseBounty([]byte(in + "}"))
+			got, err := protocol.ParseBounty([]byte(in + "}"))
 			if err != nil {
 				t.Fatalf("ParseBounty(%s): %v", in, err)
 			}
@@ -207,17 +207,17 @@ func TestParseBountyLiberal(t *testing.T) {
 	// echoed back as it came.
 	for _, tt := range []struct {
 		in, echo string
-		want     psengine.Bounty
+		want     protocol.Bounty
 	}{
 		{`1`, `1`, base},
 		{`340282366920938463463374607431768211457`, `340282366920938463463374607431768211457`,
 			id(mustID(t, "340282366920938463463374607431768211457"))},
-		{`"12345"`, `"12345"`, id(psengine.StringID("12345"))},
+		{`"12345"`, `"12345"`, id(protocol.StringID("12345"))},
 		{`"6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"`, `"6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"`,
-			id(psengine.StringID("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"))},
-		{`" spaced "`, `" spaced "`, id(psengine.StringID(" spaced "))},
+			id(protocol.StringID("6f1c2a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"))},
+		{`" spaced "`, `" spaced "`, id(protocol.StringID(" spaced "))},
 	} {
-		got, err := psengine.ParseBounty([]byte(`{"id":` + tt.in + `,` + uri + `}`))
+		got, err := protocol.ParseBounty([]byte(`{"id":` + tt.in + `,` + uri + `}`))
 		if err != nil {
 			t.Fatalf("id %s: %v", tt.in, err)
 		}
@@ -237,7 +237,7 @@ func TestParseBountyLiberal(t *testing.T) {
 // TestValidatePhase: Validate agrees with ParseBounty that no phase is an
 // assertion, and refuses what ParseBounty refuses.
 func TestValidatePhase(t *testing.T) {
-	b := psengine.Bounty{ID: mustID(t, "1"), ArtifactType: psengine.FileArtifact, ArtifactURI: "x"}
+	b := protocol.Bounty{ID: mustID(t, "1"), ArtifactType: protocol.FileArtifact, ArtifactURI: "x"}
 	if err := b.Validate(); err != nil || b.IsVote() {
 		t.Errorf("phase \"\": Validate = %v, IsVote = %v; want an assertion", err, b.IsVote())
 	}
@@ -246,7 +246,7 @@ func TestValidatePhase(t *testing.T) {
 		t.Errorf("phase \"\" written as %s (%v)", out, err)
 	}
 	b.Phase = "voting"
-	if err := b.Validate(); !errors.Is(err, psengine.ErrMalformedBounty) {
+	if err := b.Validate(); !errors.Is(err, protocol.ErrMalformedBounty) {
 		t.Errorf("phase voting: Validate = %v", err)
 	}
 }
@@ -291,11 +291,11 @@ func TestParseBountyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := psengine.ParseBounty([]byte(tt.in))
-			if !errors.Is(err, psengine.ErrMalformedBounty) {
+			_, err := protocol.ParseBounty([]byte(tt.in))
+			if !errors.Is(err, protocol.ErrMalformedBounty) {
 				t.Fatalf("ParseBounty(%s) = %v, want ErrMalformedBounty", tt.in, err)
 			}
-			be, ok := errors.AsType[*psengine.BountyError](err)
+			be, ok := errors.AsType[*protocol.BountyError](err)
 			if !ok || be.Field != tt.field {
 				t.Fatalf("error %v: want a *BountyError for field %q", err, tt.field)
 			}
@@ -313,7 +313,7 @@ func TestBountyRoundTrip(t *testing.T) {
 		`{"id":"a-b","artifact_type":"file","artifact_uri":"data:,x","sha256":"` + sha + `","rules":{"min_allowed_bid":"1","max_allowed_bid":2e18},"duration":7}`,
 		`{"id":"7","artifact_uri":"data:,x","metadata": { "k" : [ "<v>" , 1 ] } }`,
 	} {
-		b, err := psengine.ParseBounty([]byte(in))
+		b, err := protocol.ParseBounty([]byte(in))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +321,7 @@ func TestBountyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := psengine.ParseBounty(out)
+		again, err := protocol.ParseBounty(out)
 		if err != nil {
 			t.Fatalf("re-parse %s: %v", out, err)
 		}
@@ -336,9 +336,9 @@ func TestBountyRoundTrip(t *testing.T) {
 
 func TestLocalBounty(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	a := psengine.LocalBounty(psengine.FileArtifact, "x", sha, "text/plain", now, time.Minute)
-	b := psengine.LocalBounty(psengine.FileArtifact, "y", sha, "text/plain", now, time.Minute)
-	c := psengine.LocalBounty(psengine.URLArtifact, "x", sha, "text/plain", now, time.Minute)
+	a := protocol.LocalBounty(protocol.FileArtifact, "x", sha, "text/plain", now, time.Minute)
+	b := protocol.LocalBounty(protocol.FileArtifact, "y", sha, "text/plain", now, time.Minute)
+	c := protocol.LocalBounty(protocol.URLArtifact, "x", sha, "text/plain", now, time.Minute)
 	if a.ID != b.ID {
 		t.Errorf("same content, different ids: %v %v", a.ID, b.ID)
 	}
@@ -348,7 +348,7 @@ func TestLocalBounty(t *testing.T) {
 	if len(a.ID.String()) != 36 || a.ID.String()[14] != '8' {
 		t.Errorf("id %q is not a version 8 UUID", a.ID)
 	}
-	if a.Rules != bid.DefaultRules || !a.Expiration.Equal(now.Add(time.Minute)) || a.Phase != psengine.Assertion {
+	if a.Rules != bid.DefaultRules || !a.Expiration.Equal(now.Add(time.Minute)) || a.Phase != protocol.Assertion {
 		t.Errorf("local bounty %+v", a)
 	}
 	if err := a.Validate(); err != nil {
@@ -404,10 +404,10 @@ func FuzzParseBounty(f *testing.F) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := psengine.ParseBounty(data)
+		b, err := protocol.ParseBounty(data)
 		if err != nil {
-			be, ok := errors.AsType[*psengine.BountyError](err)
-			if !ok || !errors.Is(err, psengine.ErrMalformedBounty) {
+			be, ok := errors.AsType[*protocol.BountyError](err)
+			if !ok || !errors.Is(err, protocol.ErrMalformedBounty) {
 				t.Fatalf("error %v is not a *BountyError wrapping ErrMalformedBounty", err)
 			}
 			// Only input that is not a JSON object (null reads as {}) fails
@@ -433,12 +433,12 @@ func FuzzParseBounty(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal: %v", err)
 		}
-		again, err := psengine.ParseBounty(out)
+		again, err := protocol.ParseBounty(out)
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
 		// The wire form leaves out what was ignored, and so its warnings.
-		if diff := cmp.Diff(b, again, bountyCmp, sameJSON, cmpopts.IgnoreFields(psengine.Bounty{}, "Warnings")); diff != "" {
+		if diff := cmp.Diff(b, again, bountyCmp, sameJSON, cmpopts.IgnoreFields(protocol.Bounty{}, "Warnings")); diff != "" {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
@@ -449,7 +449,7 @@ func FuzzParseBounty(f *testing.F) {
 // repeated keys), the same metadata bytes and rules, and for the other
 // values ParseBounty interprets, the same value as when ParseBounty reads
 // the one that encoding/json picked alone.
-func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
+func sameAsEncodingJSON(t *testing.T, data []byte, b protocol.Bounty) {
 	t.Helper()
 	var ref struct {
 		ID           json.RawMessage `json:"id"`
@@ -475,13 +475,13 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 	if !given(id) {
 		id = ref.GUID
 	}
-	var wantID psengine.BountyID
+	var wantID protocol.BountyID
 	if id[0] == '"' {
 		var s string
 		if err := json.Unmarshal(id, &s); err != nil {
 			t.Fatal(err)
 		}
-		wantID = psengine.StringID(s)
+		wantID = protocol.StringID(s)
 	} else {
 		wantID = mustID(t, string(id))
 	}
@@ -494,13 +494,13 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 	} else {
 		ref.Metadata = nil
 	}
-	wantType := psengine.FileArtifact
+	wantType := protocol.FileArtifact
 	if strings.EqualFold(ref.ArtifactType, "url") {
-		wantType = psengine.URLArtifact
+		wantType = protocol.URLArtifact
 	}
-	wantPhase := psengine.Assertion
+	wantPhase := protocol.Assertion
 	if strings.EqualFold(ref.Phase, "arbitration") || strings.EqualFold(ref.Phase, "arbitration_window") {
-		wantPhase = psengine.Arbitration
+		wantPhase = protocol.Arbitration
 	}
 	or := func(a, b string) string {
 		if a != "" {
@@ -535,7 +535,7 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 	if len(b.Warnings) != warnings {
 		t.Fatalf("%q: warnings %q, want %d", data, b.Warnings, warnings)
 	}
-	want := psengine.Bounty{
+	want := protocol.Bounty{
 		ID: wantID, ArtifactType: wantType, ArtifactURI: or(ref.ArtifactURI, ref.ArtifactURL),
 		SHA256:      wantSHA,
 		MIMEType:    or(ref.MIMEType, meta.MIMEType),
@@ -543,12 +543,12 @@ func sameAsEncodingJSON(t *testing.T, data []byte, b psengine.Bounty) {
 		Warnings: b.Warnings,
 	}
 	// Each interpreted value, alone in a bounty.
-	alone := func(key string, raw json.RawMessage) psengine.Bounty {
+	alone := func(key string, raw json.RawMessage) protocol.Bounty {
 		t.Helper()
 		if raw == nil {
 			raw = json.RawMessage("null")
 		}
-		one, err := psengine.ParseBounty([]byte(`{"id":1,"artifact_uri":"u","` + key + `":` + string(raw) + `}`))
+		one, err := protocol.ParseBounty([]byte(`{"id":1,"artifact_uri":"u","` + key + `":` + string(raw) + `}`))
 		if err != nil {
 			t.Fatalf("%q: accepted, but its %s %s alone: %v", data, key, raw, err)
 		}
@@ -612,26 +612,26 @@ func FuzzParseBountyFields(f *testing.F) {
 		if strings.TrimSpace(id) == "" {
 			bad = append(bad, "id")
 		}
-		wantType := psengine.FileArtifact
+		wantType := protocol.FileArtifact
 		switch {
 		case typ == "" || strings.EqualFold(typ, "file"):
 		case strings.EqualFold(typ, "url"):
-			wantType = psengine.URLArtifact
+			wantType = protocol.URLArtifact
 		default:
 			bad = append(bad, "artifact_type")
 		}
-		wantPhase := psengine.Assertion
+		wantPhase := protocol.Assertion
 		switch {
 		case phase == "" || strings.EqualFold(phase, "assertion") || strings.EqualFold(phase, "assertion_window"):
 		case strings.EqualFold(phase, "arbitration") || strings.EqualFold(phase, "arbitration_window"):
-			wantPhase = psengine.Arbitration
+			wantPhase = protocol.Arbitration
 		default:
 			bad = append(bad, "phase")
 		}
 
-		b, err := psengine.ParseBounty(data)
+		b, err := protocol.ParseBounty(data)
 		if len(bad) > 0 {
-			be, ok := errors.AsType[*psengine.BountyError](err)
+			be, ok := errors.AsType[*protocol.BountyError](err)
 			if !ok || !slices.Contains(bad, be.Field) {
 				t.Fatalf("%s: error %v, want one about %v", data, err, bad)
 			}
@@ -640,7 +640,7 @@ func FuzzParseBountyFields(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s: %v", data, err)
 		}
-		wantID := psengine.StringID(id)
+		wantID := protocol.StringID(id)
 		if number {
 			wantID = mustID(t, id)
 		}
@@ -678,7 +678,7 @@ func TestParseBountySHA256Placeholders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := psengine.ParseBounty([]byte(`{"guid":"g","artifact_url":"data:,x","expiration":"","rules":[],"sha256":` +
+			b, err := protocol.ParseBounty([]byte(`{"guid":"g","artifact_url":"data:,x","expiration":"","rules":[],"sha256":` +
 				tt.sha256 + `,"metadata":` + tt.metadata + `}`))
 			if err != nil {
 				t.Fatalf("refused: %v", err)

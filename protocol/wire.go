@@ -1,10 +1,4 @@
-// Package bountywire decodes a bounty as PolySwarm's tools send it, liberal
-// in what it accepts (see psengine.ParseBounty, which makes its Bounty from
-// the Fields decoded here): legacy field names, ids of any size, every
-// timestamp form seen, placeholder sha256s ignored with a warning. It
-// decodes with github.com/goccy/go-json and falls back to encoding/json for
-// what that refuses, so that the errors are encoding/json's.
-package bountywire
+package protocol
 
 import (
 	"bytes"
@@ -24,91 +18,62 @@ import (
 	"github.com/polyswarm/psengine/bid"
 )
 
-// Fields is a bounty as decoded, each field checked.
-type Fields struct {
-	ID           string // the id's text: digits for an integer
-	IDNumber     bool   // the id came as a JSON integer
-	ArtifactType string // "file" or "url"
-	ArtifactURI  string
-	SHA256       string // lowercase hex; "" when not given, or ignored (see Warnings)
-	MIMEType     string
-	Expiration   time.Time // zero when missing or unreadable
-	ResponseURL  string    // an http(s) URL, or ""
-	Rules        bid.Rules // the defaults when missing
-	Phase        string    // "assertion" or "arbitration"
-	Metadata     json.RawMessage
-	Duration     time.Duration
-	TaskedAt     time.Time
-	Warnings     []string // what was ignored instead of refused
-}
+// The bounty's decoding, liberal in what it accepts (see ParseBounty):
+// legacy field names, ids of any size, every timestamp form seen,
+// placeholder sha256s ignored with a warning. It decodes with
+// github.com/goccy/go-json and falls back to encoding/json for what that
+// refuses, so that the errors are encoding/json's.
 
-// FieldError says which field is malformed ("" for the whole document).
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Reason
-	}
-	return e.Field + ": " + e.Reason
-}
-
-func fieldErr(field string, err error) error {
-	return &FieldError{Field: field, Reason: err.Error()}
-}
-
-// Decode reads a bounty; the error is a *FieldError.
-func Decode(data []byte) (Fields, error) {
+// decodeBounty reads a bounty; the error is a *BountyError.
+func decodeBounty(data []byte) (Bounty, error) {
 	w := wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
 	if gojson.Unmarshal(data, &w) == nil {
-		return w.fields()
+		return w.bounty()
 	}
 	w = wireBounty{Rules: rulesValue{r: bid.DefaultRules}}
 	if err := json.Unmarshal(data, &w); err != nil {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &typ) && typ.Field != "":
-			return Fields{}, &FieldError{Field: typ.Field, Reason: "is a JSON " + typ.Value + ", not a string"}
+			return Bounty{}, &BountyError{Field: typ.Field, Reason: "is a JSON " + typ.Value + ", not a string"}
 		case errors.As(err, &typ):
-			return Fields{}, &FieldError{Reason: "not a JSON object: " + typ.Value}
+			return Bounty{}, &BountyError{Reason: "not a JSON object: " + typ.Value}
 		default:
-			return Fields{}, &FieldError{Reason: "not JSON: " + err.Error()}
+			return Bounty{}, &BountyError{Reason: "not JSON: " + err.Error()}
 		}
 	}
-	return w.fields()
+	return w.bounty()
 }
 
-// ArtifactType accepts file and url in any casing, and returns it in
-// lowercase.
-func ArtifactType(s string) (string, error) {
-	for _, t := range []string{"file", "url"} {
-		if strings.EqualFold(s, t) {
+// ParseArtifactType accepts file and url in any casing (strings.EqualFold).
+// Any other word, the empty string included, is an error.
+func ParseArtifactType(s string) (ArtifactType, error) {
+	for _, t := range []ArtifactType{FileArtifact, URLArtifact} {
+		if strings.EqualFold(s, string(t)) {
 			return t, nil
 		}
 	}
 	return "", fmt.Errorf("%q is neither file nor url", s)
 }
 
-// Phase accepts assertion and arbitration in any casing, with or without
-// the "_window" suffix of older payloads; "" is assertion.
-func Phase(s string) (string, error) {
+// parsePhase accepts assertion and arbitration in any casing, with or
+// without the "_window" suffix of older payloads; "" is assertion.
+func parsePhase(s string) (Phase, error) {
 	if s == "" {
-		return "assertion", nil
+		return Assertion, nil
 	}
-	for _, p := range []string{"assertion", "arbitration"} {
-		if strings.EqualFold(s, p) || strings.EqualFold(s, p+"_window") {
+	for _, p := range []Phase{Assertion, Arbitration} {
+		if strings.EqualFold(s, string(p)) || strings.EqualFold(s, string(p)+"_window") {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("%q is neither assertion nor arbitration", s)
 }
 
-// ParseID reads an id: a JSON integer (any size, kept as digits, number
+// parseID reads an id: a JSON integer (any size, kept as digits, number
 // true) or a string that is not blank (kept as a string, even if it holds
 // digits).
-func ParseID(b []byte) (id string, number bool, err error) {
+func parseID(b []byte) (id string, number bool, err error) {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
 		s, err := unquote(b)
@@ -120,14 +85,14 @@ func ParseID(b []byte) (id string, number bool, err error) {
 		}
 		return s, false, nil
 	}
-	if !IsDigits(string(b)) {
+	if !isDigits(string(b)) {
 		return "", false, fmt.Errorf("%q is not a non-negative integer", b)
 	}
 	return string(b), true, nil
 }
 
-// IsDigits reports whether s is a non-empty string of ASCII digits.
-func IsDigits(s string) bool {
+// isDigits reports whether s is a non-empty string of ASCII digits.
+func isDigits(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -139,9 +104,9 @@ func IsDigits(s string) bool {
 	return true
 }
 
-// fields checks w and returns its fields.
-func (w *wireBounty) fields() (Fields, error) {
-	var out Fields
+// bounty checks w and returns its bounty.
+func (w *wireBounty) bounty() (Bounty, error) {
+	var out Bounty
 	var err error
 
 	id := w.ID
@@ -149,22 +114,22 @@ func (w *wireBounty) fields() (Fields, error) {
 		id = w.GUID
 	}
 	if !id.given {
-		return Fields{}, &FieldError{Field: "id", Reason: "missing (neither id nor guid given)"}
+		return Bounty{}, &BountyError{Field: "id", Reason: "missing (neither id nor guid given)"}
 	}
 	if id.err != nil {
-		return Fields{}, fieldErr("id", id.err)
+		return Bounty{}, fieldErr("id", id.err)
 	}
-	out.ID, out.IDNumber = id.id, id.number
+	out.ID = BountyID{raw: id.id, number: id.number}
 
-	out.ArtifactType = "file"
+	out.ArtifactType = FileArtifact
 	if w.ArtifactType != "" {
-		if out.ArtifactType, err = ArtifactType(w.ArtifactType); err != nil {
-			return Fields{}, fieldErr("artifact_type", err)
+		if out.ArtifactType, err = ParseArtifactType(w.ArtifactType); err != nil {
+			return Bounty{}, fieldErr("artifact_type", err)
 		}
 	}
 	out.ArtifactURI = cmp.Or(w.ArtifactURI, w.ArtifactURL)
 	if out.ArtifactURI == "" {
-		return Fields{}, &FieldError{Field: "artifact_uri", Reason: "missing (neither artifact_uri nor artifact_url given)"}
+		return Bounty{}, &BountyError{Field: "artifact_uri", Reason: "missing (neither artifact_uri nor artifact_url given)"}
 	}
 
 	// A sha256 that is not one is ignored, with a warning: the Python
@@ -182,7 +147,7 @@ func (w *wireBounty) fields() (Fields, error) {
 	out.MIMEType = w.MIMEType
 	if present(w.Metadata) {
 		if w.Metadata[0] != '{' {
-			return Fields{}, &FieldError{Field: "metadata", Reason: "is not an object"}
+			return Bounty{}, &BountyError{Field: "metadata", Reason: "is not an object"}
 		}
 		if out.SHA256 == "" || out.MIMEType == "" {
 			var meta struct {
@@ -202,28 +167,28 @@ func (w *wireBounty) fields() (Fields, error) {
 
 	out.Expiration = w.Expiration.t // unreadable: zero, a default window
 	if w.TaskedAt.err != nil {
-		return Fields{}, fieldErr("tasked_at", w.TaskedAt.err)
+		return Bounty{}, fieldErr("tasked_at", w.TaskedAt.err)
 	}
 	out.TaskedAt = w.TaskedAt.t
 	if w.Duration.err != nil {
-		return Fields{}, fieldErr("duration", w.Duration.err)
+		return Bounty{}, fieldErr("duration", w.Duration.err)
 	}
 	out.Duration = w.Duration.d
 
 	if w.ResponseURL != "" {
 		u, err := url.Parse(w.ResponseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return Fields{}, &FieldError{Field: "response_url", Reason: fmt.Sprintf("%q is not an http(s) URL", w.ResponseURL)}
+			return Bounty{}, &BountyError{Field: "response_url", Reason: fmt.Sprintf("%q is not an http(s) URL", w.ResponseURL)}
 		}
 		out.ResponseURL = w.ResponseURL
 	}
 
 	if w.Rules.err != nil {
-		return Fields{}, fieldErr("rules", w.Rules.err)
+		return Bounty{}, fieldErr("rules", w.Rules.err)
 	}
 	out.Rules = w.Rules.r
-	if out.Phase, err = Phase(w.Phase); err != nil {
-		return Fields{}, fieldErr("phase", err)
+	if out.Phase, err = parsePhase(w.Phase); err != nil {
+		return Bounty{}, fieldErr("phase", err)
 	}
 	return out, nil
 }
@@ -264,7 +229,7 @@ type idValue struct {
 func (v *idValue) UnmarshalJSON(b []byte) error {
 	*v = idValue{given: present(b)}
 	if v.given {
-		v.id, v.number, v.err = ParseID(b)
+		v.id, v.number, v.err = parseID(b)
 	}
 	return nil
 }
@@ -341,11 +306,6 @@ type rulesValue struct {
 func (v *rulesValue) UnmarshalJSON(b []byte) error {
 	v.r, v.err = parseRules(b)
 	return nil
-}
-
-// present reports whether a raw value was given and is not null.
-func present(raw json.RawMessage) bool {
-	return len(raw) > 0 && string(raw) != "null"
 }
 
 // parseRules reads the rules object; missing, null, {} and [] are the

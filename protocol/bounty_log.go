@@ -1,4 +1,4 @@
-package psengine
+package protocol
 
 import (
 	"log/slog"
