@@ -17,6 +17,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/bid"
@@ -743,7 +745,7 @@ func TestScannerConformance(t *testing.T) {
 
 func TestMemoryBrokerConformance(t *testing.T) {
 	psenginetest.TestBroker(t, func(t *testing.T) psenginetest.BrokerHarness {
-		b := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{MaxAttempts: 3, Backoff: pipeline.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+		b := broker.NewMemory(broker.MemoryConfig{MaxAttempts: 3, Backoff: pipeline.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 		return psenginetest.BrokerHarness{
 			Broker:      b,
 			MaxAttempts: 3,
@@ -758,7 +760,7 @@ func envdirsFor(d string) envdirs.Dirs { return envdirs.Dirs{Home: d, Temp: d} }
 // TestStoppedConsumerHandsBack: a worker stopped mid-scan does not answer
 // unknown; the job goes back to the broker and another consumer answers it.
 func TestStoppedConsumerHandsBack(t *testing.T) {
-	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
+	q := broker.NewMemory(broker.MemoryConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
 	started := make(chan struct{}, 1)
 	var calls atomic.Int32
 	s := psengine.ScannerFunc(func(ctx context.Context, _ psengine.Env, _ psengine.Artifact) (psengine.Analysis, error) {
@@ -770,7 +772,7 @@ func TestStoppedConsumerHandsBack(t *testing.T) {
 		return psengine.Analysis{Verdict: psengine.Malicious}, nil
 	})
 	answers := make(chan psengine.Analysis, 2)
-	e := newEngine(t, s, psengine.WithBroker(broker),
+	e := newEngine(t, s, psengine.WithBroker(q),
 		psengine.OnSuccess(func(_ context.Context, res psengine.Result) { answers <- res.Analysis }))
 	if err := e.Submit(context.Background(), psenginetest.Bounty([]byte("x"))); err != nil {
 		t.Fatal(err)
@@ -865,8 +867,8 @@ func TestOneScanWhateverTheDelivery(t *testing.T) {
 			}))
 			defer srv.Close()
 			reported := make(chan error, 4)
-			broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
-			e := newEngine(t, countScans(&scans), psengine.WithBroker(broker), psengine.WithDeliveryMargin(100*time.Millisecond),
+			q := broker.NewMemory(broker.MemoryConfig{Backoff: pipeline.Backoff{Initial: time.Millisecond}})
+			e := newEngine(t, countScans(&scans), psengine.WithBroker(q), psengine.WithDeliveryMargin(100*time.Millisecond),
 				psengine.OnError(func(_ context.Context, res psengine.Result) { reported <- res.Err }))
 			ctx, stop := context.WithCancel(context.Background())
 			defer stop()
@@ -891,7 +893,7 @@ func TestOneScanWhateverTheDelivery(t *testing.T) {
 			if n := posts.Load(); n < c.minPOST {
 				t.Errorf("%d POSTs, want at least %d", n, c.minPOST)
 			}
-			if broker.Len() != 0 {
+			if q.Len() != 0 {
 				t.Errorf("the job is still queued")
 			}
 			stop()
@@ -945,10 +947,10 @@ func TestShutdownLetsAPOSTUnderWayFinish(t *testing.T) {
 	defer srv.Close()
 	var scans atomic.Int32
 	delivered := make(chan psengine.Result, 1)
-	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})
+	q := broker.NewMemory(broker.MemoryConfig{})
 	// Not newEngine: its cleanup wants a clean Shutdown, and this one's
 	// deadline passes on purpose.
-	e := psengine.New(countScans(&scans), testDirs(t), psengine.WithGetenv(func(string) string { return "" }), psengine.WithBroker(broker),
+	e := psengine.New(countScans(&scans), testDirs(t), psengine.WithGetenv(func(string) string { return "" }), psengine.WithBroker(q),
 		psengine.OnSuccess(func(_ context.Context, res psengine.Result) { delivered <- res }),
 		psengine.OnError(func(_ context.Context, res psengine.Result) { delivered <- res }))
 	served := make(chan error, 1)
@@ -970,7 +972,7 @@ func TestShutdownLetsAPOSTUnderWayFinish(t *testing.T) {
 	}
 	<-shut
 	<-served
-	if n := broker.Len(); n != 0 {
-		t.Errorf("%d jobs left in the broker, want 0 (delivered, not handed back)", n)
+	if n := q.Len(); n != 0 {
+		t.Errorf("%d jobs left in the q, want 0 (delivered, not handed back)", n)
 	}
 }

@@ -48,12 +48,10 @@ var (
 	// its ID is pending or was settled, or its bounty's Key was taken.
 	ErrDuplicate = broker.ErrDuplicate
 	// ErrGivenUp: the broker gave up on the job (its attempts are spent, or
-	// it ended the process each time it was scanned alone; see Job.Final):
+	// it ended the process each time it was scanned alone; see broker.Job.Final):
 	// answered unknown, SKIPPED, without a scan, where its expiration
 	// allowed, then dead-lettered.
 	ErrGivenUp = errors.New("psengine: given up on")
-	// ErrNoDeadLetter: a DeadLetterStore has no dead letter of that job.
-	ErrNoDeadLetter = broker.ErrNoDeadLetter
 	// ErrShutdown: the bounty was still queued or running when Shutdown's
 	// deadline passed.
 	ErrShutdown = errors.New("psengine: shut down before the bounty was answered")

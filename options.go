@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/polyswarm/psengine/bid"
+	"github.com/polyswarm/psengine/broker"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
 	"go.opentelemetry.io/otel/metric"
@@ -85,7 +86,7 @@ type config struct {
 	localPolicy    fetch.Policy
 	middleware     []Middleware
 	meta           Metadata
-	broker         Broker
+	broker         broker.Broker
 	deliverer      Deliverer
 	discardExpired bool
 	discardSet     bool // WithDiscardExpired was given: the environment does not override it
@@ -150,7 +151,7 @@ func WithFetchers(n int) Option {
 }
 
 // WithDeliveryWindow bounds how long an answer is retried after intake
-// accepted its bounty (Job.Accepted; for AnalyzeBounty, the call), when the
+// accepted its bounty (broker.Job.Accepted; for AnalyzeBounty, the call), when the
 // bounty's expiration does not end it sooner: an expiration decades ahead
 // is no reason to retry forever (default DefaultDeliveryWindow). A delivery
 // given up is reported to the error hooks (ErrDeliver). d <= 0 panics.
@@ -273,8 +274,8 @@ func WithEnvironment(os, arch string) Option {
 }
 
 // WithBroker sets the queue behind Submit and Serve (default: an in-process
-// MemoryBroker whose workers the engine runs itself).
-func WithBroker(b Broker) Option {
+// broker.Memory whose workers the engine runs itself).
+func WithBroker(b broker.Broker) Option {
 	return opt("WithBroker(...)", func(c *config) { c.broker = b })
 }
 

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
 	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/fetch"
@@ -56,14 +57,14 @@ type Engine struct {
 	slots   chan *worker  // the free workers: a scan holds one
 	workers []*worker     // all of them
 	fetches chan struct{} // a fetch holds a slot
-	marked  chan struct{} // a job marked scanning (ScanMarker) and not yet scanned holds a slot
+	marked  chan struct{} // a job marked scanning (broker.ScanMarker) and not yet scanned holds a slot
 	// alone is held shared by every bounty in progress and exclusively by
-	// a suspect job (Job.Suspect) until its answer is kept: a suspect is
+	// a suspect job (broker.Job.Suspect) until its answer is kept: a suspect is
 	// handled alone, so that a process death is charged to it.
 	alone sync.RWMutex
 
-	broker    Broker
-	ownBroker *MemoryBroker
+	broker    broker.Broker
+	ownBroker *broker.Memory
 
 	// gate orders Shutdown against the calls and consumers it waits for:
 	// they are counted (calls, consumers) only while closed is false.
@@ -144,7 +145,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	}
 	e.broker = cfg.broker
 	if e.broker == nil {
-		e.ownBroker = NewMemoryBroker(MemoryBrokerConfig{Capacity: max(1024, cfg.inFlight)})
+		e.ownBroker = broker.NewMemory(broker.MemoryConfig{Capacity: max(1024, cfg.inFlight)})
 		e.broker = e.ownBroker
 	}
 	e.intake, e.stopIntake = context.WithCancel(context.Background())
@@ -168,7 +169,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	return e
 }
 
-// maxMarked is how many jobs may be marked scanning (ScanMarker) and not
+// maxMarked is how many jobs may be marked scanning (broker.ScanMarker) and not
 // yet scanned, for workers: enough that the marks' writes (a group commit
 // each) keep the workers busy, few enough that a process death makes few
 // suspects to run alone.
@@ -295,7 +296,7 @@ func (e *Engine) startOwnConsumers() {
 	if e.closed {
 		return
 	}
-	h := Handler(e.handle)
+	h := broker.Handler(e.handle)
 	for range e.cfg.inFlight {
 		e.consumers.Go(func() {
 			if err := e.broker.Consume(e.hard, h); err != nil && e.hard.Err() == nil {
@@ -657,13 +658,13 @@ func (e *Engine) produce(ctx context.Context, r request) (scanned, error) {
 // already, ErrQueueFull when the queue cannot take it now (retry later),
 // ErrClosed after Shutdown.
 func (e *Engine) Submit(ctx context.Context, b Bounty) error {
-	return e.SubmitJob(ctx, Job{Bounty: b})
+	return e.SubmitJob(ctx, broker.Job{Bounty: b})
 }
 
 // SubmitJob is Submit with a chosen job ID (for deduplication). A job
-// without Accepted is made here (see NewJob): validated, windowed, keyed;
+// without Accepted is made here (see broker.NewJob): validated, windowed, keyed;
 // one with Accepted was, and goes to the broker as it is.
-func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
+func (e *Engine) SubmitJob(ctx context.Context, job broker.Job) error {
 	if e.intake.Err() != nil { // Shutdown began
 		return ErrClosed
 	}
@@ -673,7 +674,7 @@ func (e *Engine) SubmitJob(ctx context.Context, job Job) error {
 			e.cfg.logger.InfoContext(ctx, "bounty without a usable expiration: answering within the default window",
 				"bounty", job.Bounty.ID.String(), "window", e.cfg.window)
 		}
-		made, err := NewJob(job.ID, job.Bounty, now, e.cfg.window)
+		made, err := broker.NewJob(job.ID, job.Bounty, now, e.cfg.window)
 		if err != nil {
 			return err
 		}
@@ -734,16 +735,16 @@ func (e *Engine) Serve(ctx context.Context) error {
 // the consumer stops (the host's ctx, or Shutdown giving up). It returns an
 // error, which hands the job back to its broker (its attempt not counted),
 // only when ctx ended before the answer was delivered: the job then comes
-// back unanswered, or with the answer kept (AnswerKeeper), which is then
+// back unanswered, or with the answer kept (broker.AnswerKeeper), which is then
 // delivered without a scan. Otherwise the job is settled: answered and
 // delivered, or the delivery given up (refused, the expiration or the
 // delivery window passed), which is reported to the error hooks.
 //
-// A suspect job (Job.Suspect) is handled alone; a job on its last call
-// (Job.Final) is answered unknown without a scan.
-func (e *Engine) handle(ctx context.Context, job Job) error {
+// A suspect job (broker.Job.Suspect) is handled alone; a job on its last call
+// (broker.Job.Final) is answered unknown without a scan.
+func (e *Engine) handle(ctx context.Context, job broker.Job) error {
 	now := time.Now()
-	b := e.withWindow(ctx, job.Bounty, now) // for a job not made by NewJob
+	b := e.withWindow(ctx, job.Bounty, now) // for a job not made by broker.NewJob
 	accepted := job.Accepted
 	if accepted.IsZero() {
 		accepted = now
@@ -781,7 +782,7 @@ func (e *Engine) handle(ctx context.Context, job Job) error {
 
 // lastCall answers a job its broker gives up on: unknown, SKIPPED, with the
 // broker's reason, without a scan, delivered while its expiration allows.
-func (e *Engine) lastCall(ctx context.Context, job Job, b Bounty, accepted time.Time) Result {
+func (e *Engine) lastCall(ctx context.Context, job broker.Job, b Bounty, accepted time.Time) Result {
 	why := fmt.Errorf("%w: %s", ErrGivenUp, job.Final)
 	if b.Expired(time.Now()) {
 		res := Result{Bounty: b, Err: fmt.Errorf("%w; expired, so not answered", why)}
@@ -896,7 +897,7 @@ func (e *Engine) shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, context.Cause(ctx))
-		var queued []Job
+		var queued []broker.Job
 		if e.ownBroker != nil {
 			// Abandon before cutting the running ones short: a job cut
 			// short is handed back, and once abandoned the broker no

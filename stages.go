@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/pipeline"
 	"github.com/polyswarm/psengine/protocol"
@@ -34,7 +35,7 @@ import (
 // request is a bounty the engine is to answer.
 type request struct {
 	bounty Bounty
-	job    *Job // the broker's job that brought it, if any
+	job    *broker.Job // the broker's job that brought it, if any
 	// content, when set, was fetched already (a local input) and mime
 	// detected from it; the request owns it.
 	content *fetch.Content
@@ -178,10 +179,10 @@ func (e *Engine) scanStage(ctx context.Context, f fetched) (scanned, error) {
 	return s, nil
 }
 
-// markScanning tells a broker that records it (ScanMarker) that job's scan
+// markScanning tells a broker that records it (broker.ScanMarker) that job's scan
 // is about to start in this process.
-func (e *Engine) markScanning(ctx context.Context, job *Job) {
-	m, ok := e.broker.(ScanMarker)
+func (e *Engine) markScanning(ctx context.Context, job *broker.Job) {
+	m, ok := e.broker.(broker.ScanMarker)
 	if !ok || job == nil {
 		return
 	}
@@ -251,11 +252,11 @@ func (e *Engine) bidFor(b Bounty, a Analysis) Analysis {
 	return a
 }
 
-// keepStage asks the broker to keep the answer of a job (AnswerKeeper)
+// keepStage asks the broker to keep the answer of a job (broker.AnswerKeeper)
 // before it is delivered: should the delivery not finish, the job comes
 // back with its answer, not to be scanned again.
-func (e *Engine) keepStage(ctx context.Context, job *Job, a answered) {
-	keeper, ok := e.broker.(AnswerKeeper)
+func (e *Engine) keepStage(ctx context.Context, job *broker.Job, a answered) {
+	keeper, ok := e.broker.(broker.AnswerKeeper)
 	if !ok || job == nil || a.bounty.ResponseURL == "" {
 		return
 	}

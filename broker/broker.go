@@ -5,8 +5,7 @@
 // DeadLetterStore), and Memory, the in-process reference implementation
 // and the engine's default. Durable and distributed brokers (localq,
 // natsq) implement it; psenginetest.TestBroker holds them all to the same
-// rules. Package psengine gives every name here under its own
-// (psengine.Job is broker.Job, psengine.MemoryBroker is broker.Memory).
+// rules. The engine takes one with psengine.WithBroker.
 package broker
 
 import (

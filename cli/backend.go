@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/fetch"
 )
@@ -39,7 +41,7 @@ type Connector func(ctx context.Context, log *slog.Logger) (Session, error)
 // every other use.
 type Session interface {
 	// Broker is the queue: a worker's engine serves it, intake submits to it.
-	Broker() psengine.Broker
+	Broker() broker.Broker
 	// WorkerOptions are the engine options a worker needs besides
 	// WithBroker(Broker()): reading artifacts staged by submitters and
 	// returning answers to them.

@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 )
 
@@ -64,7 +66,7 @@ type queueSession struct {
 	wg   sync.WaitGroup
 }
 
-func (s *queueSession) Broker() psengine.Broker          { return nil }
+func (s *queueSession) Broker() broker.Broker            { return nil }
 func (s *queueSession) WorkerOptions() []psengine.Option { return nil }
 func (s *queueSession) Close() error {
 	close(s.stop)

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/localq"
 )
@@ -93,7 +95,7 @@ func (p *Program) deadletters(ctx context.Context, args []string) error {
 }
 
 // deadLetterStore opens the queue whose dead letters deadletters acts on.
-func (p *Program) deadLetterStore(ctx context.Context, log *slog.Logger, queue string, conns map[string]Connector) (psengine.DeadLetterStore, func() error, error) {
+func (p *Program) deadLetterStore(ctx context.Context, log *slog.Logger, queue string, conns map[string]Connector) (broker.DeadLetterStore, func() error, error) {
 	if queue == "" || queue == "local" {
 		q, err := p.openIntakeStore(ctx, log)
 		if errors.Is(err, localq.ErrLocked) {
@@ -112,7 +114,7 @@ func (p *Program) deadLetterStore(ctx context.Context, log *slog.Logger, queue s
 	if err != nil {
 		return nil, nil, err
 	}
-	store, ok := sess.Broker().(psengine.DeadLetterStore)
+	store, ok := sess.Broker().(broker.DeadLetterStore)
 	if !ok {
 		_ = sess.Close()
 		return nil, nil, fmt.Errorf("the %s backend does not keep dead letters an operator can act on", queue)
@@ -131,7 +133,7 @@ type deadLetterLine struct {
 	Answer     *psengine.Verdict `json:"answer,omitempty"` // the verdict kept, if any
 }
 
-func (p *Program) printDeadLetter(d psengine.DeadLetter, asJSON bool) {
+func (p *Program) printDeadLetter(d broker.DeadLetter, asJSON bool) {
 	line := deadLetterLine{ID: d.Job.ID, Bounty: d.Job.Bounty.ID.String(), Attempts: d.Job.Attempt, At: d.At,
 		Expiration: d.Job.Bounty.Expiration}
 	if d.Err != nil {

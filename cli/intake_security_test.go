@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 )
@@ -19,7 +21,7 @@ import (
 // intakeProgram is a program whose webhook takes its environment from env
 // and, with --backend fake, queues on an in-process broker.
 func intakeProgram(env map[string]string) (*Program, *fakeBackend) {
-	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
+	backend := &fakeBackend{broker: broker.NewMemory(broker.MemoryConfig{})}
 	return &Program{
 		Name: "test",
 		Scanner: psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 )
@@ -347,7 +349,7 @@ func TestWebhookMetricsHealthReadiness(t *testing.T) {
 // counted, readiness follows the engine, and --update-interval updates the
 // definitions (counted by result; a failure keeps serving).
 func TestWorkerMetricsAndPeriodicUpdates(t *testing.T) {
-	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
+	backend := &fakeBackend{broker: broker.NewMemory(broker.MemoryConfig{})}
 	defer backend.broker.Close()
 	dir := t.TempDir()
 	s := &opsScanner{}
@@ -360,7 +362,7 @@ func TestWorkerMetricsAndPeriodicUpdates(t *testing.T) {
 	psenginetest.Eventually(t, "ready", func() bool { code, _ := get(t, r.metrics+"/readyz"); return code == 200 })
 	for i, c := range []string{"MALWARE", "clean", "clean again"} {
 		b := psenginetest.Bounty([]byte(c), psenginetest.WithID(strconv.Itoa(i+1)))
-		if err := backend.broker.Submit(context.Background(), psengine.Job{ID: b.ID.String(), Bounty: b}); err != nil {
+		if err := backend.broker.Submit(context.Background(), broker.Job{ID: b.ID.String(), Bounty: b}); err != nil {
 			t.Fatal(err)
 		}
 	}

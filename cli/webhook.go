@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/deliver"
 	"github.com/polyswarm/psengine/envdirs"
@@ -177,19 +179,19 @@ func (p *Program) intake(ctx context.Context, log *slog.Logger, connect Connecto
 		}
 		// The backend's queue is durable: nothing to drain here. Jobs are
 		// made here, as the engine's SubmitJob makes them.
-		broker := sess.Broker()
-		submit := func(ctx context.Context, job psengine.Job) error {
+		q := sess.Broker()
+		submit := func(ctx context.Context, job broker.Job) error {
 			now := time.Now()
-			job, err := psengine.NewJob(job.ID, job.Bounty, now, psengine.DefaultLocalTTL)
+			job, err := broker.NewJob(job.ID, job.Bounty, now, psengine.DefaultLocalTTL)
 			if err != nil {
 				return err
 			}
 			if job.Bounty.Expired(now) {
 				return fmt.Errorf("%w: at %s", psengine.ErrExpired, now.UTC().Format(time.RFC3339))
 			}
-			return broker.Submit(ctx, job)
+			return q.Submit(ctx, job)
 		}
-		return webhook.SubmitFunc(submit), func(context.Context) error { broker.Close(); return sess.Close() }, nil
+		return webhook.SubmitFunc(submit), func(context.Context) error { q.Close(); return sess.Close() }, nil
 	}
 	// Bounties arrive from the network: by default they may reference
 	// http(s) and data: artifacts only, and artifacts and response URLs on

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 )
@@ -49,7 +51,7 @@ func TestWebhookStopBeforeServe(t *testing.T) {
 // The same for `worker`: a signal that comes before Serve began ends the
 // worker with status 0.
 func TestWorkerStopBeforeServe(t *testing.T) {
-	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
+	backend := &fakeBackend{broker: broker.NewMemory(broker.MemoryConfig{})}
 	var stderr psenginetest.SyncBuffer
 	home := t.TempDir()
 	p := &Program{

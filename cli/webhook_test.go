@@ -12,13 +12,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
 // fakeBackend is a registered backend whose queue is an in-process broker.
 type fakeBackend struct {
-	broker *psengine.MemoryBroker
+	broker *broker.Memory
 	mu     sync.Mutex
 	closed int
 }
@@ -29,7 +31,7 @@ func (f *fakeBackend) Flags(*flag.FlagSet) Connector {
 
 type fakeSession struct{ f *fakeBackend }
 
-func (s fakeSession) Broker() psengine.Broker          { return s.f.broker }
+func (s fakeSession) Broker() broker.Broker            { return s.f.broker }
 func (s fakeSession) WorkerOptions() []psengine.Option { return nil }
 func (s fakeSession) Analyze(context.Context, []Request) iter.Seq[psengine.Result] {
 	return func(func(psengine.Result) bool) {}
@@ -44,7 +46,7 @@ func (s fakeSession) Close() error {
 // With a registered backend, `webhook` is intake only: signed bounties go
 // to the backend's queue, and the session is closed on the way out.
 func TestWebhookWithBackend(t *testing.T) {
-	backend := &fakeBackend{broker: psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{})}
+	backend := &fakeBackend{broker: broker.NewMemory(broker.MemoryConfig{})}
 	out, stdout := io.Pipe()
 	var stderr psenginetest.SyncBuffer // read by listeningURL while the program writes
 	p := &Program{

@@ -8,21 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine/localq"
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
 // BenchmarkSubmit: 64 goroutines submit jobs at once (each Submit waits
-// for its commit), against the MemoryBroker; a consumer acknowledges them.
+// for its commit), against broker.Memory; a consumer acknowledges them.
 // Reports jobs/s beside ns/op and cpu-ns/op.
 func BenchmarkSubmit(b *testing.B) {
 	for _, name := range []string{"memory", "localq"} {
 		b.Run(name, func(b *testing.B) {
-			var q psengine.Broker
+			var q broker.Broker
 			var release func()
 			if name == "memory" {
-				m := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+				m := broker.NewMemory(broker.MemoryConfig{Capacity: 1 << 20})
 				q, release = m, m.Close
 			} else {
 				l, err := localq.Open(filepath.Join(b.TempDir(), localq.DefaultFile), localq.Config{Capacity: 1 << 20})
@@ -35,7 +36,7 @@ func BenchmarkSubmit(b *testing.B) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				_ = q.Consume(ctx, func(context.Context, psengine.Job) error { return nil })
+				_ = q.Consume(ctx, func(context.Context, broker.Job) error { return nil })
 			}()
 			defer func() { cancel(); <-done; release() }()
 			bounty := psenginetest.Bounty([]byte("x"), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
@@ -46,7 +47,7 @@ func BenchmarkSubmit(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					id := fmt.Sprint(n.Add(1))
-					if err := q.Submit(context.Background(), psengine.Job{ID: id, Key: id, Bounty: bounty}); err != nil {
+					if err := q.Submit(context.Background(), broker.Job{ID: id, Key: id, Bounty: bounty}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -1,4 +1,4 @@
-// Package localq is a durable psengine.Broker for one machine: jobs are
+// Package localq is a durable broker.Broker for one machine: jobs are
 // recorded in a bbolt store, normally in the engine's state directory
 // (envdirs.Dirs.State), so that a bounty answered 202 survives the process.
 //
@@ -13,7 +13,7 @@
 //     again by the next Open, with the attempt count and the answer kept
 //     (KeepAnswer) they had; jobs whose bounty expired meanwhile are
 //     removed and reported (Config.OnExpired, a warning naming each).
-//   - Delivery follows psenginetest.TestBroker like the MemoryBroker's (the
+//   - Delivery follows psenginetest.TestBroker like broker.Memory's (the
 //     two share one dispatcher): at least once; a failure raises the
 //     attempt and redelivers with backoff; a job handed back because its
 //     consumer stopped (Shutdown's deadline) costs no attempt and stays
@@ -22,17 +22,17 @@
 //     dead-lettered; a permanent error dead-letters at once.
 //   - A job whose scan ends the process (an os.Exit or fatal error in a
 //     scanner) is charged for it, and its neighbours are not. The engine
-//     marks a job scanning (psengine.ScanMarker) before its scan and the
+//     marks a job scanning (broker.ScanMarker) before its scan and the
 //     mark ends when its answer is kept. The next Open makes each job it
-//     finds marked a suspect (psengine.Job.Suspect), which the engine
+//     finds marked a suspect (broker.Job.Suspect), which the engine
 //     handles alone; no attempt is counted. A suspect found marked died
 //     alone: that counts, and after Config.MaxAttempts such deaths the job
-//     gets its last call (psengine.Job.Final, wrapping
+//     gets its last call (broker.Job.Final, wrapping
 //     psengine.ErrWorkerDied's message) and is dead-lettered. Dead letters
 //     are logged as errors, and can be listed, requeued and dropped
-//     (psengine.DeadLetterStore).
-//   - A job whose ID or Key (psengine.BountyKey) was taken is dropped, until
-//     the bounty's expiration (psengine.KeyRetention), across restarts: a
+//     (broker.DeadLetterStore).
+//   - A job whose ID or Key (broker.BountyKey) was taken is dropped, until
+//     the bounty's expiration (broker.KeyRetention), across restarts: a
 //     signed body replayed under new delivery ids is scanned once.
 //   - The store does not grow without bound: settled jobs are removed, IDs
 //     and keys are forgotten after their bounty's expiration, and only the

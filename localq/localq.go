@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/internal/jobq"
 	"github.com/polyswarm/psengine/pipeline"
@@ -49,8 +51,8 @@ type Config struct {
 	// defaults).
 	Backoff pipeline.Backoff
 	// KeyWindow is how long the ID and Key of a job whose bounty has no
-	// expiration are remembered (default psengine.DefaultKeyWindow); see
-	// psengine.KeyRetention.
+	// expiration are remembered (default broker.DefaultKeyWindow); see
+	// broker.KeyRetention.
 	KeyWindow time.Duration
 	// DeadLetters is how many dead letters the store keeps for
 	// inspection; beyond, the oldest is removed (default
@@ -64,11 +66,11 @@ type Config struct {
 	Logger *slog.Logger
 	// OnDeadLetter, when set, is called (in the consumer's goroutine) for
 	// each job dead-lettered.
-	OnDeadLetter func(psengine.DeadLetter)
+	OnDeadLetter func(broker.DeadLetter)
 	// OnExpired, when set, is called by Open for each recorded job whose
 	// bounty expired while no process had the store open: the job is
 	// removed unanswered (an answer after the expiration does not count).
-	OnExpired func(psengine.Job)
+	OnExpired func(broker.Job)
 
 	now func() time.Time // the clock of expirations (tests)
 }
@@ -87,17 +89,17 @@ var (
 	bucketMarks   = []byte("marks")   // sequence number -> empty: scanning
 )
 
-// Broker is a psengine.Broker whose jobs are recorded in a file (a bbolt
+// Broker is a broker.Broker whose jobs are recorded in a file (a bbolt
 // store): Submit returns once the job is committed to disk, and jobs not
 // settled when the process stops or dies are delivered again by the next
-// Open. It is also a psengine.AnswerKeeper, a psengine.ScanMarker and a
-// psengine.DeadLetterStore. Safe for concurrent use; one process at a time
+// Open. It is also a broker.AnswerKeeper, a broker.ScanMarker and a
+// broker.DeadLetterStore. Safe for concurrent use; one process at a time
 // has the file open.
 type Broker struct {
 	cfg Config
 	log *slog.Logger
 	db  *bolt.DB
-	q   *jobq.Queue[psengine.Job]
+	q   *jobq.Queue[broker.Job]
 
 	mu        sync.Mutex
 	seq       uint64                   // the last sequence number given to a job
@@ -121,10 +123,10 @@ type Broker struct {
 }
 
 var (
-	_ psengine.Broker          = (*Broker)(nil)
-	_ psengine.AnswerKeeper    = (*Broker)(nil)
-	_ psengine.ScanMarker      = (*Broker)(nil)
-	_ psengine.DeadLetterStore = (*Broker)(nil)
+	_ broker.Broker          = (*Broker)(nil)
+	_ broker.AnswerKeeper    = (*Broker)(nil)
+	_ broker.ScanMarker      = (*Broker)(nil)
+	_ broker.DeadLetterStore = (*Broker)(nil)
 )
 
 // Open opens (creating it and its directory when missing) the store at
@@ -141,7 +143,7 @@ func Open(path string, cfg Config) (*Broker, error) {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.KeyWindow <= 0 {
-		cfg.KeyWindow = psengine.DefaultKeyWindow
+		cfg.KeyWindow = broker.DefaultKeyWindow
 	}
 	if cfg.DeadLetters <= 0 {
 		cfg.DeadLetters = DefaultDeadLetters
@@ -190,7 +192,7 @@ func Open(path string, cfg Config) (*Broker, error) {
 		settling: make(map[uint64]struct{}),
 	}
 	q.settlingCond = sync.NewCond(&q.settlingMu)
-	q.q = jobq.New(jobq.Config[psengine.Job]{MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, Store: store{q}, OnSettled: q.settled})
+	q.q = jobq.New(jobq.Config[broker.Job]{MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, Store: store{q}, OnSettled: q.settled})
 	if err := q.load(cfg.now()); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("localq: reading %s: %w", path, err)
@@ -224,8 +226,8 @@ func (q *Broker) write(fn func(tx *bolt.Tx) error) (bool, error) {
 // scanning: each becomes a suspect, to be run alone; a suspect that died
 // alone counts a crash, and after MaxAttempts of them gets its last call.
 func (q *Broker) load(now time.Time) error {
-	var expired []psengine.Job
-	var suspects, others []*jobq.Entry[psengine.Job]
+	var expired []broker.Job
+	var suspects, others []*jobq.Entry[broker.Job]
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		expired, suspects, others = expired[:0], suspects[:0], others[:0]
 		q.seq = 0
@@ -288,7 +290,7 @@ func (q *Broker) load(now time.Time) error {
 				continue
 			}
 			seen[job.ID] = true
-			e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: seq, Attempt: job.Attempt, Final: job.Final, Alone: job.Suspect, Job: job}
+			e := &jobq.Entry[broker.Job]{ID: job.ID, Seq: seq, Attempt: job.Attempt, Final: job.Final, Alone: job.Suspect, Job: job}
 			if job.Suspect {
 				q.crashes[job.ID] = s.crashes
 				suspects = append(suspects, e)
@@ -351,12 +353,12 @@ func remembered(m map[string]time.Time, s string, now time.Time) bool {
 }
 
 // Submit records job and returns once it is committed to the store; see
-// psengine.Broker. A job whose ID or Key is remembered (pending, or
+// broker.Broker. A job whose ID or Key is remembered (pending, or
 // settled and its bounty not yet expired) is refused with
 // psengine.ErrDuplicate. The job is recorded as it is: it was made by
-// psengine.NewJob (the engine's SubmitJob), validated there. Its Answer is
+// broker.NewJob (the engine's SubmitJob), validated there. Its Answer is
 // not recorded (see KeepAnswer).
-func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
+func (q *Broker) Submit(ctx context.Context, job broker.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -411,8 +413,8 @@ func (q *Broker) Submit(ctx context.Context, job psengine.Job) error {
 		sweep = true
 	}
 	q.seq++
-	e := &jobq.Entry[psengine.Job]{ID: job.ID, Seq: q.seq, Attempt: job.Attempt, Job: job}
-	until := psengine.KeyRetention(job.Bounty, now, q.cfg.KeyWindow)
+	e := &jobq.Entry[broker.Job]{ID: job.ID, Seq: q.seq, Attempt: job.Attempt, Job: job}
+	until := broker.KeyRetention(job.Bounty, now, q.cfg.KeyWindow)
 	done := make(chan struct{})
 	q.writing[idSlot] = done
 	if keySlot != "" {
@@ -491,16 +493,16 @@ func forgetSeen(tx *bolt.Tx, now time.Time) error {
 	return nil
 }
 
-// Consume delivers jobs to h; see psengine.Broker. After Release it returns
+// Consume delivers jobs to h; see broker.Broker. After Release it returns
 // psengine.ErrClosed.
-func (q *Broker) Consume(ctx context.Context, h psengine.Handler) error {
+func (q *Broker) Consume(ctx context.Context, h broker.Handler) error {
 	q.mu.Lock()
 	released := q.released
 	q.mu.Unlock()
 	if released {
 		return psengine.ErrClosed
 	}
-	return q.q.Consume(ctx, func(ctx context.Context, e *jobq.Entry[psengine.Job]) error {
+	return q.q.Consume(ctx, func(ctx context.Context, e *jobq.Entry[broker.Job]) error {
 		job := e.Job
 		job.Attempt, job.Final = e.Attempt, e.Final
 		return h(ctx, job)
@@ -511,7 +513,7 @@ func (q *Broker) Consume(ctx context.Context, h psengine.Handler) error {
 type store struct{ q *Broker }
 
 // Settle records what becomes of a job: see jobq.Store.
-func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason error) error {
+func (s store) Settle(e *jobq.Entry[broker.Job], how jobq.Settlement, reason error) error {
 	q := s.q
 	job := e.Job
 	job.Attempt, job.Final = e.Attempt, e.Final
@@ -571,13 +573,13 @@ func (s store) Settle(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason e
 }
 
 // settled reports dead letters.
-func (q *Broker) settled(e *jobq.Entry[psengine.Job], how jobq.Settlement, reason error) {
+func (q *Broker) settled(e *jobq.Entry[broker.Job], how jobq.Settlement, reason error) {
 	if how != jobq.Dead {
 		return
 	}
 	job := e.Job
 	job.Attempt, job.Final = e.Attempt, e.Final
-	d := psengine.DeadLetter{Job: job, Err: reason, At: time.Now().UTC()}
+	d := broker.DeadLetter{Job: job, Err: reason, At: time.Now().UTC()}
 	q.log.Error("localq: job given up on (dead-lettered)", "job", d.Job.ID, "bounty", d.Job.Bounty.ID.String(),
 		"attempts", d.Job.Attempt, "err", d.Err)
 	if q.cfg.OnDeadLetter != nil {
@@ -587,7 +589,7 @@ func (q *Broker) settled(e *jobq.Entry[psengine.Job], how jobq.Settlement, reaso
 
 // putDead records job as a dead letter given up with err, then removes
 // the drop oldest dead letters.
-func putDead(tx *bolt.Tx, job psengine.Job, err error, drop int) error {
+func putDead(tx *bolt.Tx, job broker.Job, err error, drop int) error {
 	data, encErr := encodeJob(stored{job: job})
 	if encErr != nil {
 		return encErr
@@ -623,12 +625,12 @@ func dropOldestDead(tx *bolt.Tx, n int) error {
 
 // MarkScanning records that job's scan starts in this process, and
 // returns once that is on disk, and once every settlement asked for before
-// it returns is too; see psengine.ScanMarker. So should the scan end the
+// it returns is too; see broker.ScanMarker. So should the scan end the
 // process at once, no answer delivered before it is delivered again: a
 // neighbour's answer delivered while its settlement was still being
 // written would otherwise come back with its job (a crash in the middle of
 // a long scan can still cost the answers delivered during it that much).
-func (q *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
+func (q *Broker) MarkScanning(ctx context.Context, job broker.Job) error {
 	if _, err := q.update(ctx, job.ID, "marking the scan of", func(tx *bolt.Tx, key []byte) error {
 		return tx.Bucket(bucketMarks).Put(key, []byte{})
 	}); err != nil {
@@ -682,8 +684,8 @@ func (q *Broker) settledBefore() {
 // it is committed: if the process stops or dies before the job is settled,
 // its next delivery (after the next Open, then) carries the answer in
 // Job.Answer. It ends the job's scanning mark and its suspicion. See
-// psengine.AnswerKeeper.
-func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengine.Analysis) error {
+// broker.AnswerKeeper.
+func (q *Broker) KeepAnswer(ctx context.Context, job broker.Job, answer psengine.Analysis) error {
 	data, err := json.Marshal(answer)
 	if err != nil {
 		return fmt.Errorf("localq: keeping the answer of job %q: %w", job.ID, err)
@@ -700,7 +702,7 @@ func (q *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengi
 	q.mu.Lock()
 	delete(q.scanning, job.ID)
 	q.mu.Unlock()
-	q.q.Update(job.ID, func(e *jobq.Entry[psengine.Job]) {
+	q.q.Update(job.ID, func(e *jobq.Entry[broker.Job]) {
 		if e.Seq == seq {
 			e.Job.Answer, e.Job.Suspect = &answer, false
 		}
@@ -717,7 +719,7 @@ func (q *Broker) update(ctx context.Context, id, what string, write func(tx *bol
 	}
 	var seq uint64
 	q.mu.Lock()
-	if !q.q.Update(id, func(e *jobq.Entry[psengine.Job]) { seq = e.Seq }) || q.released {
+	if !q.q.Update(id, func(e *jobq.Entry[broker.Job]) { seq = e.Seq }) || q.released {
 		q.mu.Unlock()
 		return 0, fmt.Errorf("localq: %s job %q: the job is not pending", what, id)
 	}
@@ -757,13 +759,13 @@ func (q *Broker) Drain(ctx context.Context) error { return q.q.Drain(ctx) }
 // to a consumer (queued, or waiting for a redelivery) are returned and stay
 // recorded for the next Open, as do the running jobs handed back. Consume
 // returns nil once the running jobs are settled.
-func (q *Broker) Abandon() []psengine.Job {
+func (q *Broker) Abandon() []broker.Job {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
 	es := q.q.Abandon()
-	slices.SortFunc(es, func(a, b *jobq.Entry[psengine.Job]) int { return compareSeq(a.Seq, b.Seq) })
-	jobs := make([]psengine.Job, 0, len(es))
+	slices.SortFunc(es, func(a, b *jobq.Entry[broker.Job]) int { return compareSeq(a.Seq, b.Seq) })
+	jobs := make([]broker.Job, 0, len(es))
 	for _, e := range es {
 		job := e.Job
 		job.Attempt, job.Final = e.Attempt, e.Final
@@ -806,8 +808,8 @@ func (q *Broker) Len() int { return q.q.Len() }
 
 // Recorded returns the jobs the store holds and no consumer settled, in
 // order of arrival: what the next Open delivers if this process stops now.
-func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
-	var jobs []psengine.Job
+func (q *Broker) Recorded(ctx context.Context) ([]broker.Job, error) {
+	var jobs []broker.Job
 	err := q.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
@@ -826,10 +828,10 @@ func (q *Broker) Recorded(ctx context.Context) ([]psengine.Job, error) {
 }
 
 // DeadLetters returns the dead letters the store keeps (the newest
-// Config.DeadLetters), oldest first; see psengine.DeadLetterStore. Their
+// Config.DeadLetters), oldest first; see broker.DeadLetterStore. Their
 // Err carries the message of the error the job was given up with.
-func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error) {
-	var out []psengine.DeadLetter
+func (q *Broker) DeadLetters(ctx context.Context) ([]broker.DeadLetter, error) {
+	var out []broker.DeadLetter
 	err := q.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
@@ -850,32 +852,32 @@ func (q *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 	return out, nil
 }
 
-func decodeDead(v []byte) (psengine.DeadLetter, error) {
+func decodeDead(v []byte) (broker.DeadLetter, error) {
 	var d deadRecord
 	if err := json.Unmarshal(v, &d); err != nil {
-		return psengine.DeadLetter{}, err
+		return broker.DeadLetter{}, err
 	}
 	s, err := decodeJob(bytes.TrimSpace(d.Job))
 	if err != nil {
-		return psengine.DeadLetter{}, err
+		return broker.DeadLetter{}, err
 	}
-	return psengine.DeadLetter{Job: s.job, Err: errors.New(d.Err), At: d.At}, nil
+	return broker.DeadLetter{Job: s.job, Err: errors.New(d.Err), At: d.At}, nil
 }
 
 // findDead returns the store key of the newest dead letter of job id.
-func findDead(tx *bolt.Tx, id string) (key []byte, d psengine.DeadLetter, ok bool) {
+func findDead(tx *bolt.Tx, id string) (key []byte, d broker.DeadLetter, ok bool) {
 	c := tx.Bucket(bucketDead).Cursor()
 	for k, v := c.Last(); k != nil; k, v = c.Prev() {
 		if got, err := decodeDead(v); err == nil && got.Job.ID == id {
 			return slices.Clone(k), got, true
 		}
 	}
-	return nil, psengine.DeadLetter{}, false
+	return nil, broker.DeadLetter{}, false
 }
 
 // Requeue records the job of the dead letter of job id again, as new
 // (attempt 1, the answer it kept if any), and queues it; see
-// psengine.DeadLetterStore. A job whose bounty expired is not requeued.
+// broker.DeadLetterStore. A job whose bounty expired is not requeued.
 func (q *Broker) Requeue(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -894,11 +896,11 @@ func (q *Broker) Requeue(ctx context.Context, id string) error {
 	q.ops.Add(1)
 	q.mu.Unlock()
 	defer q.ops.Done()
-	var job psengine.Job
+	var job broker.Job
 	err := q.commit(func(tx *bolt.Tx) error {
 		k, d, ok := findDead(tx, id)
 		if !ok {
-			return fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+			return fmt.Errorf("%w: %q", broker.ErrNoDeadLetter, id)
 		}
 		job = d.Job
 		if job.Bounty.Expired(q.cfg.now()) {
@@ -916,11 +918,11 @@ func (q *Broker) Requeue(ctx context.Context, id string) error {
 	q.mu.Lock()
 	q.deadCount--
 	q.mu.Unlock()
-	q.q.Restore([]*jobq.Entry[psengine.Job]{{ID: job.ID, Seq: seq, Attempt: 1, Job: job}})
+	q.q.Restore([]*jobq.Entry[broker.Job]{{ID: job.ID, Seq: seq, Attempt: 1, Job: job}})
 	return nil
 }
 
-// Drop forgets the dead letter of job id; see psengine.DeadLetterStore.
+// Drop forgets the dead letter of job id; see broker.DeadLetterStore.
 func (q *Broker) Drop(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -928,7 +930,7 @@ func (q *Broker) Drop(ctx context.Context, id string) error {
 	ok, err := q.write(func(tx *bolt.Tx) error {
 		k, _, ok := findDead(tx, id)
 		if !ok {
-			return fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+			return fmt.Errorf("%w: %q", broker.ErrNoDeadLetter, id)
 		}
 		return tx.Bucket(bucketDead).Delete(k)
 	})

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/localq"
@@ -52,12 +54,12 @@ func TestBrokerConformance(t *testing.T) {
 	})
 }
 
-func job(id, key string, opts ...psenginetest.BountyOption) psengine.Job {
+func job(id, key string, opts ...psenginetest.BountyOption) broker.Job {
 	b := psenginetest.Bounty([]byte(id), append([]psenginetest.BountyOption{psenginetest.WithID(id)}, opts...)...)
-	return psengine.Job{ID: id, Key: key, Bounty: b}
+	return broker.Job{ID: id, Key: key, Bounty: b}
 }
 
-func mustSubmit(t *testing.T, q psengine.Broker, j psengine.Job) {
+func mustSubmit(t *testing.T, q broker.Broker, j broker.Job) {
 	t.Helper()
 	if err := q.Submit(context.Background(), j); err != nil {
 		t.Fatalf("Submit(%s): %v", j.ID, err)
@@ -65,7 +67,7 @@ func mustSubmit(t *testing.T, q psengine.Broker, j psengine.Job) {
 }
 
 // mustRefuse submits a duplicate: Submit must refuse it.
-func mustRefuse(t *testing.T, q psengine.Broker, j psengine.Job) {
+func mustRefuse(t *testing.T, q broker.Broker, j broker.Job) {
 	t.Helper()
 	if err := q.Submit(context.Background(), j); !errors.Is(err, psengine.ErrDuplicate) {
 		t.Fatalf("Submit(%s): %v, want ErrDuplicate", j.ID, err)
@@ -74,17 +76,17 @@ func mustRefuse(t *testing.T, q psengine.Broker, j psengine.Job) {
 
 // collect consumes q with h until want jobs were acknowledged, then stops
 // and returns every delivery seen, by job ID.
-func collect(t *testing.T, q psengine.Broker, want int, h psengine.Handler) map[string][]psengine.Job {
+func collect(t *testing.T, q broker.Broker, want int, h broker.Handler) map[string][]broker.Job {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
-	seen := map[string][]psengine.Job{}
+	seen := map[string][]broker.Job{}
 	acked := 0
 	done := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- q.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+		errc <- q.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 			err := h(ctx, j)
 			mu.Lock()
 			defer mu.Unlock()
@@ -111,7 +113,7 @@ func collect(t *testing.T, q psengine.Broker, want int, h psengine.Handler) map[
 	return seen
 }
 
-func ack(context.Context, psengine.Job) error { return nil }
+func ack(context.Context, broker.Job) error { return nil }
 
 // Reopened, the store delivers what was not settled, with its attempt and
 // kept answer, and not what was; settled IDs and keys still drop
@@ -134,7 +136,7 @@ func TestReopenDeliversWhatWasNotSettled(t *testing.T) {
 	settled := make(chan struct{}, 2)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- q.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+		errc <- q.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 			defer func() { settled <- struct{}{} }()
 			switch j.ID {
 			case "acked":
@@ -222,7 +224,7 @@ func TestOpenRemovesExpired(t *testing.T) {
 	var expired []string
 	var logs psenginetest.SyncBuffer
 	cfg := fastConfig()
-	cfg.OnExpired = func(j psengine.Job) { expired = append(expired, j.ID) }
+	cfg.OnExpired = func(j broker.Job) { expired = append(expired, j.ID) }
 	cfg.Logger = slogTo(&logs)
 	q = open(t, path, cfg)
 	if diff := cmp.Diff([]string{"stale"}, expired); diff != "" {
@@ -285,7 +287,7 @@ func TestDeadLettersBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- q.Consume(ctx, func(context.Context, psengine.Job) error {
+		errc <- q.Consume(ctx, func(context.Context, broker.Job) error {
 			defer calls.Done()
 			return psengine.Permanent(errors.New("poison"))
 		})
@@ -428,7 +430,7 @@ func runChild(path string) {
 			os.Exit(1)
 		}
 	}
-	_ = q.Consume(context.Background(), func(ctx context.Context, j psengine.Job) error {
+	_ = q.Consume(context.Background(), func(ctx context.Context, j broker.Job) error {
 		a := psengine.Analysis{Verdict: psengine.Malicious, Metadata: psengine.Metadata{MalwareFamily: "Kept.Before.Kill"}}
 		if err := q.KeepAnswer(ctx, j, a); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -510,7 +512,7 @@ const poisonExit = 3
 // records a poison job and two innocent ones; every run then consumes,
 // ending the process with poisonExit when it takes the poison job.
 func runPoison(path string) {
-	q, err := localq.Open(path, localq.Config{MaxAttempts: 3, OnDeadLetter: func(d psengine.DeadLetter) {
+	q, err := localq.Open(path, localq.Config{MaxAttempts: 3, OnDeadLetter: func(d broker.DeadLetter) {
 		fmt.Printf("dead %s %v\n", d.Job.ID, d.Err)
 	}})
 	if err != nil {
@@ -527,7 +529,7 @@ func runPoison(path string) {
 	}
 	q.Close() // Consume returns once the store is drained
 	// One consumer, as an engine's scans: marked, scanned, answer kept.
-	err = q.Consume(context.Background(), func(ctx context.Context, j psengine.Job) error {
+	err = q.Consume(context.Background(), func(ctx context.Context, j broker.Job) error {
 		if j.Final != "" {
 			fmt.Println("last call", j.ID)
 			return nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,7 +27,7 @@ type record struct {
 	Bounty   psengine.Bounty    `json:"bounty"`
 	Answer   *psengine.Analysis `json:"answer,omitempty"`
 	// Scanning marks a job whose scan started in this process (see
-	// psengine.ScanMarker) and whose answer is not kept yet: found so by
+	// broker.ScanMarker) and whose answer is not kept yet: found so by
 	// the next Open, the process died while scanning it.
 	Scanning bool `json:"scanning,omitempty"`
 	// Suspect marks a job found scanning after a death: it runs alone.
@@ -39,7 +41,7 @@ type record struct {
 
 // stored is a job with what the store records of it besides.
 type stored struct {
-	job      psengine.Job
+	job      broker.Job
 	scanning bool
 	crashes  int
 }
@@ -80,7 +82,7 @@ func decodeJob(data []byte) (stored, error) {
 	if err := r.Bounty.Validate(); err != nil {
 		return stored{}, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
-	job := psengine.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Accepted: r.Accepted, Bounty: r.Bounty,
+	job := broker.Job{ID: r.ID, Key: r.Key, Attempt: r.Attempt, Accepted: r.Accepted, Bounty: r.Bounty,
 		Suspect: r.Suspect, Final: r.Final, Answer: r.Answer}
 	return stored{job: job, scanning: r.Scanning || r.Running, crashes: r.Crashes}, nil
 }

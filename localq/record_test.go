@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/polyswarm/psengine"
@@ -13,15 +15,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func sampleJobs() []psengine.Job {
+func sampleJobs() []broker.Job {
 	b := psenginetest.Bounty([]byte("sample"), psenginetest.WithID("18446744073709551617"),
 		psenginetest.WithResponseURL("https://api.example/answer"))
 	vote := psenginetest.Bounty([]byte("vote"), psenginetest.WithID("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
 		psenginetest.WithPhase(psengine.Arbitration), psenginetest.WithURI("https://artifacts.example/x"))
 	vote.Duration, vote.TaskedAt = 1500*time.Millisecond, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	return []psengine.Job{
-		{ID: "delivery-1", Key: psengine.BountyKey(b), Attempt: 1, Bounty: b},
-		{ID: "v", Key: psengine.BountyKey(vote), Attempt: 3, Bounty: vote, Answer: &psengine.Analysis{
+	return []broker.Job{
+		{ID: "delivery-1", Key: broker.BountyKey(b), Attempt: 1, Bounty: b},
+		{ID: "v", Key: broker.BountyKey(vote), Attempt: 3, Bounty: vote, Answer: &psengine.Analysis{
 			Verdict: psengine.Suspicious, Confidence: 0.5, Score: 60, Likelihood: 70,
 			Metadata: psengine.Metadata{Comments: []string{"a"}, Extra: map[string]any{"k": "v"}}}},
 	}
@@ -62,7 +64,7 @@ func TestRecordVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := psengine.Job{ID: "d-1", Key: "k", Attempt: 2, Bounty: b}
+	want := broker.Job{ID: "d-1", Key: "k", Attempt: 2, Bounty: b}
 	if diff := cmp.Diff(want, got.job, psenginetest.BountyOptions); diff != "" || !got.scanning {
 		t.Errorf("version 1 record: scanning %v, (-want +got):\n%s", got.scanning, diff)
 	}

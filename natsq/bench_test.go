@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
@@ -90,11 +92,11 @@ func BenchmarkEngine(b *testing.B) {
 	for _, workers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			nc := connect(b, startServer(b, ""))
-			broker := newBroker(b, nc, natsqBenchConfig())
+			q := newBroker(b, nc, natsqBenchConfig())
 			var got atomic.Int64
 			all := make(chan struct{})
-			e := psengine.New(noopScanner, append(broker.WorkerOptions(),
-				psengine.WithBroker(broker), psengine.WithWorkers(workers),
+			e := psengine.New(noopScanner, append(q.WorkerOptions(),
+				psengine.WithBroker(q), psengine.WithWorkers(workers),
 				psengine.OnSuccess(func(context.Context, psengine.Result) {
 					if got.Add(1) == int64(b.N) {
 						close(all)
@@ -166,10 +168,10 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 			}
 			defer cc.Stop()
 
-			broker := newBroker(b, nc, natsqBenchConfig())
+			q := newBroker(b, nc, natsqBenchConfig())
 			libDone := make(chan struct{}, 1)
 			var libGot, libWant atomic.Int64
-			e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker), psengine.WithWorkers(workers),
+			e := psengine.New(noopScanner, append(q.WorkerOptions(), psengine.WithBroker(q), psengine.WithWorkers(workers),
 				psengine.OnSuccess(func(context.Context, psengine.Result) {
 					if libGot.Add(1) == libWant.Load() {
 						libDone <- struct{}{}
@@ -233,9 +235,9 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 // queueing): Engine.Submit until the worker's success hook runs.
 func BenchmarkLatency(b *testing.B) {
 	nc := connect(b, startServer(b, ""))
-	broker := newBroker(b, nc, natsqBenchConfig())
+	q := newBroker(b, nc, natsqBenchConfig())
 	answered := make(chan struct{}, 1)
-	e := psengine.New(noopScanner, append(broker.WorkerOptions(), psengine.WithBroker(broker),
+	e := psengine.New(noopScanner, append(q.WorkerOptions(), psengine.WithBroker(q),
 		psengine.OnSuccess(func(context.Context, psengine.Result) { answered <- struct{}{} }))...)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -277,7 +279,7 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 			defer srv.Shutdown()
 			nc := connect(b, srv)
 			prefix := fmt.Sprintf("procs%d", procs)
-			broker := newBroker(b, nc, natsq.Config{Prefix: prefix})
+			q := newBroker(b, nc, natsq.Config{Prefix: prefix})
 			defer startWorkerProcesses(b, srv.ClientURL(), prefix, procs)()
 			js, _ := jetstream.New(nc)
 			cons, err := js.Consumer(context.Background(), prefix+"_jobs", prefix+"_workers")
@@ -293,7 +295,7 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 				reqs[i] = natsq.Request{Bounty: dataBounty(i)}
 			}
 			b.ResetTimer()
-			for res := range broker.Analyze(context.Background(), reqs) {
+			for res := range q.Analyze(context.Background(), reqs) {
 				if !res.Answered {
 					b.Fatalf("%s: %v", res.Bounty.ID, res.Err)
 				}
@@ -318,10 +320,10 @@ func BenchmarkWorkerDrain(b *testing.B) {
 			defer srv.Shutdown()
 			nc := connect(b, srv)
 			prefix := fmt.Sprintf("drain%d", procs)
-			broker := newBroker(b, nc, natsq.Config{Prefix: prefix})
+			q := newBroker(b, nc, natsq.Config{Prefix: prefix})
 			for i := range b.N {
 				bt := dataBounty(i)
-				if err := broker.Submit(context.Background(), psengine.Job{ID: bt.ID.String(), Bounty: bt}); err != nil {
+				if err := q.Submit(context.Background(), broker.Job{ID: bt.ID.String(), Bounty: bt}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -360,7 +362,7 @@ func BenchmarkBroker(b *testing.B) {
 	for _, consumers := range []int{1, 4, 256} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
 			nc := connect(b, startServer(b, ""))
-			broker := newBroker(b, nc, natsqBenchConfig())
+			q := newBroker(b, nc, natsqBenchConfig())
 			var got atomic.Int64
 			all := make(chan struct{})
 			ctx, cancel := context.WithCancel(context.Background())
@@ -368,7 +370,7 @@ func BenchmarkBroker(b *testing.B) {
 			for range consumers {
 				go func() {
 					defer func() { done <- struct{}{} }()
-					_ = broker.Consume(ctx, func(context.Context, psengine.Job) error {
+					_ = q.Consume(ctx, func(context.Context, broker.Job) error {
 						if got.Add(1) == int64(b.N) {
 							close(all)
 						}
@@ -376,15 +378,15 @@ func BenchmarkBroker(b *testing.B) {
 					})
 				}()
 			}
-			jobs := make([]psengine.Job, b.N)
+			jobs := make([]broker.Job, b.N)
 			for i := range jobs {
 				bt := dataBounty(i)
-				jobs[i] = psengine.Job{ID: bt.ID.String(), Bounty: bt}
+				jobs[i] = broker.Job{ID: bt.ID.String(), Bounty: bt}
 			}
 			b.ResetTimer()
 			stopCPU := psenginetest.MeasureCPU(b)
 			for _, j := range jobs {
-				if err := broker.Submit(context.Background(), j); err != nil {
+				if err := q.Submit(context.Background(), j); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -26,13 +28,13 @@ const (
 	HeaderPermanent  = "Natsq-Permanent"
 )
 
-// Broker is a psengine.Broker on NATS JetStream, shared by any number of
+// Broker is a broker.Broker on NATS JetStream, shared by any number of
 // processes on any number of machines. Jobs are messages on a work-queue
 // stream, deduplicated by job ID and by content key; the consumers of one
 // process pull them together from a shared durable consumer and
 // acknowledge each only after its handler returned nil (for an Engine:
-// after the answer was delivered). It is also a psengine.AnswerKeeper, a
-// psengine.ScanMarker and a psengine.DeadLetterStore. See the package
+// after the answer was delivered). It is also a broker.AnswerKeeper, a
+// broker.ScanMarker and a broker.DeadLetterStore. See the package
 // documentation for the guarantees.
 //
 // The host owns the *nats.Conn (authentication, TLS, reconnects) and closes
@@ -69,8 +71,8 @@ type Broker struct {
 }
 
 var (
-	_ psengine.Broker          = (*Broker)(nil)
-	_ psengine.DeadLetterStore = (*Broker)(nil)
+	_ broker.Broker          = (*Broker)(nil)
+	_ broker.DeadLetterStore = (*Broker)(nil)
 )
 
 // New returns a broker using nc with cfg. It does not contact the server:
@@ -314,15 +316,15 @@ func (b *Broker) artifactStore(ctx context.Context) (jetstream.ObjectStore, erro
 
 // Submit publishes job and returns once the server stored it (the publish
 // acknowledgement), or ctx ends. The job is taken as it comes (made by
-// psengine.NewJob: validated, windowed, keyed); an empty ID is the
+// broker.NewJob: validated, windowed, keyed); an empty ID is the
 // bounty's id. Submit returns an error wrapping psengine.ErrDuplicate for a
 // job whose ID the server saw within Config.Duplicates, or whose Key (the
-// bounty's content: psengine.BountyKey) another job took within
+// bounty's content: broker.BountyKey) another job took within
 // Config.KeyTTL; psengine.ErrQueueFull beyond Capacity; psengine.ErrClosed
 // after Close; ErrNotProvisioned when the stream is missing; and an error
 // wrapping psengine.ErrMalformedBounty for a job that cannot travel as a
 // message (an ID with a line break, a bounty over 1 MiB).
-func (b *Broker) Submit(ctx context.Context, job psengine.Job) error {
+func (b *Broker) Submit(ctx context.Context, job broker.Job) error {
 	if b.closing.Err() != nil {
 		return psengine.ErrClosed
 	}
@@ -360,7 +362,7 @@ func (b *Broker) Submit(ctx context.Context, job psengine.Job) error {
 // this very job (a Submit retried after the key was recorded) is not a
 // duplicate: the publish decides. forget gives back a key this call took,
 // should the job not be queued after all.
-func (b *Broker) takeKey(ctx context.Context, job psengine.Job) (forget func(), err error) {
+func (b *Broker) takeKey(ctx context.Context, job broker.Job) (forget func(), err error) {
 	keys, err := b.keysKV(ctx)
 	if err != nil {
 		return nil, err
@@ -519,7 +521,7 @@ func (b *Broker) feeder() (*feeder, error) {
 // host's connection reconnects). It returns an error when the connection
 // was closed for good, and ErrNotProvisioned at once when the consumer is
 // missing.
-func (b *Broker) Consume(ctx context.Context, h psengine.Handler) error {
+func (b *Broker) Consume(ctx context.Context, h broker.Handler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil Handler", ErrBadConfig)
 	}
@@ -590,7 +592,7 @@ func (b *Broker) handBackUnhandled(d *delivery) {
 
 // handle runs h on one delivered message and settles it (h nil: hands it
 // back unhandled).
-func (b *Broker) handle(ctx context.Context, d *delivery, h psengine.Handler) {
+func (b *Broker) handle(ctx context.Context, d *delivery, h broker.Handler) {
 	defer b.release(d)
 	job, err := decodeJob(d.Headers(), d.Data())
 	if err != nil {

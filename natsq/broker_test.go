@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,8 +23,8 @@ import (
 	"github.com/polyswarm/psengine/psenginetest"
 )
 
-func job(id string) psengine.Job {
-	return psengine.Job{ID: id, Bounty: psenginetest.Bounty([]byte(id), psenginetest.WithID(id))}
+func job(id string) broker.Job {
+	return broker.Job{ID: id, Bounty: psenginetest.Bounty([]byte(id), psenginetest.WithID(id))}
 }
 
 // queued returns the number of messages left in the job stream.
@@ -44,7 +46,7 @@ func queued(t testing.TB, nc *nats.Conn, prefix string) uint64 {
 }
 
 // consumeInBackground runs b.Consume(h) until the test ends.
-func consumeInBackground(t *testing.T, b *natsq.Broker, h psengine.Handler) {
+func consumeInBackground(t *testing.T, b *natsq.Broker, h broker.Handler) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -60,21 +62,21 @@ func TestDeadLetterRecordsReasonAndDeliveries(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Prefix = "dl"
 	var mu sync.Mutex
-	var reported []psengine.DeadLetter
-	cfg.OnDeadLetter = func(d psengine.DeadLetter) { mu.Lock(); reported = append(reported, d); mu.Unlock() }
+	var reported []broker.DeadLetter
+	cfg.OnDeadLetter = func(d broker.DeadLetter) { mu.Lock(); reported = append(reported, d); mu.Unlock() }
 	b := newBroker(t, nc, cfg)
 	for _, id := range []string{"poison", "flaky"} {
 		if err := b.Submit(context.Background(), job(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	consumeInBackground(t, b, func(_ context.Context, j psengine.Job) error {
+	consumeInBackground(t, b, func(_ context.Context, j broker.Job) error {
 		if j.ID == "poison" {
 			return psengine.Permanent(errors.New("cannot parse\nthis file"))
 		}
 		return fmt.Errorf("transient failure %d", j.Attempt)
 	})
-	var dls []psengine.DeadLetter
+	var dls []broker.DeadLetter
 	waitFor(t, "two dead letters", func() bool {
 		var err error
 		dls, err = b.DeadLetters(context.Background())
@@ -127,8 +129,8 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	consumeInBackground(t, b, func(context.Context, psengine.Job) error { calls.Add(1); return nil })
-	var dls []psengine.DeadLetter
+	consumeInBackground(t, b, func(context.Context, broker.Job) error { calls.Add(1); return nil })
+	var dls []broker.DeadLetter
 	waitFor(t, "the dead letter", func() bool { dls, _ = b.DeadLetters(context.Background()); return len(dls) == 1 })
 	if dls[0].Job.ID != "junk-1" || !errors.Is(dls[0].Err, psengine.ErrPermanent) {
 		t.Errorf("dead letter %+v: want job junk-1, permanent", dls[0])
@@ -154,7 +156,7 @@ func TestHeartbeatKeepsALongScan(t *testing.T) {
 	}
 	var calls atomic.Int64
 	var finished atomic.Bool
-	scan := func(ctx context.Context, j psengine.Job) error {
+	scan := func(ctx context.Context, j broker.Job) error {
 		calls.Add(1)
 		// The scan itself: four times AckWait.
 		select {
@@ -204,7 +206,7 @@ func TestQueuedJobsSurviveAServerRestart(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
-	consumeInBackground(t, b, func(_ context.Context, j psengine.Job) error {
+	consumeInBackground(t, b, func(_ context.Context, j broker.Job) error {
 		mu.Lock()
 		seen[j.ID]++
 		mu.Unlock()
@@ -245,7 +247,7 @@ func TestSubmitErrors(t *testing.T) {
 	if err := b.Submit(ctx, job("four")); !errors.Is(err, psengine.ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
-	if err := b.Consume(ctx, func(context.Context, psengine.Job) error { return nil }); err != nil {
+	if err := b.Consume(ctx, func(context.Context, broker.Job) error { return nil }); err != nil {
 		t.Errorf("Consume after Close: %v, want nil", err)
 	}
 
@@ -253,7 +255,7 @@ func TestSubmitErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unprovisioned.Consume(ctx, func(context.Context, psengine.Job) error { return nil }); !errors.Is(err, natsq.ErrNotProvisioned) {
+	if err := unprovisioned.Consume(ctx, func(context.Context, broker.Job) error { return nil }); !errors.Is(err, natsq.ErrNotProvisioned) {
 		t.Errorf("Consume unprovisioned: %v, want ErrNotProvisioned", err)
 	}
 	if err := unprovisioned.Submit(ctx, job("x")); !errors.Is(err, natsq.ErrNotProvisioned) {
@@ -323,18 +325,18 @@ func TestWorkerKilledMidScan(t *testing.T) {
 	a := newBroker(t, ncA, cfg)
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-	if err := a.Submit(context.Background(), psengine.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
+	if err := a.Submit(context.Background(), broker.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
 	// Worker A takes the bounty and hangs in its scan; then its process
 	// dies: the connection drops with the job unacknowledged.
-	started := make(chan psengine.Job, 1)
+	started := make(chan broker.Job, 1)
 	release := make(chan struct{})
 	ctxA, cancelA := context.WithCancel(context.Background())
 	doneA := make(chan struct{})
 	go func() {
 		defer close(doneA)
-		_ = a.Consume(ctxA, func(_ context.Context, j psengine.Job) error { started <- j; <-release; return errors.New("dead") })
+		_ = a.Consume(ctxA, func(_ context.Context, j broker.Job) error { started <- j; <-release; return errors.New("dead") })
 	}()
 	if j := <-started; j.Attempt != 1 {
 		t.Errorf("worker A got attempt %d", j.Attempt)
@@ -375,7 +377,7 @@ func TestWorkerKilledBetweenAnswerAndAck(t *testing.T) {
 	a := newBroker(t, ncA, cfg)
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-	if err := a.Submit(context.Background(), psengine.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
+	if err := a.Submit(context.Background(), broker.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
 	// The success hook runs after delivery and before the ack: the worker
@@ -436,7 +438,7 @@ func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
 	serveWorker(t, b, counting, loopbackAnswers)
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-1", Bounty: bounty}); err != nil {
+	if err := b.Submit(context.Background(), broker.Job{ID: "delivery-1", Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the answer", func() bool { return sink.count() == 1 })
@@ -445,7 +447,7 @@ func TestBountyAnsweredOncePerResponseURL(t *testing.T) {
 	// (without a Key, the marker is the only guard; NewJob's Key guards
 	// two submissions at once).
 	waitFor(t, "the first job to be settled", func() bool { return queued(t, nc, "resent") == 0 && ackPending(t, nc, "resent") == 0 })
-	if err := b.Submit(context.Background(), psengine.Job{ID: "delivery-2", Bounty: bounty}); err != nil {
+	if err := b.Submit(context.Background(), broker.Job{ID: "delivery-2", Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the second job to be settled", func() bool { return queued(t, nc, "resent") == 0 && ackPending(t, nc, "resent") == 0 })
@@ -466,7 +468,7 @@ func TestConsumeEndsWhenTheConnectionCloses(t *testing.T) {
 	b := newBroker(t, nc, fastConfig())
 	done := make(chan error, 1)
 	go func() {
-		done <- b.Consume(context.Background(), func(context.Context, psengine.Job) error { return nil })
+		done <- b.Consume(context.Background(), func(context.Context, broker.Job) error { return nil })
 	}()
 	nc.Close()
 	select {

@@ -81,7 +81,7 @@ type Config struct {
 	// kept (default 1h).
 	ResultTTL time.Duration
 	// KeyTTL is how long the content keys of submitted bounties
-	// (psengine.Job.Key: the same bounty under another job ID is refused)
+	// (broker.Job.Key: the same bounty under another job ID is refused)
 	// are remembered, and the longest a job's record (its attempts, kept
 	// answer...) is kept (default 24h; at least as long as a bounty may
 	// take to expire).

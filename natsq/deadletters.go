@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
@@ -70,8 +72,8 @@ func (b *Broker) deadLetter(ctx context.Context, hd *held, why *DeadLetterError)
 // with a *DeadLetterError as its Err, the attempts it had as its
 // Job.Attempt, the answer it kept (if any) as its Job.Answer, and when it
 // was given up on as At. A message that is not a readable job comes back
-// with only its ID. See psengine.DeadLetterStore.
-func (b *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error) {
+// with only its ID. See broker.DeadLetterStore.
+func (b *Broker) DeadLetters(ctx context.Context) ([]broker.DeadLetter, error) {
 	st, err := b.js.Stream(ctx, b.names.dead)
 	if err != nil {
 		return nil, notProvisioned("stream "+b.names.dead, err)
@@ -80,7 +82,7 @@ func (b *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 	if err != nil {
 		return nil, fmt.Errorf("natsq: dead letters: %w", err)
 	}
-	var out []psengine.DeadLetter
+	var out []broker.DeadLetter
 	if info.State.Msgs == 0 {
 		return out, nil
 	}
@@ -97,7 +99,7 @@ func (b *Broker) DeadLetters(ctx context.Context) ([]psengine.DeadLetter, error)
 	return out, nil
 }
 
-func parseDeadLetter(raw *jetstream.RawStreamMsg) psengine.DeadLetter {
+func parseDeadLetter(raw *jetstream.RawStreamMsg) broker.DeadLetter {
 	h := raw.Header
 	why := &DeadLetterError{Reason: h.Get(HeaderReason)}
 	why.Deliveries, _ = strconv.Atoi(h.Get(HeaderDeliveries))
@@ -109,10 +111,10 @@ func parseDeadLetter(raw *jetstream.RawStreamMsg) psengine.DeadLetter {
 	}
 	job, err := decodeJob(h, raw.Data)
 	if err != nil {
-		job = psengine.Job{ID: h.Get(HeaderJobID)}
+		job = broker.Job{ID: h.Get(HeaderJobID)}
 	}
 	job.Attempt = why.Attempts
-	return psengine.DeadLetter{Job: job, Err: why, At: raw.Time.UTC()}
+	return broker.DeadLetter{Job: job, Err: why, At: raw.Time.UTC()}
 }
 
 // deadLetterOf returns the newest dead letter of job id.
@@ -123,7 +125,7 @@ func (b *Broker) deadLetterOf(ctx context.Context, id string) (jetstream.Stream,
 	}
 	raw, err := st.GetLastMsgForSubject(ctx, b.deadSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil, fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+		return nil, nil, fmt.Errorf("%w: %q", broker.ErrNoDeadLetter, id)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("natsq: dead letter %q: %w", id, err)
@@ -133,7 +135,7 @@ func (b *Broker) deadLetterOf(ctx context.Context, id string) (jetstream.Stream,
 
 // Requeue queues the job of the dead letter of job id again, as new
 // (attempt 1, with the answer it kept, if any, to be delivered without a
-// scan), and removes the dead letter; see psengine.DeadLetterStore. A job
+// scan), and removes the dead letter; see broker.DeadLetterStore. A job
 // whose bounty expired is not requeued. It returns psengine.ErrClosed
 // after Close.
 func (b *Broker) Requeue(ctx context.Context, id string) error {
@@ -166,14 +168,14 @@ func (b *Broker) Requeue(ctx context.Context, id string) error {
 	return nil
 }
 
-// Drop removes the dead letter of job id; see psengine.DeadLetterStore.
+// Drop removes the dead letter of job id; see broker.DeadLetterStore.
 func (b *Broker) Drop(ctx context.Context, id string) error {
 	st, raw, err := b.deadLetterOf(ctx, id)
 	if err != nil {
 		return err
 	}
 	if err := st.DeleteMsg(ctx, raw.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("%w: %q", psengine.ErrNoDeadLetter, id)
+		return fmt.Errorf("%w: %q", broker.ErrNoDeadLetter, id)
 	} else if err != nil {
 		return fmt.Errorf("natsq: drop %q: %w", id, err)
 	}

@@ -1,4 +1,4 @@
-// Package natsq is a psengine.Broker on NATS JetStream: the same engine
+// Package natsq is a broker.Broker on NATS JetStream: the same engine
 // binary runs on many machines sharing one queue, and no bounty is lost
 // when a worker dies.
 //
@@ -60,12 +60,12 @@
 // # Guarantees
 //
 // natsq follows the rules every psengine broker follows
-// (psenginetest.TestBroker holds it to them, as it does the MemoryBroker
+// (psenginetest.TestBroker holds it to them, as it does broker.Memory
 // and localq):
 //
 //   - Every submitted job is delivered at least once. Submit returns once
 //     the server stored the job (file storage by default: it survives a
-//     server restart); a job whose ID or content key (psengine.Job.Key)
+//     server restart); a job whose ID or content key (broker.Job.Key)
 //     was taken is refused with psengine.ErrDuplicate.
 //   - A job is acknowledged only after its handler returned nil, which for
 //     an Engine is after the answer was delivered. While it is held, an
@@ -76,10 +76,10 @@
 //   - A consumer whose context is done takes no new job. A job whose
 //     handler fails while its consumer's context is done (our own stop:
 //     Shutdown's deadline) is handed back at once, its attempt not raised.
-//   - Any other failure raises the attempt (psengine.Job.Attempt) and
+//   - Any other failure raises the attempt (broker.Job.Attempt) and
 //     delivers the job again after Config.Backoff, up to
 //     Config.MaxAttempts (default 5); the job that fails its last attempt
-//     gets a last call (psengine.Job.Final: the engine answers it unknown
+//     gets a last call (broker.Job.Final: the engine answers it unknown
 //     without scanning), then is dead-lettered with that reason whatever
 //     its handler returns. An error wrapping psengine.ErrPermanent
 //     dead-letters it at once; a message that is not a job too.
@@ -88,11 +88,11 @@
 //     delivery alike, so natsq records each delivery a worker ends without
 //     an acknowledgement (a failure, a hand-back) before ending it; a
 //     delivery nothing accounts for lapsed: its worker died. natsq is a
-//     psengine.ScanMarker: each worker process keeps in PREFIX_state the
+//     broker.ScanMarker: each worker process keeps in PREFIX_state the
 //     list of the deliveries it is scanning (written before each scan
 //     starts; a scan's mark ends when its answer is kept). A lapsed
 //     delivery found marked died scanning: the job comes back a suspect
-//     (psengine.Job.Suspect, which the engine handles alone), its attempt
+//     (broker.Job.Suspect, which the engine handles alone), its attempt
 //     unchanged; a suspect found marked again died alone, which counts a
 //     death, and after MaxAttempts deaths it gets its last call (reason:
 //     psengine.ErrWorkerDied) and is dead-lettered. A lapsed delivery not
@@ -109,13 +109,13 @@
 //     waiting: jobs come in batches, not one round trip each.
 //
 // Dead letters can be listed, requeued (as new, attempt 1, with the answer
-// they kept) and dropped: natsq.Broker is a psengine.DeadLetterStore, and
+// they kept) and dropped: natsq.Broker is a broker.DeadLetterStore, and
 // `ENGINE deadletters --backend nats` acts on them. Each carries a
 // *DeadLetterError with the reason.
 //
 // # One answer per bounty
 //
-// An answer made is kept (psengine.AnswerKeeper) before it is delivered: a
+// An answer made is kept (broker.AnswerKeeper) before it is delivered: a
 // job whose worker stopped or died during the delivery comes back with it,
 // and is delivered again without a second scan.
 //

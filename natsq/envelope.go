@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
@@ -20,8 +22,8 @@ import (
 //	Natsq-Job-Id    the job ID (a message without it: Nats-Msg-Id)
 //	Natsq-Version   the format, "1"
 //	Natsq-Reply     where the answer goes, when anywhere
-//	Natsq-Key       psengine.Job.Key, when set
-//	Natsq-Accepted  psengine.Job.Accepted (RFC 3339), when set
+//	Natsq-Key       broker.Job.Key, when set
+//	Natsq-Accepted  broker.Job.Accepted (RFC 3339), when set
 //	Natsq-Answer    the answer a requeued dead letter kept, if any
 //
 // The response URL travels outside the bounty because it may be a result
@@ -50,12 +52,12 @@ const maxJobSize = 1 << 20
 
 // encodeJob writes job as message headers and body, with the job ID as
 // the message ID (see encodeJobAs).
-func encodeJob(job psengine.Job) (nats.Header, []byte, error) { return encodeJobAs(job, job.ID) }
+func encodeJob(job broker.Job) (nats.Header, []byte, error) { return encodeJobAs(job, job.ID) }
 
 // encodeJobAs writes job as message headers and body, with msgID as the
 // ID the server deduplicates on. The job's Answer travels too (a requeued
 // dead letter's); its Attempt, Suspect and Final do not.
-func encodeJobAs(job psengine.Job, msgID string) (nats.Header, []byte, error) {
+func encodeJobAs(job broker.Job, msgID string) (nats.Header, []byte, error) {
 	b := job.Bounty
 	reply := b.ResponseURL
 	b.ResponseURL = ""
@@ -94,41 +96,41 @@ func encodeJobAs(job psengine.Job, msgID string) (nats.Header, []byte, error) {
 
 // decodeJob reads a message written by encodeJob. Errors wrap
 // ErrMalformedJob (and psengine.ErrMalformedBounty for a bad bounty).
-func decodeJob(h nats.Header, body []byte) (psengine.Job, error) {
+func decodeJob(h nats.Header, body []byte) (broker.Job, error) {
 	if v := h.Get(HeaderVersion); v != envelopeVersion {
-		return psengine.Job{}, fmt.Errorf("%w: version %q, want %q", ErrMalformedJob, v, envelopeVersion)
+		return broker.Job{}, fmt.Errorf("%w: version %q, want %q", ErrMalformedJob, v, envelopeVersion)
 	}
 	id := h.Get(HeaderJobID)
 	if id == "" {
 		id = h.Get(jetstream.MsgIDHeader)
 	}
 	if id == "" {
-		return psengine.Job{}, fmt.Errorf("%w: no job id", ErrMalformedJob)
+		return broker.Job{}, fmt.Errorf("%w: no job id", ErrMalformedJob)
 	}
 	if len(body) > maxJobSize {
-		return psengine.Job{}, fmt.Errorf("%w: %d bytes", ErrMalformedJob, len(body))
+		return broker.Job{}, fmt.Errorf("%w: %d bytes", ErrMalformedJob, len(body))
 	}
 	b, err := psengine.ParseBounty(body)
 	if err != nil {
-		return psengine.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
+		return broker.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
 	}
 	if reply := h.Get(HeaderReply); reply != "" {
 		if err := checkReply(reply); err != nil {
-			return psengine.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
+			return broker.Job{}, fmt.Errorf("%w: %w", ErrMalformedJob, err)
 		}
 		b.ResponseURL = reply
 	}
-	job := psengine.Job{ID: id, Key: h.Get(HeaderKey), Bounty: b}
+	job := broker.Job{ID: id, Key: h.Get(HeaderKey), Bounty: b}
 	if v := h.Get(HeaderAccepted); v != "" {
 		if job.Accepted, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			return psengine.Job{}, fmt.Errorf("%w: accepted %q: %w", ErrMalformedJob, v, err)
+			return broker.Job{}, fmt.Errorf("%w: accepted %q: %w", ErrMalformedJob, v, err)
 		}
 		job.Accepted = job.Accepted.UTC()
 	}
 	if v := h.Get(HeaderAnswer); v != "" {
 		var a psengine.Analysis
 		if err := json.Unmarshal([]byte(v), &a); err != nil {
-			return psengine.Job{}, fmt.Errorf("%w: answer: %w", ErrMalformedJob, err)
+			return broker.Job{}, fmt.Errorf("%w: answer: %w", ErrMalformedJob, err)
 		}
 		job.Answer = &a
 	}

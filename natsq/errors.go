@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 )
 
@@ -34,7 +36,7 @@ type DeadLetterError struct {
 	// or why the message is not a job.
 	Reason     string
 	Deliveries int  // how many times the server delivered the job (hand-backs and lapses included)
-	Attempts   int  // how many of them counted as attempts (psengine.Job.Attempt)
+	Attempts   int  // how many of them counted as attempts (broker.Job.Attempt)
 	Permanent  bool // the handler returned an error wrapping psengine.ErrPermanent
 }
 
@@ -53,4 +55,4 @@ func (e *DeadLetterError) Is(target error) bool {
 
 // DeadLetter is a job this package dead-lettered, with its reason (a
 // *DeadLetterError).
-type DeadLetter = psengine.DeadLetter
+type DeadLetter = broker.DeadLetter

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	eicar "github.com/polyswarm/psengine/examples/eicar/engine"
 	"github.com/polyswarm/psengine/fetch"
@@ -34,11 +36,11 @@ func Example() {
 		return
 	}
 	bounty := psenginetest.Bounty([]byte("some file"), psenginetest.WithID("42"))
-	_ = b.Submit(ctx, psengine.Job{Bounty: bounty})
-	_ = b.Submit(ctx, psengine.Job{Bounty: bounty}) // a duplicate: dropped by the server
+	_ = b.Submit(ctx, broker.Job{Bounty: bounty})
+	_ = b.Submit(ctx, broker.Job{Bounty: bounty}) // a duplicate: dropped by the server
 
 	ctx, cancel := context.WithCancel(ctx)
-	err = b.Consume(ctx, func(_ context.Context, job psengine.Job) error {
+	err = b.Consume(ctx, func(_ context.Context, job broker.Job) error {
 		fmt.Println("job", job.ID, "attempt", job.Attempt)
 		cancel() // one is enough for the example
 		return nil

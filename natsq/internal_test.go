@@ -7,6 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nats-io/nats.go"
@@ -40,7 +42,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		b.ResponseURL = reply
 		answer := psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.5, Score: 0.25, Bid: 7,
 			Metadata: psengine.Metadata{MalwareFamily: "Kept", Comments: []string{"requeued"}}}
-		job := psengine.Job{ID: "job-1", Key: "key/1", Bounty: b, Attempt: 3, Suspect: true, Final: "given up",
+		job := broker.Job{ID: "job-1", Key: "key/1", Bounty: b, Attempt: 3, Suspect: true, Final: "given up",
 			Accepted: time.Date(2029, 12, 31, 23, 59, 58, 123456789, time.UTC), Answer: &answer}
 		h, body, err := encodeJobAs(job, "job-1#requeue.9")
 		if h.Get(jetstream.MsgIDHeader) != "job-1#requeue.9" {
@@ -66,7 +68,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeJobRejects(t *testing.T) {
-	good, body, err := encodeJob(psengine.Job{ID: "j", Bounty: psenginetest.Bounty([]byte("x"))})
+	good, body, err := encodeJob(broker.Job{ID: "j", Bounty: psenginetest.Bounty([]byte("x"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestDecodeJobRejects(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrMalformedJob", name, err)
 		}
 	}
-	if _, _, err := encodeJob(psengine.Job{ID: "a\nb", Bounty: psenginetest.Bounty([]byte("x"))}); !errors.Is(err, psengine.ErrMalformedBounty) {
+	if _, _, err := encodeJob(broker.Job{ID: "a\nb", Bounty: psenginetest.Bounty([]byte("x"))}); !errors.Is(err, psengine.ErrMalformedBounty) {
 		t.Errorf("a job id with a newline: %v, want ErrMalformedBounty", err)
 	}
 }
@@ -114,7 +116,7 @@ func FuzzDecodeJob(f *testing.F) {
 	for _, reply := range []string{"", "https://h/x", ResultScheme + ":k.1"} {
 		b := psenginetest.Bounty([]byte("seed"))
 		b.ResponseURL = reply
-		h, body, err := encodeJob(psengine.Job{ID: "seed", Bounty: b})
+		h, body, err := encodeJob(broker.Job{ID: "seed", Bounty: b})
 		if err != nil {
 			f.Fatal(err)
 		}

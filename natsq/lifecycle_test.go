@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,7 +34,7 @@ type worker struct {
 
 // startWorker runs consumers on a new worker until it dies or the test
 // ends; handler makes each consumer's handler from the worker's broker.
-func startWorker(t *testing.T, srv *embedded.Server, cfg natsq.Config, consumers int, handler func(*natsq.Broker) psengine.Handler) *worker {
+func startWorker(t *testing.T, srv *embedded.Server, cfg natsq.Config, consumers int, handler func(*natsq.Broker) broker.Handler) *worker {
 	t.Helper()
 	nc, err := srv.Connect()
 	if err != nil {
@@ -71,7 +73,7 @@ type deliveryLog struct {
 	got []delivered
 }
 
-func (l *deliveryLog) add(j psengine.Job) {
+func (l *deliveryLog) add(j broker.Job) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.got = append(l.got, delivered{j.ID, j.Attempt, j.Suspect, j.Final != ""})
@@ -90,9 +92,9 @@ func (l *deliveryLog) of(id string) []delivered {
 }
 
 // awaitDead waits for the dead letter of job id.
-func awaitDead(t *testing.T, b *natsq.Broker, id string) psengine.DeadLetter {
+func awaitDead(t *testing.T, b *natsq.Broker, id string) broker.DeadLetter {
 	t.Helper()
-	var found psengine.DeadLetter
+	var found broker.DeadLetter
 	waitFor(t, "the dead letter of "+id, func() bool {
 		dls, err := b.DeadLetters(context.Background())
 		if err != nil {
@@ -109,7 +111,7 @@ func awaitDead(t *testing.T, b *natsq.Broker, id string) psengine.DeadLetter {
 	return found
 }
 
-// A job whose worker dies while scanning it (marked: psengine.ScanMarker)
+// A job whose worker dies while scanning it (marked: broker.ScanMarker)
 // comes back a suspect, its attempt unchanged; a job the worker only held
 // comes back as it was. A suspect that kills its worker again counts a
 // death, and after MaxAttempts deaths it gets its last call and is
@@ -131,8 +133,8 @@ func TestAWorkerDeathIsChargedToTheJobItWasScanning(t *testing.T) {
 	scanning := make(chan string, 10)
 	// The first worker: the poison fails once (its attempt is raised), then
 	// is scanned, while the bystander is only held; then the worker dies.
-	first := startWorker(t, srv, cfg, 2, func(b *natsq.Broker) psengine.Handler {
-		return func(ctx context.Context, j psengine.Job) error {
+	first := startWorker(t, srv, cfg, 2, func(b *natsq.Broker) broker.Handler {
+		return func(ctx context.Context, j broker.Job) error {
 			log.add(j)
 			if j.ID == "poison" {
 				if j.Attempt == 1 {
@@ -159,8 +161,8 @@ func TestAWorkerDeathIsChargedToTheJobItWasScanning(t *testing.T) {
 		if deaths > 2*cfg.MaxAttempts {
 			t.Fatalf("the poison ended %d workers and was not given up on", deaths)
 		}
-		w := startWorker(t, srv, cfg, 1, func(b *natsq.Broker) psengine.Handler {
-			return func(ctx context.Context, j psengine.Job) error {
+		w := startWorker(t, srv, cfg, 1, func(b *natsq.Broker) broker.Handler {
+			return func(ctx context.Context, j broker.Job) error {
 				log.add(j)
 				if j.ID != "poison" || j.Final != "" {
 					return nil // answered (the poison's last call: unknown, without a scan)
@@ -254,8 +256,8 @@ func TestAJobWhoseWorkersKeepGoingAwayGetsALastCall(t *testing.T) {
 	var log deliveryLog
 	taken := make(chan struct{}, 1)
 	for range 2 * cfg.MaxAttempts {
-		w := startWorker(t, srv, cfg, 1, func(*natsq.Broker) psengine.Handler {
-			return func(ctx context.Context, j psengine.Job) error {
+		w := startWorker(t, srv, cfg, 1, func(*natsq.Broker) broker.Handler {
+			return func(ctx context.Context, j broker.Job) error {
 				log.add(j)
 				taken <- struct{}{}
 				<-ctx.Done()
@@ -265,8 +267,8 @@ func TestAJobWhoseWorkersKeepGoingAwayGetsALastCall(t *testing.T) {
 		<-taken
 		w.die()
 	}
-	startWorker(t, srv, cfg, 1, func(*natsq.Broker) psengine.Handler {
-		return func(_ context.Context, j psengine.Job) error { log.add(j); return nil }
+	startWorker(t, srv, cfg, 1, func(*natsq.Broker) broker.Handler {
+		return func(_ context.Context, j broker.Job) error { log.add(j); return nil }
 	})
 	d := awaitDead(t, sub, "stranded")
 	want := []delivered{{"stranded", 1, false, false}, {"stranded", 1, false, false}, {"stranded", 1, false, false},
@@ -299,8 +301,8 @@ func TestHeldJobsAreKeptAndHandedBack(t *testing.T) {
 	}
 	var mu sync.Mutex
 	calls := map[string][]string{}
-	record := func(who string) psengine.Handler {
-		return func(ctx context.Context, j psengine.Job) error {
+	record := func(who string) broker.Handler {
+		return func(ctx context.Context, j broker.Job) error {
 			mu.Lock()
 			calls[j.ID] = append(calls[j.ID], fmt.Sprintf("%s@%d", who, j.Attempt))
 			mu.Unlock()
@@ -358,7 +360,7 @@ func TestConsumersOfAProcessShareOnePullRequest(t *testing.T) {
 	const consumers, jobs = 256, 600
 	for range consumers {
 		wg.Go(func() {
-			_ = b.Consume(ctx, func(_ context.Context, j psengine.Job) error {
+			_ = b.Consume(ctx, func(_ context.Context, j broker.Job) error {
 				mu.Lock()
 				seen[j.ID]++
 				mu.Unlock()
@@ -402,7 +404,7 @@ func TestRequeueKeepsTheAnswer(t *testing.T) {
 	var log deliveryLog
 	answers := make(chan *psengine.Analysis, 4)
 	requeued := make(chan struct{})
-	consumeInBackground(t, b, func(ctx context.Context, j psengine.Job) error {
+	consumeInBackground(t, b, func(ctx context.Context, j broker.Job) error {
 		log.add(j)
 		answers <- j.Answer
 		select {
@@ -440,7 +442,7 @@ func TestRequeueKeepsTheAnswer(t *testing.T) {
 	if dls, err := b.DeadLetters(context.Background()); err != nil || len(dls) != 0 {
 		t.Errorf("dead letters after the requeue: %v (%v), want none", dls, err)
 	}
-	if err := b.Requeue(context.Background(), "kept"); !errors.Is(err, psengine.ErrNoDeadLetter) {
+	if err := b.Requeue(context.Background(), "kept"); !errors.Is(err, broker.ErrNoDeadLetter) {
 		t.Errorf("a second requeue: %v, want ErrNoDeadLetter", err)
 	}
 }
@@ -457,7 +459,7 @@ func TestASettledJobLeavesNoRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	answer := psengine.Analysis{Verdict: psengine.Benign}
-	consumeInBackground(t, b, func(ctx context.Context, j psengine.Job) error {
+	consumeInBackground(t, b, func(ctx context.Context, j broker.Job) error {
 		return b.KeepAnswer(ctx, j, answer)
 	})
 	waitFor(t, "the acknowledgement", func() bool { return queued(t, nc, "records") == 0 })
@@ -493,7 +495,7 @@ func TestSubmitRetriedAfterItsKeyWasRecorded(t *testing.T) {
 	cfg.Prefix = "retry"
 	b := newBroker(t, nc, cfg)
 	bounty := psenginetest.Bounty([]byte("retried"), psenginetest.WithID("4242"))
-	j, err := psengine.NewJob("delivery-1", bounty, time.Now(), time.Hour)
+	j, err := broker.NewJob("delivery-1", bounty, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

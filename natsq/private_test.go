@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/deliver"
@@ -124,7 +126,7 @@ func TestWorkerRefusesPrivateResponseURLByDefault(t *testing.T) {
 
 	bounty := psenginetest.Bounty(psenginetest.EICAR(), psenginetest.WithResponseURL(sink.URL+"/answer"),
 		psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-	if err := b.Submit(context.Background(), psengine.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
+	if err := b.Submit(context.Background(), broker.Job{ID: bounty.ID.String(), Bounty: bounty}); err != nil {
 		t.Fatal(err)
 	}
 	select {

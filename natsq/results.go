@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/polyswarm/psengine"
@@ -376,7 +378,7 @@ func (b *Broker) submitForResult(ctx context.Context, key string, r Request) err
 	}
 	bounty.ResponseURL = ResultScheme + ":" + key
 	// The job is made here, once: validated, windowed, keyed, accepted now.
-	job, err := psengine.NewJob(bounty.ID.String()+"@"+key, bounty, time.Now(), psengine.DefaultLocalTTL)
+	job, err := broker.NewJob(bounty.ID.String()+"@"+key, bounty, time.Now(), psengine.DefaultLocalTTL)
 	if err == nil {
 		err = b.Submit(ctx, job)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
@@ -127,7 +129,7 @@ func TestAnalyzeReportsBountiesWithoutAnswer(t *testing.T) {
 	// The engine answers everything but the poison bounty, which its
 	// handler refuses for good.
 	e := psengine.New(engineScanner(), append(worker.WorkerOptions(), psengine.WithBroker(worker))...)
-	consumeInBackground(t, worker, func(ctx context.Context, j psengine.Job) error {
+	consumeInBackground(t, worker, func(ctx context.Context, j broker.Job) error {
 		if j.Bounty.ID == poison.ID {
 			return psengine.Permanent(errors.New("refused"))
 		}

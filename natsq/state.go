@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/polyswarm/psengine"
 )
@@ -29,7 +31,7 @@ import (
 //
 // Whether the lapsed delivery was being scanned is in the scan marks: each
 // broker instance (a worker process) keeps one key in the state bucket
-// listing the deliveries it is scanning now (psengine.ScanMarker: the
+// listing the deliveries it is scanning now (broker.ScanMarker: the
 // engine marks a job just before its scan, the mark is written before the
 // scan starts, and it ends when the answer is kept). A lapsed delivery
 // found marked was scanning when its process died: the job becomes a
@@ -68,7 +70,7 @@ func stateKey(seq uint64) string { return "j." + strconv.FormatUint(seq, 10) }
 // handed to the handler and its record.
 type held struct {
 	d   *delivery
-	job psengine.Job
+	job broker.Job
 
 	mu    sync.Mutex
 	st    jobState
@@ -357,16 +359,16 @@ func (b *Broker) readMarks(ctx context.Context) (map[uint64][]int, error) {
 }
 
 var (
-	_ psengine.AnswerKeeper = (*Broker)(nil)
-	_ psengine.ScanMarker   = (*Broker)(nil)
+	_ broker.AnswerKeeper = (*Broker)(nil)
+	_ broker.ScanMarker   = (*Broker)(nil)
 )
 
 // MarkScanning records that the scan of job, which a consumer of this
 // broker is handling, starts in this process, and returns once the state
 // bucket holds the mark: should the scan end the process, the job's next
-// delivery is a suspect (see psengine.ScanMarker). Marks made together
+// delivery is a suspect (see broker.ScanMarker). Marks made together
 // share one write.
-func (b *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
+func (b *Broker) MarkScanning(ctx context.Context, job broker.Job) error {
 	v, ok := b.handling.Load(job.ID)
 	if !ok {
 		return fmt.Errorf("natsq: marking the scan of job %s: this process is not handling it", job.ID)
@@ -382,8 +384,8 @@ func (b *Broker) MarkScanning(ctx context.Context, job psengine.Job) error {
 // stops or dies), the job comes back with Job.Answer set, to be delivered
 // again without a scan. It ends the job's scan mark and its suspicion. The
 // answer is dropped when the job is acknowledged or dead-lettered, or
-// after Config.KeyTTL. See psengine.AnswerKeeper.
-func (b *Broker) KeepAnswer(ctx context.Context, job psengine.Job, answer psengine.Analysis) error {
+// after Config.KeyTTL. See broker.AnswerKeeper.
+func (b *Broker) KeepAnswer(ctx context.Context, job broker.Job, answer psengine.Analysis) error {
 	v, ok := b.handling.Load(job.ID)
 	if !ok {
 		return fmt.Errorf("natsq: keep the answer of job %s: this process is not handling it", job.ID)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
@@ -93,7 +95,7 @@ func TestAJobThatKillsItsWorkerProcessIsChargedAlone(t *testing.T) {
 	submit := func(name string, id int) {
 		b := psenginetest.Bounty([]byte(name), psenginetest.WithID(fmt.Sprint(id)),
 			psenginetest.WithResponseURL(sink.URL+"/"+name), psenginetest.WithExpiration(time.Now().Add(10*time.Minute)))
-		job, err := psengine.NewJob(name, b, time.Now(), time.Minute)
+		job, err := broker.NewJob(name, b, time.Now(), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}

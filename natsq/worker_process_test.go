@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/cli"
 	"github.com/polyswarm/psengine/natsq"
@@ -108,7 +110,7 @@ type recordingSession struct {
 	broker *recordingBroker
 }
 
-func (s recordingSession) Broker() psengine.Broker { return s.broker }
+func (s recordingSession) Broker() broker.Broker { return s.broker }
 
 // recordingBroker is a natsq.Broker (an AnswerKeeper and a ScanMarker
 // too: the methods are promoted) whose handler writes each job down first.
@@ -117,8 +119,8 @@ type recordingBroker struct {
 	dir string
 }
 
-func (r *recordingBroker) Consume(ctx context.Context, h psengine.Handler) error {
-	return r.Broker.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+func (r *recordingBroker) Consume(ctx context.Context, h broker.Handler) error {
+	return r.Broker.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 		appendLine(filepath.Join(r.dir, "deliveries"), fmt.Sprintf("%s %d %t %t", j.ID, j.Attempt, j.Suspect, j.Final != ""))
 		return h(ctx, j)
 	})

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/polyswarm/psengine"
 )
@@ -16,13 +18,13 @@ import (
 // BrokerHarness is a fresh, empty broker under test and what TestBroker
 // needs to observe it.
 type BrokerHarness struct {
-	Broker psengine.Broker
+	Broker broker.Broker
 	// DeadLetters returns the jobs dead-lettered so far.
-	DeadLetters func(ctx context.Context) ([]psengine.DeadLetter, error)
+	DeadLetters func(ctx context.Context) ([]broker.DeadLetter, error)
 	// MaxAttempts is the broker's delivery limit (keep it small, e.g. 3).
 	MaxAttempts int
 	// Keys says that the broker drops a job whose Key it has taken before
-	// (see psengine.Job.Key), which the Broker contract asks of every
+	// (see broker.Job.Key), which the Broker contract asks of every
 	// broker: TestBroker then checks it. It is a field only so that a
 	// broker written before keys existed keeps passing while it learns
 	// them; new brokers set it.
@@ -34,7 +36,7 @@ type BrokerHarness struct {
 const brokerWait = 30 * time.Second
 
 // TestBroker is the conformance suite every Broker passes: the in-process
-// MemoryBroker and distributed ones alike. newHarness is called once per
+// broker.Memory and distributed ones alike. newHarness is called once per
 // subtest and must return a fresh, empty broker whose redelivery backoff is
 // short (milliseconds).
 //
@@ -48,9 +50,9 @@ const brokerWait = 30 * time.Second
 // its context is done, and calls no handler after it returns; that Close
 // stops intake and Drain waits for the jobs held. With BrokerHarness.Keys
 // it checks that a job whose Key was taken is refused; for a broker that is
-// a psengine.AnswerKeeper, that a kept answer comes back with the job's
+// a broker.AnswerKeeper, that a kept answer comes back with the job's
 // redelivery and is forgotten once the job is acknowledged; for a
-// psengine.DeadLetterStore, that a dead letter can be requeued and dropped.
+// broker.DeadLetterStore, that a dead letter can be requeued and dropped.
 func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 	t.Run("delivers every job", func(t *testing.T) {
 		h := newHarness(t)
@@ -58,7 +60,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		for i := range n {
 			submit(t, h.Broker, fmt.Sprintf("job-%d", i))
 		}
-		rec := consume(t, h.Broker, 3, func(context.Context, psengine.Job) error { return nil })
+		rec := consume(t, h.Broker, 3, func(context.Context, broker.Job) error { return nil })
 		for i := range n {
 			rec.await(t, fmt.Sprintf("job-%d", i), 1)
 		}
@@ -73,7 +75,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 	t.Run("error redelivers with the attempt raised", func(t *testing.T) {
 		h := newHarness(t)
 		submit(t, h.Broker, "flaky")
-		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j broker.Job) error {
 			if j.Attempt == 1 {
 				return errors.New("transient")
 			}
@@ -89,7 +91,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 	t.Run("permanent error dead-letters at once", func(t *testing.T) {
 		h := newHarness(t)
 		submit(t, h.Broker, "poison")
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error {
+		rec := consume(t, h.Broker, 1, func(context.Context, broker.Job) error {
 			return psengine.Permanent(errors.New("cannot ever work"))
 		})
 		dl := awaitDeadLetter(t, h, "poison")
@@ -110,7 +112,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		submit(t, h.Broker, "doomed")
 		var mu sync.Mutex
 		var finals []string
-		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j broker.Job) error {
 			mu.Lock()
 			finals = append(finals, j.Final)
 			mu.Unlock()
@@ -141,7 +143,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		submit(t, h.Broker, "once")
 		submitDuplicate(t, h.Broker, "once")
 		submit(t, h.Broker, "other")
-		rec := consume(t, h.Broker, 2, func(context.Context, psengine.Job) error { return nil })
+		rec := consume(t, h.Broker, 2, func(context.Context, broker.Job) error { return nil })
 		rec.await(t, "once", 1)
 		rec.await(t, "other", 1)
 		submitDuplicate(t, h.Broker, "once") // recently handled: still a duplicate
@@ -163,7 +165,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		submitKeyed(t, h.Broker, "different", "other-bounty", nil)
 		var mu sync.Mutex
 		keys := map[string]string{}
-		rec := consume(t, h.Broker, 2, func(_ context.Context, j psengine.Job) error {
+		rec := consume(t, h.Broker, 2, func(_ context.Context, j broker.Job) error {
 			mu.Lock()
 			keys[j.ID] = j.Key
 			mu.Unlock()
@@ -189,9 +191,9 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 
 	t.Run("a kept answer comes back with the redelivery", func(t *testing.T) {
 		h := newHarness(t)
-		keeper, ok := h.Broker.(psengine.AnswerKeeper)
+		keeper, ok := h.Broker.(broker.AnswerKeeper)
 		if !ok {
-			t.Skip("the broker is not a psengine.AnswerKeeper")
+			t.Skip("the broker is not a broker.AnswerKeeper")
 		}
 		kept := psengine.Analysis{Verdict: psengine.Malicious, Confidence: 0.75, Bid: 123456789,
 			Metadata: psengine.Metadata{MalwareFamily: "Test.Kept", Comments: []string{"kept"}}}
@@ -199,8 +201,8 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		submit(t, h.Broker, "unkept")
 		var mu sync.Mutex
 		answers := map[string][]*psengine.Analysis{}
-		var acked psengine.Job
-		rec := consume(t, h.Broker, 1, func(ctx context.Context, j psengine.Job) error {
+		var acked broker.Job
+		rec := consume(t, h.Broker, 1, func(ctx context.Context, j broker.Job) error {
 			mu.Lock()
 			answers[j.ID] = append(answers[j.ID], j.Answer)
 			mu.Unlock()
@@ -253,7 +255,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		returned := false
 		done := make(chan error, 1)
 		go func() {
-			done <- h.Broker.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+			done <- h.Broker.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 				mu.Lock()
 				defer mu.Unlock()
 				if returned {
@@ -279,7 +281,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		mu.Unlock()
 
 		submit(t, h.Broker, "after")
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec := consume(t, h.Broker, 1, func(context.Context, broker.Job) error { return nil })
 		rec.await(t, "unacked", 1)
 		rec.await(t, "after", 1)
 		rec.stop(t)
@@ -296,14 +298,14 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		submit(t, h.Broker, "waiting")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := h.Broker.Consume(ctx, func(_ context.Context, j psengine.Job) error {
+		err := h.Broker.Consume(ctx, func(_ context.Context, j broker.Job) error {
 			t.Errorf("a consumer whose context is done took %s", j.ID)
 			return nil
 		})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Consume with a done context returned %v, want context.Canceled", err)
 		}
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec := consume(t, h.Broker, 1, func(context.Context, broker.Job) error { return nil })
 		rec.await(t, "waiting", 1)
 		rec.stop(t)
 		if got := rec.attempts("waiting"); got[0] != 1 {
@@ -320,7 +322,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		// More hand-backs than attempts allowed: none counts.
 		for i := range h.MaxAttempts + 1 {
 			ctx, cancel := context.WithCancel(context.Background())
-			err := h.Broker.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+			err := h.Broker.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 				if j.Attempt != 1 || j.Final != "" {
 					t.Errorf("hand-back %d: attempt %d, Final %q; want attempt 1 and no last call", i, j.Attempt, j.Final)
 				}
@@ -332,7 +334,7 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 				t.Fatalf("Consume: %v", err)
 			}
 		}
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { return nil })
+		rec := consume(t, h.Broker, 1, func(context.Context, broker.Job) error { return nil })
 		rec.await(t, "interrupted", 1)
 		rec.stop(t)
 		if got := rec.attempts("interrupted"); got[0] != 1 {
@@ -347,12 +349,12 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		h := newHarness(t)
 		submit(t, h.Broker, "held")
 		release := make(chan struct{})
-		rec := consume(t, h.Broker, 1, func(context.Context, psengine.Job) error { <-release; return nil })
+		rec := consume(t, h.Broker, 1, func(context.Context, broker.Job) error { <-release; return nil })
 		rec.await(t, "held", 1)
 		h.Broker.Close()
 		h.Broker.Close() // idempotent
 		bounty := Bounty([]byte("late"), WithID("late"))
-		if err := h.Broker.Submit(context.Background(), psengine.Job{ID: "late", Bounty: bounty}); !errors.Is(err, psengine.ErrClosed) {
+		if err := h.Broker.Submit(context.Background(), broker.Job{ID: "late", Bounty: bounty}); !errors.Is(err, psengine.ErrClosed) {
 			t.Errorf("Submit after Close: %v, want ErrClosed", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -371,15 +373,15 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 
 	t.Run("dead letters requeued and dropped", func(t *testing.T) {
 		h := newHarness(t)
-		store, ok := h.Broker.(psengine.DeadLetterStore)
+		store, ok := h.Broker.(broker.DeadLetterStore)
 		if !ok {
-			t.Skip("the broker is not a psengine.DeadLetterStore")
+			t.Skip("the broker is not a broker.DeadLetterStore")
 		}
 		submit(t, h.Broker, "requeued")
 		submit(t, h.Broker, "dropped")
 		var mu sync.Mutex
 		fixed := false
-		rec := consume(t, h.Broker, 1, func(_ context.Context, j psengine.Job) error {
+		rec := consume(t, h.Broker, 1, func(_ context.Context, j broker.Job) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if fixed && j.ID == "requeued" {
@@ -403,10 +405,10 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 		if err := store.Drop(ctx, "dropped"); err != nil {
 			t.Fatalf("Drop: %v", err)
 		}
-		if err := store.Drop(ctx, "dropped"); !errors.Is(err, psengine.ErrNoDeadLetter) {
+		if err := store.Drop(ctx, "dropped"); !errors.Is(err, broker.ErrNoDeadLetter) {
 			t.Errorf("Drop of a dropped dead letter: %v, want ErrNoDeadLetter", err)
 		}
-		if err := store.Requeue(ctx, "never"); !errors.Is(err, psengine.ErrNoDeadLetter) {
+		if err := store.Requeue(ctx, "never"); !errors.Is(err, broker.ErrNoDeadLetter) {
 			t.Errorf("Requeue of an unknown job: %v, want ErrNoDeadLetter", err)
 		}
 		Eventually(t, "the requeued job settled", func() bool {
@@ -419,28 +421,28 @@ func TestBroker(t *testing.T, newHarness func(t *testing.T) BrokerHarness) {
 
 // submitKeyed submits a job with its own bounty (for id) and key; want is
 // the error Submit must return (nil, or an error it wraps).
-func submitKeyed(t *testing.T, b psengine.Broker, id, key string, want error) {
+func submitKeyed(t *testing.T, b broker.Broker, id, key string, want error) {
 	t.Helper()
 	bounty := Bounty([]byte(id), WithID(id))
-	err := b.Submit(context.Background(), psengine.Job{ID: id, Key: key, Bounty: bounty})
+	err := b.Submit(context.Background(), broker.Job{ID: id, Key: key, Bounty: bounty})
 	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 		t.Fatalf("Submit(%s): %v, want %v", id, err, want)
 	}
 }
 
 // submitDuplicate submits a job whose ID was taken: Submit must refuse it.
-func submitDuplicate(t *testing.T, b psengine.Broker, id string) {
+func submitDuplicate(t *testing.T, b broker.Broker, id string) {
 	t.Helper()
 	bounty := Bounty([]byte(id), WithID(id))
-	if err := b.Submit(context.Background(), psengine.Job{ID: id, Bounty: bounty}); !errors.Is(err, psengine.ErrDuplicate) {
+	if err := b.Submit(context.Background(), broker.Job{ID: id, Bounty: bounty}); !errors.Is(err, psengine.ErrDuplicate) {
 		t.Fatalf("Submit(%s) again: %v, want ErrDuplicate", id, err)
 	}
 }
 
-func submit(t *testing.T, b psengine.Broker, id string) {
+func submit(t *testing.T, b broker.Broker, id string) {
 	t.Helper()
 	bounty := Bounty([]byte(id), WithID(id))
-	if err := b.Submit(context.Background(), psengine.Job{ID: id, Bounty: bounty}); err != nil {
+	if err := b.Submit(context.Background(), broker.Job{ID: id, Bounty: bounty}); err != nil {
 		t.Fatalf("Submit(%s): %v", id, err)
 	}
 }
@@ -454,13 +456,13 @@ type recorder struct {
 	errs   chan error
 }
 
-func consume(t *testing.T, b psengine.Broker, n int, h psengine.Handler) *recorder {
+func consume(t *testing.T, b broker.Broker, n int, h broker.Handler) *recorder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{calls: make(map[string][]int), cancel: cancel, errs: make(chan error, n)}
 	for range n {
 		r.wg.Go(func() {
-			err := b.Consume(ctx, func(ctx context.Context, j psengine.Job) error {
+			err := b.Consume(ctx, func(ctx context.Context, j broker.Job) error {
 				r.mu.Lock()
 				r.calls[j.ID] = append(r.calls[j.ID], j.Attempt)
 				r.mu.Unlock()
@@ -497,9 +499,9 @@ func (r *recorder) stop(t *testing.T) {
 	}
 }
 
-func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) psengine.DeadLetter {
+func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) broker.DeadLetter {
 	t.Helper()
-	var found psengine.DeadLetter
+	var found broker.DeadLetter
 	Eventually(t, "dead letter "+id, func() bool {
 		dls, err := h.DeadLetters(context.Background())
 		if err != nil {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/envdirs"
 	"github.com/polyswarm/psengine/localq"
@@ -120,11 +122,11 @@ func BenchmarkIntake(b *testing.B) {
 	}
 
 	handler := func(b *testing.B) (http.Handler, func()) {
-		broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+		q := broker.NewMemory(broker.MemoryConfig{Capacity: 1 << 20})
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = broker.Consume(ctx, func(context.Context, psengine.Job) error { return nil }) })
-		return newHandler(b, webhook.SubmitFunc(broker.Submit)), func() { broker.Close(); cancel(); wg.Wait() }
+		wg.Go(func() { _ = q.Consume(ctx, func(context.Context, broker.Job) error { return nil }) })
+		return newHandler(b, webhook.SubmitFunc(q.Submit)), func() { q.Close(); cancel(); wg.Wait() }
 	}
 	baseline := func(decode func() any) func(*testing.B) (http.Handler, func()) {
 		return func(*testing.B) (http.Handler, func()) { return minimalHandler([]byte(secret), decode), func() {} }
@@ -187,13 +189,13 @@ func BenchmarkIntake(b *testing.B) {
 func BenchmarkIntakePaired(b *testing.B) {
 	body := kibBounty(1, "https://artifacts.example/a", "https://api.example/answer", time.Now().Add(time.Hour))
 	sig := webhook.Sign(secret, body)
-	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+	q := broker.NewMemory(broker.MemoryConfig{Capacity: 1 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = broker.Consume(ctx, func(context.Context, psengine.Job) error { return nil }) })
-	defer func() { broker.Close(); cancel(); wg.Wait() }()
+	wg.Go(func() { _ = q.Consume(ctx, func(context.Context, broker.Job) error { return nil }) })
+	defer func() { q.Close(); cancel(); wg.Wait() }()
 	handlers := []http.Handler{
-		newHandler(b, webhook.SubmitFunc(broker.Submit)),
+		newHandler(b, webhook.SubmitFunc(q.Submit)),
 		minimalHandler([]byte(secret), func() any { return new(plainBounty) }),
 		minimalHandler([]byte(secret), func() any { return new(map[string]any) }),
 	}
@@ -380,9 +382,9 @@ func BenchmarkDurableIntake(b *testing.B) {
 		refused   atomic.Int64
 		done      int
 	}
-	open := func(name string) (psengine.Broker, func()) {
+	open := func(name string) (broker.Broker, func()) {
 		if name == "memory" {
-			q := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1 << 20})
+			q := broker.NewMemory(broker.MemoryConfig{Capacity: 1 << 20})
 			return q, q.Close
 		}
 		q, err := localq.Open(filepath.Join(b.TempDir(), localq.DefaultFile), localq.Config{Capacity: 1 << 20})
@@ -401,10 +403,10 @@ func BenchmarkDurableIntake(b *testing.B) {
 		q, closeQueue := open(sd.name)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = q.Consume(ctx, func(context.Context, psengine.Job) error { return nil }) })
+		wg.Go(func() { _ = q.Consume(ctx, func(context.Context, broker.Job) error { return nil }) })
 		defer func() { closeQueue(); cancel(); wg.Wait() }()
-		submit := webhook.SubmitFunc(func(ctx context.Context, job psengine.Job) error {
-			job.Key = psengine.BountyKey(job.Bounty) // as Engine.SubmitJob does
+		submit := webhook.SubmitFunc(func(ctx context.Context, job broker.Job) error {
+			job.Key = broker.BountyKey(job.Bounty) // as Engine.SubmitJob does
 			return q.Submit(ctx, job)
 		})
 		srv := httptest.NewServer(newHandler(b, submit))

@@ -76,9 +76,9 @@
 // The job's ID is the delivery id when there is one (else the bounty's id
 // and phase, as "ID/phase", so an arbitration is not taken for a repeat of
 // its assertion). The Submitter validates the bounty and makes its job
-// (psengine.NewJob), once; the broker behind it is the one memory of what
+// (broker.NewJob), once; the broker behind it is the one memory of what
 // was taken: a repeated delivery id, or the same signed body replayed under
-// a new one (same psengine.BountyKey), is refused with
+// a new one (same broker.BountyKey), is refused with
 // psengine.ErrDuplicate and acknowledged 200 DUPLICATE, without a second
 // scan or answer.
 //

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine/webhook"
 )
 
@@ -36,8 +37,8 @@ func FuzzHandler(f *testing.F) {
 		if !validMethod(method) {
 			t.Skip()
 		}
-		var submitted []psengine.Job
-		sub := webhook.SubmitFunc(func(_ context.Context, job psengine.Job) error {
+		var submitted []broker.Job
+		sub := webhook.SubmitFunc(func(_ context.Context, job broker.Job) error {
 			submitted = append(submitted, job)
 			return nil
 		})

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/internal/logsafe"
 )
@@ -24,14 +26,14 @@ import (
 // psengine.ErrQueueFull (answered 503, retry later), psengine.ErrClosed
 // (503: shut down) or psengine.ErrMalformedBounty (400).
 type Submitter interface {
-	SubmitJob(ctx context.Context, job psengine.Job) error
+	SubmitJob(ctx context.Context, job broker.Job) error
 }
 
 // SubmitFunc adapts a function to Submitter.
-type SubmitFunc func(ctx context.Context, job psengine.Job) error
+type SubmitFunc func(ctx context.Context, job broker.Job) error
 
 // SubmitJob calls f.
-func (f SubmitFunc) SubmitJob(ctx context.Context, job psengine.Job) error { return f(ctx, job) }
+func (f SubmitFunc) SubmitJob(ctx context.Context, job broker.Job) error { return f(ctx, job) }
 
 var _ Submitter = (*psengine.Engine)(nil)
 
@@ -306,9 +308,9 @@ func (h *Handler) dropBody(w http.ResponseWriter, rc *http.ResponseController) {
 }
 
 // submit hands b to the submitter, which validates it and makes its job
-// (psengine.NewJob); the broker behind it refuses a repeat.
+// (broker.NewJob); the broker behind it refuses a repeat.
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Bounty, delivery string) {
-	job := psengine.Job{ID: delivery, Bounty: b}
+	job := broker.Job{ID: delivery, Bounty: b}
 	if delivery == "" {
 		// Keyed by phase too: an arbitration of a bounty is not a repeat
 		// of its assertion.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/polyswarm/psengine"
@@ -121,7 +123,7 @@ func TestStatusCodes(t *testing.T) {
 		{name: "engine shut down", req: func() *http.Request { return signed("bounty", "d-6", body) },
 			subErr: psengine.ErrClosed,
 			want:   answer{Code: 503, Status: "UNAVAILABLE", Error: true, RetryAfter: "5"}},
-		{name: "broker failure", req: func() *http.Request { return signed("bounty", "d-6", body) },
+		{name: "q failure", req: func() *http.Request { return signed("bounty", "d-6", body) },
 			subErr: errors.New("connection refused"),
 			want:   answer{Code: 503, Status: "UNAVAILABLE", Error: true, RetryAfter: "5"}},
 		{name: "bounty the engine finds malformed", req: func() *http.Request { return signed("bounty", "d-6", body) },
@@ -159,7 +161,7 @@ func TestAcceptedJob(t *testing.T) {
 	if got := serve(t, h, signed("bounty", "", body)); got.Code != 202 {
 		t.Fatalf("got %+v, want 202", got)
 	}
-	wantJobs := []psengine.Job{
+	wantJobs := []broker.Job{
 		{ID: "delivery-1", Bounty: want},
 		{ID: "18446744073709551617/arbitration", Bounty: want},
 	}
@@ -259,10 +261,10 @@ func TestVerify(t *testing.T) {
 // answered 503 (the bounty is not dropped: the retry is taken once there
 // is room), and a shut-down engine is answered 503.
 func TestRealEngineQueueFullAndClosed(t *testing.T) {
-	broker := psengine.NewMemoryBroker(psengine.MemoryBrokerConfig{Capacity: 1})
+	q := broker.NewMemory(broker.MemoryConfig{Capacity: 1})
 	engine := psengine.New(psengine.ScannerFunc(func(context.Context, psengine.Env, psengine.Artifact) (psengine.Analysis, error) {
 		return psengine.Analysis{Verdict: psengine.Unknown}, nil
-	}), psengine.WithBroker(broker))
+	}), psengine.WithBroker(q))
 	h := newHandler(t, engine)
 
 	first, second := bountyJSON(t, "1", []byte("a")), bountyJSON(t, "2", []byte("b"))
@@ -276,7 +278,7 @@ func TestRealEngineQueueFullAndClosed(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		_ = broker.Consume(ctx, func(context.Context, psengine.Job) error { cancel(); return nil })
+		_ = q.Consume(ctx, func(context.Context, broker.Job) error { cancel(); return nil })
 	})
 	wg.Wait()
 	if got := serve(t, h, signed("bounty", "d-2", second)); got.Code != 202 {
@@ -288,5 +290,5 @@ func TestRealEngineQueueFullAndClosed(t *testing.T) {
 	if got := serve(t, h, signed("bounty", "d-3", bountyJSON(t, "3", []byte("c")))); got.Code != 503 {
 		t.Fatalf("bounty after shutdown: %+v, want 503", got)
 	}
-	broker.Close()
+	q.Close()
 }

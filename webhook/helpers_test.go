@@ -13,7 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine/fetch"
 	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
@@ -88,11 +89,11 @@ func serve(t testing.TB, h http.Handler, r *http.Request) answer {
 // queue is a Submitter that records jobs, or fails with err.
 type queue struct {
 	mu   sync.Mutex
-	jobs []psengine.Job
+	jobs []broker.Job
 	err  error
 }
 
-func (q *queue) SubmitJob(_ context.Context, job psengine.Job) error {
+func (q *queue) SubmitJob(_ context.Context, job broker.Job) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
@@ -108,10 +109,10 @@ func (q *queue) fail(err error) {
 	q.mu.Unlock()
 }
 
-func (q *queue) taken() []psengine.Job {
+func (q *queue) taken() []broker.Job {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return append([]psengine.Job(nil), q.jobs...)
+	return append([]broker.Job(nil), q.jobs...)
 }
 
 func newHandler(t testing.TB, sub webhook.Submitter, opts ...webhook.Option) *webhook.Handler {

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
 )
@@ -58,7 +59,7 @@ func TestSlowPostsAreBounded(t *testing.T) {
 	const limit, flood = 4, 200
 	var mu sync.Mutex
 	var taken []string
-	sub := webhook.SubmitFunc(func(_ context.Context, j psengine.Job) error {
+	sub := webhook.SubmitFunc(func(_ context.Context, j broker.Job) error {
 		mu.Lock()
 		taken = append(taken, j.ID)
 		mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
@@ -23,7 +25,7 @@ func TestUntrustedStringsAreCutInLogs(t *testing.T) {
 	var logs psenginetest.SyncBuffer
 	full := false
 	seen := map[string]bool{}
-	h, err := webhook.NewHandler(webhook.SubmitFunc(func(_ context.Context, j psengine.Job) error {
+	h, err := webhook.NewHandler(webhook.SubmitFunc(func(_ context.Context, j broker.Job) error {
 		switch {
 		case full:
 			return psengine.ErrQueueFull

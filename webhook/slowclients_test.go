@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyswarm/psengine"
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine/psenginetest"
 	"github.com/polyswarm/psengine/webhook"
 )
@@ -140,7 +141,7 @@ func TestSlowClientsDoNotStarveSignedBounties(t *testing.T) {
 		t.Run(fmt.Sprintf("%d slow clients from %d addresses", slow, sources), func(t *testing.T) {
 			var mu sync.Mutex
 			taken := map[string]bool{}
-			sub := webhook.SubmitFunc(func(_ context.Context, j psengine.Job) error {
+			sub := webhook.SubmitFunc(func(_ context.Context, j broker.Job) error {
 				mu.Lock()
 				defer mu.Unlock()
 				taken[j.ID] = true
@@ -237,7 +238,7 @@ func waitAnswer(t testing.TB, clients []*slowClient) *http.Response {
 func TestMinBodyRate(t *testing.T) {
 	const rate, grace = 200, 100 * time.Millisecond
 	var logs psenginetest.SyncBuffer
-	h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, psengine.Job) error { return nil }),
+	h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, broker.Job) error { return nil }),
 		webhook.WithSecret(secret), webhook.WithReadTimeout(time.Minute), webhook.WithMinBodyRate(rate, grace),
 		webhook.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
@@ -294,7 +295,7 @@ func TestMinBodyRate(t *testing.T) {
 // whose limit (the memory bound) then holds for everyone.
 func TestReadLimitsBetweenSources(t *testing.T) {
 	const all, perSource = 8, 2
-	h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, psengine.Job) error { return nil }),
+	h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, broker.Job) error { return nil }),
 		webhook.WithSecret(secret), webhook.WithReadLimit(all, 20*time.Millisecond), webhook.WithReadLimitPerSource(perSource),
 		webhook.WithReadTimeout(time.Minute), webhook.WithMinBodyRate(webhook.DefaultMinBodyRate, time.Minute))
 	if err != nil {
@@ -352,7 +353,7 @@ func BenchmarkSignedAmidSlowClients(b *testing.B) {
 			name = fmt.Sprintf("slow-%d", slow)
 		}
 		b.Run(name, func(b *testing.B) {
-			h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, psengine.Job) error { return nil }),
+			h, err := webhook.NewHandler(webhook.SubmitFunc(func(context.Context, broker.Job) error { return nil }),
 				webhook.WithSecret(secret), webhook.WithReadTimeout(time.Hour), webhook.WithMinBodyRate(webhook.DefaultMinBodyRate, time.Hour))
 			if err != nil {
 				b.Fatal(err)

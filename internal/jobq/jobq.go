@@ -1,5 +1,5 @@
 // Package jobq is the one in-memory job dispatcher of psengine's brokers:
-// the MemoryBroker and localq, which adds its store's writes through a
+// broker.Memory and localq, which adds its store's writes through a
 // Store. It hands pending jobs to consumers, settles each after its handler
 // (done, retried after a backoff, handed back, given a last call, dead),
 // and gives a broker its lifecycle (Close, Drain, Abandon).

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/natsq"
 	"github.com/polyswarm/psengine/natsq/embedded"
@@ -14,7 +16,7 @@ import (
 )
 
 // `deadletters --backend nats` lists, requeues and drops the dead letters
-// of the queue (natsq.Broker is a psengine.DeadLetterStore).
+// of the queue (natsq.Broker is a broker.DeadLetterStore).
 func TestDeadLettersOverNATS(t *testing.T) {
 	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -36,7 +38,7 @@ func TestDeadLettersOverNATS(t *testing.T) {
 	}
 	for _, id := range []string{"111", "222"} {
 		bounty := psenginetest.Bounty([]byte(id), psenginetest.WithID(id), psenginetest.WithExpiration(time.Now().Add(time.Hour)))
-		job, err := psengine.NewJob("job-"+id, bounty, time.Now(), time.Hour)
+		job, err := broker.NewJob("job-"+id, bounty, time.Now(), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,9 +49,9 @@ func TestDeadLettersOverNATS(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	fixed := make(chan struct{})
-	requeued := make(chan psengine.Job, 1)
+	requeued := make(chan broker.Job, 1)
 	go func() {
-		done <- b.Consume(cctx, func(_ context.Context, j psengine.Job) error {
+		done <- b.Consume(cctx, func(_ context.Context, j broker.Job) error {
 			select {
 			case <-fixed:
 				requeued <- j

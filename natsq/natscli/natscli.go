@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/polyswarm/psengine/broker"
+
 	"github.com/nats-io/nats.go"
 	"github.com/polyswarm/psengine"
 	"github.com/polyswarm/psengine/cli"
@@ -181,7 +183,7 @@ type session struct {
 	allowPrivate bool
 }
 
-func (s *session) Broker() psengine.Broker { return s.broker }
+func (s *session) Broker() broker.Broker { return s.broker }
 func (s *session) WorkerOptions() []psengine.Option {
 	if s.allowPrivate {
 		return s.broker.WorkerOptions(natsq.AllowPrivate())
