@@ -301,14 +301,11 @@ func (c *childSide) Scan(ctx context.Context, wa workerproc.Artifact) workerproc
 }
 
 func (c *childSide) Teardown() {
-	t, ok := c.e.orig.(WorkerTeardown)
-	if !ok || c.wenv == nil {
+	if c.wenv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := protect(func() error { return t.TeardownWorker(ctx, *c.wenv) }); err != nil {
-		c.e.cfg.logger.ErrorContext(ctx, "worker teardown", "err", err)
+	if err := c.e.teardownAlone(*c.wenv); err != nil {
+		c.e.cfg.logger.Error("worker teardown", "err", err)
 	}
 }
 

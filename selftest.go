@@ -3,10 +3,7 @@ package psengine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
-
-	"github.com/polyswarm/psengine/pipeline"
 )
 
 // CandidateScan scans one artifact with the candidate Env of an update, as
@@ -60,11 +57,7 @@ func (e *Engine) hostSelfTests(ctx context.Context, candidate Env) error {
 	c := &candidateScanner{e: e, env: candidate}
 	defer c.teardown(ctx)
 	for _, t := range e.cfg.selfTests {
-		var err error
-		if perr := pipeline.Protect(func() { err = t(ctx, candidate, c.scan) }); perr != nil {
-			err = perr
-		}
-		if err != nil {
+		if err := protect(func() error { return t(ctx, candidate, c.scan) }); err != nil {
 			return err
 		}
 	}
@@ -93,34 +86,14 @@ func (c *candidateScanner) scan(ctx context.Context, a Artifact) (out Analysis, 
 		return Unsupported(), nil
 	}
 	if !c.ready && c.setupErr == nil {
-		c.worker, c.setupErr = c.setup(ctx)
+		c.worker, c.setupErr = c.e.setupWorker(ctx, c.env, "self-test")
 		c.ready = c.setupErr == nil
 	}
 	if c.setupErr != nil {
 		return Analysis{}, c.setupErr
 	}
-	if perr := pipeline.Protect(func() { out, err = c.e.scanner.Scan(ctx, c.worker, a) }); perr != nil {
-		return Analysis{}, perr
-	}
+	err = protect(func() (err error) { out, err = c.e.scanner.Scan(ctx, c.worker, a); return err })
 	return out, err
-}
-
-// setup makes the worker Env of the candidate (WorkerSetup).
-func (c *candidateScanner) setup(ctx context.Context) (Env, error) {
-	env := c.env.WithLogger(c.env.Logger().With("worker", "self-test"))
-	s, ok := c.e.orig.(WorkerSetup)
-	if !ok {
-		return env, nil
-	}
-	var out Env
-	var err error
-	if perr := pipeline.Protect(func() { out, err = s.SetupWorker(ctx, env) }); perr != nil {
-		err = perr
-	}
-	if err != nil {
-		return Env{}, kind(ErrSetup, fmt.Errorf("the self-test's worker setup: %w", err))
-	}
-	return out, nil
 }
 
 // teardown tears the worker Env down (WorkerTeardown), if it was set up.
@@ -128,16 +101,11 @@ func (c *candidateScanner) teardown(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	t, ok := c.e.orig.(WorkerTeardown)
-	if !c.ready || !ok {
+	if !c.ready {
 		return
 	}
 	c.ready = false
-	var err error
-	if perr := pipeline.Protect(func() { err = t.TeardownWorker(context.WithoutCancel(ctx), c.worker) }); perr != nil {
-		err = perr
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err := c.e.teardownWorker(context.WithoutCancel(ctx), c.worker); err != nil && !errors.Is(err, context.Canceled) {
 		c.e.cfg.logger.ErrorContext(ctx, "the self-test's worker teardown", "err", err)
 	}
 }

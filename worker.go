@@ -60,16 +60,12 @@ func (r inProcess) scan(ctx context.Context, w *worker, gen *generation, a Artif
 
 // stop tears the workers' Envs down (WorkerTeardown).
 func (r inProcess) stop(ctx context.Context) []error {
-	t, ok := r.e.orig.(WorkerTeardown)
-	if !ok {
-		return nil
-	}
 	var errs []error
 	for _, w := range r.e.workers {
 		if !w.ready {
 			continue
 		}
-		if err := protect(func() error { return t.TeardownWorker(ctx, w.env) }); err != nil {
+		if err := r.e.teardownWorker(ctx, w.env); err != nil {
 			errs = append(errs, fmt.Errorf("worker %d teardown: %w", w.id, err))
 		}
 	}
@@ -104,16 +100,45 @@ func (e *Engine) workerEnv(ctx context.Context, w *worker, cur *Env) (*Env, erro
 		}
 		return &w.env, nil
 	}
-	env := cur.WithLogger(cur.Logger().With("worker", w.id))
-	if s, ok := e.orig.(WorkerSetup); ok {
-		var out Env
-		if err := protect(func() (err error) { out, err = s.SetupWorker(ctx, env); return err }); err != nil {
-			return nil, kind(ErrSetup, fmt.Errorf("worker %d setup: %w", w.id, err))
-		}
-		env = out
+	env, err := e.setupWorker(ctx, *cur, w.id)
+	if err != nil {
+		return nil, err
 	}
 	w.env, w.base, w.ready = env, cur, true
 	return &w.env, nil
+}
+
+// setupWorker makes a worker Env on env (WorkerSetup, if the scanner has
+// it), with who naming the worker in its logs and in the error.
+func (e *Engine) setupWorker(ctx context.Context, env Env, who any) (Env, error) {
+	env = env.WithLogger(env.Logger().With("worker", who))
+	s, ok := e.orig.(WorkerSetup)
+	if !ok {
+		return env, nil
+	}
+	var out Env
+	if err := protect(func() (err error) { out, err = s.SetupWorker(ctx, env); return err }); err != nil {
+		return Env{}, kind(ErrSetup, fmt.Errorf("worker %v setup: %w", who, err))
+	}
+	return out, nil
+}
+
+// teardownWorker tears a worker Env down (WorkerTeardown, if the scanner
+// has it).
+func (e *Engine) teardownWorker(ctx context.Context, env Env) error {
+	t, ok := e.orig.(WorkerTeardown)
+	if !ok {
+		return nil
+	}
+	return protect(func() error { return t.TeardownWorker(ctx, env) })
+}
+
+// teardownAlone is teardownWorker with 30 seconds of its own, for an Env
+// whose scan or child outlived whoever was waiting.
+func (e *Engine) teardownAlone(env Env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return e.teardownWorker(ctx, env)
 }
 
 // States of a scan, for the hand-over of its worker Env when the engine
@@ -162,12 +187,8 @@ func (e *Engine) retire(env Env) {
 	defer e.abandoned.Add(-1)
 	log := e.cfg.logger
 	log.Warn("a scan returned after the engine walked away from it; its result is dropped")
-	if t, ok := e.orig.(WorkerTeardown); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := protect(func() error { return t.TeardownWorker(ctx, env) }); err != nil {
-			log.Error("worker teardown after an abandoned scan", "err", err)
-		}
+	if err := e.teardownAlone(env); err != nil {
+		log.Error("worker teardown after an abandoned scan", "err", err)
 	}
 }
 
