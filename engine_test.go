@@ -743,18 +743,6 @@ func TestScannerConformance(t *testing.T) {
 	}, testDirs(t))
 }
 
-func TestMemoryBrokerConformance(t *testing.T) {
-	psenginetest.TestBroker(t, func(t *testing.T) psenginetest.BrokerHarness {
-		b := broker.NewMemory(broker.MemoryConfig{MaxAttempts: 3, Backoff: pipeline.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
-		return psenginetest.BrokerHarness{
-			Broker:      b,
-			MaxAttempts: 3,
-			Keys:        true,
-			DeadLetters: b.DeadLetters,
-		}
-	})
-}
-
 func envdirsFor(d string) envdirs.Dirs { return envdirs.Dirs{Home: d, Temp: d} }
 
 // TestStoppedConsumerHandsBack: a worker stopped mid-scan does not answer

@@ -422,28 +422,14 @@ func (m *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 }
 
 // Requeue delivers the dead letter of job id again; see DeadLetterStore.
-func (m *Memory) Requeue(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	i := slices.IndexFunc(m.dead, func(d DeadLetter) bool { return d.Job.ID == id })
-	if i < 0 {
-		return fmt.Errorf("%w: %q", ErrNoDeadLetter, id)
-	}
-	job := m.dead[i].Job
-	job.Attempt, job.Final, job.Suspect = 1, "", false
-	if !m.q.Add(&jobq.Entry[Job]{ID: job.ID, Attempt: 1, Job: job}) {
-		return ErrClosed
-	}
-	m.dead = slices.Delete(m.dead, i, i+1)
-	delete(m.done, id)
-	return nil
-}
+func (m *Memory) Requeue(ctx context.Context, id string) error { return m.takeDead(ctx, id, true) }
 
 // Drop forgets the dead letter of job id; see DeadLetterStore.
-func (m *Memory) Drop(ctx context.Context, id string) error {
+func (m *Memory) Drop(ctx context.Context, id string) error { return m.takeDead(ctx, id, false) }
+
+// takeDead removes the dead letter of job id, queueing its job again as
+// new first when requeue.
+func (m *Memory) takeDead(ctx context.Context, id string, requeue bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -452,6 +438,14 @@ func (m *Memory) Drop(ctx context.Context, id string) error {
 	i := slices.IndexFunc(m.dead, func(d DeadLetter) bool { return d.Job.ID == id })
 	if i < 0 {
 		return fmt.Errorf("%w: %q", ErrNoDeadLetter, id)
+	}
+	if requeue {
+		job := m.dead[i].Job
+		job.Attempt, job.Final, job.Suspect = 1, "", false
+		if !m.q.Add(&jobq.Entry[Job]{ID: job.ID, Attempt: 1, Job: job}) {
+			return ErrClosed
+		}
+		delete(m.done, id)
 	}
 	m.dead = slices.Delete(m.dead, i, i+1)
 	return nil
