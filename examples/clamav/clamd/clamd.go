@@ -294,7 +294,15 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 	if early != nil || writeErr != nil {
 		c.fail(fmt.Errorf("%w: clamd answered before the end of the stream", ErrConnection))
 	}
-	reply, err := c.checkID(id, res.reply)
+	return c.scanReply(ctx, "INSTREAM", id, res.reply, cancelled)
+}
+
+// scanReply checks and parses the reply to a scan command (INSTREAM,
+// FILDES) of the session's request id. A reply that says the connection
+// is in trouble, or that arrived as ctx ended (cancelled: the deadline
+// was set as it did), fails the connection.
+func (c *Conn) scanReply(ctx context.Context, cmd string, id int, reply string, cancelled bool) (Reply, error) {
+	reply, err := c.checkID(id, reply)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -303,12 +311,11 @@ func (c *Conn) InStream(ctx context.Context, r io.Reader) (Reply, error) {
 		c.fail(err)
 		return Reply{}, err
 	}
-	if err := rep.Err("INSTREAM"); err != nil {
+	if err := rep.Err(cmd); err != nil {
 		c.fail(fmt.Errorf("%w: after %w", ErrConnection, err))
 		return rep, err
 	}
 	if cancelled {
-		// The reply arrived, but the deadline was set as it did.
 		c.fail(fmt.Errorf("%w: %w", ErrConnection, context.Cause(ctx)))
 	}
 	return rep, nil

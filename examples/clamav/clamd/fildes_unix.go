@@ -64,21 +64,5 @@ func (c *Conn) ScanFD(ctx context.Context, f *os.File) (Reply, error) {
 	if werr != nil {
 		return Reply{}, c.ioError(ctx, cancelled, "FILDES", werr)
 	}
-	reply, err = c.checkID(id, reply)
-	if err != nil {
-		return Reply{}, err
-	}
-	rep, err := ParseReply(reply)
-	if err != nil {
-		c.fail(err)
-		return Reply{}, err
-	}
-	if err := rep.Err("FILDES"); err != nil {
-		c.fail(fmt.Errorf("%w: after %w", ErrConnection, err))
-		return rep, err
-	}
-	if cancelled {
-		c.fail(fmt.Errorf("%w: %w", ErrConnection, context.Cause(ctx)))
-	}
-	return rep, nil
+	return c.scanReply(ctx, "FILDES", id, reply, cancelled)
 }
