@@ -90,5 +90,5 @@
 // Options replace one stage or wrap the scanner without reimplementing the
 // rest: WithFetchPolicy (what bounties may reference, custom schemes),
 // WithBidStrategy, WithDeliverer, WithMiddleware, WithBroker (a distributed
-// queue; see Broker and psenginetest.TestBroker), OnSuccess and OnError.
+// queue; see package broker and psenginetest.TestBroker), OnSuccess and OnError.
 package psengine
