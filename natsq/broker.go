@@ -112,20 +112,9 @@ func (b *Broker) Config() Config { return b.cfg }
 // answered-marker buckets. It is idempotent and safe to run from several
 // processes at once; it retries briefly when they race.
 func (b *Broker) Provision(ctx context.Context) error {
-	var err error
-	for attempt := range 3 {
-		if err = b.provision(ctx); err == nil || ctx.Err() != nil {
-			return err
-		}
-		b.log.Debug("provision failed, retrying", "attempt", attempt+1, "err", err)
-		t := time.NewTimer(time.Duration(attempt+1) * 100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-	}
+	_, err := pipeline.Retry(pipeline.Backoff{MaxAttempts: 3}, func(ctx context.Context, _ struct{}) (struct{}, error) {
+		return struct{}{}, b.provision(ctx)
+	})(ctx, struct{}{})
 	return err
 }
 
@@ -171,53 +160,29 @@ func (b *Broker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsq: provision consumer %s: %w", n.consumer, err)
 	}
-	results, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
-		Bucket:      n.results,
-		Description: "psengine answers waiting for their submitter",
-		TTL:         c.ResultTTL,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("natsq: provision bucket %s: %w", n.results, err)
-	}
-	answered, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
-		Bucket:      n.answered,
-		Description: "psengine bounties answered (so a redelivery is not answered twice)",
-		TTL:         c.ResultTTL,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("natsq: provision bucket %s: %w", n.answered, err)
-	}
-	keys, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, jetstream.KeyValueConfig{
-		Bucket:      n.keys,
-		Description: "psengine bounties submitted, by content (the same bounty under another job ID is dropped)",
-		TTL:         c.KeyTTL,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("natsq: provision bucket %s: %w", n.keys, err)
-	}
-	stateCfg := jetstream.KeyValueConfig{
-		Bucket:      n.state,
-		Description: "psengine job records (attempts, suspicion, kept answers) and the scans of each worker",
-		TTL:         c.KeyTTL,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
+	var results, answered, keys, state jetstream.KeyValue
+	for _, kv := range []struct {
+		to                *jetstream.KeyValue
+		bucket, what      string
+		ttl, markerExpiry time.Duration
+	}{
+		{&results, n.results, "answers waiting for their submitter", c.ResultTTL, 0},
+		{&answered, n.answered, "bounties answered (so a redelivery is not answered twice)", c.ResultTTL, 0},
+		{&keys, n.keys, "bounties submitted, by content (the same bounty under another job ID is dropped)", c.KeyTTL, 0},
 		// The markers of records removed expire (nats-server 2.11+); an
 		// older server keeps them for TTL.
-		LimitMarkerTTL: purgeMarkerTTL,
-	}
-	state, err := createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, stateCfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		stateCfg.LimitMarkerTTL = 0
-		state, err = createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, stateCfg)
-	}
-	if err != nil {
-		return fmt.Errorf("natsq: provision bucket %s: %w", n.state, err)
+		{&state, n.state, "job records (attempts, suspicion, kept answers) and the scans of each worker", c.KeyTTL, purgeMarkerTTL},
+	} {
+		cfg := jetstream.KeyValueConfig{Bucket: kv.bucket, Description: "psengine " + kv.what, TTL: kv.ttl,
+			Storage: c.Storage, Replicas: c.Replicas, LimitMarkerTTL: kv.markerExpiry}
+		*kv.to, err = createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, cfg)
+		if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+			cfg.LimitMarkerTTL = 0
+			*kv.to, err = createOrUpdate(ctx, js.CreateKeyValue, js.UpdateKeyValue, cfg)
+		}
+		if err != nil {
+			return fmt.Errorf("natsq: provision bucket %s: %w", kv.bucket, err)
+		}
 	}
 	artifacts, err := createOrUpdate(ctx, js.CreateObjectStore, js.UpdateObjectStore, jetstream.ObjectStoreConfig{
 		Bucket:      n.artifacts,
