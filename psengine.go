@@ -684,8 +684,7 @@ func (e *Engine) SubmitJob(ctx context.Context, job broker.Job) error {
 		job = made
 	}
 	if e.cfg.discardExpired && job.Bounty.Expired(now) {
-		return fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired, now.UTC().Format(time.RFC3339),
-			now.Sub(job.Bounty.Expiration).Round(time.Millisecond))
+		return expiredError(job.Bounty, now)
 	}
 	if err := e.Start(ctx); err != nil {
 		return err
@@ -812,10 +811,15 @@ func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted
 
 // discardExpiredBounty reports a bounty found expired before its scan.
 func (e *Engine) discardExpiredBounty(ctx context.Context, b Bounty, now time.Time) Result {
-	res := Result{Bounty: b, Err: fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired,
-		now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))}
+	res := Result{Bounty: b, Err: expiredError(b, now)}
 	e.finish(ctx, &res)
 	return res
+}
+
+// expiredError says that b was found expired at now (ErrExpired).
+func expiredError(b Bounty, now time.Time) error {
+	return fmt.Errorf("%w: at %s, %s after its expiration", ErrExpired,
+		now.UTC().Format(time.RFC3339), now.Sub(b.Expiration).Round(time.Millisecond))
 }
 
 // withWindow gives a bounty without an expiration the default window
