@@ -1,6 +1,7 @@
 package natsq
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,8 @@ type Broker struct {
 
 var (
 	_ broker.Broker          = (*Broker)(nil)
+	_ broker.AnswerKeeper    = (*Broker)(nil)
+	_ broker.ScanMarker      = (*Broker)(nil)
 	_ broker.DeadLetterStore = (*Broker)(nil)
 )
 
@@ -121,7 +124,7 @@ func (b *Broker) Provision(ctx context.Context) error {
 func (b *Broker) provision(ctx context.Context) error {
 	c, n := b.cfg, b.names
 	js := b.js
-	_, err := createOrUpdate(ctx, js.CreateStream, js.UpdateStream, jetstream.StreamConfig{
+	for _, sc := range []jetstream.StreamConfig{{
 		Name:        n.jobs,
 		Description: "psengine bounties waiting for a worker",
 		Subjects:    []string{n.jobSubject},
@@ -131,11 +134,7 @@ func (b *Broker) provision(ctx context.Context) error {
 		Duplicates:  c.Duplicates,
 		Storage:     c.Storage,
 		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("natsq: provision stream %s: %w", n.jobs, err)
-	}
-	_, err = createOrUpdate(ctx, js.CreateStream, js.UpdateStream, jetstream.StreamConfig{
+	}, {
 		Name:        n.dead,
 		Description: "psengine bounties given up on, with the reason in headers",
 		Subjects:    []string{n.deadSubject, n.deadSubject + ".>"},
@@ -143,9 +142,10 @@ func (b *Broker) provision(ctx context.Context) error {
 		Duplicates:  c.Duplicates,
 		Storage:     c.Storage,
 		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("natsq: provision stream %s: %w", n.dead, err)
+	}} {
+		if _, err := createOrUpdate(ctx, js.CreateStream, js.UpdateStream, sc); err != nil {
+			return fmt.Errorf("natsq: provision stream %s: %w", sc.Name, err)
+		}
 	}
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, n.jobs, jetstream.ConsumerConfig{
 		Durable:       n.consumer,
@@ -225,29 +225,15 @@ func notProvisioned(what string, err error) error {
 }
 
 func (b *Broker) consumerHandle(ctx context.Context) (jetstream.Consumer, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.consumer == nil {
-		c, err := b.js.Consumer(ctx, b.names.jobs, b.names.consumer)
-		if err != nil {
-			return nil, notProvisioned("consumer "+b.names.consumer, err)
-		}
-		b.consumer = c
-	}
-	return b.consumer, nil
+	return bind(b, &b.consumer, "consumer "+b.names.consumer, func() (jetstream.Consumer, error) {
+		return b.js.Consumer(ctx, b.names.jobs, b.names.consumer)
+	})
 }
 
 func (b *Broker) kv(ctx context.Context, which *jetstream.KeyValue, bucket string) (jetstream.KeyValue, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if *which == nil {
-		kv, err := b.js.KeyValue(ctx, bucket)
-		if err != nil {
-			return nil, notProvisioned("bucket "+bucket, err)
-		}
-		*which = kv
-	}
-	return *which, nil
+	return bind(b, which, "bucket "+bucket, func() (jetstream.KeyValue, error) {
+		return b.js.KeyValue(ctx, bucket)
+	})
 }
 
 func (b *Broker) resultsKV(ctx context.Context) (jetstream.KeyValue, error) {
@@ -267,16 +253,24 @@ func (b *Broker) stateKV(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 func (b *Broker) artifactStore(ctx context.Context) (jetstream.ObjectStore, error) {
+	return bind(b, &b.artifacts, "object store "+b.names.artifacts, func() (jetstream.ObjectStore, error) {
+		return b.js.ObjectStore(ctx, b.names.artifacts)
+	})
+}
+
+// bind returns the handle *to, looked up with get on first use (under b.mu).
+func bind[T comparable](b *Broker, to *T, what string, get func() (T, error)) (T, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.artifacts == nil {
-		o, err := b.js.ObjectStore(ctx, b.names.artifacts)
+	var none T
+	if *to == none {
+		v, err := get()
 		if err != nil {
-			return nil, notProvisioned("object store "+b.names.artifacts, err)
+			return none, notProvisioned(what, err)
 		}
-		b.artifacts = o
+		*to = v
 	}
-	return b.artifacts, nil
+	return *to, nil
 }
 
 // Submit publishes job and returns once the server stored it (the publish
@@ -296,9 +290,7 @@ func (b *Broker) Submit(ctx context.Context, job broker.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if job.ID == "" {
-		job.ID = job.Bounty.ID.String()
-	}
+	job.ID = cmp.Or(job.ID, job.Bounty.ID.String())
 	job.Answer = nil // answers are kept by KeepAnswer only
 	h, body, err := encodeJob(job)
 	if err != nil {
@@ -561,10 +553,7 @@ func (b *Broker) handle(ctx context.Context, d *delivery, h broker.Handler) {
 	defer b.release(d)
 	job, err := decodeJob(d.Headers(), d.Data())
 	if err != nil {
-		job.ID = d.Headers().Get(HeaderJobID)
-		if job.ID == "" {
-			job.ID = d.Headers().Get(jetstream.MsgIDHeader)
-		}
+		job.ID = cmp.Or(d.Headers().Get(HeaderJobID), d.Headers().Get(jetstream.MsgIDHeader))
 		wctx, cancel := opContext(ctx)
 		defer cancel()
 		b.deadLetter(wctx, &held{d: d, job: job}, &DeadLetterError{Reason: oneLine(err), Deliveries: d.delivered, Permanent: true})

@@ -1,6 +1,7 @@
 package natsq
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -102,42 +103,20 @@ var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // withDefaults validates c and fills in its defaults.
 func (c Config) withDefaults() (Config, error) {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
 	if !prefixRE.MatchString(c.Prefix) {
 		return c, fmt.Errorf("%w: Prefix %q: letters, digits, '-' and '_' only", ErrBadConfig, c.Prefix)
 	}
-	if c.Duplicates == 0 {
-		c.Duplicates = DefaultDuplicates
-	}
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = c.AckWait / 3
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.ArtifactTTL == 0 {
-		c.ArtifactTTL = DefaultArtifactTTL
-	}
-	if c.ResultTTL == 0 {
-		c.ResultTTL = DefaultResultTTL
-	}
-	if c.KeyTTL == 0 {
-		c.KeyTTL = DefaultKeyTTL
-	}
-	if c.ResultGrace == 0 {
-		c.ResultGrace = DefaultResultGrace
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Duplicates = cmp.Or(c.Duplicates, DefaultDuplicates)
+	c.AckWait = cmp.Or(c.AckWait, DefaultAckWait)
+	c.Heartbeat = cmp.Or(c.Heartbeat, c.AckWait/3)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.ArtifactTTL = cmp.Or(c.ArtifactTTL, DefaultArtifactTTL)
+	c.ResultTTL = cmp.Or(c.ResultTTL, DefaultResultTTL)
+	c.KeyTTL = cmp.Or(c.KeyTTL, DefaultKeyTTL)
+	c.ResultGrace = cmp.Or(c.ResultGrace, DefaultResultGrace)
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	switch {
 	case c.Duplicates < 0, c.AckWait < 0, c.Heartbeat < 0, c.ArtifactTTL < 0, c.ResultTTL < 0, c.ResultGrace < 0:
 		return c, fmt.Errorf("%w: negative duration", ErrBadConfig)

@@ -1,6 +1,7 @@
 package natsq
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -100,10 +101,7 @@ func decodeJob(h nats.Header, body []byte) (broker.Job, error) {
 	if v := h.Get(HeaderVersion); v != envelopeVersion {
 		return broker.Job{}, fmt.Errorf("%w: version %q, want %q", ErrMalformedJob, v, envelopeVersion)
 	}
-	id := h.Get(HeaderJobID)
-	if id == "" {
-		id = h.Get(jetstream.MsgIDHeader)
-	}
+	id := cmp.Or(h.Get(HeaderJobID), h.Get(jetstream.MsgIDHeader))
 	if id == "" {
 		return broker.Job{}, fmt.Errorf("%w: no job id", ErrMalformedJob)
 	}

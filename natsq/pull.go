@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,12 +141,10 @@ func (f *feeder) take(ctx context.Context) (*delivery, error) {
 		return d, nil
 	case <-ctx.Done():
 		f.mu.Lock()
-		for i, w := range f.waiting {
-			if w == ch {
-				f.waiting = append(f.waiting[:i], f.waiting[i+1:]...)
-				f.mu.Unlock()
-				return nil, ctx.Err()
-			}
+		if i := slices.Index(f.waiting, ch); i >= 0 {
+			f.waiting = slices.Delete(f.waiting, i, i+1)
+			f.mu.Unlock()
+			return nil, ctx.Err()
 		}
 		f.mu.Unlock()
 		// A job was handed to this consumer as its context ended: not
@@ -198,15 +197,8 @@ func (f *feeder) pullLocked() {
 			return
 		}
 		f.failures++
-		delay := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(f.failures)
+		delay := f.retryLocked()
 		f.b.log.Warn("asking for jobs failed; asking again", "err", err, "failures", f.failures, "delay", delay)
-		f.backingOff = true
-		time.AfterFunc(delay, func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.backingOff = false
-			f.pullLocked()
-		})
 		return
 	}
 	r := &pullReq{reply: reply, batch: need}
@@ -222,6 +214,24 @@ func (f *feeder) pullLocked() {
 		}
 	})
 	f.req = r
+}
+
+// retryLocked asks for jobs again after a delay growing with f.failures,
+// unless such a retry waits already, and returns the delay. Callers hold
+// f.mu.
+func (f *feeder) retryLocked() time.Duration {
+	if f.backingOff {
+		return 0
+	}
+	f.backingOff = true
+	delay := pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(f.failures)
+	time.AfterFunc(delay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.backingOff = false
+		f.pullLocked()
+	})
+	return delay
 }
 
 // endLocked forgets the request: filled, or ended by the server. Callers
@@ -257,15 +267,7 @@ func (f *feeder) onMsg(m *nats.Msg) {
 			f.endLocked()
 			f.failures++
 			f.b.log.Debug("a pull request ended early", "status", status, "description", m.Header.Get("Description"))
-			if !f.backingOff {
-				f.backingOff = true
-				time.AfterFunc(pipeline.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(f.failures), func() {
-					f.mu.Lock()
-					defer f.mu.Unlock()
-					f.backingOff = false
-					f.pullLocked()
-				})
-			}
+			f.retryLocked()
 		}
 		f.mu.Unlock()
 		return

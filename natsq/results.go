@@ -2,8 +2,6 @@ package natsq
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,10 +58,7 @@ func resultKey(responseURL string) (string, bool) {
 // markerKey names the answered marker of a bounty's answer: one per bounty
 // and destination, so the same bounty answered for two submitters counts
 // as two answers.
-func markerKey(b psengine.Bounty) string {
-	sum := sha256.Sum256([]byte(b.ID.String() + "\n" + b.ResponseURL))
-	return hex.EncodeToString(sum[:16])
-}
+func markerKey(b psengine.Bounty) string { return kvKey(b.ID.String() + "\n" + b.ResponseURL) }
 
 // Deliverer returns the Deliverer workers need: it puts answers to
 // ResultScheme response URLs into the results bucket for their submitter,
@@ -149,12 +144,11 @@ func (b *Broker) reportToSubmitter(ctx context.Context, bounty psengine.Bounty, 
 		return
 	}
 	kv, err := b.resultsKV(ctx)
-	if err != nil {
-		b.log.Warn("telling the submitter failed", "bounty", bounty.ID.String(), "err", err)
-		return
+	if err == nil {
+		data, _ := json.Marshal(record{Kind: kind, Error: msg})
+		_, err = kv.Create(ctx, key, data)
 	}
-	data, _ := json.Marshal(record{Kind: kind, Error: msg})
-	if _, err := kv.Create(ctx, key, data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		b.log.Warn("telling the submitter failed", "bounty", bounty.ID.String(), "err", err)
 	}
 }
@@ -314,17 +308,14 @@ func (b *Broker) Analyze(ctx context.Context, reqs []Request) iter.Seq[psengine.
 		if !emit() {
 			return
 		}
-		timedOut := func() {
-			cause := context.Cause(wctx)
-			if !errors.Is(cause, ErrNoAnswer) {
-				cause = fmt.Errorf("%w: %w", ErrNoAnswer, cause)
-			}
-			failAll(cause)
-		}
 		for pending > 0 {
 			select {
 			case <-wctx.Done():
-				timedOut()
+				cause := context.Cause(wctx)
+				if !errors.Is(cause, ErrNoAnswer) {
+					cause = fmt.Errorf("%w: %w", ErrNoAnswer, cause)
+				}
+				failAll(cause)
 				return
 			case e, ok := <-w.Updates():
 				if !ok {

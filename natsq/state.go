@@ -358,11 +358,6 @@ func (b *Broker) readMarks(ctx context.Context) (map[uint64][]int, error) {
 	return marks, errors.Join(errs...)
 }
 
-var (
-	_ broker.AnswerKeeper = (*Broker)(nil)
-	_ broker.ScanMarker   = (*Broker)(nil)
-)
-
 // MarkScanning records that the scan of job, which a consumer of this
 // broker is handling, starts in this process, and returns once the state
 // bucket holds the mark: should the scan end the process, the job's next

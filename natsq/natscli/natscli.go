@@ -19,6 +19,7 @@
 package natscli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -56,27 +57,13 @@ var _ cli.Backend = Backend{}
 // Flags registers the --nats-* flags.
 func (bk Backend) Flags(fs *flag.FlagSet) cli.Connector {
 	base := bk.Config
-	prefix := base.Prefix
-	if prefix == "" {
-		prefix = natsq.DefaultPrefix
-	}
-	orDefault := func(d, def time.Duration) time.Duration {
-		if d == 0 {
-			return def
-		}
-		return d
-	}
-	attempts := base.MaxAttempts
-	if attempts == 0 {
-		attempts = natsq.DefaultMaxAttempts
-	}
 	serverURL := fs.String("nats-url", nats.DefaultURL, "NATS server URL (comma-separated for a cluster; user:password@ in the URL, tls:// for TLS)")
 	creds := fs.String("nats-creds", "", "NATS credentials file (user JWT and NKey seed)")
 	embeddedDir := fs.String("nats-embedded", "", "run the NATS server in this process with its file store in `DIR`; it listens on --nats-url only when that flag is given")
-	fs.StringVar(&base.Prefix, "nats-prefix", prefix, "names of the queue's streams, consumer and buckets")
-	fs.DurationVar(&base.AckWait, "nats-ack-wait", orDefault(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
-	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", attempts, "failed attempts of a job (or worker deaths while it was scanned alone) before its last call and dead letter")
-	fs.DurationVar(&base.Duplicates, "nats-duplicates", orDefault(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
+	fs.StringVar(&base.Prefix, "nats-prefix", cmp.Or(base.Prefix, natsq.DefaultPrefix), "names of the queue's streams, consumer and buckets")
+	fs.DurationVar(&base.AckWait, "nats-ack-wait", cmp.Or(base.AckWait, natsq.DefaultAckWait), "how long a job waits for a silent worker before another takes it")
+	fs.IntVar(&base.MaxAttempts, "nats-max-attempts", cmp.Or(base.MaxAttempts, natsq.DefaultMaxAttempts), "failed attempts of a job (or worker deaths while it was scanned alone) before its last call and dead letter")
+	fs.DurationVar(&base.Duplicates, "nats-duplicates", cmp.Or(base.Duplicates, natsq.DefaultDuplicates), "window in which a job ID seen before is dropped")
 	wait := fs.Duration("nats-wait", 0, "analyze: how long to wait for the answers, from the first submission (0: until each bounty expires, plus a grace)")
 	allowPrivate := fs.Bool("nats-allow-private", false, "worker: let bounties reference artifacts, and response URLs for their answers, on loopback, private and link-local addresses (development only)")
 
@@ -151,11 +138,7 @@ func hostPort(raw string) (string, error) {
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("nats: --nats-url %q is not a nats://HOST:PORT URL", redact(raw))
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "4222"
-	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "4222")), nil
 }
 
 // redact drops credentials from a URL list for messages.
