@@ -15,15 +15,7 @@ import (
 // values above 1 give Max. A larger float64 never bids less.
 //
 // r should be valid (see [Rules.Validate]); with Max < Min, Linear returns Min.
-func Linear(r Rules, confidence float64) int64 {
-	switch {
-	case r.Max <= r.Min || math.IsNaN(confidence) || confidence <= 0:
-		return r.Min
-	case confidence >= 1:
-		return r.Max
-	}
-	return share(r, confidence, 1)
-}
+func Linear(r Rules, confidence float64) int64 { return share(r, confidence, 1) }
 
 // FromScore maps a score from 0 to 100 linearly onto [Min, Max]:
 // Min + score × (Max − Min) / 100, truncated toward Min, exactly. Like
@@ -31,24 +23,23 @@ func Linear(r Rules, confidence float64) int64 {
 // the span and 33.3 exactly 33.3%. NaN and scores below 0 give Min, scores
 // above 100 give Max. A larger float64 never bids less. With Max < Min it
 // returns Min.
-func FromScore(r Rules, score float64) int64 {
-	switch {
-	case r.Max <= r.Min || math.IsNaN(score) || score <= 0:
-		return r.Min
-	case score >= 100:
-		return r.Max
-	}
-	return share(r, score, 100)
-}
+func FromScore(r Rules, score float64) int64 { return share(r, score, 100) }
 
 // share returns Min + floor(d × (Max − Min) / scale), where d is the shortest
 // decimal form of x, for 0 < x < scale and Max > Min, computed exactly with
-// math/big.
+// math/big. Otherwise it returns Min (NaN, x <= 0 or Max <= Min) or Max
+// (x >= scale).
 //
 // d reads back as x, and rounding to the nearest float64 never decreases, so
 // a larger x has a larger d (bids are monotonic) and d < scale (the result
 // stays within Max).
 func share(r Rules, x float64, scale int64) int64 {
+	switch {
+	case r.Max <= r.Min || math.IsNaN(x) || x <= 0:
+		return r.Min
+	case x >= float64(scale):
+		return r.Max
+	}
 	d, _ := new(big.Rat).SetString(strconv.FormatFloat(x, 'g', -1, 64)) // a finite float's text always parses
 	n := new(big.Int).Mul(d.Num(), new(big.Int).SetUint64(span(r)))
 	n.Quo(n, new(big.Int).Mul(d.Denom(), big.NewInt(scale))) // n > 0: truncation is floor

@@ -103,15 +103,7 @@ func (r Rules) Validate() error {
 
 // Clamp returns w limited to [Min, Max]. For invalid rules with Max < Min it
 // returns Min.
-func (r Rules) Clamp(w int64) int64 {
-	if w > r.Max {
-		w = r.Max
-	}
-	if w < r.Min {
-		w = r.Min
-	}
-	return w
-}
+func (r Rules) Clamp(w int64) int64 { return max(min(w, r.Max), r.Min) }
 
 // Contains reports whether Min <= w <= Max.
 func (r Rules) Contains(w int64) bool { return r.Min <= w && w <= r.Max }
@@ -155,18 +147,17 @@ func (r *Rules) UnmarshalJSON(data []byte) error {
 // a decoder that has already split the object calls it to avoid a second
 // pass over the JSON. Errors are *RulesError.
 func RulesFromJSON(minJSON, maxJSON json.RawMessage) (Rules, error) {
-	raw := struct{ Min, Max json.RawMessage }{minJSON, maxJSON}
 	var got Rules
 	var saturated bool
 	var err error
-	if got.Min, saturated, err = parseAmount(raw.Min); err == nil && saturated {
+	if got.Min, saturated, err = parseAmount(minJSON); err == nil && saturated {
 		err = errors.New("exceeds the int64 range: no int64 bid can meet it")
 	}
 	if err != nil {
-		return Rules{}, &RulesError{Rules: got, Field: "min_allowed_bid", Input: snippet(raw.Min), Reason: err.Error()}
+		return Rules{}, &RulesError{Rules: got, Field: "min_allowed_bid", Input: snippet(minJSON), Reason: err.Error()}
 	}
-	if got.Max, _, err = parseAmount(raw.Max); err != nil {
-		return Rules{}, &RulesError{Rules: got, Field: "max_allowed_bid", Input: snippet(raw.Max), Reason: err.Error()}
+	if got.Max, _, err = parseAmount(maxJSON); err != nil {
+		return Rules{}, &RulesError{Rules: got, Field: "max_allowed_bid", Input: snippet(maxJSON), Reason: err.Error()}
 	}
 	return got, nil
 }

@@ -24,6 +24,7 @@ package deliver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -426,13 +427,6 @@ func (c *Client) httpClient() *http.Client {
 
 var discard = slog.New(slog.DiscardHandler)
 
-func (c *Client) userAgent() string {
-	if c.UserAgent != "" {
-		return c.UserAgent
-	}
-	return DefaultUserAgent
-}
-
 // newRequest builds the request every attempt copies. It accepts only
 // absolute http and https URLs with a host. The request's GetBody (also
 // used by http.Client for 307/308 redirects) yields a fresh reader over body.
@@ -449,7 +443,7 @@ func (c *Client) newRequest(rawURL string, body []byte) (*http.Request, error) {
 		return nil, fmt.Errorf("response URL %q: no host", redact(u))
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", c.userAgent())
+	req.Header.Set("User-Agent", cmp.Or(c.UserAgent, DefaultUserAgent))
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	if len(body) == 0 {

@@ -2,8 +2,6 @@ package fetch
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -51,8 +49,7 @@ func FromBytes(b []byte) *Content {
 	if mem == nil {
 		mem = []byte{}
 	}
-	sum := sha256.Sum256(mem)
-	return newMemContent(mem, hex.EncodeToString(sum[:]), "", "")
+	return newMemContent(mem, sha256Hex(mem), "", "")
 }
 
 func newMemContent(mem []byte, sum, tempDir, tempPrefix string) *Content {

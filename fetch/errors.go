@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 )
@@ -72,11 +73,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	status := e.Status
-	if status == "" {
-		status = fmt.Sprint(e.Code)
-	}
-	return fmt.Sprintf("fetch: GET %s: HTTP %s", e.URL, status)
+	return fmt.Sprintf("fetch: GET %s: HTTP %s", e.URL, cmp.Or(e.Status, fmt.Sprint(e.Code)))
 }
 
 // Is reports whether target is ErrUnreachable.

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -204,29 +206,24 @@ func (p Policy) fetch(ctx context.Context, l limits, uri string) (*Content, erro
 	if err := p.check(scheme); err != nil {
 		return nil, err
 	}
-	switch scheme {
-	case "data":
+	if scheme == "data" {
 		return l.fetchData(ctx, uri)
-	case "file":
-		u, err := url.Parse(uri)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformedURI, unwrapURLError(err))
-		}
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedURI, unwrapURLError(err))
+	}
+	if scheme == "file" {
 		path, err := filePath(u)
 		if err != nil {
 			return nil, err
 		}
 		return l.fetchFile(ctx, path)
-	default: // http, https
-		u, err := url.Parse(uri)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformedURI, unwrapURLError(err))
-		}
-		if u.Host == "" {
-			return nil, fmt.Errorf("%w: %s URI has no host", ErrMalformedURI, scheme)
-		}
-		return p.fetchHTTP(ctx, l, u)
 	}
+	if u.Host == "" { // http, https
+		return nil, fmt.Errorf("%w: %s URI has no host", ErrMalformedURI, scheme)
+	}
+	return p.fetchHTTP(ctx, l, u)
 }
 
 // check returns an ErrNotAllowed error unless the policy allows scheme.
@@ -243,18 +240,12 @@ func (p Policy) check(scheme string) error {
 	}
 	allowed := "nothing"
 	if len(p.Allow) > 0 || len(p.Openers) > 0 {
-		allowed = strings.Join(slices.Sorted(func(yield func(string) bool) {
-			for _, s := range p.Allow {
-				if !yield(strings.ToLower(s)) {
-					return
-				}
-			}
-			for s := range p.Openers {
-				if !yield(s) {
-					return
-				}
-			}
-		}), ", ")
+		names := slices.Collect(maps.Keys(p.Openers))
+		for _, s := range p.Allow {
+			names = append(names, strings.ToLower(s))
+		}
+		slices.Sort(names)
+		allowed = strings.Join(names, ", ")
 	}
 	return fmt.Errorf("%w: %s; this policy allows %s", ErrNotAllowed, what, allowed)
 }
@@ -289,13 +280,8 @@ func (p Policy) limits() (limits, error) {
 			return limits{}, fmt.Errorf("%w: Openers[%q] is nil", ErrBadPolicy, name)
 		}
 	}
-	l := limits{max: p.MaxSize, memCap: p.MemoryLimit, dir: p.TempDir, prefix: p.TempPrefix}
-	if l.max == 0 {
-		l.max = DefaultMaxSize
-	}
-	if l.memCap == 0 {
-		l.memCap = DefaultMemoryLimit
-	}
+	l := limits{max: cmp.Or(p.MaxSize, DefaultMaxSize), memCap: cmp.Or(p.MemoryLimit, DefaultMemoryLimit),
+		dir: p.TempDir, prefix: p.TempPrefix}
 	l.memCap = min(l.memCap, l.max)
 	// An empty dir or prefix is resolved (TMPDIR, TMPPREFIX) when a temp
 	// file is made: most content never needs one.
@@ -388,8 +374,9 @@ func (l limits) fetchFile(ctx context.Context, path string) (*Content, error) {
 	case before.Size() <= l.memCap:
 		return l.readFile(ctx, f, abs, before)
 	}
-	p, err := l.hashFile(ctx, f, abs)
-	if err != nil {
+	// Hash it in one pass without copying it.
+	p := newPass(ctx, abs)
+	if err := l.stream(p, f, nil); err != nil {
 		return nil, err
 	}
 	after, err := f.Stat()

@@ -187,26 +187,9 @@ func (l limits) spool(ctx context.Context, r io.Reader, hint int64, what string)
 	if err := writeAll(spill, probe); err != nil {
 		return nil, err
 	}
-	bufp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bufp)
-	buf := *bufp
-	for !srcDone {
-		// Read at most one byte past the cap, to tell "exactly max" from "over".
-		b := buf[:min(int64(len(buf)), l.max+1-p.n)]
-		n, err := p.read(r, b)
-		if n > 0 {
-			p.take(b[:n], true)
-			if p.n > l.max {
-				return nil, &TooLargeError{Limit: l.max, Size: -1}
-			}
-			if werr := writeAll(spill, b[:n]); werr != nil {
-				return nil, werr
-			}
-		}
-		if err == io.EOF {
-			srcDone = true
-		} else if err != nil {
-			return nil, p.fail(err)
+	if !srcDone {
+		if err := l.stream(p, r, spill); err != nil {
+			return nil, err
 		}
 	}
 	if err := spill.Close(); err != nil {
@@ -226,26 +209,31 @@ func writeAll(f *os.File, b []byte) error {
 	return nil
 }
 
-// hashFile hashes an open regular file in one pass without copying it,
-// stopping one byte past l.max.
-func (l limits) hashFile(ctx context.Context, f *os.File, what string) (*pass, error) {
-	p := newPass(ctx, what)
+// stream reads the rest of r through p, in chunks, and writes it to w
+// unless w is nil. It stops one byte past l.max, with a *TooLargeError.
+func (l limits) stream(p *pass, r io.Reader, w *os.File) error {
 	bufp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bufp)
 	buf := *bufp
 	for {
+		// Read at most one byte past the cap, to tell "exactly max" from "over".
 		b := buf[:min(int64(len(buf)), l.max+1-p.n)]
-		n, err := p.read(f, b)
+		n, err := p.read(r, b)
 		if n > 0 {
 			p.take(b[:n], true)
 			if p.n > l.max {
-				return nil, &TooLargeError{Limit: l.max, Size: -1}
+				return &TooLargeError{Limit: l.max, Size: -1}
+			}
+			if w != nil {
+				if werr := writeAll(w, b[:n]); werr != nil {
+					return werr
+				}
 			}
 		}
 		if err == io.EOF {
-			return p, nil
+			return nil
 		} else if err != nil {
-			return nil, p.fail(err)
+			return p.fail(err)
 		}
 	}
 }

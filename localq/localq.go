@@ -2,12 +2,14 @@ package localq
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -465,16 +467,9 @@ func (q *Broker) Submit(ctx context.Context, job broker.Job) error {
 // of pending jobs stay: they are deduplicated as pending). Callers hold
 // q.mu.
 func (q *Broker) sweep(now time.Time) {
-	for id, until := range q.ids {
-		if !now.Before(until) {
-			delete(q.ids, id)
-		}
-	}
-	for key, until := range q.keys {
-		if !now.Before(until) {
-			delete(q.keys, key)
-		}
-	}
+	passed := func(_ string, until time.Time) bool { return !now.Before(until) }
+	maps.DeleteFunc(q.ids, passed)
+	maps.DeleteFunc(q.keys, passed)
 	q.nextSweep = now.Add(time.Minute)
 }
 
@@ -503,10 +498,16 @@ func (q *Broker) Consume(ctx context.Context, h broker.Handler) error {
 		return psengine.ErrClosed
 	}
 	return q.q.Consume(ctx, func(ctx context.Context, e *jobq.Entry[broker.Job]) error {
-		job := e.Job
-		job.Attempt, job.Final = e.Attempt, e.Final
-		return h(ctx, job)
+		return h(ctx, entryJob(e))
 	})
+}
+
+// entryJob is the job of e as it stands: its attempt and last call are
+// the queue's.
+func entryJob(e *jobq.Entry[broker.Job]) broker.Job {
+	job := e.Job
+	job.Attempt, job.Final = e.Attempt, e.Final
+	return job
 }
 
 // store records the queue's settlements in the file.
@@ -515,8 +516,7 @@ type store struct{ q *Broker }
 // Settle records what becomes of a job: see jobq.Store.
 func (s store) Settle(e *jobq.Entry[broker.Job], how jobq.Settlement, reason error) error {
 	q := s.q
-	job := e.Job
-	job.Attempt, job.Final = e.Attempt, e.Final
+	job := entryJob(e)
 	q.mu.Lock()
 	wasScanning := q.scanning[job.ID]
 	crashes := q.crashes[job.ID]
@@ -577,9 +577,7 @@ func (q *Broker) settled(e *jobq.Entry[broker.Job], how jobq.Settlement, reason 
 	if how != jobq.Dead {
 		return
 	}
-	job := e.Job
-	job.Attempt, job.Final = e.Attempt, e.Final
-	d := broker.DeadLetter{Job: job, Err: reason, At: time.Now().UTC()}
+	d := broker.DeadLetter{Job: entryJob(e), Err: reason, At: time.Now().UTC()}
 	q.log.Error("localq: job given up on (dead-lettered)", "job", d.Job.ID, "bounty", d.Job.Bounty.ID.String(),
 		"attempts", d.Job.Attempt, "err", d.Err)
 	if q.cfg.OnDeadLetter != nil {
@@ -764,24 +762,12 @@ func (q *Broker) Abandon() []broker.Job {
 	q.closed = true
 	q.mu.Unlock()
 	es := q.q.Abandon()
-	slices.SortFunc(es, func(a, b *jobq.Entry[broker.Job]) int { return compareSeq(a.Seq, b.Seq) })
+	slices.SortFunc(es, func(a, b *jobq.Entry[broker.Job]) int { return cmp.Compare(a.Seq, b.Seq) })
 	jobs := make([]broker.Job, 0, len(es))
 	for _, e := range es {
-		job := e.Job
-		job.Attempt, job.Final = e.Attempt, e.Final
-		jobs = append(jobs, job)
+		jobs = append(jobs, entryJob(e))
 	}
 	return jobs
-}
-
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Release closes the store's file, after the writes under way; the broker

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,8 +43,7 @@ var _ Submitter = (*psengine.Engine)(nil)
 // ServeHTTP blocks only for reading the body and queueing the bounty.
 type Handler struct {
 	sub        Submitter
-	secret     []byte   // nil: insecure mode
-	macs       *macPool // keyed with secret
+	macs       *macPool // keyed with the secret; nil: insecure mode
 	maxBody    int64
 	retryAfter string
 	log        *slog.Logger
@@ -88,7 +88,6 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 	}
 	h := &Handler{
 		sub:        sub,
-		secret:     cfg.secret,
 		maxBody:    cfg.maxBody,
 		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.retryAfter.Seconds())), 10),
 		log:        cfg.logger,
@@ -102,10 +101,9 @@ func NewHandler(sub Submitter, opts ...Option) (*Handler, error) {
 	if cfg.perSource < cfg.maxReads {
 		h.sources = newSourceLimits(cfg.perSource)
 	}
-	if h.secret != nil {
-		h.macs = newMACPool(h.secret)
-	}
-	if h.secret == nil {
+	if cfg.secret != nil {
+		h.macs = newMACPool(cfg.secret)
+	} else {
 		h.log.Warn("webhook: INSECURE: no secret, requests are not authenticated; anyone who can reach this server can submit bounties")
 	}
 	return h, nil
@@ -146,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadlines := rc.SetReadDeadline(start.Add(h.readTimeout)) == nil
 
 	signature := r.Header.Get(HeaderSignature)
-	if h.secret != nil && signature == "" {
+	if h.macs != nil && signature == "" {
 		h.dropBody(w, rc)
 		h.reject(w, r, http.StatusBadRequest, ErrMissingSignature.Error())
 		return
@@ -195,7 +193,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if deadlines {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
-	if h.secret != nil {
+	if h.macs != nil {
 		if err := h.macs.verify(body, signature); err != nil {
 			h.reject(w, r, http.StatusUnauthorized, err.Error())
 			return
@@ -314,11 +312,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, b psengine.Boun
 	if delivery == "" {
 		// Keyed by phase too: an arbitration of a bounty is not a repeat
 		// of its assertion.
-		phase := b.Phase
-		if phase == "" {
-			phase = psengine.Assertion
-		}
-		job.ID = b.ID.String() + "/" + string(phase)
+		job.ID = b.ID.String() + "/" + string(cmp.Or(b.Phase, psengine.Assertion))
 	}
 	err := h.sub.SubmitJob(r.Context(), job)
 	switch {

@@ -78,6 +78,18 @@ func (o option) String() string                      { return o.name }
 func (o option) apply(c *config) error               { return o.fn(c) }
 func opt(name string, fn func(*config) error) Option { return option{name, fn} }
 
+// checked is the option name, which applies set when valid, else fails
+// with ErrInvalidOption, naming the option and saying what it needs.
+func checked(name string, valid bool, need string, set func(*config)) Option {
+	return opt(name, func(c *config) error {
+		if !valid {
+			return fmt.Errorf("%w: %s: %s", ErrInvalidOption, name, need)
+		}
+		set(c)
+		return nil
+	})
+}
+
 type config struct {
 	secret      []byte
 	insecure    bool
@@ -117,25 +129,13 @@ func WithInsecure() Option {
 // larger requests are answered 413 without being read further. n must be
 // positive.
 func WithMaxBody(n int64) Option {
-	return opt(fmt.Sprintf("WithMaxBody(%d)", n), func(c *config) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: WithMaxBody(%d): need a positive size", ErrInvalidOption, n)
-		}
-		c.maxBody = n
-		return nil
-	})
+	return checked(fmt.Sprintf("WithMaxBody(%d)", n), n > 0, "need a positive size", func(c *config) { c.maxBody = n })
 }
 
 // WithRetryAfter sets the Retry-After of 503 answers (queue full, engine
 // shut down), rounded up to whole seconds (default DefaultRetryAfter).
 func WithRetryAfter(d time.Duration) Option {
-	return opt(fmt.Sprintf("WithRetryAfter(%v)", d), func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: WithRetryAfter(%v): need a positive duration", ErrInvalidOption, d)
-		}
-		c.retryAfter = d
-		return nil
-	})
+	return checked(fmt.Sprintf("WithRetryAfter(%v)", d), d > 0, "need a positive duration", func(c *config) { c.retryAfter = d })
 }
 
 // WithLogger sets where the handler logs (default: discard). Rejected
@@ -159,13 +159,8 @@ func WithLogger(l *slog.Logger) Option {
 // cap), and the goroutines they hold beyond the wait. n must be positive
 // and wait not negative.
 func WithReadLimit(n int, wait time.Duration) Option {
-	return opt(fmt.Sprintf("WithReadLimit(%d, %v)", n, wait), func(c *config) error {
-		if n <= 0 || wait < 0 {
-			return fmt.Errorf("%w: WithReadLimit(%d, %v): need a positive count and a wait not negative", ErrInvalidOption, n, wait)
-		}
-		c.maxReads, c.readWait = n, wait
-		return nil
-	})
+	return checked(fmt.Sprintf("WithReadLimit(%d, %v)", n, wait), n > 0 && wait >= 0, "need a positive count and a wait not negative",
+		func(c *config) { c.maxReads, c.readWait = n, wait })
 }
 
 // WithReadTimeout sets how long a POST may take to send its body, counted
@@ -175,13 +170,7 @@ func WithReadLimit(n int, wait time.Duration) Option {
 // ReadHeaderTimeout and ReadTimeout, which the host should set too. d must
 // be positive.
 func WithReadTimeout(d time.Duration) Option {
-	return opt(fmt.Sprintf("WithReadTimeout(%v)", d), func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: WithReadTimeout(%v): need a positive duration", ErrInvalidOption, d)
-		}
-		c.readTimeout = d
-		return nil
-	})
+	return checked(fmt.Sprintf("WithReadTimeout(%v)", d), d > 0, "need a positive duration", func(c *config) { c.readTimeout = d })
 }
 
 // WithReadLimitPerSource bounds the request bodies one source reads at once
@@ -200,13 +189,7 @@ func WithReadTimeout(d time.Duration) Option {
 // for some of its bounties until its slow bodies are cut off (by
 // WithMinBodyRate or WithReadTimeout).
 func WithReadLimitPerSource(n int) Option {
-	return opt(fmt.Sprintf("WithReadLimitPerSource(%d)", n), func(c *config) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: WithReadLimitPerSource(%d): need a positive count", ErrInvalidOption, n)
-		}
-		c.perSource = n
-		return nil
-	})
+	return checked(fmt.Sprintf("WithReadLimitPerSource(%d)", n), n > 0, "need a positive count", func(c *config) { c.perSource = n })
 }
 
 // WithMinBodyRate cuts off a body that arrives slower than bytesPerSecond
@@ -219,11 +202,6 @@ func WithReadLimitPerSource(n int) Option {
 // (http.ResponseController); WithReadTimeout still bounds the whole body.
 // A bytesPerSecond of 0 turns the rate off; neither may be negative.
 func WithMinBodyRate(bytesPerSecond int64, grace time.Duration) Option {
-	return opt(fmt.Sprintf("WithMinBodyRate(%d, %v)", bytesPerSecond, grace), func(c *config) error {
-		if bytesPerSecond < 0 || grace < 0 {
-			return fmt.Errorf("%w: WithMinBodyRate(%d, %v): negative", ErrInvalidOption, bytesPerSecond, grace)
-		}
-		c.minRate, c.rateGrace = bytesPerSecond, grace
-		return nil
-	})
+	return checked(fmt.Sprintf("WithMinBodyRate(%d, %v)", bytesPerSecond, grace), bytesPerSecond >= 0 && grace >= 0, "negative",
+		func(c *config) { c.minRate, c.rateGrace = bytesPerSecond, grace })
 }

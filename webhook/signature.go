@@ -42,11 +42,7 @@ func Sign(secret string, body []byte) string {
 // signature and an error wrapping ErrBadSignature otherwise. Upper-case hex
 // digits are accepted; a "sha256=" prefix is not (PolySwarm sends none).
 func Verify(secret string, body []byte, signature string) error {
-	return verify([]byte(secret), body, signature)
-}
-
-func verify(secret, body []byte, signature string) error {
-	return verifyMAC(hmac.New(sha256.New, secret), body, signature)
+	return verifyMAC(hmac.New(sha256.New, []byte(secret)), body, signature)
 }
 
 // macPool keeps keyed HMAC states of one secret for reuse: Reset brings

@@ -133,23 +133,15 @@ func normalizeNewlines(s string) string {
 	}
 	var sb strings.Builder
 	sb.Grow(len(s))
-	for i := 0; i < len(s); {
-		if s[i] == '\r' {
-			j := i
-			for j < len(s) && s[j] == '\r' {
-				j++
-			}
-			if j < len(s) && s[j] == '\n' {
-				sb.WriteByte('\n')
-				i = j + 1
-				continue
-			}
-			sb.WriteString(s[i:j])
-			i = j
-			continue
+	for {
+		line, rest, ok := strings.Cut(s, "\r\n")
+		if !ok {
+			break
 		}
-		sb.WriteByte(s[i])
-		i++
+		sb.WriteString(strings.TrimRight(line, "\r"))
+		sb.WriteByte('\n')
+		s = rest
 	}
+	sb.WriteString(s)
 	return sb.String()
 }

@@ -139,15 +139,8 @@ func (w *Wine) StopServer(ctx context.Context) error {
 	if !w.serverStarted {
 		return nil
 	}
-	res, err := w.server(ctx, "-k")
-	if err != nil {
-		return fmt.Errorf("%w: wineserver -k: %w", ErrServer, err)
-	}
-	if res.ExitCode != 0 && res.ExitCode != 1 { // 1: no server was running
-		return fmt.Errorf("%w: wineserver -k exited %d: %s", ErrServer, res.ExitCode, tail(res.Stderr))
-	}
-	w.serverStarted = false
-	return w.WaitServer(ctx)
+	_, err := w.killServer(ctx)
+	return err
 }
 
 // ServerInfo describes the wineserver process serving a prefix.
@@ -198,6 +191,12 @@ func (w *Wine) KillServer(ctx context.Context) (bool, error) {
 	if w.Server == "" {
 		return false, fmt.Errorf("%w: %w: no wineserver", ErrServer, ErrNoWine)
 	}
+	return w.killServer(ctx)
+}
+
+// killServer runs `wineserver -k` and waits until the server is gone,
+// reporting whether one was running. Callers hold w.mu.
+func (w *Wine) killServer(ctx context.Context) (bool, error) {
 	res, err := w.server(ctx, "-k")
 	if err != nil {
 		return false, fmt.Errorf("%w: wineserver -k: %w", ErrServer, err)

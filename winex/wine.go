@@ -2,6 +2,7 @@ package winex
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -162,22 +163,13 @@ func isExecutable(p string) bool {
 // on demand is the same binary as StartServer's), then Env. Run adds them after
 // the process environment.
 func (w *Wine) Environ() []string {
-	debug, locale, tz := w.Debug, w.Locale, w.TZ
-	if debug == "" {
-		debug = DefaultDebug
-	}
-	if locale == "" {
-		locale = DefaultLocale
-	}
-	if tz == "" {
-		tz = DefaultTZ
-	}
+	locale := cmp.Or(w.Locale, DefaultLocale)
 	env := []string{
 		"WINEPREFIX=" + w.Prefix,
-		"WINEDEBUG=" + debug,
+		"WINEDEBUG=" + cmp.Or(w.Debug, DefaultDebug),
 		"LANG=" + locale,
 		"LC_ALL=" + locale,
-		"TZ=" + tz,
+		"TZ=" + cmp.Or(w.TZ, DefaultTZ),
 	}
 	if w.Server != "" {
 		env = append(env, "WINESERVER="+w.Server)

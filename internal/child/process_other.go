@@ -2,18 +2,6 @@
 
 package child
 
-// Config says how to start a child (see the unix version).
-type Config struct {
-	Name       string
-	Path       string
-	Args       []string
-	Env        []string
-	Environ    []string
-	Credential *Credential
-	Cleanup    func()
-	Output     func(pid int, line string)
-}
-
 // Process is a running child; not supported on this platform.
 type Process struct{}
 

@@ -19,33 +19,6 @@ import (
 	"time"
 )
 
-// Config says how to start a child.
-type Config struct {
-	// Name is the marker's value: the engine the child is to serve.
-	Name string
-	// Path is the program to run; "" means this process's executable.
-	Path string
-	// Args are its arguments (without the program name); nil means this
-	// process's own (os.Args[1:]), so that the child starts the way the
-	// parent did until it recognises the marker.
-	Args []string
-	// Env is added to the parent's environment (KEY=VALUE), or to Environ.
-	Env []string
-	// Environ, when not nil, replaces the parent's environment (a sandbox
-	// passes only an allow-list).
-	Environ []string
-	// Credential, when not nil, runs the child as that user (the parent
-	// must be allowed to switch: root).
-	Credential *Credential
-	// Cleanup, when not nil, is called once the child has exited and was
-	// reaped, before Exited is closed (not when Start fails).
-	Cleanup func()
-	// Output receives each line the child writes to its stdout or stderr,
-	// without the line end, with the child's pid; nil discards them. It is
-	// called from one goroutine per child.
-	Output func(pid int, line string)
-}
-
 // Process is a running child. Its methods are safe for concurrent use,
 // except Recv, which one goroutine at a time may call.
 type Process struct {

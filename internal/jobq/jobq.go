@@ -304,23 +304,16 @@ func (q *Queue[J]) Settle(e *Entry[J], s Settlement, reason error) {
 		q.alone = nil
 	}
 	q.signal() // a job waiting to be handed out alone may go now
-	switch s {
-	case Done, Dead:
-		q.forgetLocked(e.ID)
-	case HandBack, LastCall:
+	if s == HandBack || s == LastCall || s == Retry {
 		*e = next
-		if q.abandoned {
-			q.forgetLocked(e.ID) // it waits in the store for the next process
-			break
-		}
+	}
+	switch {
+	case s == Done || s == Dead || q.abandoned:
+		q.forgetLocked(e.ID) // abandoned: it waits in the store for the next process
+	case s == HandBack || s == LastCall:
 		q.ready = append([]*Entry[J]{e}, q.ready...)
 		q.signal()
-	case Retry:
-		*e = next
-		if q.abandoned {
-			q.forgetLocked(e.ID)
-			break
-		}
+	case s == Retry:
 		var t *time.Timer
 		t = time.AfterFunc(q.cfg.Backoff.Delay(e.Attempt-1), func() {
 			q.mu.Lock()
@@ -407,14 +400,7 @@ func (q *Queue[J]) Abandon() []*Entry[J] {
 		out = append(out, e)
 	}
 	for _, e := range out {
-		delete(q.pending, e.ID)
-	}
-	if len(q.pending) == 0 {
-		select {
-		case <-q.idle:
-		default:
-			close(q.idle)
-		}
+		q.forgetLocked(e.ID)
 	}
 	q.signal()
 	return out
