@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"iter"
@@ -23,8 +22,7 @@ import (
 // (the files under a directory argument in path order), with progress on a
 // terminal and a summary of a batch.
 func (p *Program) analyze(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("analyze")
 	verbose := fs.Bool("v", false, "print each Bounty and Analysis as indented JSON")
 	asJSON := fs.Bool("json", false, "print one JSON object per artifact per line")
 	kind := fs.String("t", "file", "artifact kind: file, url or bounty")
@@ -51,9 +49,7 @@ func (p *Program) analyze(ctx context.Context, args []string) error {
 		if run.backend.process {
 			return usageError{"analyze --backend " + q + ",process: with a queue, the workers choose how scans run (worker --backend " + q + ",process)"}
 		}
-		if connect, err = p.connector(q, conns); err != nil {
-			return err
-		}
+		connect = conns[q]
 	}
 	if *workers < 1 {
 		return usageError{"--workers must be at least 1"}
@@ -170,7 +166,7 @@ func writeSummaryFile(path string, sum *summary) error {
 	if err != nil {
 		return fmt.Errorf("--summary-json: %w", err)
 	}
-	err = sum.writeJSON(f)
+	err = writeJSON(f, sum.report())
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -263,12 +259,7 @@ type wireResult struct {
 func (p *Program) printResult(name string, res psengine.Result, verbose, asJSON bool) error {
 	switch {
 	case asJSON:
-		line, err := json.Marshal(wireResult{Bounty: res.Bounty, Analysis: res.Answer()})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.Stdout, "%s\n", line)
-		return err
+		return json.NewEncoder(p.Stdout).Encode(wireResult{Bounty: res.Bounty, Analysis: res.Answer()})
 	case verbose:
 		b, err := json.MarshalIndent(res.Bounty, "", "  ")
 		if err != nil {

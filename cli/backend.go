@@ -73,7 +73,8 @@ type Request struct {
 	Content *fetch.Content
 }
 
-// backendFlags registers every backend's flags on fs.
+// backendFlags registers every backend's flags on fs and returns their
+// connectors by name (runFlags.check refuses a --backend naming none).
 func (p *Program) backendFlags(fs *flag.FlagSet) map[string]Connector {
 	conns := make(map[string]Connector, len(p.Backends))
 	for _, name := range slices.Sorted(maps.Keys(p.Backends)) {
@@ -100,15 +101,6 @@ func (p *Program) backendUsage(w io.Writer) {
 		fs.SetOutput(w)
 		fs.PrintDefaults()
 	}
-}
-
-// connector picks the named backend's connector, or a usage error.
-func (p *Program) connector(name string, conns map[string]Connector) (Connector, error) {
-	c, ok := conns[name]
-	if !ok {
-		return nil, usageError{fmt.Sprintf("--backend %q: this program knows %s", name, p.backendNames())}
-	}
-	return c, nil
 }
 
 // isLocalURI tells whether uri names something only this machine can read:

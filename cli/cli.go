@@ -23,6 +23,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -292,6 +293,21 @@ PSENGINE_WEBHOOK_SECRET (or WEBHOOK_SECRET), PSENGINE_HOME and PSENGINE_*_DIR, P
 // oneLine flattens an error message to one line.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// writeJSON writes v to w as indented JSON, and a newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newFlagSet is the flag set of the subcommand name. It prints nothing:
+// parseInterleaved returns its errors, as usage errors.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }
 
 // parseInterleaved parses flags that may stand before, between or after

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -26,8 +24,7 @@ import (
 // which one process at a time may hold: stop the webhook first. With a
 // registered backend it acts on that queue's dead letters.
 func (p *Program) deadletters(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("deadletters", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("deadletters")
 	run := p.addRunFlags(fs, "local")
 	asJSON := fs.Bool("json", false, "list as JSON, one object per line")
 	conns := p.backendFlags(fs)
@@ -106,11 +103,7 @@ func (p *Program) deadLetterStore(ctx context.Context, log *slog.Logger, queue s
 		}
 		return q, q.Release, nil
 	}
-	connect, err := p.connector(queue, conns)
-	if err != nil {
-		return nil, nil, err
-	}
-	sess, err := connect(ctx, log)
+	sess, err := conns[queue](ctx, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,8 +136,7 @@ func (p *Program) printDeadLetter(d broker.DeadLetter, asJSON bool) {
 		line.Answer = &a.Verdict
 	}
 	if asJSON {
-		data, _ := json.Marshal(line) // plain fields: cannot fail
-		fmt.Fprintf(p.Stdout, "%s\n", data)
+		_ = json.NewEncoder(p.Stdout).Encode(line) // plain fields: cannot fail
 		return
 	}
 	fmt.Fprintf(p.Stdout, "%s\tbounty %s\tattempts %d\t%s\t%s\n", line.ID, line.Bounty, line.Attempts,

@@ -1,14 +1,15 @@
 package cli
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,10 +144,7 @@ func (s *summary) report() summaryJSON {
 // counts formats a count map as "a 3, b 1", largest first.
 func counts(m map[string]int) string {
 	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
-		if m[a] != m[b] {
-			return m[b] - m[a]
-		}
-		return strings.Compare(a, b)
+		return cmp.Or(cmp.Compare(m[b], m[a]), strings.Compare(a, b))
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
@@ -194,16 +192,6 @@ func (s *summary) write(w io.Writer) error {
 	return err
 }
 
-// writeJSON writes the summary as JSON.
-func (s *summary) writeJSON(w io.Writer) error {
-	b, err := json.MarshalIndent(s.report(), "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
-
 // roundDuration keeps three significant digits or so.
 func roundDuration(d time.Duration) string {
 	switch {
@@ -221,16 +209,6 @@ func roundDuration(d time.Duration) string {
 // formatNCT writes an amount of NCT-wei (10^18 per NCT) as an exact decimal
 // number of NCT.
 func formatNCT(wei int64) string {
-	sign := ""
-	u := uint64(wei)
-	if wei < 0 {
-		sign, u = "-", uint64(-(wei+1))+1
-	}
-	const unit = 1_000_000_000_000_000_000
-	whole, frac := u/unit, u%unit
-	if frac == 0 {
-		return sign + strconv.FormatUint(whole, 10)
-	}
-	f := fmt.Sprintf("%018d", frac)
-	return sign + strconv.FormatUint(whole, 10) + "." + strings.TrimRight(f, "0")
+	s := new(big.Rat).SetFrac64(wei, 1e18).FloatString(18)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 
 	"github.com/polyswarm/psengine"
@@ -22,8 +20,7 @@ import (
 // command to succeed. Its logs are off unless LOG_LEVEL asks for them, so
 // that the error line is the whole report.
 func (p *Program) update(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("update", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("update")
 	selftestDir := addSelfTestFlag(fs) // cache.go
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {

@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,8 +36,7 @@ const DefaultWebhookPort = 5000
 // one. With a registered backend it is intake only: the bounties go to the
 // backend's queue and workers anywhere answer them.
 func (p *Program) webhook(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("webhook")
 	port := fs.Int("p", DefaultWebhookPort, "TCP port to listen on; 0 picks a free one")
 	fs.IntVar(port, "port", DefaultWebhookPort, "same as -p")
 	addr := fs.String("addr", "127.0.0.1", "host or IP to listen on (0.0.0.0 or :: for every interface)")
@@ -104,9 +101,7 @@ func (p *Program) webhook(ctx context.Context, args []string) error {
 	}
 	var connect Connector
 	if queue != "local" {
-		if connect, err = p.connector(queue, conns); err != nil {
-			return err
-		}
+		connect = conns[queue]
 	}
 	secret, err := p.webhookSecret(*secretFlag, *secretFile)
 	if err != nil {

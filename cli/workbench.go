@@ -2,8 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -22,8 +20,7 @@ const onlyListed = 20
 
 // report renders a run record (analyze --record) as an HTML page.
 func (p *Program) report(args []string) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("report")
 	out := fs.String("o", "-", "write the page to `FILE` (- for stdout)")
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -42,8 +39,7 @@ func (p *Program) report(args []string) error {
 // diff lists what changed from one run record to another, and fails
 // (errReported) when detections were lost.
 func (p *Program) diff(args []string) error {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("diff")
 	delta := fs.Float64("confidence-delta", DefaultConfidenceDelta, "list confidence changes of at least `D` (same verdict and family)")
 	asJSON := fs.Bool("json", false, "print the changes as one JSON document")
 	out := fs.String("o", "", "also write them as an HTML page to `FILE`")
@@ -67,12 +63,7 @@ func (p *Program) diff(args []string) error {
 	}
 	d := runrecord.Compare(old, cur, *delta)
 	if *asJSON {
-		b, err := json.MarshalIndent(d, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.Stdout, "%s\n", b)
-		if err != nil {
+		if err := writeJSON(p.Stdout, d); err != nil {
 			return err
 		}
 	} else if err := writeDiffText(p.Stdout, d); err != nil {

@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime"
 	"time"
@@ -18,8 +16,7 @@ import (
 // SIGTERM. Then it stops taking work and gives running scans --grace to
 // finish (their bounties are acknowledged, or left for another worker).
 func (p *Program) worker(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("worker")
 	run := p.addRunFlags(fs, "")
 	workers := fs.Int("workers", p.defaultWorkers(runtime.NumCPU()), "bounties scanned at once")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGINT or SIGTERM, how long running scans may finish")
@@ -50,10 +47,7 @@ func (p *Program) worker(ctx context.Context, args []string) error {
 	if err := pipe.check(); err != nil {
 		return err
 	}
-	connect, err := p.connector(backend, conns)
-	if err != nil {
-		return err
-	}
+	connect := conns[backend]
 	gate, err := selfTest(*selftestDir) // cache.go
 	if err != nil {
 		return err

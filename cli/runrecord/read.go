@@ -56,12 +56,7 @@ func NewDecoder(r io.Reader) (*Decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	var h struct {
-		Type    string `json:"type"`
-		Format  string `json:"format"`
-		Version int    `json:"version"`
-		Header
-	}
+	var h headerLine
 	if err := json.Unmarshal(line, &h); err != nil || h.Type != typeHeader || h.Format != Format {
 		return nil, fmt.Errorf("%w: the first line is not its header", ErrNotRecord)
 	}

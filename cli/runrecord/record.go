@@ -58,6 +58,14 @@ type Header struct {
 	TimesIncludeQueue bool `json:"times_include_queue,omitempty"`
 }
 
+// headerLine is the header as its line holds it.
+type headerLine struct {
+	Type    string `json:"type"`
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	Header
+}
+
 // Scanner is the engine that gave the answers after it (its answers'
 // metadata): a line before the first answer of each version met.
 type Scanner struct {

@@ -20,13 +20,7 @@ type Writer struct {
 // rest of the record.
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	rw := &Writer{w: w}
-	line := struct {
-		Type    string `json:"type"`
-		Format  string `json:"format"`
-		Version int    `json:"version"`
-		Header
-	}{typeHeader, Format, Version, h}
-	return rw, rw.write(line)
+	return rw, rw.write(headerLine{typeHeader, Format, Version, h})
 }
 
 // WriteFile writes one artifact's line. Under a scanner different from the

@@ -9,24 +9,16 @@ import (
 )
 
 // Titles and colors of the kinds of change.
-var changeTitles = map[runrecord.Change]string{
-	runrecord.LostDetection:  "Lost detections",
-	runrecord.NewDetection:   "New detections",
-	runrecord.VerdictChanged: "Other verdict changes",
-	runrecord.FamilyChanged:  "Family changes",
-	runrecord.ConfidenceMove: "Confidence changes",
-}
-
-var changeColors = map[runrecord.Change]string{
-	runrecord.LostDetection:  "#c0392b",
-	runrecord.NewDetection:   "#2e86de",
-	runrecord.VerdictChanged: "#e67e22",
-	runrecord.FamilyChanged:  "#16a085",
-	runrecord.ConfidenceMove: "#8e44ad",
+var changeStyles = map[runrecord.Change]struct{ title, color string }{
+	runrecord.LostDetection:  {"Lost detections", "#c0392b"},
+	runrecord.NewDetection:   {"New detections", "#2e86de"},
+	runrecord.VerdictChanged: {"Other verdict changes", "#e67e22"},
+	runrecord.FamilyChanged:  {"Family changes", "#16a085"},
+	runrecord.ConfidenceMove: {"Confidence changes", "#8e44ad"},
 }
 
 // ChangeTitle is how a page (or a listing) titles a kind of change.
-func ChangeTitle(c runrecord.Change) string { return changeTitles[c] }
+func ChangeTitle(c runrecord.Change) string { return changeStyles[c].title }
 
 type diffPage struct {
 	Title, OldName, NewName string
@@ -59,11 +51,11 @@ func WriteDiff(w io.Writer, d runrecord.Diff, old, new *runrecord.Run, oldName, 
 		byChange[c.Change] = append(byChange[c.Change], c)
 	}
 	for _, c := range runrecord.Changes {
-		n := len(byChange[c])
-		p.Cards = append(p.Cards, card{fmt.Sprint(n), changeTitles[c]})
-		bars = append(bars, bar{Label: changeTitles[c], Count: n, Color: changeColors[c]})
+		n, style := len(byChange[c]), changeStyles[c]
+		p.Cards = append(p.Cards, card{fmt.Sprint(n), style.title})
+		bars = append(bars, bar{Label: style.title, Count: n, Color: style.color})
 		if n > 0 {
-			p.Groups = append(p.Groups, changeGroup{Change: c, Title: changeTitles[c], Changes: byChange[c]})
+			p.Groups = append(p.Groups, changeGroup{Change: c, Title: style.title, Changes: byChange[c]})
 		}
 	}
 	p.Cards = append(p.Cards, card{fmt.Sprintf("%d / %d", len(d.OnlyOld), len(d.OnlyNew)), "in the old / new run alone"})

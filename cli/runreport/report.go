@@ -191,15 +191,13 @@ func WriteReport(w io.Writer, run *runrecord.Run, name string) error {
 		}
 	}
 	errorCount := 0
+	bars = nil
 	for _, k := range slices.SortedFunc(maps.Values(kinds), func(a, b *errorKind) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Kind, b.Kind))
 	}) {
 		p.ErrorKinds = append(p.ErrorKinds, *k)
-		errorCount += k.Count
-	}
-	bars = nil
-	for _, k := range p.ErrorKinds {
 		bars = append(bars, bar{Label: k.Kind, Count: k.Count, Color: colorErrors})
+		errorCount += k.Count
 	}
 	p.Errors = barChart("chart-errors", "errors by kind", bars, len(files))
 
