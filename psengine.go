@@ -1,6 +1,7 @@
 package psengine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,9 +124,7 @@ func New(scanner Scanner, opts ...Option) *Engine {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.name == "" {
-		cfg.name = "engine"
-	}
+	cfg.name = cmp.Or(cfg.name, "engine")
 	cfg.localPolicy = localPolicy(cfg.policy)
 	if cfg.deliverer == nil {
 		cfg.deliverer = HTTPDeliverer(&deliver.Client{Logger: cfg.logger})

@@ -9,6 +9,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -78,11 +79,7 @@ func NewJob(id string, b protocol.Bounty, now time.Time, window time.Duration) (
 		b.Expiration = now.Add(window).UTC()
 	}
 	if id == "" {
-		phase := b.Phase
-		if phase == "" {
-			phase = protocol.Assertion
-		}
-		id = b.ID.String() + "/" + string(phase)
+		id = b.ID.String() + "/" + string(cmp.Or(b.Phase, protocol.Assertion))
 	}
 	return Job{ID: id, Key: BountyKey(b), Bounty: b, Attempt: 1, Accepted: now.UTC()}, nil
 }
@@ -99,11 +96,7 @@ func BountyKey(b protocol.Bounty) string {
 		sum := sha256.Sum256([]byte(b.ArtifactURI))
 		artifact = "uri:" + hex.EncodeToString(sum[:16])
 	}
-	phase := b.Phase
-	if phase == "" {
-		phase = protocol.Assertion
-	}
-	key := b.ID.String() + "/" + artifact + "/" + string(phase)
+	key := b.ID.String() + "/" + artifact + "/" + string(cmp.Or(b.Phase, protocol.Assertion))
 	if b.ResponseURL != "" {
 		sum := sha256.Sum256([]byte(b.ResponseURL))
 		key += "/" + hex.EncodeToString(sum[:8])

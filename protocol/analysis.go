@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -153,40 +155,18 @@ func (m *Metadata) UnmarshalJSON(data []byte) error {
 // stamps its head (Describer, WithMetadata) on every answer so.
 func (m Metadata) Merge(base Metadata) Metadata {
 	out := m
-	if out.MalwareFamily == "" {
-		out.MalwareFamily = base.MalwareFamily
-	}
-	if out.Product == "" {
-		out.Product = base.Product
-	}
-	if !out.Heuristic {
-		out.Heuristic = base.Heuristic
-	}
+	out.MalwareFamily = cmp.Or(m.MalwareFamily, base.MalwareFamily)
+	out.Product = cmp.Or(m.Product, base.Product)
+	out.Heuristic = m.Heuristic || base.Heuristic
 	s, b := &out.Scanner, base.Scanner
-	if s.Version == "" {
-		s.Version = b.Version
-	}
-	if s.VendorVersion == "" {
-		s.VendorVersion = b.VendorVersion
-	}
-	if s.SignaturesVersion == "" {
-		s.SignaturesVersion = b.SignaturesVersion
-	}
-	if s.Environment.OperatingSystem == "" {
-		s.Environment.OperatingSystem = b.Environment.OperatingSystem
-	}
-	if s.Environment.Architecture == "" {
-		s.Environment.Architecture = b.Environment.Architecture
-	}
+	s.Version = cmp.Or(s.Version, b.Version)
+	s.VendorVersion = cmp.Or(s.VendorVersion, b.VendorVersion)
+	s.SignaturesVersion = cmp.Or(s.SignaturesVersion, b.SignaturesVersion)
+	s.Environment.OperatingSystem = cmp.Or(s.Environment.OperatingSystem, b.Environment.OperatingSystem)
+	s.Environment.Architecture = cmp.Or(s.Environment.Architecture, b.Environment.Architecture)
 	if len(base.Extra) > 0 {
-		extra := make(map[string]any, len(base.Extra)+len(m.Extra))
-		for k, v := range base.Extra {
-			extra[k] = v
-		}
-		for k, v := range m.Extra {
-			extra[k] = v
-		}
-		out.Extra = extra
+		out.Extra = maps.Clone(base.Extra)
+		maps.Copy(out.Extra, m.Extra)
 	}
 	return out
 }
