@@ -252,8 +252,7 @@ func Check(ctx context.Context, program string, files []string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("clamav database: checking: %w", context.Cause(ctx))
 	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
+	if _, ok := errors.AsType[*exec.ExitError](err); !ok {
 		return fmt.Errorf("clamav database: running clamscan: %w", err)
 	}
 	return fmt.Errorf("%w: %s", ErrRejected, reason(out, files))

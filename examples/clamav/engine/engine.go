@@ -57,6 +57,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -133,11 +134,7 @@ func SessionOf(env psengine.Env) (*Session, bool) { return sessionKey.Value(env)
 
 // ParseAddress parses s.Address (DefaultAddress when empty).
 func (s Scanner) ParseAddress() (clamd.Address, error) {
-	a := s.Address
-	if a == "" {
-		a = DefaultAddress
-	}
-	return clamd.ParseAddress(a)
+	return clamd.ParseAddress(cmp.Or(s.Address, DefaultAddress))
 }
 
 // address is the engine's clamd address: set up in env, else parsed.
@@ -167,16 +164,14 @@ func (s Scanner) Describe(ctx context.Context, env psengine.Env) (psengine.Metad
 	if err != nil {
 		return m, err
 	}
-	if v, ok := reloadedHead(env); ok { // an update asked already
-		m.Scanner.VendorVersion, m.Scanner.SignaturesVersion = v.Engine, v.Signatures
-		return m, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, describeTimeout)
-	defer cancel()
-	v, err := version(ctx, addr)
-	if err != nil {
-		env.Logger().Warn("clamd unreachable at start; scans answer unknown until it is back", "address", addr.String(), "err", err)
-		return m, nil
+	v, ok := reloadedHead(env) // an update asked already
+	if !ok {
+		ctx, cancel := context.WithTimeout(ctx, describeTimeout)
+		defer cancel()
+		if v, err = version(ctx, addr); err != nil {
+			env.Logger().Warn("clamd unreachable at start; scans answer unknown until it is back", "address", addr.String(), "err", err)
+			return m, nil
+		}
 	}
 	m.Scanner.VendorVersion, m.Scanner.SignaturesVersion = v.Engine, v.Signatures
 	return m, nil

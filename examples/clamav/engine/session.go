@@ -52,9 +52,8 @@ func (s *Session) Connect(ctx context.Context) error {
 // Version returns clamd's version as last seen on a new connection (the
 // zero Version before the first).
 func (s *Session) Version() clamd.Version {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.version
+	v, _ := s.VersionAt()
+	return v
 }
 
 // VersionAt returns Version and when it was asked.

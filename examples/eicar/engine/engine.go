@@ -109,14 +109,8 @@ func IsTestFile(head []byte, size int64) bool {
 	if size > maxTestFile || int64(len(head)) < size || !bytes.HasPrefix(head, sample) {
 		return false
 	}
-	for _, c := range head[len(sample):size] {
-		switch c {
-		case ' ', '\t', '\r', '\n', 0x1a:
-		default:
-			return false
-		}
-	}
-	return true
+	// The string is followed by whitespace and Ctrl-Z (0x1a) only.
+	return len(bytes.Trim(head[len(sample):size], " \t\r\n\x1a")) == 0
 }
 
 // Describe is the engine's head, gathered once at start.

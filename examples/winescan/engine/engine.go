@@ -313,8 +313,7 @@ func scanPath(ctx context.Context, w *winex.Wine, dirs envdirs.Dirs, path string
 	win, err := w.ToWindows(path)
 	if err == nil {
 		res, err := find(ctx, w, path, win)
-		var fe *FindError
-		if err == nil || !errors.As(err, &fe) || !fe.FileNotFound {
+		if fe, ok := errors.AsType[*FindError](err); !ok || !fe.FileNotFound {
 			return res, err
 		}
 	} else if !errors.Is(err, winex.ErrPath) {
@@ -354,8 +353,7 @@ func find(ctx context.Context, w *winex.Wine, unixPath, win string) (fileScan, e
 	}
 	rep, err := ParseFind(res.ExitCode, res.Stdout)
 	if err != nil {
-		var fe *FindError
-		if errors.As(err, &fe) {
+		if fe, ok := errors.AsType[*FindError](err); ok {
 			fe.Path, fe.Stderr = win, head(res.Stderr)
 			err = findError(fe) // the message was formatted without them
 		}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/polyswarm/psengine/winex"
 )
@@ -125,18 +127,11 @@ func MatchesFindName(header, winPath string) bool {
 		return false
 	}
 	for i, u := range units {
-		if u < 0x80 && got[i] != asciiUpper(rune(u)) {
+		if u < 0x80 && got[i] != unicode.ToUpper(rune(u)) {
 			return false
 		}
 	}
 	return true
-}
-
-func asciiUpper(r rune) rune {
-	if 'a' <= r && r <= 'z' {
-		return r - 'a' + 'A'
-	}
-	return r
 }
 
 // head returns the start of a program's output for an error message.
@@ -146,10 +141,8 @@ func head(s string) string {
 		return s
 	}
 	cut := max
-	for cut > 0 && !isRuneStart(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "..."
 }
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

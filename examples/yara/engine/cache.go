@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"os"
+	"slices"
 	"strings"
 
 	"github.com/polyswarm/psengine"
@@ -47,18 +45,13 @@ var nameExternals = []string{"filename", "filepath", "extension", "owner"}
 // read back as it was compiled (then it may).
 func usesNames(sources []Source) bool {
 	for _, s := range sources {
-		data, err := os.ReadFile(s.Path)
-		if err != nil {
-			return true
-		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != s.SHA256 {
-			return true // changed since it was compiled
+		data, ok := s.readBack()
+		if !ok {
+			return true // unreadable, or changed since it was compiled
 		}
 		for _, id := range identifiers(string(data)) {
-			for _, name := range nameExternals {
-				if id == name {
-					return true
-				}
+			if slices.Contains(nameExternals, id) {
+				return true
 			}
 		}
 	}

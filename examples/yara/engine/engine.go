@@ -223,6 +223,17 @@ type Source struct {
 	SHA256   string // hex
 }
 
+// readBack reads the source again: ok is false when it cannot be read or
+// its content changed since it was compiled.
+func (s Source) readBack() (data []byte, ok bool) {
+	data, err := os.ReadFile(s.Path)
+	if err != nil {
+		return nil, false
+	}
+	sum := sha256.Sum256(data)
+	return data, hex.EncodeToString(sum[:]) == s.SHA256
+}
+
 var compiledKey = psengine.NewKey[*Compiled]("yara.compiled")
 
 // CompiledOf returns the rule set env holds after SetupEngine.
@@ -242,11 +253,8 @@ func (s Scanner) SetupEngine(ctx context.Context, env psengine.Env) (psengine.En
 }
 
 // TeardownEngine frees the rules.
-func (Scanner) TeardownEngine(_ context.Context, env psengine.Env) error {
-	if c, ok := CompiledOf(env); ok {
-		c.Close()
-	}
-	return nil
+func (s Scanner) TeardownEngine(ctx context.Context, env psengine.Env) error {
+	return s.Release(ctx, env)
 }
 
 // Compile checks the settings, finds the rule files and compiles them.

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,7 +198,7 @@ func ParseExternals(s string) ([]External, error) {
 			return nil, fmt.Errorf("%w: YARA_EXTERNALS entry %d: %q is not an identifier", ErrConfig, n, name)
 		case seen[name]:
 			return nil, fmt.Errorf("%w: YARA_EXTERNALS: %s given twice", ErrConfig, name)
-		case isFileExternal(name):
+		case slices.Contains(FileExternals, name):
 			return nil, fmt.Errorf("%w: YARA_EXTERNALS: %s is set per scan from the artifact", ErrConfig, name)
 		}
 		seen[name] = true
@@ -277,13 +278,4 @@ func isIdentifier(s string) bool {
 		}
 	}
 	return true
-}
-
-func isFileExternal(name string) bool {
-	for _, f := range FileExternals {
-		if f == name {
-			return true
-		}
-	}
-	return false
 }

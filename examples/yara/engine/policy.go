@@ -184,12 +184,8 @@ func (p Policy) Classify(matches []Match) psengine.Analysis {
 // JSON: detections first, best score first, then in rule order, as many as
 // fit.
 func NewReport(matches []Match, budget int) Report {
-	order := make([]int, len(matches))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(i, j int) int {
-		a, b := matches[i], matches[j]
+	sorted := slices.Clone(matches)
+	slices.SortStableFunc(sorted, func(a, b Match) int {
 		switch {
 		case a.Info != b.Info:
 			if a.Info {
@@ -204,8 +200,8 @@ func NewReport(matches []Match, budget int) Report {
 	r := Report{Count: len(matches), Rules: []Match{}}
 	// {"count":N,"rules":[...],"truncated":true}
 	size := len(`{"count":,"rules":[],"truncated":true}`) + len(strconv.Itoa(len(matches)))
-	for _, i := range order {
-		data, err := json.Marshal(matches[i])
+	for _, m := range sorted {
+		data, err := json.Marshal(m)
 		if err != nil { // cannot happen: strings, numbers and bools only
 			r.Truncated = true
 			continue
@@ -219,7 +215,7 @@ func NewReport(matches []Match, budget int) Report {
 			break
 		}
 		size += n
-		r.Rules = append(r.Rules, matches[i])
+		r.Rules = append(r.Rules, m)
 	}
 	return r
 }

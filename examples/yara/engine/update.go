@@ -2,10 +2,7 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/polyswarm/psengine"
@@ -34,14 +31,7 @@ func (s Scanner) Update(ctx context.Context, env psengine.Env) (psengine.Env, er
 	if !cur.changed() {
 		return env, psengine.ErrUnchanged
 	}
-	next, err := s.Compile(ctx, env)
-	if err != nil {
-		return env, err
-	}
-	for _, w := range next.Warnings {
-		env.Logger().WarnContext(ctx, "yara rules: "+w)
-	}
-	return compiledKey.With(env, next), nil
+	return s.SetupEngine(ctx, env)
 }
 
 // changed reports whether the rules on disk differ from c's: another set
@@ -52,11 +42,7 @@ func (c *Compiled) changed() bool {
 		return true
 	}
 	for _, src := range c.Sources {
-		data, err := os.ReadFile(src.Path)
-		if err != nil {
-			return true
-		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != src.SHA256 {
+		if _, ok := src.readBack(); !ok {
 			return true
 		}
 	}

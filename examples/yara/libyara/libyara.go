@@ -72,21 +72,6 @@ static void psy_matches_free(psy_matches* m) {
 	}
 }
 
-static int psy_scan_mem(YR_SCANNER* s, psy_matches* m, const uint8_t* buf, size_t len) {
-	m->n = 0;
-	return yr_scanner_scan_mem(s, buf, len);
-}
-
-static int psy_scan_fd(YR_SCANNER* s, psy_matches* m, int fd) {
-	m->n = 0;
-	return yr_scanner_scan_fd(s, fd);
-}
-
-static int psy_scan_file(YR_SCANNER* s, psy_matches* m, const char* path) {
-	m->n = 0;
-	return yr_scanner_scan_file(s, path);
-}
-
 // Saving to and loading from memory.
 typedef struct {
 	char* data;
@@ -605,7 +590,7 @@ func (s *Scanner) ScanMem(buf []byte) ([]*Rule, error) {
 		if len(buf) > 0 {
 			p = (*C.uint8_t)(unsafe.Pointer(&buf[0]))
 		}
-		return C.psy_scan_mem(s.s, s.matches, p, C.size_t(len(buf)))
+		return C.yr_scanner_scan_mem(s.s, p, C.size_t(len(buf)))
 	})
 }
 
@@ -613,14 +598,14 @@ func (s *Scanner) ScanMem(buf []byte) ([]*Rule, error) {
 func (s *Scanner) ScanFile(path string) ([]*Rule, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	return s.scan("yr_scanner_scan_file", func() C.int { return C.psy_scan_file(s.s, s.matches, cpath) })
+	return s.scan("yr_scanner_scan_file", func() C.int { return C.yr_scanner_scan_file(s.s, cpath) })
 }
 
 // ScanFD scans the open file f from its start (libyara maps it in memory).
 func (s *Scanner) ScanFD(f *os.File) ([]*Rule, error) {
 	fd := f.Fd()
 	defer runtime.KeepAlive(f) // f stays open, and fd valid, until the scan returned
-	return s.scan("yr_scanner_scan_fd", func() C.int { return C.psy_scan_fd(s.s, s.matches, C.int(fd)) })
+	return s.scan("yr_scanner_scan_fd", func() C.int { return C.yr_scanner_scan_fd(s.s, C.int(fd)) })
 }
 
 func (s *Scanner) scan(op string, call func() C.int) ([]*Rule, error) {
@@ -629,6 +614,7 @@ func (s *Scanner) scan(op string, call func() C.int) ([]*Rule, error) {
 	}
 	s.rules.mu.RLock()
 	defer s.rules.mu.RUnlock()
+	s.matches.n = 0
 	if code := call(); code != C.ERROR_SUCCESS {
 		return nil, fail(op, code)
 	}

@@ -138,18 +138,7 @@ func StartDaemon(tb testing.TB, cfg DaemonConfig) *Daemon {
 	if err := os.Mkdir(d.DBDir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if cfg.CVDVersion != 0 {
-		build := filepath.Join(dir, "build")
-		if err := os.Mkdir(build, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := writeDatabase(build, "daily", cfg); err != nil {
-			tb.Fatal(err)
-		}
-		packCVD(tb, build, cfg.CVDVersion, d.DBDir)
-	} else if err := writeDatabase(d.DBDir, "test", cfg); err != nil {
-		tb.Fatal(err)
-	}
+	d.installDatabase(tb, cfg)
 	conf := []string{
 		"DatabaseDirectory " + d.DBDir,
 		"LocalSocket " + d.Address.Addr,
@@ -323,7 +312,8 @@ func packCVD(tb testing.TB, build string, version int, dbDir string) {
 }
 
 // writeDatabase writes base.ndb and base.hdb into dir.
-func writeDatabase(dir, base string, cfg DaemonConfig) error {
+func writeDatabase(tb testing.TB, dir, base string, cfg DaemonConfig) {
+	tb.Helper()
 	var ndb, hdb []string
 	for name, body := range cfg.Bodies {
 		ndb = append(ndb, fmt.Sprintf("%s:0:*:%s", name, hex.EncodeToString(body)))
@@ -335,17 +325,16 @@ func writeDatabase(dir, base string, cfg DaemonConfig) error {
 	slices.Sort(ndb)
 	slices.Sort(hdb)
 	if len(ndb)+len(hdb) == 0 {
-		return errors.New("clamdtest: a database needs at least one signature")
+		tb.Fatal("clamdtest: a database needs at least one signature")
 	}
 	for name, lines := range map[string][]string{base + ".ndb": ndb, base + ".hdb": hdb} {
 		if len(lines) == 0 {
 			continue
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-			return err
+			tb.Fatal(err)
 		}
 	}
-	return nil
 }
 
 func freePort() (int, error) {

@@ -24,10 +24,16 @@ func (d *Daemon) ReplaceDatabase(tb testing.TB, cfg DaemonConfig) {
 			tb.Fatal(err)
 		}
 	}
+	d.installDatabase(tb, cfg)
+}
+
+// installDatabase writes cfg's signatures into the daemon's database
+// directory: test.ndb and test.hdb, or, with cfg.CVDVersion, a daily.cud of
+// that version, built in a directory of its own.
+func (d *Daemon) installDatabase(tb testing.TB, cfg DaemonConfig) {
+	tb.Helper()
 	if cfg.CVDVersion == 0 {
-		if err := writeDatabase(d.DBDir, "test", cfg); err != nil {
-			tb.Fatal(err)
-		}
+		writeDatabase(tb, d.DBDir, "test", cfg)
 		return
 	}
 	build := filepath.Join(d.Dir, "build-"+strconv.Itoa(cfg.CVDVersion))
@@ -37,8 +43,6 @@ func (d *Daemon) ReplaceDatabase(tb testing.TB, cfg DaemonConfig) {
 	if err := os.Mkdir(build, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if err := writeDatabase(build, "daily", cfg); err != nil {
-		tb.Fatal(err)
-	}
+	writeDatabase(tb, build, "daily", cfg)
 	packCVD(tb, build, cfg.CVDVersion, d.DBDir)
 }

@@ -6,10 +6,12 @@ package clamdtest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -181,10 +183,7 @@ func (f *Fake) serve(nc net.Conn) {
 		case "PING":
 			err = reply("PONG")
 		case "VERSION":
-			v := f.cfg.Version
-			if v == "" {
-				v = "ClamAV 1.4.6/42/Thu Jan  1 00:00:00 2025"
-			}
+			v := cmp.Or(f.cfg.Version, "ClamAV 1.4.6/42/Thu Jan  1 00:00:00 2025")
 			if f.cfg.ReloadVersion != "" && f.reloads.Load() > 0 {
 				v = f.cfg.ReloadVersion
 			}
@@ -278,12 +277,7 @@ func (f *Fake) readStream(br *bufio.Reader) ([]byte, error) {
 }
 
 func (f *Fake) match(data []byte) string {
-	names := make([]string, 0, len(f.cfg.Signatures))
-	for name := range f.cfg.Signatures {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(f.cfg.Signatures)) {
 		if bytes.Contains(data, f.cfg.Signatures[name]) {
 			return name + " FOUND"
 		}
