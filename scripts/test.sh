@@ -38,6 +38,14 @@ for m in "${modules[@]}"; do
 	}
 done
 
+step "the library built for windows and darwin (worker children are unix-only, the rest is not)"
+for os in windows darwin; do
+	GOOS=$os GOARCH=amd64 go build ./... || {
+		echo "the library does not build for $os" >&2
+		exit 1
+	}
+done
+
 # The YARA example binds libyara with cgo. Without its header (apt-get
 # install libyara-dev) or a C compiler, the modules are vetted and tested
 # with -tags nolibyara (only the examples module has code it affects): the

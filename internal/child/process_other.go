@@ -10,6 +10,7 @@ func Start(Config) (*Process, error) { return nil, ErrUnsupported }
 
 func (p *Process) Pid() int                { return 0 }
 func (p *Process) Send(any) error          { return ErrUnsupported }
+func (p *Process) SendControl(any) error   { return ErrUnsupported }
 func (p *Process) Recv(any) error          { return ErrUnsupported }
 func (p *Process) CloseInput() error       { return nil }
 func (p *Process) Kill()                   {}
