@@ -291,12 +291,9 @@ func Parse(names ...string) (Set, error) {
 		if _, ok := categoryTable[n]; !ok {
 			return Set{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknown, n, strings.Join(Names(), ", "))
 		}
-		if !c.set[n] {
-			c.set[n] = true
-			c.names = append(c.names, n)
-		}
+		c.set[n] = true
 	}
-	slices.Sort(c.names)
+	c.names = slices.Sorted(maps.Keys(c.set))
 	return c, nil
 }
 
@@ -322,12 +319,7 @@ func (c Set) Accepts(a psengine.Artifact) bool {
 			return false
 		}
 	}
-	for _, cat := range Of(t) {
-		if c.set[cat] {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(Of(t), func(cat string) bool { return c.set[cat] })
 }
 
 // String lists the categories, comma-separated.

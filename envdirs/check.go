@@ -70,9 +70,7 @@ func (e *CheckError) Unwrap() error { return e.Err }
 func (d Dirs) Check() error {
 	var errs []error
 	if d.Runtime != "" {
-		if err := checkRuntime(d.Runtime); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, checkRuntime(d.Runtime)) // errors.Join drops a nil
 	}
 	if d.Secrets != "" {
 		errs = append(errs, checkSecrets(d.Secrets)...)

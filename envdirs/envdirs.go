@@ -1,6 +1,7 @@
 package envdirs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -126,9 +127,9 @@ func (r *resolver) absolute(p, base string) (string, error) {
 	return filepath.Join(base, p), nil
 }
 
-// xdg returns an XDG base directory: the variable when it holds an absolute
-// path, else home/fallback. The spec says relative values are invalid and must
-// be ignored.
+// xdg returns the engine's directory in an XDG base directory: the variable
+// when it holds an absolute path, else home/fallback. The spec says relative
+// values are invalid and must be ignored.
 func (r *resolver) xdg(name, fallback string) (string, error) {
 	v, err := r.value(name)
 	if err != nil {
@@ -136,7 +137,7 @@ func (r *resolver) xdg(name, fallback string) (string, error) {
 	}
 	if v != "" {
 		if filepath.IsAbs(v) {
-			return filepath.Clean(v), nil
+			return filepath.Join(v, r.engine), nil
 		}
 		r.warnf("%s=%q is not absolute: ignored as the XDG spec requires", name, v)
 	}
@@ -144,7 +145,7 @@ func (r *resolver) xdg(name, fallback string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(home, fallback), nil
+	return filepath.Join(home, fallback, r.engine), nil
 }
 
 func (r *resolver) userHome() (string, error) {
@@ -236,35 +237,28 @@ func (r *resolver) xdgDefaults() (map[string]string, error) {
 		return v == ""
 	}
 	m := map[string]string{}
+	var err error
 	// The data directory is the engine's home: bin and lib live under it.
-	data, err := r.xdg("XDG_DATA_HOME", filepath.Join(".local", "share"))
-	if err != nil {
+	if m[EnvData], err = r.xdg("XDG_DATA_HOME", filepath.Join(".local", "share")); err != nil {
 		return nil, err
 	}
-	m[EnvData] = filepath.Join(data, r.engine)
 	m[EnvBin] = filepath.Join(m[EnvData], "bin")
 	m[EnvLib] = filepath.Join(m[EnvData], "lib")
 	if need(EnvConfig) || need(EnvSecrets) {
-		config, err := r.xdg("XDG_CONFIG_HOME", ".config")
-		if err != nil {
+		if m[EnvConfig], err = r.xdg("XDG_CONFIG_HOME", ".config"); err != nil {
 			return nil, err
 		}
-		m[EnvConfig] = filepath.Join(config, r.engine)
 		m[EnvSecrets] = filepath.Join(m[EnvConfig], "secrets")
 	}
 	if need(EnvCache) {
-		cache, err := r.xdg("XDG_CACHE_HOME", ".cache")
-		if err != nil {
+		if m[EnvCache], err = r.xdg("XDG_CACHE_HOME", ".cache"); err != nil {
 			return nil, err
 		}
-		m[EnvCache] = filepath.Join(cache, r.engine)
 	}
 	if need(EnvState) {
-		state, err := r.xdg("XDG_STATE_HOME", filepath.Join(".local", "state"))
-		if err != nil {
+		if m[EnvState], err = r.xdg("XDG_STATE_HOME", filepath.Join(".local", "state")); err != nil {
 			return nil, err
 		}
-		m[EnvState] = filepath.Join(state, r.engine)
 	}
 	if need(EnvRuntime) {
 		rt, err := r.value("XDG_RUNTIME_DIR")
@@ -317,10 +311,7 @@ func (r *resolver) temp() (dir, prefix string, err error) {
 		}
 		prefix = prefix[i+1:]
 	}
-	if prefix == "" {
-		prefix = r.engine + "-"
-	}
-	return dir, prefix, nil
+	return dir, cmp.Or(prefix, r.engine+"-"), nil
 }
 
 func checkEngine(engine string) error {

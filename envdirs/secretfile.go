@@ -39,9 +39,8 @@ func ReadSecretFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, &CheckError{Role: "secret file", Path: path, Mode: fi.Mode().Perm(),
-			Problem: fmt.Sprintf("not a regular file (%v)", fi.Mode().Type()), Err: ErrNotRegular}
+	if !fi.Mode().IsRegular() { // refused before it is opened (a FIFO would block)
+		return nil, checkSecretFile(path, fi)
 	}
 	f, err := os.Open(path)
 	if err != nil {

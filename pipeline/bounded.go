@@ -27,18 +27,14 @@ var ErrAbandoned = errors.New("pipeline: stage abandoned")
 // A panic in s is returned as a [*PanicError], a runtime.Goexit in s as
 // [ErrGoexit]. When s returns at the moment it is abandoned, its result wins.
 func Bounded[In, Out any](grace time.Duration, s Stage[In, Out]) Stage[In, Out] {
-	type result struct {
-		out Out
-		err error
-	}
 	return func(ctx context.Context, in In) (Out, error) {
 		var zero Out
 		if ctx.Err() != nil {
 			return zero, fmt.Errorf("pipeline: stage not started: %w", context.Cause(ctx))
 		}
-		done := make(chan result, 1) // buffered: an abandoned s never blocks
+		done := make(chan result[Out], 1) // buffered: an abandoned s never blocks
 		go func() {
-			var r result
+			var r result[Out]
 			defer func() { done <- r }()
 			call(ctx, s, in, &r.out, &r.err)
 		}()

@@ -62,20 +62,14 @@ func (b Backoff) normalized() Backoff {
 	if b.Max <= 0 {
 		b.Max = DefaultMax
 	}
-	switch {
-	case b.Multiplier == 0 || math.IsNaN(b.Multiplier):
+	if b.Multiplier == 0 || math.IsNaN(b.Multiplier) {
 		b.Multiplier = DefaultMultiplier
-	case b.Multiplier < 1:
-		b.Multiplier = 1
 	}
-	switch {
-	case b.Jitter == 0 || math.IsNaN(b.Jitter):
+	if b.Jitter == 0 || math.IsNaN(b.Jitter) {
 		b.Jitter = DefaultJitter
-	case b.Jitter < 0:
-		b.Jitter = 0
-	case b.Jitter > 1:
-		b.Jitter = 1
 	}
+	b.Multiplier = max(b.Multiplier, 1)
+	b.Jitter = min(max(b.Jitter, 0), 1)
 	return b
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -507,13 +508,11 @@ func awaitDeadLetter(t *testing.T, h BrokerHarness, id string) broker.DeadLetter
 		if err != nil {
 			t.Fatalf("DeadLetters: %v", err)
 		}
-		for _, d := range dls {
-			if d.Job.ID == id {
-				found = d
-				return true
-			}
+		i := slices.IndexFunc(dls, func(d broker.DeadLetter) bool { return d.Job.ID == id })
+		if i >= 0 {
+			found = dls[i]
 		}
-		return false
+		return i >= 0
 	})
 	return found
 }

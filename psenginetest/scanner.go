@@ -154,22 +154,17 @@ func TestScanner(t *testing.T, s psengine.Scanner, cases []Case, opts ...psengin
 			want[i], _ = scan(ctx, t, arts[i])
 		}
 		var wg sync.WaitGroup
-		errs := make(chan string, 8*len(cases))
 		for range 8 {
 			for i := range cases {
 				wg.Go(func() {
 					got, _ := s.Scan(ctx, env, arts[i])
 					if diff := cmp.Diff(want[i], got, AnalysisOptions); diff != "" {
-						errs <- fmt.Sprintf("%s: concurrent scan differs (-want +got):\n%s", cases[i].Name, diff)
+						t.Errorf("%s: concurrent scan differs (-want +got):\n%s", cases[i].Name, diff)
 					}
 				})
 			}
 		}
 		wg.Wait()
-		close(errs)
-		for e := range errs {
-			t.Error(e)
-		}
 	})
 
 	t.Run("cancellation", func(t *testing.T) {

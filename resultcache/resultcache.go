@@ -38,6 +38,7 @@ package resultcache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -47,6 +48,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,9 +161,7 @@ func Open(path string, cfg Config) (*Cache, error) {
 	if cfg.FlushDelay <= 0 {
 		cfg.FlushDelay = DefaultFlushDelay
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("resultcache: %w", err)
 	}
@@ -270,14 +270,10 @@ func putUint(b *bolt.Bucket, k []byte, n uint64) error {
 func keyOf(k psengine.CacheKey) lookupKey {
 	h := sha256.New()
 	for _, s := range []string{k.Generation, string(k.Type), k.SHA256, k.Scanner} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(s))))
 		h.Write([]byte(s))
 	}
-	var out lookupKey
-	h.Sum(out[:0])
-	return out
+	return lookupKey(h.Sum(nil))
 }
 
 // encode makes the record of a under key k: k, the time, and the
@@ -371,10 +367,7 @@ func (c *Cache) Put(ctx context.Context, key psengine.CacheKey, a psengine.Analy
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || key.Generation != c.generation || len(c.queue) >= maxQueued {
-		return
-	}
-	if _, dup := c.queued[k]; dup {
+	if c.closed || key.Generation != c.generation || len(c.queue) >= maxQueued || c.queued[k] != nil {
 		return
 	}
 	q := &queued{key: k, generation: key.Generation, record: rec}
@@ -406,16 +399,13 @@ func (c *Cache) Retain(ctx context.Context, generation string) {
 		return // held already: nothing to drop
 	}
 	c.generation = generation
-	kept := c.queue[:0]
-	for _, q := range c.queue {
+	c.queue = slices.DeleteFunc(c.queue, func(q *queued) bool {
 		if q.generation == generation {
-			kept = append(kept, q)
-		} else {
-			delete(c.queued, q.key)
+			return false
 		}
-	}
-	clear(c.queue[len(kept):])
-	c.queue = kept
+		delete(c.queued, q.key)
+		return true
+	})
 	c.writes.Add(1)
 	c.mu.Unlock()
 	defer c.writes.Done()

@@ -333,23 +333,19 @@ func (c *Corpus) Check(ctx context.Context, scan psengine.CandidateScan) ([]Outc
 
 // check scans one file.
 func (c *Corpus) check(ctx context.Context, e Entry, scan psengine.CandidateScan) Outcome {
-	o := Outcome{Entry: e}
 	name := filepath.Join(c.Dir, filepath.FromSlash(e.Path))
 	files := fetch.Local()
 	files.Allow = []string{"file"}
 	content, err := files.Fetch(ctx, name, "")
 	if err != nil {
-		o.Err = err
-		return o
+		return Outcome{Entry: e, Err: err}
 	}
 	defer content.Close()
 	a, err := scan(ctx, psengine.NewArtifact(psengine.FileArtifact, name, content))
 	if err != nil {
-		o.Err = err
-		return o
+		return Outcome{Entry: e, Err: err}
 	}
-	o.Verdict, o.Family = a.Verdict, a.Metadata.MalwareFamily
-	return o
+	return Outcome{Entry: e, Verdict: a.Verdict, Family: a.Metadata.MalwareFamily}
 }
 
 // Test is the corpus as a psengine.SelfTest (psengine.WithSelfTest): it

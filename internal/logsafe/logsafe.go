@@ -35,10 +35,5 @@ func Cut(s string, n int) string {
 			break
 		}
 	}
-	buf := make([]byte, 0, keep+len("...[ bytes]")+20)
-	buf = append(buf, s[:keep]...)
-	buf = append(buf, "...["...)
-	buf = strconv.AppendInt(buf, int64(len(s)), 10)
-	buf = append(buf, " bytes]"...)
-	return string(buf)
+	return s[:keep] + "...[" + strconv.Itoa(len(s)) + " bytes]"
 }

@@ -63,7 +63,7 @@ func apply(p Policy) (Report, error) {
 // For uid 0 the kernel never enforces it.
 func setLimits(r *Report) error {
 	nproc := r.Limits.Procs
-	if r.UID != 0 && parentUID() == r.UID {
+	if r.UID != 0 && procUID("/proc/"+strconv.Itoa(os.Getppid())) == r.UID {
 		nproc += userTasks(r.UID)
 	}
 	r.ProcLimitEnforced = r.UID != 0
@@ -89,9 +89,10 @@ func setLimits(r *Report) error {
 	return nil
 }
 
-// parentUID is the real uid of this process's parent.
-func parentUID() int {
-	st, err := os.Stat("/proc/" + strconv.Itoa(os.Getppid()))
+// procUID is the real uid of the process whose /proc directory is dir
+// (-1: unknown).
+func procUID(dir string) int {
+	st, err := os.Stat(dir)
 	if err != nil {
 		return -1
 	}
@@ -110,11 +111,7 @@ func userTasks(uid int) uint64 {
 			continue
 		}
 		dir := filepath.Join("/proc", e.Name())
-		st, err := os.Stat(dir)
-		if err != nil {
-			continue
-		}
-		if sys, ok := st.Sys().(*unix.Stat_t); !ok || int(sys.Uid) != uid {
+		if procUID(dir) != uid {
 			continue
 		}
 		tasks, _ := os.ReadDir(filepath.Join(dir, "task"))

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -29,10 +30,7 @@ type Dir struct {
 // given to uid and gid when they are not -1 (the caller must be able to
 // chown).
 func NewDir(parent, prefix string, uid, gid int) (*Dir, error) {
-	if parent == "" {
-		parent = os.TempDir()
-	}
-	root, err := os.MkdirTemp(parent, prefix+"child-")
+	root, err := os.MkdirTemp(cmp.Or(parent, os.TempDir()), prefix+"child-")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: the child's directory: %w", err)
 	}

@@ -10,6 +10,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -45,12 +46,8 @@ func (l Limits) withDefaults() Limits {
 	if l.FileSize <= 0 {
 		l.FileSize = DefaultFileSize
 	}
-	if l.OpenFiles == 0 {
-		l.OpenFiles = DefaultOpenFiles
-	}
-	if l.Procs == 0 {
-		l.Procs = DefaultProcs
-	}
+	l.OpenFiles = cmp.Or(l.OpenFiles, DefaultOpenFiles)
+	l.Procs = cmp.Or(l.Procs, DefaultProcs)
 	return l
 }
 

@@ -5,6 +5,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -44,43 +45,34 @@ type Gauges struct {
 // go.opentelemetry.io/otel). Errors of the metrics API are reported to
 // otel.Handle and leave a no-op instrument.
 func New(mp metric.MeterProvider, tp trace.TracerProvider, g Gauges) Telemetry {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	m := mp.Meter(instrumentation)
-	t := Telemetry{tracer: tp.Tracer(instrumentation)}
+	m := cmp.Or(mp, otel.GetMeterProvider()).Meter(instrumentation)
+	t := Telemetry{tracer: cmp.Or(tp, otel.GetTracerProvider()).Tracer(instrumentation)}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
+	counter := func(name, unit, description string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(description))
+		add(err)
+		return c
+	}
+	t.bounties = counter("psengine.bounties", "{bounty}",
+		"Bounties settled, by verdict and outcome (answered, special, unanswered).")
 	var err error
-	t.bounties, err = m.Int64Counter("psengine.bounties", metric.WithUnit("{bounty}"),
-		metric.WithDescription("Bounties settled, by verdict and outcome (answered, special, unanswered)."))
-	add(err)
 	t.scanDuration, err = m.Float64Histogram("psengine.scan.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long scans took."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 	add(err)
-	t.fetchBytes, err = m.Int64Counter("psengine.fetch.bytes", metric.WithUnit("By"),
-		metric.WithDescription("Artifact bytes fetched."))
-	add(err)
-	t.deliveries, err = m.Int64Counter("psengine.deliveries", metric.WithUnit("{delivery}"),
-		metric.WithDescription("Answer deliveries settled, by result (ok, refused, expired, failed)."))
-	add(err)
-	t.childRestarts, err = m.Int64Counter("psengine.child.restarts", metric.WithUnit("{child}"),
-		metric.WithDescription("Worker children replaced (process backend), by reason (died, killed, recycled)."))
-	add(err)
-	t.updates, err = m.Int64Counter("psengine.updates", metric.WithUnit("{update}"),
-		metric.WithDescription("Definition updates, by result (ok, failed, unchanged)."))
-	add(err)
-	t.cacheLookups, err = m.Int64Counter("psengine.cache.lookups", metric.WithUnit("{lookup}"),
-		metric.WithDescription("Result cache lookups before a scan, by result (hit, miss)."))
-	add(err)
+	t.fetchBytes = counter("psengine.fetch.bytes", "By", "Artifact bytes fetched.")
+	t.deliveries = counter("psengine.deliveries", "{delivery}",
+		"Answer deliveries settled, by result (ok, refused, expired, failed).")
+	t.childRestarts = counter("psengine.child.restarts", "{child}",
+		"Worker children replaced (process backend), by reason (died, killed, recycled).")
+	t.updates = counter("psengine.updates", "{update}", "Definition updates, by result (ok, failed, unchanged).")
+	t.cacheLookups = counter("psengine.cache.lookups", "{lookup}",
+		"Result cache lookups before a scan, by result (hit, miss).")
 
 	queue, err := m.Int64ObservableGauge("psengine.queue.depth", metric.WithUnit("{job}"),
 		metric.WithDescription("Jobs queued, for brokers that can tell."))

@@ -1,6 +1,7 @@
 package workerproc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -79,10 +80,7 @@ func (p *Pool) prepareSandbox(gen *Generation) (*sandboxChild, error) {
 	// The child's temp directory goes where its TMPDIR would have been.
 	env := append(os.Environ(), p.cfg.Env...)
 	parent := lastValue(env, "TMPDIR")
-	prefix := lastValue(env, "TMPPREFIX")
-	if prefix == "" {
-		prefix = p.cfg.Name + "-"
-	}
+	prefix := cmp.Or(lastValue(env, "TMPPREFIX"), p.cfg.Name+"-")
 	dir, err := sandbox.NewDir(parent, prefix, s.uid, s.gid)
 	if err != nil {
 		return nil, err
@@ -94,10 +92,7 @@ func (p *Pool) prepareSandbox(gen *Generation) (*sandboxChild, error) {
 		hello:   &sandboxHello{Policy: policy, Temp: dir.Temp},
 		environ: sandbox.Environ(os.Environ(), gen.Allow, append(slices.Clone(p.cfg.Env), "TMPDIR="+dir.Temp)),
 		cred:    s.cred,
-		procs:   p.cfg.Sandbox.Procs,
-	}
-	if sc.procs == 0 {
-		sc.procs = sandbox.DefaultProcs
+		procs:   cmp.Or(p.cfg.Sandbox.Procs, sandbox.DefaultProcs),
 	}
 	sc.pids, sc.pidsErr = sandbox.NewPidsGroup(sc.procs)
 	return sc, nil
