@@ -351,6 +351,7 @@ func (p *Pool) afterScan(s *Slot, pr *proc, gen *Generation) {
 // Stop retires every slot's child and waits for them (killing those that
 // do not exit by ctx's end).
 func (p *Pool) Stop(ctx context.Context, slots []*Slot) {
+	var retiring []*proc
 	for _, s := range slots {
 		if s.next != nil {
 			r := <-s.next
@@ -358,6 +359,7 @@ func (p *Pool) Stop(ctx context.Context, slots []*Slot) {
 		}
 		if s.child != nil {
 			p.retire(s.child, "shutdown")
+			retiring = append(retiring, s.child)
 			s.child = nil
 		}
 	}
@@ -366,7 +368,10 @@ func (p *Pool) Stop(ctx context.Context, slots []*Slot) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		<-done // retire kills what does not exit within its own bound
+		for _, pr := range retiring {
+			pr.p.Kill() // a no-op for a child already reaped
+		}
+		<-done
 	}
 }
 
