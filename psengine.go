@@ -604,7 +604,7 @@ func (e *Engine) process(ctx context.Context, r request, detach bool, accepted t
 		return res
 	}
 	a, _ := e.answerStage(ctx, s)
-	res.Analysis, res.Answered, res.Err = a.analysis, true, a.err
+	res.Analysis, res.Answered, res.Err = a.answer.Analysis, true, a.err
 	e.keepStage(ctx, r.job, a)
 	unlockAlone() // its answer is kept: a suspect is no danger from here on
 	if r.job != nil {
@@ -761,7 +761,7 @@ func (e *Engine) handle(ctx context.Context, job broker.Job) error {
 		// Answered already; the delivery did not finish: deliver again.
 		e.cfg.logger.InfoContext(ctx, "delivering the answer kept for a bounty, without scanning it again",
 			"bounty", b.ID.String(), "attempt", job.Attempt)
-		res = e.deliverKept(ctx, b, *job.Answer, accepted, nil)
+		res = e.deliverKept(ctx, answered{bounty: b, answer: NewAnswer(b, *job.Answer)}, accepted)
 	default:
 		res = e.process(ctx, request{bounty: b, job: &job}, false, accepted)
 	}
@@ -788,18 +788,19 @@ func (e *Engine) lastCall(ctx context.Context, job broker.Job, b Bounty, accepte
 		return res
 	}
 	a, _ := e.answerStage(ctx, scanned{bounty: b, analysis: Skipped(why), err: why, gen: e.acquireEnv()})
-	return e.deliverKept(ctx, b, a.analysis, accepted, why)
+	return e.deliverKept(ctx, a, accepted)
 }
 
-// deliverKept delivers an answer made earlier and runs the hooks; why is
-// the error the answer stands for, if any.
-func (e *Engine) deliverKept(ctx context.Context, b Bounty, a Analysis, accepted time.Time, why error) (res Result) {
+// deliverKept delivers an answer made earlier (without a scan now) and
+// runs the hooks; a.err is the error the answer stands for, if any.
+func (e *Engine) deliverKept(ctx context.Context, a answered, accepted time.Time) (res Result) {
+	b := a.bounty
 	ctx, span := e.startBounty(ctx, b)
 	defer func() { e.endBounty(ctx, span, res) }()
-	res = Result{Bounty: b, Analysis: a, Answered: true, Err: why}
+	res = Result{Bounty: b, Analysis: a.answer.Analysis, Answered: true, Err: a.err}
 	dctx, release := e.graced(ctx)
 	defer release()
-	if err := e.deliverStage(dctx, accepted, answered{bounty: b, analysis: a, answer: NewAnswer(b, a)}); err != nil {
+	if err := e.deliverStage(dctx, accepted, a); err != nil {
 		res.Err = errors.Join(res.Err, err)
 	} else if b.ResponseURL != "" {
 		res.Delivered = true

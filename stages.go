@@ -60,10 +60,9 @@ type scanned struct {
 
 // answered is a bounty with the answer to give, encoded once.
 type answered struct {
-	bounty   Bounty
-	analysis Analysis
-	answer   Answer
-	err      error // why the answer is a special result, if it is
+	bounty Bounty
+	answer Answer // its Analysis is the bounty's answer
+	err    error  // why the answer is a special result, if it is
 }
 
 // fetchStage reads the artifact, holding a fetch slot, under ctx (the
@@ -218,7 +217,6 @@ func (e *Engine) answerStage(ctx context.Context, s scanned) (answered, error) {
 			out.err = errors.Join(out.err, err)
 		}
 	}
-	out.analysis = out.answer.Analysis
 	return out, nil
 }
 
@@ -261,7 +259,7 @@ func (e *Engine) keepStage(ctx context.Context, job *broker.Job, a answered) {
 		return
 	}
 	// Kept whatever becomes of ctx now: the answer exists.
-	if err := keeper.KeepAnswer(context.WithoutCancel(ctx), *job, a.analysis); err != nil {
+	if err := keeper.KeepAnswer(context.WithoutCancel(ctx), *job, a.answer.Analysis); err != nil {
 		e.cfg.logger.WarnContext(ctx, "the broker did not keep the answer; a redelivery would scan again",
 			"bounty", a.bounty.ID.String(), "err", err)
 	}
