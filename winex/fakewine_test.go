@@ -35,6 +35,11 @@ crashy-exit)
 	echo "ran"
 	if [ ! -e "$STATE/crashed" ]; then : > "$STATE/crashed"
 		echo "Inconsistency detected by ld.so: dl-fini.c: 87: _dl_fini: Assertion failed!" >&2; exit 127; fi ;;
+silent-start)
+	# Fails to start the first time, printing nothing, as Wine may when
+	# it starts several programs at once; prints when it runs.
+	if [ ! -e "$STATE/failed" ]; then : > "$STATE/failed"; exit 1; fi
+	echo "started" ;;
 *) echo "unknown program $1" >&2; exit 53 ;;
 esac
 `
@@ -213,5 +218,31 @@ func TestRunRetriesWineExitCrash(t *testing.T) {
 	}
 	if runs != 2 {
 		t.Errorf("%d runs, want 2", runs)
+	}
+}
+
+// A run that fails having printed nothing is run once more when the Cmd
+// says its program always prints, and only then.
+func TestRunRetriesSilentStartFailure(t *testing.T) {
+	for _, alwaysPrints := range []bool{true, false} {
+		w, state := fakeWine(t)
+		if err := w.InitPrefix(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := winex.Run(context.Background(), winex.Cmd{Path: "silent-start", Wine: w, AlwaysPrints: alwaysPrints})
+		runs := 0
+		for _, l := range fakeLog(t, state) {
+			if strings.HasPrefix(l, "wine silent-start") {
+				runs++
+			}
+		}
+		switch {
+		case err != nil:
+			t.Fatalf("AlwaysPrints %v: Run: %v", alwaysPrints, err)
+		case alwaysPrints && (runs != 2 || res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "started"):
+			t.Errorf("AlwaysPrints: %d runs, exit %d, stdout %q; want 2 runs and the second's output", runs, res.ExitCode, res.Stdout)
+		case !alwaysPrints && (runs != 1 || res.ExitCode != 1):
+			t.Errorf("without AlwaysPrints: %d runs, exit %d; want the one silent failure (exit 1) as it was", runs, res.ExitCode)
+		}
 	}
 }

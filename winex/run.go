@@ -54,6 +54,10 @@ type Cmd struct {
 	// MaxOutput caps what is kept of each of stdout and stderr; the rest is
 	// read and dropped, and Result.Truncated is set. 0 means DefaultMaxOutput.
 	MaxOutput int64
+	// AlwaysPrints says the program writes to stdout whenever it runs (a
+	// header, a report): under Wine, a non-zero exit with nothing on stdout
+	// is then Wine failing to start it, not the program's answer (see Run).
+	AlwaysPrints bool
 }
 
 // Result is what a run produced. Stdout and Stderr are decoded to UTF-8 with
@@ -91,12 +95,20 @@ func (w *Wine) Command(path string, args ...string) Cmd {
 //
 // Wine 8 now and then aborts at exit, after the program ran, with a
 // dynamic-loader assertion ("Inconsistency detected by ld.so: dl-fini.c",
-// exit status 127) when many Wine processes end at once: Run runs such a
-// program once more when it has no Stdin to replay.
+// exit status 127) when many Wine processes end at once; and, now and then,
+// it fails to start one of several programs started at once, which exits
+// non-zero having printed nothing. Run runs such a program once more when
+// it has no Stdin to replay: after the loader's abort always, after a
+// silent failure when the Cmd says the program AlwaysPrints (a program
+// may legitimately fail in silence, and would then run twice).
 func Run(ctx context.Context, c Cmd) (Result, error) {
 	res, err := run(ctx, c)
-	if c.Wine != nil && c.Stdin == nil && err == nil && res.ExitCode == 127 &&
-		strings.Contains(res.Stderr, "Inconsistency detected by ld.so") && ctx.Err() == nil {
+	if c.Wine == nil || c.Stdin != nil || err != nil || res.ExitCode == 0 || ctx.Err() != nil {
+		return res, err
+	}
+	loaderAbort := res.ExitCode == 127 && strings.Contains(res.Stderr, "Inconsistency detected by ld.so")
+	silent := c.AlwaysPrints && res.Stdout == ""
+	if loaderAbort || silent {
 		return run(ctx, c)
 	}
 	return res, err
