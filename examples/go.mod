@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/google/go-cmp v0.7.0
-	github.com/polyswarm/psengine v0.0.0-20261207160338-f15b402798d6
-	github.com/polyswarm/psengine/cli v0.0.0-20261207160338-f15b402798d6
+	github.com/polyswarm/psengine v0.0.0-20261207164315-2931902bbe58
+	github.com/polyswarm/psengine/cli v0.0.0-20261207164315-2931902bbe58
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.49.0
 )

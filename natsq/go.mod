@@ -7,7 +7,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nuid v1.0.1
-	github.com/polyswarm/psengine v0.0.0-20261207160338-f15b402798d6
+	github.com/polyswarm/psengine v0.0.0-20261207164315-2931902bbe58
 	go.uber.org/goleak v1.3.0
 )
 
@@ -32,8 +32,8 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nkeys v0.4.17 // indirect
-	github.com/polyswarm/psengine/cli v0.0.0-20261207160338-f15b402798d6
-	github.com/polyswarm/psengine/examples v0.0.0-20261207160338-f15b402798d6
+	github.com/polyswarm/psengine/cli v0.0.0-20261207164315-2931902bbe58
+	github.com/polyswarm/psengine/examples v0.0.0-20261207164315-2931902bbe58
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect

@@ -339,15 +339,13 @@ func find(ctx context.Context, w *winex.Wine, unixPath, win string) (fileScan, e
 	cmd := winex.Cmd{
 		Wine: w, Path: "find", Args: []string{Marker, win},
 		Encoding: winex.CP1252, MaxOutput: maxFindOutput,
+		// find.exe prints a header or "File not found" whenever it runs: a
+		// failure with no output at all is Wine failing around it (seen
+		// once, right after the prefix's wineserver was stopped), and Run
+		// runs it once more.
+		AlwaysPrints: true,
 	}
 	res, err := winex.Run(ctx, cmd)
-	if err == nil && res.ExitCode != 0 && res.Stdout == "" && ctx.Err() == nil {
-		// find.exe prints a header or "File not found" whenever it runs:
-		// a failure with no output at all is Wine failing around it (seen
-		// once, right after the prefix's wineserver was stopped), worth
-		// one more run.
-		res, err = winex.Run(ctx, cmd)
-	}
 	if err != nil {
 		return fileScan{}, fmt.Errorf("winescan: running find.exe: %w", err)
 	}
